@@ -1,0 +1,97 @@
+import type { ServerWebSocket, Shard } from '../shared/app.ts';
+import { defineApp } from '../shared/app.ts';
+import { CHAT_PAGE } from './page.ts';
+
+type Route = 'echo' | 'broadcast' | 'chat';
+interface DemoData {
+  readonly route: Route;
+}
+
+const ROUTES: Readonly<Record<string, Route>> = { '/echo': 'echo', '/broadcast': 'broadcast', '/chat': 'chat' };
+const MAX_NAME = 32;
+const MAX_TEXT = 2000;
+
+let statsTimer: NodeJS.Timeout | null = null;
+
+function workerCounts(shard: Shard): string {
+  return JSON.stringify({ type: 'workers', workers: shard.stats().map((w) => ({ worker: w.worker, connections: w.connections })) });
+}
+
+/**
+ * The built-in demo: `/` is a chat page, `/chat` its socket (messages go to every chatter on
+ * every worker), `/echo` echoes each message with its type, `/broadcast` relays each message
+ * to every other `/broadcast` client across workers.
+ */
+export default defineApp<DemoData>({
+  start(shard) {
+    // One worker publishes the per-worker connection counts for every chat page.
+    if (shard.id === 0) {
+      statsTimer = setInterval(() => shard.publish('workers', workerCounts(shard)), 1000);
+      statsTimer.unref();
+    }
+  },
+
+  stop() {
+    if (statsTimer !== null) clearInterval(statsTimer);
+  },
+
+  upgrade(req) {
+    const route = ROUTES[new URL(req.url, 'http://localhost').pathname];
+    if (route === undefined) return { reject: 404, message: 'no WebSocket endpoint here (try /echo, /broadcast, /chat)' };
+    return { data: { route } };
+  },
+
+  open(ws) {
+    if (ws.data.route === 'broadcast') ws.subscribe('broadcast');
+    if (ws.data.route === 'chat') {
+      ws.subscribe('chat');
+      ws.subscribe('workers');
+      ws.send(JSON.stringify({ type: 'welcome', worker: ws.shard.id, workers: ws.shard.count }));
+      ws.send(workerCounts(ws.shard));
+    }
+  },
+
+  message(ws, data, isBinary) {
+    switch (ws.data.route) {
+      case 'echo':
+        ws.send(data, { binary: isBinary });
+        return;
+      case 'broadcast':
+        ws.publish('broadcast', data, { binary: isBinary });
+        return;
+      case 'chat':
+        relayChat(ws, data, isBinary);
+        return;
+    }
+  },
+
+  http(req, res) {
+    const path = new URL(req.url ?? '/', 'http://localhost').pathname;
+    if (req.method === 'GET' && (path === '/' || path === '/index.html')) {
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' }).end(CHAT_PAGE);
+      return;
+    }
+    res.writeHead(404, { 'content-type': 'text/plain' }).end('Not Found');
+  },
+});
+
+function relayChat(ws: ServerWebSocket<DemoData>, data: Buffer, isBinary: boolean): void {
+  if (isBinary) return;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(data.toString());
+  } catch {
+    return;
+  }
+  const { name, text } = (parsed ?? {}) as { name?: unknown; text?: unknown };
+  if (typeof text !== 'string' || text.length === 0) return;
+  const message = JSON.stringify({
+    type: 'chat',
+    name: typeof name === 'string' && name !== '' ? name.slice(0, MAX_NAME) : 'anonymous',
+    text: text.slice(0, MAX_TEXT),
+    worker: ws.shard.id,
+    at: Date.now(),
+  });
+  ws.publish('chat', message);
+  ws.send(message);
+}

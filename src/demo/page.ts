@@ -1,0 +1,86 @@
+/** The demo chat page served at `/`: plain HTML, CSS and the browser's own WebSocket. */
+export const CHAT_PAGE = `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>shardws chat</title>
+<style>
+  :root { color-scheme: light dark; --accent: #2f6fed; font-family: system-ui, sans-serif; }
+  body { margin: 0; display: grid; grid-template-rows: auto 1fr auto; height: 100vh; }
+  header { padding: .75rem 1rem; border-bottom: 1px solid #8884; display: flex; gap: 1rem; align-items: baseline; flex-wrap: wrap; }
+  header h1 { font-size: 1.1rem; margin: 0; }
+  #status { font-size: .9rem; opacity: .8; }
+  #workers { display: flex; gap: .5rem; font-size: .85rem; }
+  #workers span { padding: .1rem .5rem; border-radius: 1rem; background: #8882; }
+  #workers span.mine { background: var(--accent); color: white; }
+  #log { overflow-y: auto; padding: 1rem; margin: 0; list-style: none; }
+  #log li { margin: .25rem 0; }
+  #log .meta { font-size: .75rem; opacity: .6; margin-left: .5rem; }
+  form { display: flex; gap: .5rem; padding: .75rem 1rem; border-top: 1px solid #8884; }
+  input { font: inherit; padding: .4rem .6rem; }
+  #text { flex: 1; }
+  button { font: inherit; padding: .4rem 1rem; background: var(--accent); color: white; border: 0; border-radius: .3rem; }
+</style>
+</head>
+<body>
+<header>
+  <h1>shardws chat</h1>
+  <span id="status">connecting…</span>
+  <div id="workers" aria-label="connections per worker"></div>
+</header>
+<ul id="log" aria-live="polite"></ul>
+<form id="form">
+  <input id="name" placeholder="name" maxlength="32" autocomplete="nickname">
+  <input id="text" placeholder="say something" maxlength="2000" autocomplete="off">
+  <button>Send</button>
+</form>
+<script>
+  const log = document.getElementById('log');
+  const status = document.getElementById('status');
+  const workersEl = document.getElementById('workers');
+  const nameInput = document.getElementById('name');
+  nameInput.value = localStorage.getItem('shardws-name') || 'guest-' + Math.floor(Math.random() * 1000);
+  let myWorker = -1;
+  const ws = new WebSocket((location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/chat');
+  ws.onopen = () => { status.textContent = 'connected'; };
+  ws.onclose = (e) => { status.textContent = 'disconnected (' + e.code + ')'; };
+  ws.onmessage = (event) => {
+    const msg = JSON.parse(event.data);
+    if (msg.type === 'welcome') {
+      myWorker = msg.worker;
+      status.textContent = 'connected to worker ' + msg.worker + ' of ' + msg.workers;
+      status.dataset.worker = String(msg.worker);
+    } else if (msg.type === 'workers') {
+      workersEl.replaceChildren(...msg.workers.map((w) => {
+        const span = document.createElement('span');
+        span.textContent = 'worker ' + w.worker + ': ' + w.connections;
+        span.dataset.worker = String(w.worker);
+        span.dataset.connections = String(w.connections);
+        if (w.worker === myWorker) span.className = 'mine';
+        return span;
+      }));
+    } else if (msg.type === 'chat') {
+      const li = document.createElement('li');
+      const who = document.createElement('strong');
+      who.textContent = msg.name + ': ';
+      const meta = document.createElement('span');
+      meta.className = 'meta';
+      meta.textContent = 'via worker ' + msg.worker;
+      li.append(who, document.createTextNode(msg.text), meta);
+      log.append(li);
+      log.scrollTop = log.scrollHeight;
+    }
+  };
+  document.getElementById('form').addEventListener('submit', (event) => {
+    event.preventDefault();
+    const text = document.getElementById('text');
+    if (!text.value || ws.readyState !== WebSocket.OPEN) return;
+    localStorage.setItem('shardws-name', nameInput.value);
+    ws.send(JSON.stringify({ name: nameInput.value, text: text.value }));
+    text.value = '';
+  });
+</script>
+</body>
+</html>
+`;

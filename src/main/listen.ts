@@ -1,0 +1,144 @@
+import { createServer } from 'node:net';
+import type { AddressInfo, Server, Socket } from 'node:net';
+import { availableParallelism } from 'node:os';
+import type { MessageData, SendOptions, WorkerStats } from '../shared/app.ts';
+import { resolveConfig } from '../shared/config.ts';
+import type { ServerConfig, ServerOptions } from '../shared/config.ts';
+import { buildErrorResponse } from '../shared/handshake.ts';
+import { createLogger } from '../shared/logger.ts';
+import type { Logger } from '../shared/logger.ts';
+import { SlabPool } from '../shared/slab-pool.ts';
+import { Counter, WorkerCounters } from '../shared/worker-counters.ts';
+import { LeastLoadedBalancer } from './balancer.ts';
+import { ShardSupervisor } from './shard-supervisor.ts';
+
+export interface ListenOptions extends ServerOptions {
+  /** Close gracefully on SIGINT and SIGTERM (the CLI turns this on). */
+  readonly handleSignals?: boolean;
+  /** Milliseconds without a heartbeat before a worker is replaced. */
+  readonly heartbeatTimeout?: number;
+}
+
+export interface ServerStats {
+  readonly workers: readonly WorkerStats[];
+  readonly connections: number;
+  readonly restarts: number;
+  readonly refused: number;
+  readonly pool: { readonly pagesTotal: number; readonly pagesFree: number; readonly allocations: number };
+}
+
+export interface ShardServer {
+  readonly config: ServerConfig;
+  readonly logger: Logger;
+  address(): AddressInfo;
+  stats(): ServerStats;
+  /** Sends to every subscriber of `topic` on every worker. */
+  publish(topic: string, data: MessageData, options?: SendOptions): void;
+  /** Stops accepting, closes every connection with 1001 within the grace period, stops workers. */
+  close(): Promise<void>;
+}
+
+const POOL_PAGE = 16 * 1024;
+
+/**
+ * Starts a sharded WebSocket server: worker threads that run the app, and a listener on this
+ * thread that hands each accepted TCP socket to the least-loaded worker.
+ */
+export async function listen(options: ListenOptions = {}): Promise<ShardServer> {
+  const config = resolveConfig(options, availableParallelism());
+  const logger = createLogger(config.logLevel, { role: 'primary' });
+  const counters = new WorkerCounters(config.workers);
+  const pool = SlabPool.create({ pageSize: POOL_PAGE, pageCount: Math.max(4, Math.floor(config.poolSize / POOL_PAGE)), maxWorkers: config.workers });
+  const balancer = new LeastLoadedBalancer(counters);
+  const supervisor = new ShardSupervisor(config, counters, pool, logger, { heartbeatTimeout: options.heartbeatTimeout ?? 10_000 }, (worker) =>
+    balancer.reset(worker),
+  );
+  await supervisor.start();
+
+  let refused = 0;
+  const refuse = (socket: Socket, reason: string): void => {
+    refused++;
+    logger.warn({ remote: socket.remoteAddress, reason }, 'refusing connection with 503');
+    socket.end(buildErrorResponse(503, reason), 'latin1');
+    socket.on('error', () => {});
+  };
+  const openConnections = (): number => {
+    let total = 0;
+    for (let worker = 0; worker < config.workers; worker++) {
+      total += counters.get(worker, Counter.Connections) + counters.get(worker, Counter.Handshakes);
+    }
+    return total;
+  };
+
+  const server: Server = createServer();
+  server.on('connection', (socket: Socket) => {
+    // The socket must go to its worker before anything reads from it: decide and transfer now.
+    if (config.maxConnections > 0 && openConnections() >= config.maxConnections) {
+      refuse(socket, 'server is at maxConnections');
+      return;
+    }
+    const worker = balancer.pick((w) => supervisor.isReady(w));
+    if (worker < 0) {
+      refuse(socket, 'no worker is available');
+      return;
+    }
+    balancer.sent(worker);
+    supervisor.send(worker, { type: 'socket', socket }, [socket]);
+  });
+  server.on('error', (error) => logger.error({ err: error }, 'listener error'));
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ port: config.port, host: config.host, backlog: config.backlog }, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  }).catch(async (error: unknown) => {
+    await supervisor.stop(0);
+    throw error;
+  });
+  const address = server.address() as AddressInfo;
+  logger.info({ address: address.address, port: address.port, workers: config.workers, deflate: config.deflate?.mode ?? 'off' }, 'shardws listening');
+
+  let closing: Promise<void> | null = null;
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      logger.info('shutting down');
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      await Promise.all([new Promise<void>((resolve) => server.close(() => resolve())), supervisor.stop(config.shutdownGrace)]);
+      logger.info('stopped');
+    })();
+    return closing;
+  };
+  const onSignal = (signal: NodeJS.Signals): void => {
+    logger.info({ signal }, 'signal received');
+    void close();
+  };
+  if (options.handleSignals) {
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  }
+
+  return {
+    config,
+    logger,
+    address: () => address,
+    stats: (): ServerStats => {
+      const workers = counters.allStats();
+      return {
+        workers,
+        connections: workers.reduce((sum, w) => sum + w.connections, 0),
+        restarts: supervisor.restarts,
+        refused,
+        pool: pool.stats(),
+      };
+    },
+    publish: (topic, data, publishOptions) => {
+      const bytes = typeof data === 'string' ? Buffer.from(data) : data instanceof ArrayBuffer ? new Uint8Array(data) : data;
+      const binary = publishOptions?.binary ?? typeof data !== 'string';
+      supervisor.sendToAny({ type: 'publish', topic, data: bytes, binary });
+    },
+    close,
+  };
+}

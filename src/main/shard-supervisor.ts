@@ -1,0 +1,228 @@
+import { MessageChannel, Worker } from 'node:worker_threads';
+import type { Logger } from 'pino';
+import type { ServerConfig } from '../shared/config.ts';
+import type { SlabPool } from '../shared/slab-pool.ts';
+import type { PrimaryMessage, WorkerInit, WorkerMessage } from '../shared/thread-messages.ts';
+import { Counter } from '../shared/worker-counters.ts';
+import type { WorkerCounters } from '../shared/worker-counters.ts';
+
+const SHARD_ENTRY = new URL(`../worker/shard${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url);
+
+/** Restart back-off: doubles from the first delay up to the last; reset after a stable run. */
+const FIRST_RESTART_DELAY = 100;
+const MAX_RESTART_DELAY = 10_000;
+const STABLE_RUN = 30_000;
+
+interface ShardSlot {
+  readonly id: number;
+  generation: number;
+  worker: Worker | null;
+  ready: boolean;
+  /** Terminated for missing its heartbeat; its exit restarts it. */
+  hung: boolean;
+  startedAt: number;
+  restartDelay: number;
+  restartTimer: NodeJS.Timeout | null;
+  stopped: (() => void) | null;
+}
+
+export interface SupervisorTimings {
+  /** Milliseconds without a heartbeat before a worker is deemed hung and replaced. */
+  readonly heartbeatTimeout: number;
+}
+
+/**
+ * ShardSupervisor starts the worker threads, wires a MessagePort between every pair of them,
+ * restarts any that exits or stops answering its heartbeat (with back-off, never touching the
+ * others), and stops them all gracefully.
+ */
+export class ShardSupervisor {
+  readonly #config: ServerConfig;
+  readonly #counters: WorkerCounters;
+  readonly #pool: SlabPool;
+  readonly #logger: Logger;
+  readonly #timings: SupervisorTimings;
+  readonly #slots: ShardSlot[];
+  readonly #onReplaced: (worker: number) => void;
+  #watchdog: NodeJS.Timeout | null = null;
+  #stopping = false;
+  restarts = 0;
+
+  constructor(
+    config: ServerConfig,
+    counters: WorkerCounters,
+    pool: SlabPool,
+    logger: Logger,
+    timings: SupervisorTimings,
+    onReplaced: (worker: number) => void,
+  ) {
+    this.#config = config;
+    this.#counters = counters;
+    this.#pool = pool;
+    this.#logger = logger;
+    this.#timings = timings;
+    this.#onReplaced = onReplaced;
+    this.#slots = Array.from({ length: config.workers }, (_, id) => ({
+      id,
+      generation: 0,
+      worker: null,
+      ready: false,
+      hung: false,
+      startedAt: 0,
+      restartDelay: FIRST_RESTART_DELAY,
+      restartTimer: null,
+      stopped: null,
+    }));
+  }
+
+  /** Starts every worker; rejects if one fails before it is ready (a broken app module). */
+  async start(): Promise<void> {
+    await Promise.all(this.#slots.map((slot) => this.#spawn(slot)));
+    this.#watchdog = setInterval(() => this.#checkHeartbeats(), Math.max(100, Math.floor(this.#timings.heartbeatTimeout / 4)));
+    this.#watchdog.unref();
+  }
+
+  isReady(worker: number): boolean {
+    const slot = this.#slots[worker]!;
+    return slot.ready && !slot.hung;
+  }
+
+  /** Hands a socket to a worker; the transfer must happen before anything reads the socket. */
+  send(worker: number, message: PrimaryMessage, transfer: readonly unknown[]): void {
+    this.#slots[worker]!.worker!.postMessage(message, transfer as never);
+  }
+
+  /** Sends to any ready worker (a server-wide publish enters the mesh there). */
+  sendToAny(message: PrimaryMessage): boolean {
+    const slot = this.#slots.find((s) => s.ready);
+    if (slot === undefined) return false;
+    slot.worker!.postMessage(message);
+    return true;
+  }
+
+  get workerIds(): number[] {
+    return this.#slots.map((slot) => slot.id);
+  }
+
+  #spawn(slot: ShardSlot): Promise<void> {
+    slot.generation++;
+    slot.ready = false;
+    slot.hung = false;
+    slot.restartTimer = null;
+    this.#counters.resetGauges(slot.id);
+    this.#onReplaced(slot.id);
+    this.#pool.markAlive(slot.id, slot.generation);
+    const init: WorkerInit = {
+      id: slot.id,
+      generation: slot.generation,
+      config: this.#config,
+      counters: this.#counters.buffer,
+      pool: this.#pool.buffer,
+    };
+    const worker = new Worker(SHARD_ENTRY, { workerData: init, name: `shardws-worker-${slot.id}` });
+    slot.worker = worker;
+    slot.startedAt = Date.now();
+    return new Promise<void>((resolve, reject) => {
+      let settled = false;
+      worker.on('message', (message: WorkerMessage) => {
+        if (message.type === 'ready') {
+          slot.ready = true;
+          this.#connectPeers(slot);
+          this.#logger.info({ worker: slot.id, generation: slot.generation }, 'worker ready');
+          settled = true;
+          resolve();
+        } else if (message.type === 'stopped') {
+          slot.stopped?.();
+        }
+      });
+      worker.on('error', (error) => {
+        this.#logger.error({ worker: slot.id, err: error }, 'worker threw an uncaught exception');
+        if (!settled) {
+          settled = true;
+          reject(error);
+        }
+      });
+      worker.on('exit', (code) => {
+        this.#onExit(slot, worker, code);
+        if (!settled) {
+          settled = true;
+          reject(new Error(`worker ${slot.id} exited with code ${code} before it was ready`));
+        }
+      });
+    });
+  }
+
+  /** A port between the new worker and every other ready one. */
+  #connectPeers(slot: ShardSlot): void {
+    for (const other of this.#slots) {
+      if (other === slot || !other.ready || other.worker === null) continue;
+      const { port1, port2 } = new MessageChannel();
+      slot.worker!.postMessage({ type: 'peer', worker: other.id, generation: other.generation, port: port1 } satisfies PrimaryMessage, [port1]);
+      other.worker.postMessage({ type: 'peer', worker: slot.id, generation: slot.generation, port: port2 } satisfies PrimaryMessage, [port2]);
+    }
+  }
+
+  #onExit(slot: ShardSlot, worker: Worker, code: number): void {
+    if (slot.worker !== worker) return;
+    const wasReady = slot.ready;
+    slot.ready = false;
+    slot.worker = null;
+    slot.stopped?.();
+    // Whatever the dead worker held in the pool goes back now, so nothing leaks.
+    const released = this.#pool.markDead(slot.id);
+    for (const other of this.#slots) {
+      if (other !== slot && other.worker !== null) other.worker.postMessage({ type: 'peer-gone', worker: slot.id } satisfies PrimaryMessage);
+    }
+    this.#counters.resetGauges(slot.id);
+    if (this.#stopping) return;
+    if (!wasReady) return; // failed during start: start() reports it
+    this.restarts++;
+    if (Date.now() - slot.startedAt > STABLE_RUN) slot.restartDelay = FIRST_RESTART_DELAY;
+    const delay = slot.restartDelay;
+    slot.restartDelay = Math.min(MAX_RESTART_DELAY, slot.restartDelay * 2);
+    this.#logger.error({ worker: slot.id, code, poolRefsReleased: released, restartIn: delay }, 'worker exited unexpectedly; restarting it');
+    slot.restartTimer = setTimeout(() => {
+      this.#spawn(slot).catch((error: unknown) => {
+        this.#logger.error({ worker: slot.id, err: error }, 'worker restart failed');
+      });
+    }, delay);
+  }
+
+  #checkHeartbeats(): void {
+    const now = Date.now();
+    for (const slot of this.#slots) {
+      if (!slot.ready || slot.hung || slot.worker === null) continue;
+      const beat = this.#counters.get(slot.id, Counter.Heartbeat);
+      if (beat > 0 && now - beat > this.#timings.heartbeatTimeout) {
+        this.#logger.error({ worker: slot.id, silentFor: now - beat }, 'worker stopped answering its heartbeat; replacing it');
+        slot.hung = true;
+        void slot.worker.terminate();
+      }
+    }
+  }
+
+  /** Asks every worker to close its connections (1001) within `grace`, then ends them. */
+  async stop(grace: number): Promise<void> {
+    this.#stopping = true;
+    if (this.#watchdog !== null) clearInterval(this.#watchdog);
+    const pending: Promise<void>[] = [];
+    for (const slot of this.#slots) {
+      if (slot.restartTimer !== null) clearTimeout(slot.restartTimer);
+      const worker = slot.worker;
+      if (worker === null) continue;
+      const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+      const stopped = new Promise<void>((resolve) => {
+        slot.stopped = resolve;
+      });
+      worker.postMessage({ type: 'shutdown', grace } satisfies PrimaryMessage);
+      const deadline = new Promise<void>((resolve) => setTimeout(resolve, grace + 2000).unref());
+      pending.push(
+        Promise.race([stopped, deadline]).then(async () => {
+          await worker.terminate();
+          await exited;
+        }),
+      );
+    }
+    await Promise.all(pending);
+  }
+}

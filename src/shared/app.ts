@@ -1,0 +1,137 @@
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import type { HandshakeStatus } from './errors.ts';
+
+/**
+ * The app API. A user writes one module whose default export is `defineApp({...})`; every worker
+ * loads it. Handlers are shaped like uWebSockets.js and Bun's: a plain object of callbacks with
+ * per-connection `data` attached at upgrade time.
+ */
+
+/** What `send()` did: handed to the socket, queued behind a slow socket, or dropped by policy. */
+export type SendStatus = 'written' | 'buffered' | 'dropped';
+
+/** Control frames always go first; under pressure `low` messages are dropped first. */
+export type Priority = 'high' | 'normal' | 'low';
+
+export type MessageData = string | Uint8Array | ArrayBuffer;
+
+export interface SendOptions {
+  /** Send as a binary message; defaults to binary for buffers and text for strings. */
+  readonly binary?: boolean;
+  /** Compress with permessage-deflate when negotiated (default true, above the threshold). */
+  readonly compress?: boolean;
+  readonly priority?: Priority;
+}
+
+export const ReadyState = { Connecting: 0, Open: 1, Closing: 2, Closed: 3 } as const;
+export type ReadyState = (typeof ReadyState)[keyof typeof ReadyState];
+
+/** The worker a handler runs on, and what it can do beyond one connection. */
+export interface Shard {
+  /** 0-based worker index, and how many workers serve. */
+  readonly id: number;
+  readonly count: number;
+  readonly logger: Logger;
+  /** Sends to every subscriber of `topic` on every worker. */
+  publish(topic: string, data: MessageData, options?: SendOptions): void;
+  /** Connections of this worker subscribed to `topic`. */
+  subscriberCount(topic: string): number;
+  /** Live counters of every worker (connections, messages, bytes...). */
+  stats(): WorkerStats[];
+}
+
+export interface WorkerStats {
+  readonly worker: number;
+  readonly connections: number;
+  readonly handshakes: number;
+  readonly bufferedBytes: number;
+  readonly messagesIn: number;
+  readonly messagesOut: number;
+  readonly bytesIn: number;
+  readonly bytesOut: number;
+  readonly backpressureEvents: number;
+  readonly drops: number;
+}
+
+export interface ServerWebSocket<T = unknown> {
+  /** Whatever `upgrade` attached. */
+  data: T;
+  readonly remoteAddress: string;
+  readonly protocol: string;
+  readonly extensions: string;
+  /** Bytes accepted by send() and not yet handed to the kernel. */
+  readonly bufferedAmount: number;
+  readonly readyState: ReadyState;
+  readonly shard: Shard;
+  send(data: MessageData, options?: SendOptions): SendStatus;
+  ping(data?: MessageData): void;
+  /** Starts the close handshake (RFC 6455 §7.1.2). */
+  close(code?: number, reason?: string): void;
+  /** Destroys the TCP connection at once, without a close handshake. */
+  terminate(): void;
+  subscribe(topic: string): void;
+  unsubscribe(topic: string): void;
+  isSubscribed(topic: string): boolean;
+  readonly topics: readonly string[];
+  /** Sends to every subscriber of `topic` on every worker except this connection. */
+  publish(topic: string, data: MessageData, options?: SendOptions): void;
+}
+
+export interface UpgradeRequest {
+  readonly method: string;
+  readonly url: string;
+  readonly headers: IncomingHttpHeaders;
+  readonly remoteAddress: string;
+  /** Subprotocols the client offered, in its order of preference. */
+  readonly protocols: readonly string[];
+  readonly raw: IncomingMessage;
+}
+
+/** Accepts the upgrade. */
+export interface UpgradeAccept<T> {
+  readonly data?: T;
+  /** One of `protocols`; by default the client's first offer is not chosen (none is). */
+  readonly protocol?: string;
+  readonly headers?: Readonly<Record<string, string>>;
+}
+
+/** Refuses the upgrade with an HTTP status. */
+export interface UpgradeRejection {
+  readonly reject: HandshakeStatus;
+  readonly message?: string;
+  readonly headers?: Readonly<Record<string, string>>;
+}
+
+export type UpgradeResult<T> = UpgradeAccept<T> | UpgradeRejection | void;
+
+/** What the `custom` slow-client policy decides for a message that would pass maxBackpressure. */
+export type SlowClientDecision = 'drop' | 'close' | 'queue';
+
+export interface App<T = unknown> {
+  /** Once per worker, before it takes connections. */
+  start?(shard: Shard): void | Promise<void>;
+  /** Once per worker on shutdown, after connections are closed. */
+  stop?(shard: Shard): void | Promise<void>;
+  upgrade?(req: UpgradeRequest, shard: Shard): UpgradeResult<T> | Promise<UpgradeResult<T>>;
+  open?(ws: ServerWebSocket<T>): void;
+  /** `data` stays valid after the handler returns; text is UTF-8 (checked). */
+  message?(ws: ServerWebSocket<T>, data: Buffer, isBinary: boolean): void;
+  /** Buffered data fell below the low water mark. */
+  drain?(ws: ServerWebSocket<T>): void;
+  close?(ws: ServerWebSocket<T>, code: number, reason: string): void;
+  ping?(ws: ServerWebSocket<T>, data: Buffer): void;
+  pong?(ws: ServerWebSocket<T>, data: Buffer): void;
+  /** Plain HTTP requests (not upgrades); without it they get 426. */
+  http?(req: IncomingMessage, res: ServerResponse, shard: Shard): void;
+  /** Decides for the `custom` slow-client policy. */
+  slowClient?(ws: ServerWebSocket<T>, bufferedAmount: number, priority: Priority): SlowClientDecision;
+}
+
+/** Types an app module; returns it unchanged. */
+export function defineApp<T = undefined>(app: App<T>): App<T> {
+  return app;
+}
+
+export const isRejection = <T>(result: UpgradeResult<T>): result is UpgradeRejection =>
+  typeof result === 'object' && result !== null && 'reject' in result;

@@ -1,0 +1,54 @@
+import type { ProtocolError } from './errors.ts';
+import type { MessageInflater } from './message-reader.ts';
+import type { PerMessageDeflate, WindowBits } from './permessage-deflate.ts';
+
+/** A negotiated permessage-deflate as a connection (server or client side) uses it. */
+export interface MessageCompression {
+  readonly inflater: MessageInflater;
+  /** Messages below this size go out uncompressed (RFC 7692 §6: compression is per message). */
+  readonly threshold: number;
+  /** Compresses on this thread; present only when our direction keeps no context. */
+  readonly compressSync: ((data: Buffer) => Buffer) | null;
+  /** Compresses on zlib's thread pool, completing in call order (context takeover). */
+  compress(data: Buffer, callback: (error: Error | null, data?: Buffer) => void): void;
+  /** Whether a frame compressed once for many connections (no context, `sharedWindowBits`) fits this peer. */
+  readonly acceptsSharedFrames: boolean;
+  close(): void;
+}
+
+/**
+ * Wraps a PerMessageDeflate. Single-frame messages from a peer that keeps no context inflate
+ * synchronously (no thread-pool round trip, no per-connection zlib state); fragmented ones, and
+ * peers with context takeover, go through the asynchronous, stateful path.
+ */
+export function messageCompression(codec: PerMessageDeflate, sharedWindowBits: WindowBits | null): MessageCompression {
+  let fragmented = false;
+  const inflater: MessageInflater = {
+    decompress(data: Buffer, fin: boolean, callback: (error: ProtocolError | null, data?: Buffer) => void): void {
+      if (fin && !fragmented && codec.canDecompressSync) {
+        let out: Buffer;
+        try {
+          out = codec.decompressSync(data);
+        } catch (error) {
+          callback(error as ProtocolError);
+          return;
+        }
+        callback(null, out);
+        return;
+      }
+      fragmented = !fin;
+      codec.decompress(data, fin, callback);
+    },
+  };
+  const ourParams = codec.params;
+  const ourNoContext = codec.role === 'server' ? ourParams.serverNoContextTakeover : ourParams.clientNoContextTakeover;
+  const ourWindow = codec.role === 'server' ? ourParams.serverMaxWindowBits : ourParams.clientMaxWindowBits;
+  return {
+    inflater,
+    threshold: codec.threshold,
+    compressSync: codec.canCompressSync ? (data) => codec.compressSync(data) : null,
+    compress: (data, callback) => codec.compress(data, callback),
+    acceptsSharedFrames: sharedWindowBits !== null && ourNoContext && ourWindow >= sharedWindowBits,
+    close: () => codec.close(),
+  };
+}

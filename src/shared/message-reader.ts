@@ -1,0 +1,210 @@
+import { parseClosePayload } from './close.ts';
+import { ProtocolError, isProtocolError } from './errors.ts';
+import type { FrameHandler, Role } from './frame-parser.ts';
+import { FrameParser } from './frame-parser.ts';
+import { Opcode } from './opcodes.ts';
+import { Utf8Validator, isValidUtf8 } from './utf8.ts';
+
+/** The inflating half of a negotiated permessage-deflate (see permessage-deflate.ts). */
+export interface MessageInflater {
+  /**
+   * Inflates one frame of a compressed message; `fin` marks its last frame. The callback
+   * (synchronous or not) gets the bytes this frame inflated to, or a ProtocolError (1009 when
+   * the message passes the limit, 1007 for corrupt data).
+   */
+  decompress(data: Buffer, fin: boolean, callback: (error: ProtocolError | null, data?: Buffer) => void): void;
+}
+
+export interface MessageHandler {
+  onMessage(data: Buffer, isBinary: boolean): void;
+  onPing(payload: Buffer): void;
+  onPong(payload: Buffer): void;
+  /** The peer's close frame: code 1005 when it carried no status (RFC 6455 §7.1.5). */
+  onClose(code: number, reason: string): void;
+  onError(error: ProtocolError): void;
+  /** Reading should stop (true) or may go on (false): bytes pile up while a message inflates. */
+  onReadPressure?(stop: boolean): void;
+}
+
+export interface MessageReaderOptions {
+  readonly role: Role;
+  readonly maxMessageSize: number;
+  /** Present when permessage-deflate was negotiated. */
+  readonly inflater: MessageInflater | null;
+  /** Unparsed bytes held while inflation runs before reading is asked to stop. */
+  readonly readHighWaterMark?: number;
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * MessageReader is the receive path after the socket: frames from the FrameParser are
+ * inflated (RFC 7692), text is checked as UTF-8 while it arrives, fragments are assembled into
+ * one growing buffer, and whole messages and control frames reach the handler.
+ */
+export class MessageReader implements FrameHandler {
+  readonly #handler: MessageHandler;
+  readonly #parser: FrameParser;
+  readonly #inflater: MessageInflater | null;
+  readonly #maxMessageSize: number;
+  readonly #highWaterMark: number;
+  readonly #utf8 = new Utf8Validator();
+
+  // The message being assembled: its first piece is kept as is until a second one arrives.
+  #first: Buffer | null = null;
+  #assembly: Buffer | null = null;
+  #length = 0;
+  #inflating = false;
+  #readStopped = false;
+  #failed = false;
+
+  constructor(handler: MessageHandler, options: MessageReaderOptions) {
+    this.#handler = handler;
+    this.#inflater = options.inflater;
+    this.#maxMessageSize = options.maxMessageSize;
+    this.#highWaterMark = options.readHighWaterMark ?? 1024 * 1024;
+    this.#parser = new FrameParser(this, {
+      role: options.role,
+      maxMessageSize: options.maxMessageSize,
+      rsv1Allowed: options.inflater !== null,
+    });
+  }
+
+  push(chunk: Buffer): void {
+    this.#parser.push(chunk);
+    if (!this.#readStopped && this.#parser.paused && this.#parser.bufferedBytes > this.#highWaterMark) {
+      this.#readStopped = true;
+      this.#handler.onReadPressure?.(true);
+    }
+  }
+
+  /** Ignores everything from now on (the connection is going away). */
+  stop(): void {
+    this.#parser.stop();
+    this.#reset();
+  }
+
+  onError(error: ProtocolError): void {
+    if (this.#failed) return;
+    this.#failed = true;
+    this.stop();
+    this.#handler.onError(error);
+  }
+
+  onFrame(opcode: Opcode, fin: boolean, compressed: boolean, payload: Buffer): void {
+    switch (opcode) {
+      case Opcode.Ping:
+        this.#handler.onPing(payload);
+        return;
+      case Opcode.Pong:
+        this.#handler.onPong(payload);
+        return;
+      case Opcode.Close:
+        this.#onCloseFrame(payload);
+        return;
+    }
+    if (compressed) {
+      this.#inflate(payload, fin, opcode);
+    } else {
+      this.#data(payload, fin, opcode);
+    }
+  }
+
+  #onCloseFrame(payload: Buffer): void {
+    let info;
+    try {
+      info = parseClosePayload(payload);
+    } catch (error) {
+      if (isProtocolError(error)) return this.onError(error);
+      throw error;
+    }
+    // RFC 6455 §5.5.1: after a close frame the peer sends no more data frames.
+    this.stop();
+    this.#handler.onClose(info.code, info.reason);
+  }
+
+  #data(payload: Buffer, fin: boolean, opcode: Opcode): void {
+    const starting = opcode !== Opcode.Continuation;
+    if (starting) this.#binary = opcode === Opcode.Binary;
+    if (!this.#binary) {
+      // A whole message in one frame: one native check. Otherwise check as it arrives, so an
+      // invalid byte fails the connection before the rest of the message is sent (§8.1).
+      const valid = starting && fin ? isValidUtf8(payload) : this.#utf8.write(payload) && (!fin || this.#utf8.complete);
+      if (!valid) return this.onError(new ProtocolError('WS_ERR_INVALID_UTF8', 1007, 'text message is not valid UTF-8'));
+    }
+    this.#append(payload);
+    if (fin) this.#deliver();
+  }
+
+  #binary = false;
+
+  #inflate(payload: Buffer, fin: boolean, opcode: Opcode): void {
+    if (opcode !== Opcode.Continuation) this.#binary = opcode === Opcode.Binary;
+    this.#inflating = true;
+    this.#parser.pause();
+    this.#inflater!.decompress(payload, fin, (error, data) => {
+      this.#inflating = false;
+      if (this.#failed) return;
+      if (error) return this.onError(error);
+      const chunk = data ?? EMPTY;
+      if (!this.#binary && !(this.#utf8.write(chunk) && (!fin || this.#utf8.complete))) {
+        return this.onError(new ProtocolError('WS_ERR_INVALID_UTF8', 1007, 'text message is not valid UTF-8'));
+      }
+      this.#append(chunk);
+      if (fin) this.#deliver();
+      if (this.#failed || this.#parser.stopped) return;
+      if (this.#readStopped && this.#parser.bufferedBytes <= this.#highWaterMark) {
+        this.#readStopped = false;
+        this.#handler.onReadPressure?.(false);
+      }
+      this.#parser.resume();
+    });
+  }
+
+  /** Whether a compressed frame is being inflated right now. */
+  get inflating(): boolean {
+    return this.#inflating;
+  }
+
+  #append(piece: Buffer): void {
+    if (piece.length === 0) {
+      if (this.#first === null && this.#assembly === null) this.#first = EMPTY;
+      return;
+    }
+    const length = this.#length + piece.length;
+    if (length > this.#maxMessageSize) {
+      return this.onError(new ProtocolError('WS_ERR_MESSAGE_TOO_BIG', 1009, `message exceeds the limit of ${this.#maxMessageSize} bytes`));
+    }
+    if (this.#first === null && this.#assembly === null) {
+      this.#first = piece;
+    } else {
+      let assembly = this.#assembly;
+      if (assembly === null || assembly.length < length) {
+        const capacity = Math.min(Math.max(length * 2, 1024), this.#maxMessageSize);
+        const grown = Buffer.allocUnsafe(Math.max(capacity, length));
+        if (assembly !== null) assembly.copy(grown, 0, 0, this.#length);
+        else if (this.#first !== null) this.#first.copy(grown, 0);
+        this.#first = null;
+        assembly = this.#assembly = grown;
+      }
+      piece.copy(assembly, this.#length);
+    }
+    this.#length = length;
+  }
+
+  #deliver(): void {
+    if (this.#failed) return;
+    // Only the written part of the assembly buffer is handed out: no uninitialized bytes.
+    const message = this.#assembly !== null ? this.#assembly.subarray(0, this.#length) : (this.#first ?? EMPTY);
+    const isBinary = this.#binary;
+    this.#reset();
+    this.#handler.onMessage(message, isBinary);
+  }
+
+  #reset(): void {
+    this.#first = null;
+    this.#assembly = null;
+    this.#length = 0;
+    this.#utf8.reset();
+  }
+}

@@ -1,0 +1,48 @@
+import type { Socket } from 'node:net';
+import type { MessagePort } from 'node:worker_threads';
+import type { Priority } from './app.ts';
+import type { ServerConfig } from './config.ts';
+
+/** What a worker is started with (workerData). */
+export interface WorkerInit {
+  readonly id: number;
+  readonly generation: number;
+  readonly config: ServerConfig;
+  readonly counters: SharedArrayBuffer;
+  readonly pool: SharedArrayBuffer;
+}
+
+/** Primary → worker, over the worker's own port. */
+export type PrimaryMessage =
+  | { readonly type: 'socket'; readonly socket: Socket }
+  | { readonly type: 'peer'; readonly worker: number; readonly generation: number; readonly port: MessagePort }
+  | { readonly type: 'peer-gone'; readonly worker: number }
+  | { readonly type: 'publish'; readonly topic: string; readonly data: Uint8Array; readonly binary: boolean }
+  | { readonly type: 'shutdown'; readonly grace: number };
+
+/** Worker → primary. */
+export type WorkerMessage =
+  | { readonly type: 'ready' }
+  | { readonly type: 'stopped' }
+  | { readonly type: 'socket-refused' };
+
+/**
+ * Worker → worker, over the MessagePort between them. A publish carries the frame built once by
+ * the publisher: uncompressed, then (when compression applies) compressed, back to back, either
+ * copied into the message or, when large, left in the shared pool with only a handle crossing.
+ */
+export type PeerMessage =
+  | { readonly type: 'interest'; readonly topics: readonly string[]; readonly subscribed: boolean }
+  | PeerPublish;
+
+export interface PeerPublish {
+  readonly type: 'publish';
+  readonly topic: string;
+  readonly priority: Priority;
+  /** Byte lengths of the plain frame and the compressed frame (0: none) in the bytes. */
+  readonly plainLength: number;
+  readonly compressedLength: number;
+  /** The frames, when copied; null when they are in the pool under `handle`. */
+  readonly bytes: Uint8Array | null;
+  readonly handle: number;
+}

@@ -1,0 +1,501 @@
+import type { Duplex } from 'node:stream';
+import type { Logger } from 'pino';
+import type { App, MessageData, Priority, SendOptions, SendStatus, ServerWebSocket, Shard } from '../shared/app.ts';
+import { ReadyState } from '../shared/app.ts';
+import { CloseCode, encodeClosePayload } from '../shared/close.ts';
+import type { ProtocolError } from '../shared/errors.ts';
+import { FrameWriter } from '../shared/frame-writer.ts';
+import type { ByteArena } from '../shared/frame-writer.ts';
+import type { MessageCompression } from '../shared/message-compression.ts';
+import type { MessageHandler } from '../shared/message-reader.ts';
+import { MessageReader } from '../shared/message-reader.ts';
+import { Opcode } from '../shared/opcodes.ts';
+import { Counter } from '../shared/worker-counters.ts';
+import type { FlushScheduler } from './flush-scheduler.ts';
+import { OutboundQueue } from './outbound-queue.ts';
+import type { QueuedMessage } from './outbound-queue.ts';
+
+/** What every connection of a worker shares. */
+export interface ConnectionContext {
+  readonly app: App<unknown>;
+  readonly shard: Shard;
+  readonly logger: Logger;
+  readonly arena: ByteArena;
+  readonly flusher: FlushScheduler;
+  readonly counters: Float64Array;
+  readonly maxPayloadLength: number;
+  readonly closeTimeoutMs: number;
+  readonly highWaterMark: number;
+  readonly lowWaterMark: number;
+  readonly maxBackpressure: number;
+  readonly slowClient: 'close' | 'drop' | 'custom';
+  readonly topics: TopicMembership;
+  readonly onClosed: (connection: Connection) => void;
+}
+
+/** The topic registry as a connection sees it. */
+export interface TopicMembership {
+  subscribe(connection: Connection, topic: string): void;
+  unsubscribe(connection: Connection, topic: string): void;
+  publish(topic: string, data: MessageData, options: SendOptions | undefined, except: Connection | null): void;
+}
+
+const EMPTY = Buffer.alloc(0);
+
+function toPayload(data: MessageData): Buffer {
+  if (typeof data === 'string') return Buffer.from(data);
+  if (Buffer.isBuffer(data)) return data;
+  if (data instanceof ArrayBuffer) return Buffer.from(data);
+  return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+}
+
+/**
+ * Connection is one WebSocket after the 101: the read path (socket → MessageReader → app),
+ * the write path (send → queue when the socket is slow → FrameWriter → one writev per tick),
+ * the close handshake (RFC 6455 §7) and the timers. It is the `ws` the app's handlers get.
+ */
+export class Connection implements ServerWebSocket<unknown>, MessageHandler {
+  data: unknown;
+  readonly remoteAddress: string;
+  readonly protocol: string;
+  readonly extensions: string;
+
+  readonly #socket: Duplex;
+  readonly #ctx: ConnectionContext;
+  readonly #reader: MessageReader;
+  readonly #writer: FrameWriter;
+  readonly #queue = new OutboundQueue();
+  readonly #compression: MessageCompression | null;
+  readonly #topics = new Set<string>();
+
+  #state: ReadyState = ReadyState.Open;
+  #scheduled = false;
+  #compressing = false;
+  #needDrain = false;
+  /** Our close frame, held until queued data ahead of it is written. */
+  #pendingClose: Buffer | null = null;
+  #closeSent = false;
+  #closeTimer: NodeJS.Timeout | null = null;
+  #peerClose: { code: number; reason: string } | null = null;
+  /** Sweeps of the idle timer since the peer last sent anything. */
+  idleTicks = 0;
+  pingSent = false;
+  /** Pooled frames handed to the socket and not yet confirmed written. */
+  #inFlight: (() => void)[] | null = null;
+
+  constructor(
+    socket: Duplex,
+    ctx: ConnectionContext,
+    init: { data: unknown; remoteAddress: string; protocol: string; extensions: string; compression: MessageCompression | null },
+  ) {
+    this.#socket = socket;
+    this.#ctx = ctx;
+    this.data = init.data;
+    this.remoteAddress = init.remoteAddress;
+    this.protocol = init.protocol;
+    this.extensions = init.extensions;
+    this.#compression = init.compression;
+    this.#writer = new FrameWriter(ctx.arena, null);
+    this.#reader = new MessageReader(this, {
+      role: 'server',
+      maxMessageSize: ctx.maxPayloadLength,
+      inflater: init.compression?.inflater ?? null,
+    });
+    socket.on('data', this.#onData);
+    socket.on('end', this.#onEnd);
+    socket.on('close', this.#onSocketClose);
+    socket.on('error', this.#onSocketError);
+    socket.on('drain', this.#onDrain);
+  }
+
+  get readyState(): ReadyState {
+    return this.#state;
+  }
+
+  get shard(): Shard {
+    return this.#ctx.shard;
+  }
+
+  get bufferedAmount(): number {
+    return this.#writer.pendingBytes + this.#queue.bytes + this.#socket.writableLength;
+  }
+
+  get topics(): readonly string[] {
+    return [...this.#topics];
+  }
+
+  /** Delivers bytes that arrived with the upgrade request. */
+  start(head: Buffer): void {
+    this.#ctx.counters[Counter.Connections]!++;
+    this.#call('open', () => this.#ctx.app.open?.(this));
+    if (head.length > 0 && this.#state !== ReadyState.Closed) this.#onData(head);
+  }
+
+  // ---- read path ------------------------------------------------------------------------
+
+  readonly #onData = (chunk: Buffer): void => {
+    this.idleTicks = 0;
+    this.pingSent = false;
+    this.#ctx.counters[Counter.BytesIn]! += chunk.length;
+    this.#reader.push(chunk);
+  };
+
+  onMessage(data: Buffer, isBinary: boolean): void {
+    this.#ctx.counters[Counter.MessagesIn]!++;
+    if (this.#state !== ReadyState.Open) return;
+    const app = this.#ctx.app;
+    if (app.message) this.#call('message', () => app.message!(this, data, isBinary));
+  }
+
+  onPing(payload: Buffer): void {
+    // RFC 6455 §5.5.2: answer a ping with a pong carrying the same data, unless closing.
+    if (this.#state === ReadyState.Open) this.#control(Opcode.Pong, payload);
+    if (this.#ctx.app.ping) this.#call('ping', () => this.#ctx.app.ping!(this, payload));
+  }
+
+  onPong(payload: Buffer): void {
+    if (this.#ctx.app.pong) this.#call('pong', () => this.#ctx.app.pong!(this, payload));
+  }
+
+  onClose(code: number, reason: string): void {
+    this.#peerClose = { code, reason };
+    if (this.#state === ReadyState.Open) {
+      // RFC 6455 §5.5.1: reply with a close frame echoing the status; data not yet sent is
+      // dropped, the peer has stopped reading it.
+      this.#state = ReadyState.Closing;
+      this.#dropQueued();
+      this.#sendClose(code === CloseCode.NoStatus ? EMPTY : encodeClosePayload(code));
+    }
+    // RFC 6455 §7.1.1: once both close frames are exchanged, the server closes TCP first.
+    this.#endAfterFlush();
+  }
+
+  onError(error: ProtocolError): void {
+    this.#ctx.counters[Counter.ProtocolErrors]!++;
+    this.#ctx.logger.warn({ remote: this.remoteAddress, code: error.code, closeCode: error.closeCode }, `closing connection: ${error.message}`);
+    this.#fail(error.closeCode, error.message);
+  }
+
+  onReadPressure(stop: boolean): void {
+    if (stop) this.#socket.pause();
+    else this.#socket.resume();
+  }
+
+  // ---- write path -----------------------------------------------------------------------
+
+  send(data: MessageData, options?: SendOptions): SendStatus {
+    if (this.#state !== ReadyState.Open) return 'dropped';
+    const payload = toPayload(data);
+    const binary = options?.binary ?? typeof data !== 'string';
+    const compression = this.#compression;
+    const compress = compression !== null && options?.compress !== false && payload.length >= compression.threshold;
+    return this.#admit({
+      priority: options?.priority ?? 'normal',
+      size: payload.length,
+      payload,
+      binary,
+      compress,
+      frames: null,
+      release: null,
+    });
+  }
+
+  /**
+   * Sends a message framed once for many connections: `plain` is the uncompressed frame,
+   * `compressed` the same message compressed without context takeover (or null).
+   */
+  sendPrepared(plain: Buffer, compressed: Buffer | null, priority: Priority, release: (() => void) | null): SendStatus {
+    if (this.#state !== ReadyState.Open) {
+      release?.();
+      return 'dropped';
+    }
+    const useCompressed = compressed !== null && this.#compression !== null && this.#compression.acceptsSharedFrames;
+    const frames = useCompressed ? compressed : plain;
+    return this.#admit({ priority, size: frames.length, payload: null, binary: false, compress: false, frames, release });
+  }
+
+  ping(data: MessageData = EMPTY): void {
+    if (this.#state !== ReadyState.Open) return;
+    const payload = toPayload(data);
+    if (payload.length > 125) throw new RangeError('a ping carries at most 125 bytes (RFC 6455 §5.5)');
+    this.#control(Opcode.Ping, payload);
+  }
+
+  close(code: number = CloseCode.Normal, reason = ''): void {
+    if (this.#state !== ReadyState.Open) return;
+    const payload = encodeClosePayload(code, reason);
+    this.#state = ReadyState.Closing;
+    this.#startCloseTimer();
+    if (this.#queue.length > 0 || this.#compressing) this.#pendingClose = payload;
+    else this.#sendClose(payload);
+  }
+
+  terminate(): void {
+    this.#state = ReadyState.Closing;
+    this.#socket.destroy();
+  }
+
+  subscribe(topic: string): void {
+    if (this.#state === ReadyState.Closed || this.#topics.has(topic)) return;
+    this.#topics.add(topic);
+    this.#ctx.topics.subscribe(this, topic);
+  }
+
+  unsubscribe(topic: string): void {
+    if (!this.#topics.delete(topic)) return;
+    this.#ctx.topics.unsubscribe(this, topic);
+  }
+
+  isSubscribed(topic: string): boolean {
+    return this.#topics.has(topic);
+  }
+
+  publish(topic: string, data: MessageData, options?: SendOptions): void {
+    this.#ctx.topics.publish(topic, data, options, this);
+  }
+
+  /** Writes what this tick gathered: one writev of all frames (called by the FlushScheduler). */
+  flush(): void {
+    this.#scheduled = false;
+    const chunks = this.#writer.take();
+    if (chunks === null) return;
+    const socket = this.#socket;
+    if (socket.destroyed) {
+      this.#releaseInFlight();
+      return;
+    }
+    let bytes = 0;
+    for (let i = 0; i < chunks.length; i++) bytes += chunks[i]!.length;
+    this.#ctx.counters[Counter.BytesOut]! += bytes;
+    const releases = this.#inFlight;
+    this.#inFlight = null;
+    // The callback frees pooled frames once the kernel has them and keeps the queue moving
+    // when our high-water mark sits below the socket's own.
+    const written = releases !== null || this.#queue.length > 0 ? (): void => this.#afterWrite(releases) : undefined;
+    if (chunks.length === 1) {
+      socket.write(chunks[0]!, written);
+    } else {
+      socket.cork();
+      for (let i = 0; i < chunks.length - 1; i++) socket.write(chunks[i]!);
+      socket.write(chunks[chunks.length - 1]!, written);
+      socket.uncork();
+    }
+  }
+
+  #afterWrite(releases: (() => void)[] | null): void {
+    if (releases !== null) for (const release of releases) release();
+    this.#pump();
+  }
+
+  #admit(message: QueuedMessage): SendStatus {
+    const ctx = this.#ctx;
+    const buffered = this.bufferedAmount;
+    if (buffered + message.size > ctx.maxBackpressure) {
+      const verdict = this.#overLimit(message, buffered);
+      if (verdict !== 'queue') {
+        message.release?.();
+        ctx.counters[Counter.Drops]!++;
+        return 'dropped';
+      }
+    }
+    if (this.#queue.length > 0 || this.#compressing || this.#pendingClose !== null || buffered >= ctx.highWaterMark) {
+      if (buffered >= ctx.highWaterMark) {
+        ctx.counters[Counter.BackpressureEvents]!++;
+        this.#needDrain = true;
+      }
+      this.#queue.push(message);
+      return this.#compressing && buffered < ctx.highWaterMark ? 'written' : 'buffered';
+    }
+    this.#write(message);
+    return 'written';
+  }
+
+  /** Applies the slow-client policy to a message that would pass maxBackpressure. */
+  #overLimit(message: QueuedMessage, buffered: number): 'drop' | 'queue' {
+    const ctx = this.#ctx;
+    let decision: 'drop' | 'close' | 'queue' = ctx.slowClient === 'close' ? 'close' : 'drop';
+    if (ctx.slowClient === 'custom' && ctx.app.slowClient) {
+      try {
+        decision = ctx.app.slowClient(this, buffered, message.priority);
+      } catch (error) {
+        ctx.logger.error({ err: error }, 'slowClient handler threw');
+        decision = 'close';
+      }
+      // A custom policy may queue past the limit, but never without bound.
+      if (decision === 'queue' && buffered + message.size > ctx.maxBackpressure * 4) decision = 'close';
+    }
+    if (decision === 'queue') return 'queue';
+    if (decision === 'close') {
+      ctx.logger.warn({ remote: this.remoteAddress, buffered }, 'closing slow client: backpressure limit reached');
+      this.#dropQueued();
+      this.#fail(CloseCode.PolicyViolation, 'slow client');
+      return 'drop';
+    }
+    // 'drop': low-priority messages go first, then this one if it still does not fit.
+    if (message.priority !== 'low') {
+      ctx.counters[Counter.Drops]! += this.#queue.dropLow(message.size, ctx.maxBackpressure - (buffered - this.#queue.bytes));
+      if (this.bufferedAmount + message.size <= ctx.maxBackpressure) return 'queue';
+    }
+    return 'drop';
+  }
+
+  /** Moves one message to the writer, compressing it first if it should be. */
+  #write(message: QueuedMessage): void {
+    if (message.frames !== null) {
+      this.#writer.raw(message.frames);
+      if (message.release) (this.#inFlight ??= []).push(message.release);
+      this.#ctx.counters[Counter.MessagesOut]!++;
+      this.#schedule();
+      return;
+    }
+    const payload = message.payload!;
+    const opcode = message.binary ? Opcode.Binary : Opcode.Text;
+    const compression = this.#compression;
+    if (!message.compress || compression === null) {
+      this.#frame(opcode, payload, false);
+      return;
+    }
+    if (compression.compressSync !== null) {
+      this.#frame(opcode, compression.compressSync(payload), true);
+      return;
+    }
+    this.#compressing = true;
+    compression.compress(payload, (error, compressed) => {
+      this.#compressing = false;
+      if (this.#state === ReadyState.Closed) return;
+      if (error || !compressed) {
+        this.#ctx.logger.error({ err: error }, 'compression failed');
+        this.#fail(CloseCode.InternalError, 'compression failed');
+        return;
+      }
+      this.#frame(opcode, compressed, true);
+      this.#pump();
+    });
+  }
+
+  #frame(opcode: Opcode, payload: Buffer, compressed: boolean): void {
+    this.#writer.frame(opcode, payload, true, compressed);
+    this.#ctx.counters[Counter.MessagesOut]!++;
+    this.#schedule();
+  }
+
+  /** Writes queued messages while the socket keeps up; then the held close frame, then drain. */
+  #pump(): void {
+    const ctx = this.#ctx;
+    while (!this.#compressing && this.#queue.length > 0) {
+      if (this.#writer.pendingBytes + this.#socket.writableLength >= ctx.highWaterMark) return;
+      this.#write(this.#queue.shift()!);
+    }
+    if (this.#compressing) return;
+    if (this.#pendingClose !== null) {
+      const payload = this.#pendingClose;
+      this.#pendingClose = null;
+      this.#sendClose(payload);
+      return;
+    }
+    if (this.#needDrain && this.bufferedAmount <= ctx.lowWaterMark && this.#state === ReadyState.Open) {
+      this.#needDrain = false;
+      if (ctx.app.drain) this.#call('drain', () => ctx.app.drain!(this));
+    }
+  }
+
+  readonly #onDrain = (): void => {
+    this.#pump();
+  };
+
+  #control(opcode: Opcode, payload: Buffer): void {
+    // Control frames skip the queue (they are small and must not wait behind data).
+    this.#writer.frame(opcode, payload, true, false);
+    this.#schedule();
+  }
+
+  #schedule(): void {
+    if (this.#scheduled) return;
+    this.#scheduled = true;
+    this.#ctx.flusher.schedule(this);
+  }
+
+  // ---- closing --------------------------------------------------------------------------
+
+  #sendClose(payload: Buffer): void {
+    if (this.#closeSent) return;
+    this.#closeSent = true;
+    this.#control(Opcode.Close, payload);
+    if (this.#peerClose !== null) this.#endAfterFlush();
+  }
+
+  /** Fails the connection (RFC 6455 §7.1.7): close frame with the code, then close TCP. */
+  #fail(code: number, reason: string): void {
+    this.#reader.stop();
+    if (this.#state === ReadyState.Open) this.#state = ReadyState.Closing;
+    this.#dropQueued();
+    this.#sendClose(encodeClosePayload(code, reason.length > 123 ? reason.slice(0, 120) : reason));
+    this.#endAfterFlush();
+  }
+
+  #endAfterFlush(): void {
+    this.#startCloseTimer();
+    // end() queues the FIN behind whatever is written, so schedule our flush first.
+    setImmediate(() => {
+      this.flush();
+      if (!this.#socket.destroyed) this.#socket.end();
+    });
+  }
+
+  #startCloseTimer(): void {
+    if (this.#closeTimer !== null) return;
+    this.#closeTimer = setTimeout(() => {
+      this.#ctx.logger.debug({ remote: this.remoteAddress }, 'close handshake timed out; destroying socket');
+      this.#socket.destroy();
+    }, this.#ctx.closeTimeoutMs);
+    this.#closeTimer.unref();
+  }
+
+  #dropQueued(): void {
+    this.#queue.clear();
+    this.#pendingClose = null;
+  }
+
+  #releaseInFlight(): void {
+    const releases = this.#inFlight;
+    this.#inFlight = null;
+    if (releases !== null) for (const release of releases) release();
+  }
+
+  readonly #onEnd = (): void => {
+    // The peer closed its side without (or after) a close frame: finish ours.
+    if (!this.#socket.destroyed) this.#socket.end();
+  };
+
+  readonly #onSocketError = (error: Error): void => {
+    this.#ctx.logger.debug({ remote: this.remoteAddress, err: error.message }, 'socket error');
+  };
+
+  readonly #onSocketClose = (): void => {
+    if (this.#state === ReadyState.Closed) return;
+    this.#state = ReadyState.Closed;
+    if (this.#closeTimer !== null) clearTimeout(this.#closeTimer);
+    this.#reader.stop();
+    this.#dropQueued();
+    this.#writer.take();
+    this.#releaseInFlight();
+    this.#compression?.close();
+    for (const topic of this.#topics) this.#ctx.topics.unsubscribe(this, topic);
+    this.#topics.clear();
+    this.#ctx.counters[Counter.Connections]!--;
+    this.#ctx.onClosed(this);
+    const { code, reason } = this.#peerClose ?? { code: CloseCode.Abnormal, reason: '' };
+    const app = this.#ctx.app;
+    if (app.close) this.#call('close', () => app.close!(this, code, reason));
+  };
+
+  /** Runs an app handler; one that throws closes only this connection, with 1011. */
+  #call(name: string, handler: () => void): void {
+    try {
+      handler();
+    } catch (error) {
+      this.#ctx.logger.error({ err: error, handler: name, remote: this.remoteAddress }, `app ${name} handler threw; closing connection with 1011`);
+      if (this.#state === ReadyState.Open) this.#fail(CloseCode.InternalError, 'internal error');
+    }
+  }
+}

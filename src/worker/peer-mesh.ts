@@ -1,0 +1,131 @@
+import type { MessagePort } from 'node:worker_threads';
+import type { Logger } from 'pino';
+import type { Priority } from '../shared/app.ts';
+import type { SlabPool } from '../shared/slab-pool.ts';
+import type { PeerMessage, PeerPublish } from '../shared/thread-messages.ts';
+
+interface Peer {
+  readonly worker: number;
+  readonly generation: number;
+  readonly port: MessagePort;
+}
+
+export interface PeerMeshEvents {
+  interest(worker: number, topics: readonly string[], subscribed: boolean): void;
+  publish(message: PeerPublish, frames: Buffer, release: (() => void) | null): void;
+  /** A peer joined: it must learn which topics we have subscribers for. */
+  joined(worker: number): void;
+  left(worker: number): void;
+}
+
+/**
+ * PeerMesh is this worker's MessagePorts to every other worker (a port per pair, set up by the
+ * primary). Interest changes go to all peers; a publish goes to the peers that asked for the
+ * topic. Frames at or above the pool threshold are written once into the SharedArrayBuffer
+ * pool and only a handle crosses; smaller ones are copied by postMessage, which costs less than
+ * a pool round trip at that size.
+ */
+export class PeerMesh {
+  readonly #self: number;
+  readonly #peers = new Map<number, Peer>();
+  readonly #pool: SlabPool;
+  readonly #poolThreshold: number;
+  readonly #logger: Logger;
+  #events: PeerMeshEvents | null = null;
+
+  constructor(self: number, pool: SlabPool, poolThreshold: number, logger: Logger) {
+    this.#self = self;
+    this.#pool = pool;
+    this.#poolThreshold = poolThreshold;
+    this.#logger = logger;
+  }
+
+  bind(events: PeerMeshEvents): void {
+    this.#events = events;
+  }
+
+  add(worker: number, generation: number, port: MessagePort): void {
+    this.remove(worker);
+    const peer: Peer = { worker, generation, port };
+    this.#peers.set(worker, peer);
+    port.on('message', (message: PeerMessage) => this.#receive(peer, message));
+    this.#events?.joined(worker);
+  }
+
+  remove(worker: number): void {
+    const peer = this.#peers.get(worker);
+    if (peer === undefined) return;
+    this.#peers.delete(worker);
+    peer.port.close();
+    this.#events?.left(worker);
+  }
+
+  announce(topics: readonly string[], subscribed: boolean, only?: number): void {
+    if (topics.length === 0) return;
+    const message: PeerMessage = { type: 'interest', topics, subscribed };
+    if (only !== undefined) {
+      this.#peers.get(only)?.port.postMessage(message);
+      return;
+    }
+    for (const peer of this.#peers.values()) peer.port.postMessage(message);
+  }
+
+  publish(workers: ReadonlySet<number>, topic: string, plain: Buffer, compressed: Buffer | null, priority: Priority): void {
+    const plainLength = plain.length;
+    const compressedLength = compressed?.length ?? 0;
+    const total = plainLength + compressedLength;
+    if (total >= this.#poolThreshold && workers.size > 0) {
+      const holders = [];
+      for (const worker of workers) {
+        const peer = this.#peers.get(worker);
+        if (peer !== undefined) holders.push({ worker, generation: peer.generation });
+      }
+      const allocation = this.#pool.allocate(total, holders);
+      if (allocation.ok) {
+        const bytes = this.#pool.bytes(allocation.handle);
+        bytes.set(plain, 0);
+        if (compressed !== null) bytes.set(compressed, plainLength);
+        const message: PeerPublish = { type: 'publish', topic, priority, plainLength, compressedLength, bytes: null, handle: allocation.handle };
+        for (const holder of allocation.holders) this.#peers.get(holder.worker)!.port.postMessage(message);
+        return;
+      }
+      // Pool full (or every receiver just died): fall back to copying, bounded by postMessage.
+    }
+    const bytes = new Uint8Array(total);
+    bytes.set(plain, 0);
+    if (compressed !== null) bytes.set(compressed, plainLength);
+    const message: PeerPublish = { type: 'publish', topic, priority, plainLength, compressedLength, bytes, handle: -1 };
+    for (const worker of workers) this.#peers.get(worker)?.port.postMessage(message);
+  }
+
+  #receive(peer: Peer, message: PeerMessage): void {
+    const events = this.#events;
+    if (events === null) return;
+    if (message.type === 'interest') {
+      events.interest(peer.worker, message.topics, message.subscribed);
+      return;
+    }
+    if (message.bytes !== null) {
+      const bytes = message.bytes;
+      events.publish(message, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), null);
+      return;
+    }
+    const handle = message.handle;
+    const pool = this.#pool;
+    const self = this.#self;
+    let frames: Buffer;
+    try {
+      frames = pool.bytes(handle);
+    } catch (error) {
+      this.#logger.error({ err: error, handle }, 'publish refers to a pool allocation that is gone');
+      return;
+    }
+    events.publish(message, frames, () => {
+      pool.release(handle, self);
+    });
+  }
+
+  close(): void {
+    for (const worker of [...this.#peers.keys()]) this.remove(worker);
+  }
+}

@@ -1,0 +1,288 @@
+import { createServer } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { isAbsolute, resolve } from 'node:path';
+import type { Duplex } from 'node:stream';
+import { pathToFileURL } from 'node:url';
+import type { MessagePort } from 'node:worker_threads';
+import type { Logger } from 'pino';
+import type { App, MessageData, SendOptions, Shard, WorkerStats } from '../shared/app.ts';
+import { CloseCode } from '../shared/close.ts';
+import type { ServerConfig } from '../shared/config.ts';
+import { ByteArena } from '../shared/frame-writer.ts';
+import { createLogger } from '../shared/logger.ts';
+import { deflateMessageShared } from '../shared/permessage-deflate.ts';
+import { SlabPool } from '../shared/slab-pool.ts';
+import type { PrimaryMessage, WorkerInit, WorkerMessage } from '../shared/thread-messages.ts';
+import { Counter, WorkerCounters } from '../shared/worker-counters.ts';
+import { Connection } from './connection.ts';
+import type { ConnectionContext } from './connection.ts';
+import { FlushScheduler } from './flush-scheduler.ts';
+import { PeerMesh } from './peer-mesh.ts';
+import { TopicRegistry } from './topic-registry.ts';
+import type { SharedCompressor } from './topic-registry.ts';
+import { UpgradeHandler, refuse } from './upgrade.ts';
+
+/** Resolves the app module named in the config; the built-in demo when none is. */
+async function loadApp(spec: string | null): Promise<App<unknown>> {
+  const url =
+    spec === null ? new URL(`../demo/app${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url).href
+    : /^[a-z][a-z0-9+.-]*:/i.test(spec) && !/^[a-z]:[\\/]/i.test(spec) ? spec
+    : pathToFileURL(isAbsolute(spec) ? spec : resolve(process.cwd(), spec)).href;
+  const module = (await import(url)) as { default?: App<unknown> };
+  if (typeof module.default !== 'object' || module.default === null) {
+    throw new TypeError(`app module ${url} has no default export (export default defineApp({...}))`);
+  }
+  return module.default;
+}
+
+/**
+ * ShardRuntime is everything one worker thread runs: the non-listening HTTP server that sockets
+ * from the primary enter, the upgrade, the connections, pub/sub with the other workers, the idle
+ * sweep and the heartbeat, and the graceful shutdown.
+ */
+export class ShardRuntime {
+  readonly #init: WorkerInit;
+  readonly #config: ServerConfig;
+  readonly #logger: Logger;
+  readonly #counters: WorkerCounters;
+  readonly #slot: Float64Array;
+  readonly #mesh: PeerMesh;
+  readonly #topics: TopicRegistry;
+  readonly #connections = new Set<Connection>();
+  readonly #handshaking = new WeakSet<Duplex>();
+  readonly #server: Server;
+  readonly #post: (message: WorkerMessage) => void;
+  #app: App<unknown> = {};
+  #upgrade: UpgradeHandler | null = null;
+  #context: ConnectionContext | null = null;
+  #timers: NodeJS.Timeout[] = [];
+  #stopping = false;
+  readonly shard: Shard;
+
+  constructor(init: WorkerInit, post: (message: WorkerMessage) => void) {
+    this.#init = init;
+    this.#config = init.config;
+    this.#post = post;
+    this.#logger = createLogger(init.config.logLevel, { worker: init.id });
+    this.#counters = new WorkerCounters(init.counters);
+    this.#slot = this.#counters.slot(init.id);
+    const pool = SlabPool.attach(init.pool, { worker: init.id });
+    this.#mesh = new PeerMesh(init.id, pool, init.config.poolThreshold, this.#logger);
+    const deflate = init.config.deflate;
+    const compressor: SharedCompressor | null =
+      deflate !== null && deflate.mode === 'shared'
+        ? (payload) => deflateMessageShared(payload, deflate.serverMaxWindowBits, deflate.level, deflate.memLevel)
+        : null;
+    this.#topics = new TopicRegistry(this.#mesh, compressor, deflate?.threshold ?? 0, this.#slot);
+    this.#mesh.bind({
+      interest: (worker, topics, subscribed) => this.#topics.setRemoteInterest(worker, topics, subscribed),
+      publish: (message, frames, release) => this.#topics.deliver(message, frames, release),
+      joined: (worker) => this.#mesh.announce(this.#topics.localTopics, true, worker),
+      left: (worker) => this.#topics.forgetWorker(worker),
+    });
+    const topics = this.#topics;
+    const counters = this.#counters;
+    this.shard = {
+      id: init.id,
+      count: init.config.workers,
+      logger: this.#logger,
+      publish: (topic: string, data: MessageData, options?: SendOptions) => topics.publish(topic, data, options, null),
+      subscriberCount: (topic: string) => topics.subscriberCount(topic),
+      stats: (): WorkerStats[] => counters.allStats(),
+    };
+    this.#server = createServer({
+      // Node's own parser enforces these on the upgrade request (slowloris, header floods).
+      headersTimeout: init.config.handshakeTimeout,
+      requestTimeout: init.config.handshakeTimeout,
+      maxHeaderSize: init.config.maxHeaderSize,
+      connectionsCheckingInterval: Math.min(1000, init.config.handshakeTimeout),
+      keepAliveTimeout: 5000,
+    });
+    this.#server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.#onUpgrade(req, socket, head));
+    this.#server.on('request', (req: IncomingMessage, res: ServerResponse) => this.#onRequest(req, res));
+    this.#server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => this.#onClientError(error, socket));
+  }
+
+  async start(): Promise<void> {
+    this.#app = await loadApp(this.#config.app);
+    this.#upgrade = new UpgradeHandler(this.#config, this.#app, this.shard, this.#logger, this.#slot);
+    const config = this.#config;
+    this.#context = {
+      app: this.#app,
+      shard: this.shard,
+      logger: this.#logger,
+      arena: new ByteArena(),
+      flusher: new FlushScheduler(),
+      counters: this.#slot,
+      maxPayloadLength: config.maxPayloadLength,
+      closeTimeoutMs: config.closeTimeout * 1000,
+      highWaterMark: config.highWaterMark,
+      lowWaterMark: config.lowWaterMark,
+      maxBackpressure: config.maxBackpressure,
+      slowClient: config.slowClient,
+      topics: this.#topics,
+      onClosed: (connection) => this.#connections.delete(connection),
+    };
+    this.#slot[Counter.Heartbeat] = Date.now();
+    const heartbeat = setInterval(() => {
+      this.#slot[Counter.Heartbeat] = Date.now();
+      this.#slot[Counter.BufferedBytes] = this.#bufferedBytes();
+    }, 250);
+    this.#timers.push(heartbeat);
+    if (config.idleTimeout > 0) this.#startIdleSweep(config.idleTimeout * 1000);
+    await this.#app.start?.(this.shard);
+    this.#post({ type: 'ready' });
+  }
+
+  onMessage(message: PrimaryMessage): void {
+    switch (message.type) {
+      case 'socket':
+        this.#adopt(message.socket);
+        return;
+      case 'peer':
+        this.#mesh.add(message.worker, message.generation, message.port as MessagePort);
+        return;
+      case 'peer-gone':
+        this.#mesh.remove(message.worker);
+        return;
+      case 'publish':
+        this.#topics.publish(message.topic, message.data, { binary: message.binary }, null);
+        return;
+      case 'shutdown':
+        void this.#shutdown(message.grace);
+        return;
+    }
+  }
+
+  /** A socket from the primary: it enters Node's HTTP server as if this worker accepted it. */
+  #adopt(socket: Socket): void {
+    this.#slot[Counter.SocketsAdopted]!++;
+    if (this.#stopping) {
+      refuse(socket, 503, 'server shutting down');
+      return;
+    }
+    if (this.#slot[Counter.Handshakes]! >= this.#config.maxHandshakes) {
+      this.#logger.warn({ remote: socket.remoteAddress }, 'too many handshakes in progress; refusing with 503');
+      refuse(socket, 503, 'too many handshakes in progress');
+      return;
+    }
+    this.#slot[Counter.Handshakes]!++;
+    this.#handshaking.add(socket);
+    socket.once('close', () => this.#handshakeEnded(socket));
+    this.#server.emit('connection', socket);
+  }
+
+  #handshakeEnded(socket: Duplex): void {
+    if (this.#handshaking.delete(socket)) this.#slot[Counter.Handshakes]!--;
+  }
+
+  #onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    this.#handshakeEnded(socket);
+    if (this.#stopping) {
+      refuse(socket, 503, 'server shutting down');
+      return;
+    }
+    this.#upgrade!.handle(req, socket).then(
+      (accepted) => {
+        if (accepted === null) return;
+        if (socket.destroyed) {
+          accepted.compression?.close();
+          return;
+        }
+        (socket as Socket).setNoDelay?.(true);
+        const connection = new Connection(socket, this.#context!, accepted);
+        this.#connections.add(connection);
+        connection.start(head);
+      },
+      (error: unknown) => {
+        this.#logger.error({ err: error }, 'upgrade failed');
+        socket.destroy();
+      },
+    );
+  }
+
+  #onRequest(req: IncomingMessage, res: ServerResponse): void {
+    this.#handshakeEnded(req.socket);
+    const statsPath = this.#config.statsPath;
+    if (statsPath !== '' && req.url === statsPath) {
+      const body = JSON.stringify({ workers: this.shard.stats() });
+      res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(body);
+      return;
+    }
+    if (this.#app.http) {
+      try {
+        this.#app.http(req, res, this.shard);
+      } catch (error) {
+        this.#logger.error({ err: error, url: req.url }, 'app http handler threw');
+        if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
+        res.end('Internal Server Error');
+      }
+      return;
+    }
+    res.writeHead(426, { upgrade: 'websocket', connection: 'Upgrade', 'content-type': 'text/plain' }).end('Upgrade Required');
+  }
+
+  #onClientError(error: NodeJS.ErrnoException, socket: Duplex): void {
+    this.#handshakeEnded(socket);
+    const code = error.code ?? '';
+    const status = code === 'HPE_HEADER_OVERFLOW' ? 431 : code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+    this.#logger.info({ code, status }, `bad HTTP request: ${error.message}`);
+    if (socket.destroyed) return;
+    if (code === 'ECONNRESET' || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const reason = status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : 'Bad Request';
+    socket.end(`HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+  }
+
+  #startIdleSweep(idleMs: number): void {
+    const period = Math.max(50, Math.min(1000, Math.floor(idleMs / 4)));
+    const closeAt = Math.ceil(idleMs / period);
+    const pingAt = Math.ceil(closeAt / 2);
+    const sendPings = this.#config.sendPings;
+    const sweep = setInterval(() => {
+      for (const connection of this.#connections) {
+        const ticks = ++connection.idleTicks;
+        if (ticks >= closeAt) {
+          this.#logger.debug({ remote: connection.remoteAddress }, 'idle timeout; closing with 1001');
+          connection.close(CloseCode.GoingAway, 'idle timeout');
+        } else if (sendPings && ticks >= pingAt && !connection.pingSent) {
+          connection.pingSent = true;
+          connection.ping();
+        }
+      }
+    }, period);
+    sweep.unref();
+    this.#timers.push(sweep);
+  }
+
+  #bufferedBytes(): number {
+    let total = 0;
+    for (const connection of this.#connections) total += connection.bufferedAmount;
+    return total;
+  }
+
+  async #shutdown(grace: number): Promise<void> {
+    if (this.#stopping) return;
+    this.#stopping = true;
+    this.#logger.info({ connections: this.#connections.size }, 'shutting down: closing connections with 1001');
+    for (const connection of this.#connections) connection.close(CloseCode.GoingAway, 'server shutting down');
+    this.#server.closeIdleConnections();
+    const deadline = Date.now() + grace;
+    while (this.#connections.size > 0 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    for (const connection of this.#connections) connection.terminate();
+    this.#server.closeAllConnections();
+    for (const timer of this.#timers) clearInterval(timer);
+    try {
+      await this.#app.stop?.(this.shard);
+    } catch (error) {
+      this.#logger.error({ err: error }, 'app stop handler threw');
+    }
+    this.#mesh.close();
+    this.#post({ type: 'stopped' });
+  }
+}

@@ -1,0 +1,145 @@
+import type { MessageData, SendOptions } from '../shared/app.ts';
+import { encodeFrame } from '../shared/frame-encoder.ts';
+import { Opcode } from '../shared/opcodes.ts';
+import type { PeerPublish } from '../shared/thread-messages.ts';
+import { Counter } from '../shared/worker-counters.ts';
+import type { Connection, TopicMembership } from './connection.ts';
+import type { PeerMesh } from './peer-mesh.ts';
+
+/** Compresses a whole message once, without context takeover, for every subscriber. */
+export type SharedCompressor = (payload: Buffer) => Buffer;
+
+function toPayload(data: MessageData): Buffer {
+  if (typeof data === 'string') return Buffer.from(data);
+  if (Buffer.isBuffer(data)) return data;
+  if (data instanceof ArrayBuffer) return Buffer.from(data);
+  return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+}
+
+/**
+ * TopicRegistry is a worker's pub/sub: which local connections subscribe to a topic, and which
+ * other workers have subscribers (learned from their interest messages), so a publish is framed
+ * once here and sent only to workers that need it.
+ */
+export class TopicRegistry implements TopicMembership {
+  readonly #local = new Map<string, Set<Connection>>();
+  readonly #remote = new Map<string, Set<number>>();
+  readonly #mesh: PeerMesh;
+  readonly #compressor: SharedCompressor | null;
+  readonly #threshold: number;
+  readonly #counters: Float64Array;
+
+  constructor(mesh: PeerMesh, compressor: SharedCompressor | null, threshold: number, counters: Float64Array) {
+    this.#mesh = mesh;
+    this.#compressor = compressor;
+    this.#threshold = threshold;
+    this.#counters = counters;
+  }
+
+  /** Topics with at least one local subscriber (told to a peer that joins late). */
+  get localTopics(): string[] {
+    return [...this.#local.keys()];
+  }
+
+  subscriberCount(topic: string): number {
+    return this.#local.get(topic)?.size ?? 0;
+  }
+
+  subscribe(connection: Connection, topic: string): void {
+    let set = this.#local.get(topic);
+    if (set === undefined) {
+      set = new Set();
+      this.#local.set(topic, set);
+      this.#mesh.announce([topic], true);
+    }
+    set.add(connection);
+  }
+
+  unsubscribe(connection: Connection, topic: string): void {
+    const set = this.#local.get(topic);
+    if (set === undefined || !set.delete(connection)) return;
+    if (set.size === 0) {
+      this.#local.delete(topic);
+      this.#mesh.announce([topic], false);
+    }
+  }
+
+  /** A peer's subscribers came or went. */
+  setRemoteInterest(worker: number, topics: readonly string[], subscribed: boolean): void {
+    for (const topic of topics) {
+      let set = this.#remote.get(topic);
+      if (subscribed) {
+        if (set === undefined) this.#remote.set(topic, (set = new Set()));
+        set.add(worker);
+      } else if (set !== undefined) {
+        set.delete(worker);
+        if (set.size === 0) this.#remote.delete(topic);
+      }
+    }
+  }
+
+  /** A peer is gone: it has no subscribers any more. */
+  forgetWorker(worker: number): void {
+    for (const [topic, set] of this.#remote) {
+      set.delete(worker);
+      if (set.size === 0) this.#remote.delete(topic);
+    }
+  }
+
+  publish(topic: string, data: MessageData, options: SendOptions | undefined, except: Connection | null): void {
+    const local = this.#local.get(topic);
+    const remote = this.#remote.get(topic);
+    const localCount = local === undefined ? 0 : local.size - (except !== null && local.has(except) ? 1 : 0);
+    if (localCount === 0 && remote === undefined) return;
+    this.#counters[Counter.PublishesOut]!++;
+
+    // Framed once (and compressed once) for every subscriber on every worker.
+    const payload = toPayload(data);
+    const binary = options?.binary ?? typeof data !== 'string';
+    const opcode = binary ? Opcode.Binary : Opcode.Text;
+    const plain = encodeFrame(opcode, payload);
+    const compress = this.#compressor !== null && options?.compress !== false && payload.length >= this.#threshold;
+    const compressed = compress ? encodeFrame(opcode, this.#compressor!(payload), { rsv1: true }) : null;
+    const priority = options?.priority ?? 'normal';
+
+    if (localCount > 0) {
+      for (const connection of local!) {
+        if (connection !== except) connection.sendPrepared(plain, compressed, priority, null);
+      }
+    }
+    if (remote !== undefined) this.#mesh.publish(remote, topic, plain, compressed, priority);
+  }
+
+  /** A publish from another worker: write its frames to local subscribers. */
+  deliver(message: PeerPublish, frames: Buffer, release: (() => void) | null): void {
+    this.#counters[Counter.PublishesIn]!++;
+    const set = this.#local.get(message.topic);
+    const priority = message.priority;
+    if (set === undefined) {
+      release?.();
+      return;
+    }
+    const plain = frames.subarray(0, message.plainLength);
+    const compressed = message.compressedLength > 0 ? frames.subarray(message.plainLength, message.plainLength + message.compressedLength) : null;
+    if (release === null) {
+      for (const connection of set) connection.sendPrepared(plain, compressed, priority, null);
+      return;
+    }
+    // Pooled frames: one hold for this loop and one per connection; the last one out returns
+    // the pages to the pool.
+    let holds = 1;
+    const drop = (): void => {
+      if (--holds === 0) release();
+    };
+    for (const connection of set) {
+      holds++;
+      let released = false;
+      connection.sendPrepared(plain, compressed, priority, () => {
+        if (released) return;
+        released = true;
+        drop();
+      });
+    }
+    drop();
+  }
+}

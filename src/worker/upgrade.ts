@@ -1,0 +1,158 @@
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { Logger } from 'pino';
+import type { App, Shard, UpgradeRequest } from '../shared/app.ts';
+import { isRejection } from '../shared/app.ts';
+import type { ServerConfig } from '../shared/config.ts';
+import { HandshakeError } from '../shared/errors.ts';
+import type { HandshakeStatus } from '../shared/errors.ts';
+import { parseExtensionHeader } from '../shared/extension-header.ts';
+import { buildErrorResponse, buildUpgradeResponse, validateUpgradeRequest } from '../shared/handshake.ts';
+import { messageCompression } from '../shared/message-compression.ts';
+import type { MessageCompression } from '../shared/message-compression.ts';
+import { PerMessageDeflate, acceptDeflateOffer } from '../shared/permessage-deflate.ts';
+import { Counter } from '../shared/worker-counters.ts';
+
+export interface AcceptedUpgrade {
+  readonly data: unknown;
+  readonly protocol: string;
+  readonly extensions: string;
+  readonly compression: MessageCompression | null;
+  readonly remoteAddress: string;
+}
+
+/** Writes an HTTP refusal and closes the socket (the body is in the response already). */
+export function refuse(socket: Duplex, status: HandshakeStatus, message?: string, headers?: Readonly<Record<string, string>>): void {
+  if (socket.destroyed) return;
+  socket.end(buildErrorResponse(status, message, headers), 'latin1');
+}
+
+/**
+ * UpgradeHandler runs an opening handshake (RFC 6455 §4.2) on a request Node's HTTP parser has
+ * read: validate, check the origin, negotiate permessage-deflate, ask the app, write the 101.
+ * It returns the accepted connection's parameters, or null after refusing it.
+ */
+export class UpgradeHandler {
+  readonly #config: ServerConfig;
+  readonly #app: App<unknown>;
+  readonly #shard: Shard;
+  readonly #logger: Logger;
+  readonly #counters: Float64Array;
+
+  constructor(config: ServerConfig, app: App<unknown>, shard: Shard, logger: Logger, counters: Float64Array) {
+    this.#config = config;
+    this.#app = app;
+    this.#shard = shard;
+    this.#logger = logger;
+    this.#counters = counters;
+  }
+
+  async handle(req: IncomingMessage, socket: Duplex): Promise<AcceptedUpgrade | null> {
+    const remoteAddress = req.socket.remoteAddress ?? '';
+    this.#counters[Counter.HandshakesTotal]!++;
+    const refused = (status: HandshakeStatus, reason: string, headers?: Readonly<Record<string, string>>, message?: string): null => {
+      this.#counters[Counter.HandshakesRejected]!++;
+      this.#logger.info({ remote: remoteAddress, url: req.url, status }, `upgrade refused: ${reason}`);
+      refuse(socket, status, message ?? reason, headers);
+      return null;
+    };
+
+    let info;
+    try {
+      info = validateUpgradeRequest(req);
+    } catch (error) {
+      if (error instanceof HandshakeError) return refused(error.status, error.message, error.headers);
+      throw error;
+    }
+    const origins = this.#config.origins;
+    if (origins !== null && (info.origin === undefined || !origins.includes(info.origin))) {
+      return refused(403, `origin ${String(info.origin)} is not allowed`);
+    }
+
+    let compression: MessageCompression | null = null;
+    let extensions = '';
+    const deflate = this.#config.deflate;
+    if (deflate !== null && info.extensionsHeader !== undefined) {
+      let offers;
+      try {
+        offers = parseExtensionHeader(info.extensionsHeader);
+      } catch (error) {
+        if (error instanceof HandshakeError) return refused(error.status, error.message);
+        throw error;
+      }
+      const shared = deflate.mode === 'shared';
+      const accepted = acceptDeflateOffer(offers, {
+        mode: deflate.mode,
+        serverMaxWindowBits: deflate.serverMaxWindowBits,
+        // Shared mode keeps no zlib state per connection in either direction.
+        clientNoContextTakeover: shared,
+        threshold: deflate.threshold,
+        level: deflate.level,
+        memLevel: deflate.memLevel,
+      });
+      if (accepted !== null) {
+        const codec = new PerMessageDeflate('server', accepted.params, {
+          maxMessageSize: this.#config.maxPayloadLength,
+          level: deflate.level,
+          memLevel: deflate.memLevel,
+          threshold: deflate.threshold,
+        });
+        compression = messageCompression(codec, shared ? deflate.serverMaxWindowBits : null);
+        extensions = accepted.response;
+      }
+    }
+
+    let data: unknown = undefined;
+    let protocol = '';
+    let headers: Readonly<Record<string, string>> | undefined;
+    const app = this.#app;
+    if (app.upgrade) {
+      const request: UpgradeRequest = {
+        method: req.method ?? 'GET',
+        url: req.url ?? '/',
+        headers: req.headers,
+        remoteAddress,
+        protocols: info.protocols,
+        raw: req,
+      };
+      let result;
+      try {
+        result = await app.upgrade(request, this.#shard);
+      } catch (error) {
+        compression?.close();
+        this.#logger.error({ err: error, url: req.url }, 'app upgrade handler threw; answering 500');
+        return refused(500, 'upgrade handler threw', undefined, 'Internal Server Error');
+      }
+      if (isRejection(result)) {
+        compression?.close();
+        return refused(result.reject, `rejected by the app (${result.reject})`, result.headers, result.message);
+      }
+      if (result) {
+        data = result.data;
+        headers = result.headers;
+        if (result.protocol !== undefined) {
+          if (!info.protocols.includes(result.protocol)) {
+            compression?.close();
+            this.#logger.error({ protocol: result.protocol, offered: info.protocols }, 'app chose a subprotocol the client did not offer');
+            return refused(500, 'invalid subprotocol choice', undefined, 'Internal Server Error');
+          }
+          protocol = result.protocol;
+        }
+      }
+    }
+    if (socket.destroyed) {
+      compression?.close();
+      return null;
+    }
+    let response;
+    try {
+      response = buildUpgradeResponse({ key: info.key, protocol: protocol || undefined, extensions, headers });
+    } catch (error) {
+      compression?.close();
+      this.#logger.error({ err: error }, 'invalid upgrade response headers from the app');
+      return refused(500, 'invalid response headers', undefined, 'Internal Server Error');
+    }
+    socket.write(response, 'latin1');
+    return { data, protocol, extensions, compression, remoteAddress };
+  }
+}
