@@ -1,0 +1,418 @@
+import { request as httpRequest } from 'node:http';
+import type { IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { SecureContextOptions } from 'node:tls';
+import { CloseCode, encodeClosePayload } from '../shared/close.ts';
+import type { ProtocolError } from '../shared/errors.ts';
+import { parseExtensionHeader } from '../shared/extension-header.ts';
+import { ByteArena, FrameWriter } from '../shared/frame-writer.ts';
+import { generateKey, validateUpgradeResponse } from '../shared/handshake.ts';
+import { MaskKeySource } from '../shared/mask.ts';
+import { messageCompression } from '../shared/message-compression.ts';
+import type { MessageCompression } from '../shared/message-compression.ts';
+import type { MessageHandler } from '../shared/message-reader.ts';
+import { MessageReader } from '../shared/message-reader.ts';
+import { Opcode } from '../shared/opcodes.ts';
+import type { DeflateOfferOptions } from '../shared/permessage-deflate.ts';
+import { PerMessageDeflate, acceptDeflateResponse, buildDeflateOffer } from '../shared/permessage-deflate.ts';
+import { parseSubprotocolHeader } from '../shared/subprotocol-header.ts';
+
+export type BinaryType = 'nodebuffer' | 'arraybuffer';
+
+export interface ClientOptions {
+  /** Offer permessage-deflate (default true); an object tunes the offer. */
+  readonly perMessageDeflate?: boolean | (DeflateOfferOptions & { readonly threshold?: number; readonly level?: number });
+  /** Milliseconds for the TCP/TLS connect and the opening handshake (default 10,000). */
+  readonly handshakeTimeout?: number;
+  /** Largest message accepted, after inflation (default 16 MiB; 1009 past it). */
+  readonly maxPayloadLength?: number;
+  readonly headers?: Readonly<Record<string, string>>;
+  readonly origin?: string;
+  /** TLS options for wss:// (CA, client certificate and key, SNI servername, rejectUnauthorized). */
+  readonly tls?: SecureContextOptions & { readonly servername?: string; readonly rejectUnauthorized?: boolean };
+  /** Seconds to wait for the server to close TCP after the close handshake (default 10). */
+  readonly closeTimeout?: number;
+}
+
+export class MessageEvent extends Event {
+  readonly data: string | Buffer | ArrayBuffer;
+  constructor(data: string | Buffer | ArrayBuffer) {
+    super('message');
+    this.data = data;
+  }
+}
+
+export class CloseEvent extends Event {
+  readonly code: number;
+  readonly reason: string;
+  readonly wasClean: boolean;
+  constructor(code: number, reason: string, wasClean: boolean) {
+    super('close');
+    this.code = code;
+    this.reason = reason;
+    this.wasClean = wasClean;
+  }
+}
+
+export class ErrorEvent extends Event {
+  readonly error: Error;
+  readonly message: string;
+  constructor(error: Error) {
+    super('error');
+    this.error = error;
+    this.message = error.message;
+  }
+}
+
+/** Every client of a thread packs its frames into one arena and flushes once per tick. */
+const arena = new ByteArena();
+const maskKeys = new MaskKeySource();
+let dirty: WebSocket[] = [];
+let flushScheduled = false;
+function scheduleFlush(ws: WebSocket): void {
+  dirty.push(ws);
+  if (flushScheduled) return;
+  flushScheduled = true;
+  setImmediate(() => {
+    flushScheduled = false;
+    const batch = dirty;
+    dirty = [];
+    for (const client of batch) client._flush();
+  });
+}
+
+type Handler<E extends Event> = ((event: E) => void) | null;
+
+/**
+ * WebSocket is a client with the browser's API (`onopen`/`onmessage`/`onclose`/`onerror`,
+ * `addEventListener`, `readyState`, `binaryType`, `bufferedAmount`, `send`, `close`), built on
+ * the same core as the server: masked frames (RFC 6455 §5.3) batched into one write per tick.
+ */
+export class WebSocket extends EventTarget {
+  static readonly CONNECTING = 0;
+  static readonly OPEN = 1;
+  static readonly CLOSING = 2;
+  static readonly CLOSED = 3;
+
+  readonly url: string;
+  protocol = '';
+  extensions = '';
+  binaryType: BinaryType = 'nodebuffer';
+  onopen: Handler<Event> = null;
+  onmessage: Handler<MessageEvent> = null;
+  onclose: Handler<CloseEvent> = null;
+  onerror: Handler<ErrorEvent> = null;
+
+  #readyState: 0 | 1 | 2 | 3 = 0;
+  #socket: Duplex | null = null;
+  #reader: MessageReader | null = null;
+  readonly #writer = new FrameWriter(arena, maskKeys);
+  #compression: MessageCompression | null = null;
+  #compressing = 0;
+  readonly #pending: { payload: Buffer; opcode: Opcode; compress: boolean }[] = [];
+  #scheduled = false;
+  #closeSent = false;
+  #closeReceived: { code: number; reason: string } | null = null;
+  #closeTimer: NodeJS.Timeout | null = null;
+  #errorEmitted = false;
+  readonly #options: ClientOptions;
+
+  constructor(url: string | URL, protocols: string | readonly string[] = [], options: ClientOptions = {}) {
+    super();
+    const parsed = new URL(url);
+    if (parsed.protocol === 'http:') parsed.protocol = 'ws:';
+    if (parsed.protocol === 'https:') parsed.protocol = 'wss:';
+    if (parsed.protocol !== 'ws:' && parsed.protocol !== 'wss:') throw new SyntaxError(`unsupported URL scheme ${parsed.protocol}`);
+    if (parsed.hash !== '') throw new SyntaxError('a WebSocket URL has no fragment');
+    this.url = parsed.href;
+    this.#options = options;
+    const offered = typeof protocols === 'string' ? [protocols] : [...protocols];
+    if (offered.length > 0) parseSubprotocolHeader(offered.join(', ')); // throws on bad or repeated names
+    this.#connect(parsed, offered);
+  }
+
+  get readyState(): 0 | 1 | 2 | 3 {
+    return this.#readyState;
+  }
+
+  get bufferedAmount(): number {
+    let pending = 0;
+    for (const item of this.#pending) pending += item.payload.length;
+    return this.#writer.pendingBytes + pending + (this.#socket?.writableLength ?? 0);
+  }
+
+  send(data: string | Buffer | ArrayBuffer | ArrayBufferView): void {
+    if (this.#readyState === WebSocket.CONNECTING) throw new DOMException('WebSocket is still connecting', 'InvalidStateError');
+    if (this.#readyState !== WebSocket.OPEN) return;
+    const text = typeof data === 'string';
+    const payload = text
+      ? Buffer.from(data)
+      : Buffer.isBuffer(data) ? data
+      : data instanceof ArrayBuffer ? Buffer.from(data)
+      : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    const opcode = text ? Opcode.Text : Opcode.Binary;
+    const compression = this.#compression;
+    const compress = compression !== null && payload.length >= compression.threshold;
+    if (this.#pending.length > 0 || (compress && compression.compressSync === null)) {
+      this.#pending.push({ payload, opcode, compress });
+      this.#pump();
+      return;
+    }
+    this.#frame(opcode, compress ? compression!.compressSync!(payload) : payload, compress);
+  }
+
+  close(code?: number, reason?: string): void {
+    if (code !== undefined && code !== CloseCode.Normal && (code < 3000 || code > 4999)) {
+      throw new DOMException(`close code must be 1000 or 3000-4999, got ${code}`, 'InvalidAccessError');
+    }
+    if (this.#readyState === WebSocket.CLOSING || this.#readyState === WebSocket.CLOSED) return;
+    const payload = encodeClosePayload(code ?? (reason ? CloseCode.Normal : undefined), reason ?? '');
+    if (this.#readyState === WebSocket.CONNECTING) {
+      this.#fail(new Error('WebSocket was closed before the connection was established'), CloseCode.Abnormal);
+      return;
+    }
+    this.#readyState = WebSocket.CLOSING;
+    this.#sendClose(payload);
+  }
+
+  /** Destroys the connection without a close handshake. */
+  terminate(): void {
+    this.#socket?.destroy();
+  }
+
+  // ---- handshake ------------------------------------------------------------------------
+
+  #connect(url: URL, protocols: string[]): void {
+    const key = generateKey();
+    const deflateOption = this.#options.perMessageDeflate ?? true;
+    const offer: DeflateOfferOptions | null = deflateOption === false ? null : deflateOption === true ? { clientMaxWindowBits: true } : deflateOption;
+    const headers: Record<string, string> = {
+      ...this.#options.headers,
+      Connection: 'Upgrade',
+      Upgrade: 'websocket',
+      'Sec-WebSocket-Key': key,
+      'Sec-WebSocket-Version': '13',
+    };
+    if (protocols.length > 0) headers['Sec-WebSocket-Protocol'] = protocols.join(', ');
+    if (offer !== null) headers['Sec-WebSocket-Extensions'] = buildDeflateOffer(offer);
+    if (this.#options.origin !== undefined) headers.Origin = this.#options.origin;
+    const secure = url.protocol === 'wss:';
+    const tls = this.#options.tls ?? {};
+    const req = (secure ? httpsRequest : httpRequest)({
+      host: url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname,
+      port: url.port === '' ? (secure ? 443 : 80) : Number(url.port),
+      path: url.pathname + url.search,
+      headers,
+      agent: false,
+      timeout: this.#options.handshakeTimeout ?? 10_000,
+      ...(secure ? { ...tls, servername: tls.servername ?? (url.hostname.startsWith('[') ? undefined : url.hostname) } : {}),
+    });
+    req.on('timeout', () => req.destroy(new Error('opening handshake timed out')));
+    req.on('error', (error) => this.#fail(error, CloseCode.Abnormal));
+    req.on('response', (res: IncomingMessage) => {
+      res.resume();
+      req.destroy();
+      this.#fail(new Error(`server answered the upgrade with ${res.statusCode} ${res.statusMessage ?? ''}`.trim()), CloseCode.Abnormal);
+    });
+    req.on('upgrade', (res: IncomingMessage, socket: Socket, head: Buffer) => {
+      req.setTimeout(0);
+      try {
+        const info = validateUpgradeResponse(res, { key, protocols });
+        let compression: MessageCompression | null = null;
+        if (info.extensionsHeader !== undefined) {
+          if (offer === null) throw new Error('server sent Sec-WebSocket-Extensions that were not offered');
+          const params = acceptDeflateResponse(parseExtensionHeader(info.extensionsHeader), offer);
+          const tuning = typeof deflateOption === 'object' ? deflateOption : {};
+          const codec = new PerMessageDeflate('client', params, {
+            maxMessageSize: this.#options.maxPayloadLength ?? 16 * 1024 * 1024,
+            threshold: tuning.threshold ?? 128,
+            level: tuning.level,
+          });
+          compression = messageCompression(codec, null);
+          this.extensions = info.extensionsHeader;
+        }
+        this.protocol = info.protocol;
+        this.#open(socket, compression, head);
+      } catch (error) {
+        socket.destroy();
+        this.#fail(error as Error, CloseCode.Abnormal);
+      }
+    });
+    req.end();
+  }
+
+  #open(socket: Duplex, compression: MessageCompression | null, head: Buffer): void {
+    this.#socket = socket;
+    this.#compression = compression;
+    (socket as Socket).setNoDelay?.(true);
+    const handler: MessageHandler = {
+      onMessage: (data, isBinary) => this.#onMessage(data, isBinary),
+      onPing: (payload) => {
+        if (this.#readyState === WebSocket.OPEN) this.#control(Opcode.Pong, payload);
+      },
+      onPong: () => {},
+      onClose: (code, reason) => this.#onCloseFrame(code, reason),
+      onError: (error) => this.#onProtocolError(error),
+      onReadPressure: (stop) => (stop ? socket.pause() : socket.resume()),
+    };
+    this.#reader = new MessageReader(handler, {
+      role: 'client',
+      maxMessageSize: this.#options.maxPayloadLength ?? 16 * 1024 * 1024,
+      inflater: compression?.inflater ?? null,
+    });
+    socket.on('data', (chunk: Buffer) => this.#reader!.push(chunk));
+    socket.on('close', () => this.#onSocketClose());
+    socket.on('error', (error: Error) => this.#emitError(error));
+    socket.on('end', () => socket.end());
+    this.#readyState = WebSocket.OPEN;
+    this.#dispatch(new Event('open'), this.onopen);
+    if (head.length > 0) this.#reader.push(head);
+  }
+
+  // ---- receive --------------------------------------------------------------------------
+
+  #onMessage(data: Buffer, isBinary: boolean): void {
+    if (this.#readyState !== WebSocket.OPEN) return;
+    const value = !isBinary
+      ? data.toString('utf8')
+      : this.binaryType === 'arraybuffer' ? data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength) as ArrayBuffer
+      : data;
+    this.#dispatch(new MessageEvent(value), this.onmessage);
+  }
+
+  #onCloseFrame(code: number, reason: string): void {
+    this.#closeReceived = { code, reason };
+    if (this.#readyState === WebSocket.OPEN) {
+      this.#readyState = WebSocket.CLOSING;
+      this.#sendClose(code === CloseCode.NoStatus ? Buffer.alloc(0) : encodeClosePayload(code));
+    }
+    // RFC 6455 §7.1.1: the server closes TCP first; we wait for it, within the close timeout.
+    this.#startCloseTimer();
+  }
+
+  #onProtocolError(error: ProtocolError): void {
+    this.#emitError(error);
+    if (this.#readyState === WebSocket.OPEN || this.#readyState === WebSocket.CLOSING) {
+      this.#readyState = WebSocket.CLOSING;
+      this.#sendClose(encodeClosePayload(error.closeCode));
+      this.#startCloseTimer();
+    }
+  }
+
+  #onSocketClose(): void {
+    if (this.#readyState === WebSocket.CLOSED) return;
+    this.#readyState = WebSocket.CLOSED;
+    if (this.#closeTimer !== null) clearTimeout(this.#closeTimer);
+    this.#reader?.stop();
+    this.#compression?.close();
+    this.#pending.length = 0;
+    this.#writer.take();
+    const received = this.#closeReceived;
+    const wasClean = received !== null && this.#closeSent;
+    this.#dispatch(new CloseEvent(received?.code ?? CloseCode.Abnormal, received?.reason ?? '', wasClean), this.onclose);
+  }
+
+  // ---- send -----------------------------------------------------------------------------
+
+  #pump(): void {
+    const compression = this.#compression;
+    while (this.#pending.length > 0 && this.#compressing === 0) {
+      const item = this.#pending[0]!;
+      if (!item.compress || compression === null) {
+        this.#pending.shift();
+        this.#frame(item.opcode, item.payload, false);
+      } else if (compression.compressSync !== null) {
+        this.#pending.shift();
+        this.#frame(item.opcode, compression.compressSync(item.payload), true);
+      } else {
+        this.#compressing++;
+        compression.compress(item.payload, (error, out) => {
+          this.#compressing--;
+          this.#pending.shift();
+          if (error || !out) {
+            this.#emitError(error ?? new Error('compression failed'));
+            this.#socket?.destroy();
+            return;
+          }
+          if (!this.#closeSent) this.#frame(item.opcode, out, true);
+          this.#pump();
+        });
+      }
+    }
+  }
+
+  #frame(opcode: Opcode, payload: Buffer, compressed: boolean): void {
+    this.#writer.frame(opcode, payload, true, compressed);
+    this.#schedule();
+  }
+
+  #control(opcode: Opcode, payload: Buffer): void {
+    this.#writer.frame(opcode, payload, true, false);
+    this.#schedule();
+  }
+
+  #sendClose(payload: Buffer): void {
+    if (this.#closeSent) return;
+    this.#closeSent = true;
+    this.#pending.length = 0;
+    this.#control(Opcode.Close, payload);
+    this.#startCloseTimer();
+  }
+
+  #schedule(): void {
+    if (this.#scheduled) return;
+    this.#scheduled = true;
+    scheduleFlush(this);
+  }
+
+  /** @internal Writes this tick's frames in one writev (called by the per-thread scheduler). */
+  _flush(): void {
+    this.#scheduled = false;
+    const chunks = this.#writer.take();
+    const socket = this.#socket;
+    if (chunks === null || socket === null || socket.destroyed) return;
+    if (chunks.length === 1) {
+      socket.write(chunks[0]!);
+      return;
+    }
+    socket.cork();
+    for (const chunk of chunks) socket.write(chunk);
+    socket.uncork();
+  }
+
+  #startCloseTimer(): void {
+    if (this.#closeTimer !== null) return;
+    this.#closeTimer = setTimeout(() => this.#socket?.destroy(), (this.#options.closeTimeout ?? 10) * 1000);
+    this.#closeTimer.unref();
+  }
+
+  // ---- events ---------------------------------------------------------------------------
+
+  #fail(error: Error, code: number): void {
+    if (this.#readyState === WebSocket.CLOSED) return;
+    this.#emitError(error);
+    this.#readyState = WebSocket.CLOSED;
+    this.#dispatch(new CloseEvent(code, '', false), this.onclose);
+  }
+
+  #emitError(error: Error): void {
+    if (this.#errorEmitted) return;
+    this.#errorEmitted = true;
+    this.#dispatch(new ErrorEvent(error), this.onerror);
+  }
+
+  #dispatch<E extends Event>(event: E, handler: Handler<E>): void {
+    if (handler !== null) {
+      try {
+        handler.call(this, event);
+      } catch (error) {
+        process.nextTick(() => {
+          throw error;
+        });
+      }
+    }
+    this.dispatchEvent(event);
+  }
+}
