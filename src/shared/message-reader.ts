@@ -144,7 +144,8 @@ export class MessageReader implements FrameHandler {
     this.#parser.pause();
     this.#inflater!.decompress(payload, fin, (error, data) => {
       this.#inflating = false;
-      if (this.#failed) return;
+      // Stopped (or failed) while this frame inflated: its result goes nowhere.
+      if (this.#failed || this.#parser.stopped) return;
       if (error) return this.onError(error);
       const chunk = data ?? EMPTY;
       if (!this.#binary && !(this.#utf8.write(chunk) && (!fin || this.#utf8.complete))) {
@@ -153,11 +154,14 @@ export class MessageReader implements FrameHandler {
       this.#append(chunk);
       if (fin) this.#deliver();
       if (this.#failed || this.#parser.stopped) return;
-      if (this.#readStopped && this.#parser.bufferedBytes <= this.#highWaterMark) {
+      this.#parser.resume();
+      // Judged after resume(), which may parse all that piled up: reading stays stopped only
+      // while the parser again waits on an inflation with too much queued behind it.
+      const parser = this.#parser;
+      if (this.#readStopped && !parser.stopped && !(parser.paused && parser.bufferedBytes > this.#highWaterMark)) {
         this.#readStopped = false;
         this.#handler.onReadPressure?.(false);
       }
-      this.#parser.resume();
     });
   }
 
