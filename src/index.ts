@@ -15,6 +15,7 @@ export type {
   UpgradeRejection,
   UpgradeRequest,
   UpgradeResult,
+  ResponseHeaders,
   WorkerStats,
 } from './shared/app.ts';
 export type { CompressionMode, DeflateConfig, LogLevel, ServerOptions, SlowClientPolicy } from './shared/config.ts';

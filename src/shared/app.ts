@@ -88,19 +88,22 @@ export interface UpgradeRequest {
   readonly raw: IncomingMessage;
 }
 
+/** Extra response headers; entries whose value is undefined are left out. */
+export type ResponseHeaders = Readonly<Record<string, string | undefined>>;
+
 /** Accepts the upgrade. */
 export interface UpgradeAccept<T> {
   readonly data?: T;
   /** One of `protocols`; by default the client's first offer is not chosen (none is). */
   readonly protocol?: string;
-  readonly headers?: Readonly<Record<string, string>>;
+  readonly headers?: ResponseHeaders;
 }
 
 /** Refuses the upgrade with an HTTP status. */
 export interface UpgradeRejection {
   readonly reject: HandshakeStatus;
   readonly message?: string;
-  readonly headers?: Readonly<Record<string, string>>;
+  readonly headers?: ResponseHeaders;
 }
 
 export type UpgradeResult<T> = UpgradeAccept<T> | UpgradeRejection | void;

@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
-import type { App, Shard, UpgradeRequest } from '../shared/app.ts';
+import type { App, ResponseHeaders, Shard, UpgradeRequest } from '../shared/app.ts';
 import { isRejection } from '../shared/app.ts';
 import type { ServerConfig } from '../shared/config.ts';
 import { HandshakeError } from '../shared/errors.ts';
@@ -19,6 +19,14 @@ export interface AcceptedUpgrade {
   readonly extensions: string;
   readonly compression: MessageCompression | null;
   readonly remoteAddress: string;
+}
+
+/** Drops the header entries an app left undefined. */
+function definedHeaders(headers: ResponseHeaders | undefined): Record<string, string> | undefined {
+  if (headers === undefined) return undefined;
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers)) if (value !== undefined) out[name] = value;
+  return out;
 }
 
 /** Writes an HTTP refusal and closes the socket (the body is in the response already). */
@@ -125,11 +133,11 @@ export class UpgradeHandler {
       }
       if (isRejection(result)) {
         compression?.close();
-        return refused(result.reject, `rejected by the app (${result.reject})`, result.headers, result.message);
+        return refused(result.reject, `rejected by the app (${result.reject})`, definedHeaders(result.headers), result.message);
       }
       if (result) {
         data = result.data;
-        headers = result.headers;
+        headers = definedHeaders(result.headers);
         if (result.protocol !== undefined) {
           if (!info.protocols.includes(result.protocol)) {
             compression?.close();
