@@ -27,14 +27,16 @@ export interface PeerMeshEvents {
  */
 export class PeerMesh {
   readonly #self: number;
+  readonly #generation: number;
   readonly #peers = new Map<number, Peer>();
   readonly #pool: SlabPool;
   readonly #poolThreshold: number;
   readonly #logger: Logger;
   #events: PeerMeshEvents | null = null;
 
-  constructor(self: number, pool: SlabPool, poolThreshold: number, logger: Logger) {
+  constructor(self: number, generation: number, pool: SlabPool, poolThreshold: number, logger: Logger) {
     this.#self = self;
+    this.#generation = generation;
     this.#pool = pool;
     this.#poolThreshold = poolThreshold;
     this.#logger = logger;
@@ -75,7 +77,9 @@ export class PeerMesh {
     const compressedLength = compressed?.length ?? 0;
     const total = plainLength + compressedLength;
     if (total >= this.#poolThreshold && workers.size > 0) {
-      const holders = [];
+      // The publisher holds the pages too while it writes them: were every receiver to die
+      // meanwhile, the sweep would otherwise free the pages under the copy.
+      const holders = [{ worker: this.#self, generation: this.#generation }];
       for (const worker of workers) {
         const peer = this.#peers.get(worker);
         if (peer !== undefined) holders.push({ worker, generation: peer.generation });
@@ -86,7 +90,10 @@ export class PeerMesh {
         bytes.set(plain, 0);
         if (compressed !== null) bytes.set(compressed, plainLength);
         const message: PeerPublish = { type: 'publish', topic, priority, plainLength, compressedLength, bytes: null, handle: allocation.handle };
-        for (const holder of allocation.holders) this.#peers.get(holder.worker)!.port.postMessage(message);
+        for (const holder of allocation.holders) {
+          if (holder.worker !== this.#self) this.#peers.get(holder.worker)!.port.postMessage(message);
+        }
+        this.#pool.release(allocation.handle, this.#self);
         return;
       }
       // Pool full (or every receiver just died): fall back to copying, bounded by postMessage.

@@ -68,7 +68,7 @@ export class ShardRuntime {
     this.#counters = new WorkerCounters(init.counters);
     this.#slot = this.#counters.slot(init.id);
     const pool = SlabPool.attach(init.pool, { worker: init.id });
-    this.#mesh = new PeerMesh(init.id, pool, init.config.poolThreshold, this.#logger);
+    this.#mesh = new PeerMesh(init.id, init.generation, pool, init.config.poolThreshold, this.#logger);
     const deflate = init.config.deflate;
     const compressor: SharedCompressor | null =
       deflate !== null && deflate.mode === 'shared'
@@ -178,24 +178,33 @@ export class ShardRuntime {
   }
 
   #onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    this.#handshakeEnded(socket);
     if (this.#stopping) {
+      this.#handshakeEnded(socket);
       refuse(socket, 503, 'server shutting down');
       return;
     }
+    // The socket counts as a handshake until it counts as a connection: maxConnections and the
+    // balancer must see it while an async upgrade handler runs.
     this.#upgrade!.handle(req, socket).then(
       (accepted) => {
-        if (accepted === null) return;
+        if (accepted === null) {
+          this.#handshakeEnded(socket);
+          return;
+        }
         if (socket.destroyed) {
+          this.#handshakeEnded(socket);
           accepted.compression?.close();
           return;
         }
         (socket as Socket).setNoDelay?.(true);
         const connection = new Connection(socket, this.#context!, accepted);
         this.#connections.add(connection);
+        // start() counts the connection first thing: the handshake hands its count straight over.
+        this.#handshakeEnded(socket);
         connection.start(head);
       },
       (error: unknown) => {
+        this.#handshakeEnded(socket);
         this.#logger.error({ err: error }, 'upgrade failed');
         socket.destroy();
       },
