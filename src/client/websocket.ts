@@ -155,7 +155,7 @@ export class WebSocket extends EventTarget {
     const opcode = text ? Opcode.Text : Opcode.Binary;
     const compression = this.#compression;
     const compress = compression !== null && payload.length >= compression.threshold;
-    if (this.#pending.length > 0 || (compress && compression.compressSync === null)) {
+    if (this.#pending.length > 0 || (compress && (compression.compressSync === null || payload.length > compression.syncLimit))) {
       this.#pending.push({ payload, opcode, compress });
       this.#pump();
       return;
@@ -323,7 +323,7 @@ export class WebSocket extends EventTarget {
       if (!item.compress || compression === null) {
         this.#pending.shift();
         this.#frame(item.opcode, item.payload, false);
-      } else if (compression.compressSync !== null) {
+      } else if (compression.compressSync !== null && item.payload.length <= compression.syncLimit) {
         this.#pending.shift();
         this.#frame(item.opcode, compression.compressSync(item.payload), true);
       } else {

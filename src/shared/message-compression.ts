@@ -7,8 +7,13 @@ export interface MessageCompression {
   readonly inflater: MessageInflater;
   /** Messages below this size go out uncompressed (RFC 7692 §6: compression is per message). */
   readonly threshold: number;
-  /** Compresses on this thread; present only when our direction keeps no context. */
+  /**
+   * Compresses on this thread; present only when our direction keeps no context. Use it for
+   * messages up to `syncLimit` bytes: above that, blocking the event loop costs more than the
+   * thread pool's round trip (docs/performance.md).
+   */
   readonly compressSync: ((data: Buffer) => Buffer) | null;
+  readonly syncLimit: number;
   /** Compresses on zlib's thread pool, completing in call order (context takeover). */
   compress(data: Buffer, callback: (error: Error | null, data?: Buffer) => void): void;
   /** Whether a frame compressed once for many connections (no context, `sharedWindowBits`) fits this peer. */
@@ -16,16 +21,21 @@ export interface MessageCompression {
   close(): void;
 }
 
+/** Largest message compressed on the calling thread (measured: docs/performance.md). */
+export const SYNC_COMPRESS_LIMIT = 16 * 1024;
+/** Largest compressed frame inflated on the calling thread. */
+export const SYNC_INFLATE_LIMIT = 4 * 1024;
+
 /**
- * Wraps a PerMessageDeflate. Single-frame messages from a peer that keeps no context inflate
- * synchronously (no thread-pool round trip, no per-connection zlib state); fragmented ones, and
+ * Wraps a PerMessageDeflate. Small single-frame messages from a peer that keeps no context
+ * inflate synchronously (no thread-pool round trip, no per-connection zlib state); fragmented ones, and
  * peers with context takeover, go through the asynchronous, stateful path.
  */
 export function messageCompression(codec: PerMessageDeflate, sharedWindowBits: WindowBits | null): MessageCompression {
   let fragmented = false;
   const inflater: MessageInflater = {
     decompress(data: Buffer, fin: boolean, callback: (error: ProtocolError | null, data?: Buffer) => void): void {
-      if (fin && !fragmented && codec.canDecompressSync) {
+      if (fin && !fragmented && codec.canDecompressSync && data.length <= SYNC_INFLATE_LIMIT) {
         let out: Buffer;
         try {
           out = codec.decompressSync(data);
@@ -47,6 +57,7 @@ export function messageCompression(codec: PerMessageDeflate, sharedWindowBits: W
     inflater,
     threshold: codec.threshold,
     compressSync: codec.canCompressSync ? (data) => codec.compressSync(data) : null,
+    syncLimit: SYNC_COMPRESS_LIMIT,
     compress: (data, callback) => codec.compress(data, callback),
     acceptsSharedFrames: sharedWindowBits !== null && ourNoContext && ourWindow >= sharedWindowBits,
     close: () => codec.close(),
