@@ -23,13 +23,17 @@ export class LeastLoadedBalancer {
   /** Load of one worker, in connection units. */
   load(worker: number): number {
     const c = this.#counters;
-    const inFlight = this.#sent[worker]! - c.get(worker, Counter.SocketsAdopted);
     return (
       c.get(worker, Counter.Connections) +
       c.get(worker, Counter.Handshakes) +
-      Math.max(0, inFlight) +
+      this.inFlight(worker) +
       c.get(worker, Counter.BufferedBytes) / BYTES_PER_CONNECTION
     );
+  }
+
+  /** Sockets sent to `worker` that it has not adopted yet. */
+  inFlight(worker: number): number {
+    return Math.max(0, this.#sent[worker]! - this.#counters.get(worker, Counter.SocketsAdopted));
   }
 
   /** The least-loaded worker among those `available`, or -1 when none is. */

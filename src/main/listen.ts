@@ -56,16 +56,23 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
   await supervisor.start();
 
   let refused = 0;
+  // Refused sockets wait for the peer to close its side; close() must not wait for them.
+  const refusing = new Set<Socket>();
   const refuse = (socket: Socket, reason: string): void => {
     refused++;
     logger.warn({ remote: socket.remoteAddress, reason }, 'refusing connection with 503');
+    refusing.add(socket);
+    socket.once('close', () => refusing.delete(socket));
     socket.end(buildErrorResponse(503, reason), 'latin1');
     socket.on('error', () => {});
+    // Discard the unread request so the peer's FIN is seen and the socket closes.
+    socket.resume();
   };
+  // Sockets still on their way to a worker count too, or a burst of accepts all gets in.
   const openConnections = (): number => {
     let total = 0;
     for (let worker = 0; worker < config.workers; worker++) {
-      total += counters.get(worker, Counter.Connections) + counters.get(worker, Counter.Handshakes);
+      total += counters.get(worker, Counter.Connections) + counters.get(worker, Counter.Handshakes) + balancer.inFlight(worker);
     }
     return total;
   };
@@ -106,7 +113,9 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
       logger.info('shutting down');
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
-      await Promise.all([new Promise<void>((resolve) => server.close(() => resolve())), supervisor.stop(config.shutdownGrace)]);
+      const listenerClosed = new Promise<void>((resolve) => server.close(() => resolve()));
+      for (const socket of refusing) socket.destroy();
+      await Promise.all([listenerClosed, supervisor.stop(config.shutdownGrace)]);
       logger.info('stopped');
     })();
     return closing;

@@ -173,7 +173,9 @@ export class ShardSupervisor {
     for (const other of this.#slots) {
       if (other !== slot && other.worker !== null) other.worker.postMessage({ type: 'peer-gone', worker: slot.id } satisfies PrimaryMessage);
     }
+    // Its connections and the sockets sent to it died with it: none counts until the restart.
     this.#counters.resetGauges(slot.id);
+    this.#onReplaced(slot.id);
     if (this.#stopping) return;
     if (!wasReady) return; // failed during start: start() reports it
     this.restarts++;

@@ -290,7 +290,9 @@ export class Connection implements ServerWebSocket<unknown>, MessageHandler {
   #admit(message: QueuedMessage): SendStatus {
     const ctx = this.#ctx;
     const buffered = this.bufferedAmount;
-    if (buffered + message.size > ctx.maxBackpressure) {
+    // The limit is on what piles up behind a slow reader: a message larger than it still goes
+    // out on a connection with nothing buffered (as in uWS; Autobahn 9.1.5-9.2.6 echo 8-16 MiB).
+    if (buffered > 0 && buffered + message.size > ctx.maxBackpressure) {
       const verdict = this.#overLimit(message, buffered);
       if (verdict !== 'queue') {
         message.release?.();
@@ -355,7 +357,7 @@ export class Connection implements ServerWebSocket<unknown>, MessageHandler {
       this.#frame(opcode, payload, false);
       return;
     }
-    if (compression.compressSync !== null) {
+    if (compression.compressSync !== null && payload.length <= compression.syncLimit) {
       this.#frame(opcode, compression.compressSync(payload), true);
       return;
     }

@@ -1,0 +1,100 @@
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ShardServer } from '../../src/main/listen.ts';
+import { cleanup, openClient, startServer, waitFor, wsUrl } from './helpers.ts';
+import type { TestClient } from './helpers.ts';
+
+const MIB = 1024 * 1024;
+
+/** Bytes the client's TCP socket has read so far (what crossed the wire, after compression). */
+const bytesRead = (client: TestClient): number => client.socket.bytesRead;
+
+describe.each([
+  { deflate: 'off' as const },
+  { deflate: 'shared' as const },
+  { deflate: 'dedicated' as const },
+])('demo /echo with deflate $deflate', ({ deflate }) => {
+  let server: ShardServer;
+  beforeAll(async () => {
+    server = await startServer(deflate === 'off' ? {} : { deflate });
+  });
+  afterAll(cleanup);
+
+  describe.each([{ clientDeflate: true }, { clientDeflate: false }])('client perMessageDeflate $clientDeflate', ({ clientDeflate }) => {
+    const open = (): Promise<TestClient> => openClient(wsUrl(server, '/echo'), undefined, { perMessageDeflate: clientDeflate });
+    const negotiated = deflate !== 'off' && clientDeflate;
+
+    it('negotiates permessage-deflate only when both sides want it', async () => {
+      const client = await open();
+      if (negotiated) expect(client.ws.extensions).toMatch(/^permessage-deflate/);
+      else expect(client.ws.extensions).toBe('');
+    });
+
+    it('echoes text as text and binary as binary, empty ones included', async () => {
+      const client = await open();
+      const text = await client.request('héllo wörld 🌍');
+      expect(text.isBinary).toBe(false);
+      expect(text.data.toString()).toBe('héllo wörld 🌍');
+
+      const bytes = Buffer.from([0, 1, 2, 0xff, 0xfe, 0x80]);
+      const binary = await client.request(bytes);
+      expect(binary.isBinary).toBe(true);
+      expect(binary.data.equals(bytes)).toBe(true);
+
+      const emptyText = await client.request('');
+      expect(emptyText.isBinary).toBe(false);
+      expect(emptyText.data.length).toBe(0);
+
+      const emptyBinary = await client.request(Buffer.alloc(0));
+      expect(emptyBinary.isBinary).toBe(true);
+      expect(emptyBinary.data.length).toBe(0);
+    });
+
+    it('echoes a 1 MiB binary message intact', async () => {
+      const client = await open();
+      const payload = randomBytes(MIB);
+      const echo = await client.request(payload, 10_000);
+      expect(echo.isBinary).toBe(true);
+      expect(echo.data.length).toBe(MIB);
+      expect(echo.data.equals(payload)).toBe(true);
+    });
+
+    it('echoes a 1 MiB UTF-8 text message intact, compressed on the wire when negotiated', async () => {
+      const client = await open();
+      const unit = 'ßü 🌍 shardws ';
+      const text = unit.repeat(Math.floor(MIB / Buffer.byteLength(unit)));
+      const before = bytesRead(client);
+      const echo = await client.request(text, 10_000);
+      const onWire = bytesRead(client) - before;
+      expect(echo.isBinary).toBe(false);
+      expect(echo.data.toString()).toBe(text);
+      if (negotiated) expect(onWire).toBeLessThan(Buffer.byteLength(text) / 10);
+      else expect(onWire).toBeGreaterThan(Buffer.byteLength(text));
+    });
+
+    it('keeps many messages from one client in order', async () => {
+      const client = await open();
+      for (let i = 0; i < 100; i++) client.ws.send(`message ${i} ${'x'.repeat(i * 10)}`);
+      await waitFor(() => client.received.length === 100, '100 echoes');
+      expect(client.texts).toEqual(Array.from({ length: 100 }, (_, i) => `message ${i} ${'x'.repeat(i * 10)}`));
+    });
+  });
+});
+
+describe('connections spread over the workers', () => {
+  afterAll(cleanup);
+
+  it('lands clients on both workers, each of which echoes', async () => {
+    const server = await startServer();
+    const clients: TestClient[] = [];
+    for (let i = 0; i < 8; i++) clients.push(await openClient(wsUrl(server, '/echo')));
+    await waitFor(() => server.stats().connections === 8, 'all 8 connections counted');
+    const workers = server.stats().workers;
+    expect(workers).toHaveLength(2);
+    expect(workers[0]!.connections).toBeGreaterThan(0);
+    expect(workers[1]!.connections).toBeGreaterThan(0);
+    const echoes = await Promise.all(clients.map((client, i) => client.request(`client ${i}`)));
+    expect(echoes.map((m) => m.data.toString())).toEqual(clients.map((_, i) => `client ${i}`));
+    await waitFor(() => server.stats().workers.every((w) => w.messagesIn >= 1 && w.messagesOut >= 1), 'both workers to count traffic');
+  });
+});

@@ -1,0 +1,80 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import type { ShardServer } from '../../src/main/listen.ts';
+import { cleanup, fixtureApp, openShardClient, openShardClients, startServer, waitFor, wsUrl } from './helpers.ts';
+import type { ShardClient } from './helpers.ts';
+
+afterEach(cleanup);
+
+/** Opens clients until one lands on `worker` (a replacement takes connections once it is ready). */
+async function clientOn(server: ShardServer, worker: number): Promise<ShardClient> {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const candidate = await openShardClient(wsUrl(server, '/'));
+    if (candidate.shard === worker) return candidate;
+    candidate.client.ws.close();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`no connection landed on worker ${worker}`);
+}
+
+/** Breaks the worker behind one client with `command`; checks only that worker's clients suffer. */
+async function breakOneWorker(server: ShardServer, command: string, timeout: number): Promise<void> {
+  const clients = await openShardClients(wsUrl(server, '/'), 4);
+  const victims = clients.filter((c) => c.shard === 1);
+  const survivors = clients.filter((c) => c.shard === 0);
+  expect(victims.length).toBeGreaterThan(0);
+  expect(survivors.length).toBeGreaterThan(0);
+  await waitFor(() => server.stats().workers[1]!.connections === victims.length, 'the victims to be counted');
+
+  victims[0]!.client.ws.send(command);
+  // The other worker serves on while this one dies (or spins until the watchdog ends it).
+  for (const survivor of survivors) expect((await survivor.client.request('meanwhile')).data.toString()).toBe('meanwhile');
+  for (const victim of victims) {
+    const { code } = await victim.client.waitClosed(timeout);
+    expect(code).toBe(1006);
+  }
+  for (const [i, survivor] of survivors.entries()) {
+    const echo = await survivor.client.request(`after the failure ${i}`);
+    expect(echo.data.toString()).toBe(`after the failure ${i}`);
+    expect(survivor.client.closeEvent).toBeNull();
+  }
+
+  await waitFor(() => server.stats().restarts === 1, 'the worker to be restarted', timeout);
+  const replacement = await clientOn(server, 1);
+  const echo = await replacement.client.request('on the replacement');
+  expect(echo.data.toString()).toBe('on the replacement');
+  await waitFor(() => server.stats().workers[1]!.connections === 1, 'the replacement to count only its own connection');
+  expect(server.stats().restarts).toBe(1);
+  // The survivors never noticed.
+  for (const survivor of survivors) expect((await survivor.client.request('still fine')).data.toString()).toBe('still fine');
+}
+
+describe('worker supervision', () => {
+  it('restarts a worker that exits, closing only its own connections', async () => {
+    const server = await startServer({ app: fixtureApp('shard-echo') });
+    await breakOneWorker(server, 'exit', 5000);
+  });
+
+  it('restarts a worker killed by an uncaught exception, closing only its own connections', async () => {
+    const server = await startServer({ app: fixtureApp('shard-echo') });
+    await breakOneWorker(server, 'uncaught', 5000);
+  });
+
+  it('replaces a hung worker through the heartbeat watchdog, leaving the other worker alone', async () => {
+    const server = await startServer({ app: fixtureApp('shard-echo'), heartbeatTimeout: 1000 });
+    await breakOneWorker(server, 'hang', 8000);
+  });
+
+  it('keeps counting maxConnections right while a crashed worker is being restarted', async () => {
+    const server = await startServer({ app: fixtureApp('shard-echo'), maxConnections: 4 });
+    const clients = await openShardClients(wsUrl(server, '/'), 4);
+    const victims = clients.filter((c) => c.shard === 1);
+    expect(victims).toHaveLength(2);
+    victims[0]!.client.ws.send('exit');
+    for (const victim of victims) expect((await victim.client.waitClosed()).code).toBe(1006);
+    await waitFor(() => server.stats().restarts === 1, 'the exit to be noticed');
+    // Two of four slots are free again: sockets the dead worker took must not count any more.
+    const replacements = await openShardClients(wsUrl(server, '/'), 2);
+    expect(replacements).toHaveLength(2);
+    expect(server.stats().refused).toBe(0);
+  });
+});
