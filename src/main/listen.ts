@@ -10,13 +10,17 @@ import type { Logger } from '../shared/logger.ts';
 import { SlabPool } from '../shared/slab-pool.ts';
 import { Counter, WorkerCounters } from '../shared/worker-counters.ts';
 import { LeastLoadedBalancer } from './balancer.ts';
+import { BridgeRouter } from './bridge-router.ts';
 import { ShardSupervisor } from './shard-supervisor.ts';
+import type { BridgeStats, TopicBridge } from './topic-bridge.ts';
 
 export interface ListenOptions extends ServerOptions {
   /** Close gracefully on SIGINT and SIGTERM (the CLI turns this on). */
   readonly handleSignals?: boolean;
   /** Milliseconds without a heartbeat before a worker is replaced. */
   readonly heartbeatTimeout?: number;
+  /** Joins this server's topics to other servers' (e.g. `redisBridge({ url })`). */
+  readonly bridge?: TopicBridge;
 }
 
 export interface ServerStats {
@@ -25,6 +29,8 @@ export interface ServerStats {
   readonly restarts: number;
   readonly refused: number;
   readonly pool: { readonly pagesTotal: number; readonly pagesFree: number; readonly allocations: number };
+  /** Present when a bridge joins this server to others. */
+  readonly bridge?: BridgeStats;
 }
 
 export interface ShardServer {
@@ -45,15 +51,28 @@ const POOL_PAGE = 16 * 1024;
  * thread that hands each accepted TCP socket to the least-loaded worker.
  */
 export async function listen(options: ListenOptions = {}): Promise<ShardServer> {
-  const config = resolveConfig(options, availableParallelism());
+  const config = resolveConfig(options, availableParallelism(), options.bridge !== undefined);
   const logger = createLogger(config.logLevel, { role: 'primary' });
   const counters = new WorkerCounters(config.workers);
   const pool = SlabPool.create({ pageSize: POOL_PAGE, pageCount: Math.max(4, Math.floor(config.poolSize / POOL_PAGE)), maxWorkers: config.workers });
   const balancer = new LeastLoadedBalancer(counters);
-  const supervisor = new ShardSupervisor(config, counters, pool, logger, { heartbeatTimeout: options.heartbeatTimeout ?? 10_000 }, (worker) =>
-    balancer.reset(worker),
-  );
-  await supervisor.start();
+  let router: BridgeRouter | null = null;
+  const supervisor = new ShardSupervisor(config, counters, pool, logger, { heartbeatTimeout: options.heartbeatTimeout ?? 10_000 }, {
+    reset: (worker) => balancer.reset(worker),
+    exited: (worker) => router?.workerGone(worker),
+    message: (worker, message) => {
+      if (message.type === 'interest') router?.interest(worker, message.topics, message.subscribed);
+      else if (message.type === 'bridge-publish') router?.publish(message.topic, message.data, message.binary);
+    },
+  });
+  if (options.bridge !== undefined) {
+    router = new BridgeRouter(options.bridge, (message, preferred) => supervisor.sendToAny(message, preferred), config.workers);
+    await router.start(logger.child({ component: 'bridge' }));
+  }
+  await supervisor.start().catch(async (error: unknown) => {
+    await router?.close();
+    throw error;
+  });
 
   let refused = 0;
   // Refused sockets wait for the peer to close its side; close() must not wait for them.
@@ -102,6 +121,7 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
     });
   }).catch(async (error: unknown) => {
     await supervisor.stop(0);
+    await router?.close();
     throw error;
   });
   const address = server.address() as AddressInfo;
@@ -116,6 +136,7 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
       const listenerClosed = new Promise<void>((resolve) => server.close(() => resolve()));
       for (const socket of refusing) socket.destroy();
       await Promise.all([listenerClosed, supervisor.stop(config.shutdownGrace)]);
+      await router?.close();
       logger.info('stopped');
     })();
     return closing;
@@ -141,12 +162,14 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
         restarts: supervisor.restarts,
         refused,
         pool: pool.stats(),
+        ...(router !== null ? { bridge: router.stats() } : {}),
       };
     },
     publish: (topic, data, publishOptions) => {
-      const bytes = typeof data === 'string' ? Buffer.from(data) : data instanceof ArrayBuffer ? new Uint8Array(data) : data;
+      // An exact copy: posting a view would clone its whole backing buffer.
+      const bytes = new Uint8Array(typeof data === 'string' ? Buffer.from(data) : data);
       const binary = publishOptions?.binary ?? typeof data !== 'string';
-      supervisor.sendToAny({ type: 'publish', topic, data: bytes, binary });
+      supervisor.sendToAny({ type: 'publish', topic, data: bytes, binary, fromBridge: false });
     },
     close,
   };

@@ -26,6 +26,16 @@ interface ShardSlot {
   stopped: (() => void) | null;
 }
 
+/** What the supervisor tells the rest of the primary. */
+export interface SupervisorEvents {
+  /** A worker slot starts afresh (spawned, or its worker exited): counts from zero again. */
+  reset(worker: number): void;
+  /** A worker exited; its subscriptions are gone. */
+  exited(worker: number): void;
+  /** Messages other than the supervisor's own (ready, stopped). */
+  message(worker: number, message: WorkerMessage): void;
+}
+
 export interface SupervisorTimings {
   /** Milliseconds without a heartbeat before a worker is deemed hung and replaced. */
   readonly heartbeatTimeout: number;
@@ -43,7 +53,7 @@ export class ShardSupervisor {
   readonly #logger: Logger;
   readonly #timings: SupervisorTimings;
   readonly #slots: ShardSlot[];
-  readonly #onReplaced: (worker: number) => void;
+  readonly #events: SupervisorEvents;
   #watchdog: NodeJS.Timeout | null = null;
   #stopping = false;
   restarts = 0;
@@ -54,14 +64,14 @@ export class ShardSupervisor {
     pool: SlabPool,
     logger: Logger,
     timings: SupervisorTimings,
-    onReplaced: (worker: number) => void,
+    events: SupervisorEvents,
   ) {
     this.#config = config;
     this.#counters = counters;
     this.#pool = pool;
     this.#logger = logger;
     this.#timings = timings;
-    this.#onReplaced = onReplaced;
+    this.#events = events;
     this.#slots = Array.from({ length: config.workers }, (_, id) => ({
       id,
       generation: 0,
@@ -92,12 +102,20 @@ export class ShardSupervisor {
     this.#slots[worker]!.worker!.postMessage(message, transfer as never);
   }
 
-  /** Sends to any ready worker (a server-wide publish enters the mesh there). */
-  sendToAny(message: PrimaryMessage): boolean {
-    const slot = this.#slots.find((s) => s.ready);
-    if (slot === undefined) return false;
-    slot.worker!.postMessage(message);
-    return true;
+  /**
+   * Sends to the ready worker `preferred`, or the next ready one after it (a publish enters the
+   * mesh there). Returns false when no worker is ready.
+   */
+  sendToAny(message: PrimaryMessage, preferred = 0): boolean {
+    const n = this.#slots.length;
+    for (let i = 0; i < n; i++) {
+      const slot = this.#slots[(preferred + i) % n]!;
+      if (slot.ready && !slot.hung && slot.worker !== null) {
+        slot.worker.postMessage(message);
+        return true;
+      }
+    }
+    return false;
   }
 
   get workerIds(): number[] {
@@ -110,7 +128,7 @@ export class ShardSupervisor {
     slot.hung = false;
     slot.restartTimer = null;
     this.#counters.resetGauges(slot.id);
-    this.#onReplaced(slot.id);
+    this.#events.reset(slot.id);
     this.#pool.markAlive(slot.id, slot.generation);
     const init: WorkerInit = {
       id: slot.id,
@@ -133,6 +151,8 @@ export class ShardSupervisor {
           resolve();
         } else if (message.type === 'stopped') {
           slot.stopped?.();
+        } else {
+          this.#events.message(slot.id, message);
         }
       });
       worker.on('error', (error) => {
@@ -175,7 +195,8 @@ export class ShardSupervisor {
     }
     // Its connections and the sockets sent to it died with it: none counts until the restart.
     this.#counters.resetGauges(slot.id);
-    this.#onReplaced(slot.id);
+    this.#events.reset(slot.id);
+    this.#events.exited(slot.id);
     if (this.#stopping) return;
     if (!wasReady) return; // failed during start: start() reports it
     this.restarts++;

@@ -84,6 +84,8 @@ export interface ServerConfig {
   readonly shutdownGrace: number;
   readonly poolSize: number;
   readonly poolThreshold: number;
+  /** Whether a TopicBridge joins this server to others (listen's `bridge` option). */
+  readonly bridged: boolean;
 }
 
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -123,7 +125,7 @@ function resolveDeflate(value: ServerOptions['deflate']): DeflateConfig | null {
 }
 
 /** Validates options once, at startup, into the readonly config every thread works from. */
-export function resolveConfig(options: ServerOptions, defaultWorkers: number): ServerConfig {
+export function resolveConfig(options: ServerOptions, defaultWorkers: number, bridged = false): ServerConfig {
   const app = options.app === undefined ? null : options.app instanceof URL ? options.app.href : String(options.app);
   const highWaterMark = integer('highWaterMark', options.highWaterMark, 64 * 1024, 1);
   const lowWaterMark = integer('lowWaterMark', options.lowWaterMark, 16 * 1024, 0);
@@ -160,5 +162,6 @@ export function resolveConfig(options: ServerOptions, defaultWorkers: number): S
     shutdownGrace: integer('shutdownGrace', options.shutdownGrace, 10_000, 0),
     poolSize: integer('poolSize', options.poolSize, 16 * 1024 * 1024, 64 * 1024),
     poolThreshold: integer('poolThreshold', options.poolThreshold, 16 * 1024, 1),
+    bridged,
   });
 }

@@ -17,12 +17,17 @@ export type PrimaryMessage =
   | { readonly type: 'socket'; readonly socket: Socket }
   | { readonly type: 'peer'; readonly worker: number; readonly generation: number; readonly port: MessagePort }
   | { readonly type: 'peer-gone'; readonly worker: number }
-  | { readonly type: 'publish'; readonly topic: string; readonly data: Uint8Array; readonly binary: boolean }
+  /** A publish entering this server: from `server.publish()`, or from the bridge (not sent back to it). */
+  | { readonly type: 'publish'; readonly topic: string; readonly data: Uint8Array; readonly binary: boolean; readonly fromBridge: boolean }
   | { readonly type: 'shutdown'; readonly grace: number };
 
 /** Worker → primary. */
 export type WorkerMessage =
   | { readonly type: 'ready' }
+  /** With a bridge: this worker's first subscriber to these topics came, or its last one left. */
+  | { readonly type: 'interest'; readonly topics: readonly string[]; readonly subscribed: boolean }
+  /** With a bridge: a publish made on this server, for the other servers. */
+  | { readonly type: 'bridge-publish'; readonly topic: string; readonly data: Uint8Array; readonly binary: boolean }
   | { readonly type: 'stopped' }
   | { readonly type: 'socket-refused' };
 

@@ -20,7 +20,7 @@ import type { ConnectionContext } from './connection.ts';
 import { FlushScheduler } from './flush-scheduler.ts';
 import { PeerMesh } from './peer-mesh.ts';
 import { TopicRegistry } from './topic-registry.ts';
-import type { SharedCompressor } from './topic-registry.ts';
+import type { BridgeLink, SharedCompressor } from './topic-registry.ts';
 import { UpgradeHandler, refuse } from './upgrade.ts';
 
 /** Resolves the app module named in the config; the built-in demo when none is. */
@@ -74,7 +74,14 @@ export class ShardRuntime {
       deflate !== null && deflate.mode === 'shared'
         ? (payload) => deflateMessageShared(payload, deflate.serverMaxWindowBits, deflate.level, deflate.memLevel)
         : null;
-    this.#topics = new TopicRegistry(this.#mesh, compressor, deflate?.threshold ?? 0, this.#slot);
+    const bridge: BridgeLink | null = init.config.bridged
+      ? {
+          interest: (topics, subscribed) => post({ type: 'interest', topics, subscribed }),
+          // An exact copy: posting a view would clone its whole backing buffer.
+          publish: (topic, payload, binary) => post({ type: 'bridge-publish', topic, data: new Uint8Array(payload), binary }),
+        }
+      : null;
+    this.#topics = new TopicRegistry(this.#mesh, compressor, deflate?.threshold ?? 0, this.#slot, bridge);
     this.#mesh.bind({
       interest: (worker, topics, subscribed) => this.#topics.setRemoteInterest(worker, topics, subscribed),
       publish: (message, frames, release) => this.#topics.deliver(message, frames, release),
@@ -147,7 +154,7 @@ export class ShardRuntime {
         this.#mesh.remove(message.worker);
         return;
       case 'publish':
-        this.#topics.publish(message.topic, message.data, { binary: message.binary }, null);
+        this.#topics.publish(message.topic, message.data, { binary: message.binary }, null, message.fromBridge);
         return;
       case 'shutdown':
         void this.#shutdown(message.grace);

@@ -6,6 +6,12 @@ import { Counter } from '../shared/worker-counters.ts';
 import type { Connection, TopicMembership } from './connection.ts';
 import type { PeerMesh } from './peer-mesh.ts';
 
+/** Where a worker's topics meet a TopicBridge (through the primary, which owns the broker link). */
+export interface BridgeLink {
+  interest(topics: readonly string[], subscribed: boolean): void;
+  publish(topic: string, payload: Buffer, binary: boolean): void;
+}
+
 /** Compresses a whole message once, without context takeover, for every subscriber. */
 export type SharedCompressor = (payload: Buffer) => Buffer;
 
@@ -28,9 +34,11 @@ export class TopicRegistry implements TopicMembership {
   readonly #compressor: SharedCompressor | null;
   readonly #threshold: number;
   readonly #counters: Float64Array;
+  readonly #bridge: BridgeLink | null;
 
-  constructor(mesh: PeerMesh, compressor: SharedCompressor | null, threshold: number, counters: Float64Array) {
+  constructor(mesh: PeerMesh, compressor: SharedCompressor | null, threshold: number, counters: Float64Array, bridge: BridgeLink | null) {
     this.#mesh = mesh;
+    this.#bridge = bridge;
     this.#compressor = compressor;
     this.#threshold = threshold;
     this.#counters = counters;
@@ -51,6 +59,7 @@ export class TopicRegistry implements TopicMembership {
       set = new Set();
       this.#local.set(topic, set);
       this.#mesh.announce([topic], true);
+      this.#bridge?.interest([topic], true);
     }
     set.add(connection);
   }
@@ -61,6 +70,7 @@ export class TopicRegistry implements TopicMembership {
     if (set.size === 0) {
       this.#local.delete(topic);
       this.#mesh.announce([topic], false);
+      this.#bridge?.interest([topic], false);
     }
   }
 
@@ -86,16 +96,21 @@ export class TopicRegistry implements TopicMembership {
     }
   }
 
-  publish(topic: string, data: MessageData, options: SendOptions | undefined, except: Connection | null): void {
+  /** Sends to the topic's subscribers here, on the other workers and, unless it came from there, other servers. */
+  publish(topic: string, data: MessageData, options: SendOptions | undefined, except: Connection | null, fromBridge = false): void {
     const local = this.#local.get(topic);
     const remote = this.#remote.get(topic);
     const localCount = local === undefined ? 0 : local.size - (except !== null && local.has(except) ? 1 : 0);
-    if (localCount === 0 && remote === undefined) return;
+    const bridge = fromBridge ? null : this.#bridge;
+    if (localCount === 0 && remote === undefined && bridge === null) return;
     this.#counters[Counter.PublishesOut]!++;
 
-    // Framed once (and compressed once) for every subscriber on every worker.
     const payload = toPayload(data);
     const binary = options?.binary ?? typeof data !== 'string';
+    bridge?.publish(topic, payload, binary);
+    if (localCount === 0 && remote === undefined) return;
+
+    // Framed once (and compressed once) for every subscriber on every worker.
     const opcode = binary ? Opcode.Binary : Opcode.Text;
     const plain = encodeFrame(opcode, payload);
     const compress = this.#compressor !== null && options?.compress !== false && payload.length >= this.#threshold;
