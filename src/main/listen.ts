@@ -3,7 +3,7 @@ import type { AddressInfo, Server, Socket } from 'node:net';
 import { availableParallelism } from 'node:os';
 import type { MessageData, SendOptions, WorkerStats } from '../shared/app.ts';
 import { resolveConfig } from '../shared/config.ts';
-import type { ServerConfig, ServerOptions } from '../shared/config.ts';
+import type { ServerConfig, ServerOptions, TlsOptions } from '../shared/config.ts';
 import { buildErrorResponse } from '../shared/handshake.ts';
 import { createLogger } from '../shared/logger.ts';
 import type { Logger } from '../shared/logger.ts';
@@ -40,6 +40,8 @@ export interface ShardServer {
   stats(): ServerStats;
   /** Sends to every subscriber of `topic` on every worker. */
   publish(topic: string, data: MessageData, options?: SendOptions): void;
+  /** New TLS options for new connections, or (without) the configured files read again. */
+  reloadTls(tls?: TlsOptions): void;
   /** Stops accepting, closes every connection with 1001 within the grace period, stops workers. */
   close(): Promise<void>;
 }
@@ -125,7 +127,10 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
     throw error;
   });
   const address = server.address() as AddressInfo;
-  logger.info({ address: address.address, port: address.port, workers: config.workers, deflate: config.deflate?.mode ?? 'off' }, 'shardws listening');
+  logger.info(
+    { address: address.address, port: address.port, workers: config.workers, deflate: config.deflate?.mode ?? 'off', tls: config.tls !== null },
+    'shardws listening',
+  );
 
   let closing: Promise<void> | null = null;
   const close = (): Promise<void> => {
@@ -133,6 +138,7 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
       logger.info('shutting down');
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
+      process.off('SIGHUP', onHangup);
       const listenerClosed = new Promise<void>((resolve) => server.close(() => resolve()));
       for (const socket of refusing) socket.destroy();
       await Promise.all([listenerClosed, supervisor.stop(config.shutdownGrace)]);
@@ -145,9 +151,18 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
     logger.info({ signal }, 'signal received');
     void close();
   };
+  const reloadTls = (tls?: TlsOptions): void => {
+    if (config.tls === null) throw new Error('reloadTls: this server was started without tls');
+    supervisor.reloadTls(tls === undefined ? null : resolveConfig({ ...options, tls }, config.workers).tls);
+  };
+  const onHangup = (): void => {
+    logger.info('SIGHUP: reloading TLS certificates');
+    reloadTls();
+  };
   if (options.handleSignals) {
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
+    if (config.tls !== null) process.on('SIGHUP', onHangup);
   }
 
   return {
@@ -171,6 +186,7 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
       const binary = publishOptions?.binary ?? typeof data !== 'string';
       supervisor.sendToAny({ type: 'publish', topic, data: bytes, binary, fromBridge: false });
     },
+    reloadTls,
     close,
   };
 }

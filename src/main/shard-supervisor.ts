@@ -1,6 +1,6 @@
 import { MessageChannel, Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
-import type { ServerConfig } from '../shared/config.ts';
+import type { ServerConfig, TlsOptions } from '../shared/config.ts';
 import type { SlabPool } from '../shared/slab-pool.ts';
 import type { PrimaryMessage, WorkerInit, WorkerMessage } from '../shared/thread-messages.ts';
 import { Counter } from '../shared/worker-counters.ts';
@@ -47,7 +47,7 @@ export interface SupervisorTimings {
  * others), and stops them all gracefully.
  */
 export class ShardSupervisor {
-  readonly #config: ServerConfig;
+  #config: ServerConfig;
   readonly #counters: WorkerCounters;
   readonly #pool: SlabPool;
   readonly #logger: Logger;
@@ -222,6 +222,15 @@ export class ShardSupervisor {
         void slot.worker.terminate();
       }
     }
+  }
+
+  /**
+   * Rebuilds every worker's TLS context: from new options, or by re-reading the configured
+   * files. Workers started later use the same.
+   */
+  reloadTls(tls: TlsOptions | null): void {
+    if (tls !== null) this.#config = Object.freeze({ ...this.#config, tls });
+    for (const slot of this.#slots) slot.worker?.postMessage({ type: 'tls-reload', tls } satisfies PrimaryMessage);
   }
 
   /** Asks every worker to close its connections (1001) within `grace`, then ends them. */

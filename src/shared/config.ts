@@ -15,6 +15,20 @@ export interface DeflateConfig {
   readonly serverMaxWindowBits: WindowBits;
 }
 
+/**
+ * TLS for wss://: the primary still accepts plain TCP; each worker wraps its sockets in TLS.
+ * Give files (re-read on reload) or PEM text.
+ */
+export interface TlsOptions {
+  readonly certFile?: string;
+  readonly keyFile?: string;
+  readonly caFile?: string;
+  readonly cert?: string;
+  readonly key?: string;
+  readonly ca?: string;
+  readonly passphrase?: string;
+}
+
 /** Options of `listen()` and `shardws serve`. Everything but `app` has a default. */
 export interface ServerOptions {
   /** Module (path or file: URL) whose default export is the app (see defineApp); default: the demo. */
@@ -53,6 +67,8 @@ export interface ServerOptions {
   readonly logLevel?: LogLevel;
   /** Milliseconds to wait for close handshakes on shutdown. */
   readonly shutdownGrace?: number;
+  /** Serve wss:// (ALPN http/1.1); certificates reload with `server.reloadTls()` or SIGHUP. */
+  readonly tls?: TlsOptions;
   /** Bytes of the SharedArrayBuffer pool for cross-worker publishes. */
   readonly poolSize?: number;
   /** Published frames of at least this many bytes go through the pool. */
@@ -84,6 +100,7 @@ export interface ServerConfig {
   readonly shutdownGrace: number;
   readonly poolSize: number;
   readonly poolThreshold: number;
+  readonly tls: TlsOptions | null;
   /** Whether a TopicBridge joins this server to others (listen's `bridge` option). */
   readonly bridged: boolean;
 }
@@ -124,6 +141,13 @@ function resolveDeflate(value: ServerOptions['deflate']): DeflateConfig | null {
   };
 }
 
+function resolveTls(tls: TlsOptions | undefined): TlsOptions | null {
+  if (tls === undefined) return null;
+  if ((tls.cert === undefined) === (tls.certFile === undefined)) throw new TypeError('option tls needs exactly one of cert (PEM) or certFile');
+  if ((tls.key === undefined) === (tls.keyFile === undefined)) throw new TypeError('option tls needs exactly one of key (PEM) or keyFile');
+  return Object.freeze({ ...tls });
+}
+
 /** Validates options once, at startup, into the readonly config every thread works from. */
 export function resolveConfig(options: ServerOptions, defaultWorkers: number, bridged = false): ServerConfig {
   const app = options.app === undefined ? null : options.app instanceof URL ? options.app.href : String(options.app);
@@ -162,6 +186,7 @@ export function resolveConfig(options: ServerOptions, defaultWorkers: number, br
     shutdownGrace: integer('shutdownGrace', options.shutdownGrace, 10_000, 0),
     poolSize: integer('poolSize', options.poolSize, 16 * 1024 * 1024, 64 * 1024),
     poolThreshold: integer('poolThreshold', options.poolThreshold, 16 * 1024, 1),
+    tls: resolveTls(options.tls),
     bridged,
   });
 }

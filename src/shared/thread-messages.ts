@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
 import type { MessagePort } from 'node:worker_threads';
 import type { Priority } from './app.ts';
-import type { ServerConfig } from './config.ts';
+import type { ServerConfig, TlsOptions } from './config.ts';
 
 /** What a worker is started with (workerData). */
 export interface WorkerInit {
@@ -19,7 +19,9 @@ export type PrimaryMessage =
   | { readonly type: 'peer-gone'; readonly worker: number }
   /** A publish entering this server: from `server.publish()`, or from the bridge (not sent back to it). */
   | { readonly type: 'publish'; readonly topic: string; readonly data: Uint8Array; readonly binary: boolean; readonly fromBridge: boolean }
-  | { readonly type: 'shutdown'; readonly grace: number };
+  | { readonly type: 'shutdown'; readonly grace: number }
+  /** Rebuild the TLS context: from new options, or by re-reading the configured files. */
+  | { readonly type: 'tls-reload'; readonly tls: TlsOptions | null };
 
 /** Worker → primary. */
 export type WorkerMessage =

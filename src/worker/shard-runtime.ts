@@ -3,12 +3,14 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { isAbsolute, resolve } from 'node:path';
 import type { Duplex } from 'node:stream';
+import { TLSSocket } from 'node:tls';
+import type { SecureContext } from 'node:tls';
 import { pathToFileURL } from 'node:url';
 import type { MessagePort } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import type { App, MessageData, SendOptions, Shard, WorkerStats } from '../shared/app.ts';
 import { CloseCode } from '../shared/close.ts';
-import type { ServerConfig } from '../shared/config.ts';
+import type { ServerConfig, TlsOptions } from '../shared/config.ts';
 import { ByteArena } from '../shared/frame-writer.ts';
 import { createLogger } from '../shared/logger.ts';
 import { deflateMessageShared } from '../shared/permessage-deflate.ts';
@@ -19,6 +21,7 @@ import { Connection } from './connection.ts';
 import type { ConnectionContext } from './connection.ts';
 import { FlushScheduler } from './flush-scheduler.ts';
 import { PeerMesh } from './peer-mesh.ts';
+import { loadSecureContext } from './tls-context.ts';
 import { TopicRegistry } from './topic-registry.ts';
 import type { BridgeLink, SharedCompressor } from './topic-registry.ts';
 import { UpgradeHandler, refuse } from './upgrade.ts';
@@ -50,7 +53,9 @@ export class ShardRuntime {
   readonly #mesh: PeerMesh;
   readonly #topics: TopicRegistry;
   readonly #connections = new Set<Connection>();
-  readonly #handshaking = new WeakSet<Duplex>();
+  /** Sockets before their first request, with the timer that cuts a silent or slow one off. */
+  readonly #handshaking = new Map<Duplex, NodeJS.Timeout>();
+  #secureContext: SecureContext | null = null;
   readonly #server: Server;
   readonly #post: (message: WorkerMessage) => void;
   #app: App<unknown> = {};
@@ -112,6 +117,7 @@ export class ShardRuntime {
   }
 
   async start(): Promise<void> {
+    if (this.#config.tls !== null) this.#secureContext = loadSecureContext(this.#config.tls);
     this.#app = await loadApp(this.#config.app);
     this.#upgrade = new UpgradeHandler(this.#config, this.#app, this.shard, this.#logger, this.#slot);
     const config = this.#config;
@@ -159,6 +165,9 @@ export class ShardRuntime {
       case 'shutdown':
         void this.#shutdown(message.grace);
         return;
+      case 'tls-reload':
+        this.#reloadTls(message.tls);
+        return;
     }
   }
 
@@ -175,13 +184,47 @@ export class ShardRuntime {
       return;
     }
     this.#slot[Counter.Handshakes]!++;
-    this.#handshaking.add(socket);
-    socket.once('close', () => this.#handshakeEnded(socket));
-    this.#server.emit('connection', socket);
+    let entering: Duplex = socket;
+    if (this.#secureContext !== null) {
+      const secure = new TLSSocket(socket, { isServer: true, secureContext: this.#secureContext, ALPNProtocols: ['http/1.1'] });
+      // A failed TLS handshake (a plain-TCP client, a bad certificate) closes only that socket.
+      secure.on('error', (error: Error) => {
+        this.#logger.info({ remote: socket.remoteAddress, err: error.message }, 'TLS handshake failed; closing the connection');
+        secure.destroy();
+      });
+      entering = secure;
+    }
+    // Node's parser bounds a request once it has started (headersTimeout); this also bounds a
+    // client that connects and sends nothing, or stalls in the TLS handshake.
+    const timer = setTimeout(() => {
+      if (!this.#handshaking.has(entering)) return;
+      this.#logger.info({ remote: socket.remoteAddress }, 'handshake timed out; closing the connection');
+      entering.destroy();
+    }, this.#config.handshakeTimeout);
+    timer.unref();
+    this.#handshaking.set(entering, timer);
+    entering.once('close', () => this.#handshakeEnded(entering));
+    this.#server.emit('connection', entering);
   }
 
   #handshakeEnded(socket: Duplex): void {
-    if (this.#handshaking.delete(socket)) this.#slot[Counter.Handshakes]!--;
+    const timer = this.#handshaking.get(socket);
+    if (timer === undefined) return;
+    clearTimeout(timer);
+    this.#handshaking.delete(socket);
+    this.#slot[Counter.Handshakes]!--;
+  }
+
+  /** New connections get new certificates; open ones keep theirs. */
+  #reloadTls(tls: TlsOptions | null): void {
+    const options = tls ?? this.#config.tls;
+    if (options === null) return;
+    try {
+      this.#secureContext = loadSecureContext(options);
+      this.#logger.info('TLS certificates reloaded');
+    } catch (error) {
+      this.#logger.error({ err: (error as Error).message }, 'TLS reload failed; keeping the previous certificates');
+    }
   }
 
   #onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
