@@ -8,7 +8,7 @@ import { buildErrorResponse } from '../shared/handshake.ts';
 import { createLogger } from '../shared/logger.ts';
 import type { Logger } from '../shared/logger.ts';
 import { SlabPool } from '../shared/slab-pool.ts';
-import { Counter, WorkerCounters } from '../shared/worker-counters.ts';
+import { Counter, ServerCounter, WorkerCounters } from '../shared/worker-counters.ts';
 import { LeastLoadedBalancer } from './balancer.ts';
 import { BridgeRouter } from './bridge-router.ts';
 import { ShardSupervisor } from './shard-supervisor.ts';
@@ -76,11 +76,10 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
     throw error;
   });
 
-  let refused = 0;
   // Refused sockets wait for the peer to close its side; close() must not wait for them.
   const refusing = new Set<Socket>();
   const refuse = (socket: Socket, reason: string): void => {
-    refused++;
+    counters.server[ServerCounter.Refused]!++;
     logger.warn({ remote: socket.remoteAddress, reason }, 'refusing connection with 503');
     refusing.add(socket);
     socket.once('close', () => refusing.delete(socket));
@@ -175,7 +174,7 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
         workers,
         connections: workers.reduce((sum, w) => sum + w.connections, 0),
         restarts: supervisor.restarts,
-        refused,
+        refused: counters.server[ServerCounter.Refused]!,
         pool: pool.stats(),
         ...(router !== null ? { bridge: router.stats() } : {}),
       };

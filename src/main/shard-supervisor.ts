@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { ServerConfig, TlsOptions } from '../shared/config.ts';
 import type { SlabPool } from '../shared/slab-pool.ts';
 import type { PrimaryMessage, WorkerInit, WorkerMessage } from '../shared/thread-messages.ts';
-import { Counter } from '../shared/worker-counters.ts';
+import { Counter, ServerCounter } from '../shared/worker-counters.ts';
 import type { WorkerCounters } from '../shared/worker-counters.ts';
 
 const SHARD_ENTRY = new URL(`../worker/shard${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url);
@@ -56,7 +56,10 @@ export class ShardSupervisor {
   readonly #events: SupervisorEvents;
   #watchdog: NodeJS.Timeout | null = null;
   #stopping = false;
-  restarts = 0;
+  /** Workers replaced since start (kept where every thread can read it, for metrics). */
+  get restarts(): number {
+    return this.#counters.server[ServerCounter.Restarts]!;
+  }
 
   constructor(
     config: ServerConfig,
@@ -199,7 +202,7 @@ export class ShardSupervisor {
     this.#events.exited(slot.id);
     if (this.#stopping) return;
     if (!wasReady) return; // failed during start: start() reports it
-    this.restarts++;
+    this.#counters.server[ServerCounter.Restarts]!++;
     if (Date.now() - slot.startedAt > STABLE_RUN) slot.restartDelay = FIRST_RESTART_DELAY;
     const delay = slot.restartDelay;
     slot.restartDelay = Math.min(MAX_RESTART_DELAY, slot.restartDelay * 2);

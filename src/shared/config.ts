@@ -64,6 +64,10 @@ export interface ServerOptions {
   readonly origins?: readonly string[];
   /** Path that serves per-worker counters as JSON; empty string disables. */
   readonly statsPath?: string;
+  /** Path of the Prometheus text endpoint; empty string (the default) disables. */
+  readonly metricsPath?: string;
+  /** Path of the JSON health endpoint (200 when every worker beats, else 503); empty disables. */
+  readonly healthPath?: string;
   readonly logLevel?: LogLevel;
   /** Milliseconds to wait for close handshakes on shutdown. */
   readonly shutdownGrace?: number;
@@ -96,6 +100,8 @@ export interface ServerConfig {
   readonly maxHeaderSize: number;
   readonly origins: readonly string[] | null;
   readonly statsPath: string;
+  readonly metricsPath: string;
+  readonly healthPath: string;
   readonly logLevel: LogLevel;
   readonly shutdownGrace: number;
   readonly poolSize: number;
@@ -156,8 +162,11 @@ export function resolveConfig(options: ServerOptions, defaultWorkers: number, br
   if (lowWaterMark > highWaterMark) throw new RangeError('option lowWaterMark must not exceed highWaterMark');
   const maxBackpressure = integer('maxBackpressure', options.maxBackpressure, 4 * 1024 * 1024, 1);
   if (maxBackpressure < highWaterMark) throw new RangeError('option maxBackpressure must be at least highWaterMark');
-  const statsPath = options.statsPath ?? '';
-  if (statsPath !== '' && !statsPath.startsWith('/')) throw new RangeError(`option statsPath must start with "/", got ${statsPath}`);
+  const path = (name: string, value: string | undefined): string => {
+    if (value === undefined || value === '') return '';
+    if (typeof value !== 'string' || !value.startsWith('/')) throw new RangeError(`option ${name} must start with "/", got ${String(value)}`);
+    return value;
+  };
   if (options.origins !== undefined && (!Array.isArray(options.origins) || options.origins.some((o) => typeof o !== 'string'))) {
     throw new TypeError('option origins must be an array of strings');
   }
@@ -181,7 +190,9 @@ export function resolveConfig(options: ServerOptions, defaultWorkers: number, br
     maxHandshakes: integer('maxHandshakes', options.maxHandshakes, 4096, 1),
     maxHeaderSize: integer('maxHeaderSize', options.maxHeaderSize, 16 * 1024, 1024),
     origins: options.origins ? Object.freeze([...options.origins]) : null,
-    statsPath,
+    statsPath: path('statsPath', options.statsPath),
+    metricsPath: path('metricsPath', options.metricsPath),
+    healthPath: path('healthPath', options.healthPath),
     logLevel: oneOf('logLevel', options.logLevel, LOG_LEVELS, 'info'),
     shutdownGrace: integer('shutdownGrace', options.shutdownGrace, 10_000, 0),
     poolSize: integer('poolSize', options.poolSize, 16 * 1024 * 1024, 64 * 1024),

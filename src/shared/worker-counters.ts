@@ -24,11 +24,45 @@ export const Counter = {
   PublishesIn: 14,
   /** Sockets this worker took from the primary (the primary counts what it sent). */
   SocketsAdopted: 15,
+  /** Bytes given to permessage-deflate, and the bytes it produced (the compression ratio). */
+  DeflateBytesIn: 16,
+  DeflateBytesOut: 17,
+  /** Connections closed, by close code (the code exchanged, or 1006 when none was). */
+  Closes1000: 18,
+  Closes1001: 19,
+  Closes1002: 20,
+  Closes1003: 21,
+  Closes1006: 22,
+  Closes1007: 23,
+  Closes1008: 24,
+  Closes1009: 25,
+  Closes1011: 26,
+  ClosesOther: 27,
 } as const;
 export type Counter = (typeof Counter)[keyof typeof Counter];
 
 export const COUNTER_NAMES = Object.keys(Counter) as (keyof typeof Counter)[];
-const SLOTS = 16;
+const SLOTS = 32;
+
+/** Counters of the server as a whole, written by the primary in the slot after the workers'. */
+export const ServerCounter = { Restarts: 0, Refused: 1 } as const;
+export type ServerCounter = (typeof ServerCounter)[keyof typeof ServerCounter];
+
+/** The counter for connections closed with `code`. */
+export function closeCounter(code: number): Counter {
+  switch (code) {
+    case 1000: return Counter.Closes1000;
+    case 1001: return Counter.Closes1001;
+    case 1002: return Counter.Closes1002;
+    case 1003: return Counter.Closes1003;
+    case 1006: return Counter.Closes1006;
+    case 1007: return Counter.Closes1007;
+    case 1008: return Counter.Closes1008;
+    case 1009: return Counter.Closes1009;
+    case 1011: return Counter.Closes1011;
+    default: return Counter.ClosesOther;
+  }
+}
 
 export type CounterSnapshot = { -readonly [K in keyof typeof Counter]: number };
 
@@ -40,10 +74,15 @@ export class WorkerCounters {
   constructor(bufferOrWorkers: SharedArrayBuffer | number) {
     this.buffer =
       typeof bufferOrWorkers === 'number'
-        ? new SharedArrayBuffer(bufferOrWorkers * SLOTS * Float64Array.BYTES_PER_ELEMENT)
+        ? new SharedArrayBuffer((bufferOrWorkers + 1) * SLOTS * Float64Array.BYTES_PER_ELEMENT)
         : bufferOrWorkers;
     this.#view = new Float64Array(this.buffer);
-    this.workers = this.#view.length / SLOTS;
+    this.workers = this.#view.length / SLOTS - 1;
+  }
+
+  /** The server-wide counters (ServerCounter), written by the primary. */
+  get server(): Float64Array {
+    return this.slot(this.workers);
   }
 
   /** The counters of one worker, as a view its owner writes through. */

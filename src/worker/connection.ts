@@ -10,7 +10,7 @@ import type { MessageCompression } from '../shared/message-compression.ts';
 import type { MessageHandler } from '../shared/message-reader.ts';
 import { MessageReader } from '../shared/message-reader.ts';
 import { Opcode } from '../shared/opcodes.ts';
-import { Counter } from '../shared/worker-counters.ts';
+import { Counter, closeCounter } from '../shared/worker-counters.ts';
 import type { FlushScheduler } from './flush-scheduler.ts';
 import { OutboundQueue } from './outbound-queue.ts';
 import type { QueuedMessage } from './outbound-queue.ts';
@@ -75,6 +75,8 @@ export class Connection implements ServerWebSocket<unknown>, MessageHandler {
   /** Our close frame, held until queued data ahead of it is written. */
   #pendingClose: Buffer | null = null;
   #closeSent = false;
+  /** The code of the close frame we sent (1005: none in it). */
+  #sentCloseCode = 0;
   #closeTimer: NodeJS.Timeout | null = null;
   #peerClose: { code: number; reason: string } | null = null;
   /** Sweeps of the idle timer since the peer last sent anything. */
@@ -358,7 +360,7 @@ export class Connection implements ServerWebSocket<unknown>, MessageHandler {
       return;
     }
     if (compression.compressSync !== null && payload.length <= compression.syncLimit) {
-      this.#frame(opcode, compression.compressSync(payload), true);
+      this.#frameCompressed(opcode, payload, compression.compressSync(payload));
       return;
     }
     this.#compressing = true;
@@ -370,9 +372,16 @@ export class Connection implements ServerWebSocket<unknown>, MessageHandler {
         this.#fail(CloseCode.InternalError, 'compression failed');
         return;
       }
-      this.#frame(opcode, compressed, true);
+      this.#frameCompressed(opcode, payload, compressed);
       this.#pump();
     });
+  }
+
+  #frameCompressed(opcode: Opcode, original: Buffer, compressed: Buffer): void {
+    const counters = this.#ctx.counters;
+    counters[Counter.DeflateBytesIn]! += original.length;
+    counters[Counter.DeflateBytesOut]! += compressed.length;
+    this.#frame(opcode, compressed, true);
   }
 
   #frame(opcode: Opcode, payload: Buffer, compressed: boolean): void {
@@ -422,6 +431,7 @@ export class Connection implements ServerWebSocket<unknown>, MessageHandler {
   #sendClose(payload: Buffer): void {
     if (this.#closeSent) return;
     this.#closeSent = true;
+    this.#sentCloseCode = payload.length >= 2 ? payload.readUInt16BE(0) : CloseCode.NoStatus;
     this.#control(Opcode.Close, payload);
     if (this.#peerClose !== null) this.#endAfterFlush();
   }
@@ -487,6 +497,8 @@ export class Connection implements ServerWebSocket<unknown>, MessageHandler {
     this.#ctx.counters[Counter.Connections]!--;
     this.#ctx.onClosed(this);
     const { code, reason } = this.#peerClose ?? { code: CloseCode.Abnormal, reason: '' };
+    const exchanged = this.#peerClose !== null ? code : this.#closeSent ? this.#sentCloseCode : CloseCode.Abnormal;
+    this.#ctx.counters[closeCounter(exchanged)]!++;
     const app = this.#ctx.app;
     if (app.close) this.#call('close', () => app.close!(this, code, reason));
   };

@@ -21,6 +21,7 @@ import { Connection } from './connection.ts';
 import type { ConnectionContext } from './connection.ts';
 import { FlushScheduler } from './flush-scheduler.ts';
 import { PeerMesh } from './peer-mesh.ts';
+import { MetricsEndpoint } from './metrics.ts';
 import { loadSecureContext } from './tls-context.ts';
 import { TopicRegistry } from './topic-registry.ts';
 import type { BridgeLink, SharedCompressor } from './topic-registry.ts';
@@ -56,6 +57,7 @@ export class ShardRuntime {
   /** Sockets before their first request, with the timer that cuts a silent or slow one off. */
   readonly #handshaking = new Map<Duplex, NodeJS.Timeout>();
   #secureContext: SecureContext | null = null;
+  #metrics: MetricsEndpoint | null = null;
   readonly #server: Server;
   readonly #post: (message: WorkerMessage) => void;
   #app: App<unknown> = {};
@@ -263,11 +265,30 @@ export class ShardRuntime {
 
   #onRequest(req: IncomingMessage, res: ServerResponse): void {
     this.#handshakeEnded(req.socket);
-    const statsPath = this.#config.statsPath;
-    if (statsPath !== '' && req.url === statsPath) {
-      const body = JSON.stringify({ workers: this.shard.stats() });
-      res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(body);
-      return;
+    const config = this.#config;
+    const path = req.url === undefined ? '' : req.url.split('?', 1)[0];
+    if (path !== '' && req.method === 'GET') {
+      if (path === config.statsPath) {
+        res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(JSON.stringify({ workers: this.shard.stats() }));
+        return;
+      }
+      if (path === config.metricsPath) {
+        this.#metrics ??= new MetricsEndpoint(this.#counters);
+        const metrics = this.#metrics;
+        metrics.text().then(
+          (text) => res.writeHead(200, { 'content-type': metrics.contentType, 'cache-control': 'no-store' }).end(text),
+          (error: unknown) => {
+            this.#logger.error({ err: error }, 'metrics collection failed');
+            res.writeHead(500).end();
+          },
+        );
+        return;
+      }
+      if (path === config.healthPath) {
+        const health = this.#health();
+        res.writeHead(health.status === 'ok' ? 200 : 503, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(JSON.stringify(health));
+        return;
+      }
     }
     if (this.#app.http) {
       try {
@@ -315,6 +336,21 @@ export class ShardRuntime {
     }, period);
     sweep.unref();
     this.#timers.push(sweep);
+  }
+
+  /** Every worker is healthy when its heartbeat is recent (they beat every 250 ms). */
+  #health(): { status: 'ok' | 'degraded'; connections: number; workers: { worker: number; alive: boolean; heartbeatAgeMs: number; connections: number }[] } {
+    const now = Date.now();
+    const workers = [];
+    let connections = 0;
+    for (let worker = 0; worker < this.#counters.workers; worker++) {
+      const beat = this.#counters.get(worker, Counter.Heartbeat);
+      const age = beat === 0 ? -1 : now - beat;
+      const open = this.#counters.get(worker, Counter.Connections);
+      connections += open;
+      workers.push({ worker, alive: age >= 0 && age < 2000, heartbeatAgeMs: age, connections: open });
+    }
+    return { status: workers.every((w) => w.alive) ? 'ok' : 'degraded', connections, workers };
   }
 
   #bufferedBytes(): number {

@@ -114,7 +114,13 @@ export class TopicRegistry implements TopicMembership {
     const opcode = binary ? Opcode.Binary : Opcode.Text;
     const plain = encodeFrame(opcode, payload);
     const compress = this.#compressor !== null && options?.compress !== false && payload.length >= this.#threshold;
-    const compressed = compress ? encodeFrame(opcode, this.#compressor!(payload), { rsv1: true }) : null;
+    let compressed: Buffer | null = null;
+    if (compress) {
+      const deflated = this.#compressor!(payload);
+      this.#counters[Counter.DeflateBytesIn]! += payload.length;
+      this.#counters[Counter.DeflateBytesOut]! += deflated.length;
+      compressed = encodeFrame(opcode, deflated, { rsv1: true });
+    }
     const priority = options?.priority ?? 'normal';
 
     if (localCount > 0) {
