@@ -689,3 +689,52 @@ describe('MessageReader: compressed messages (RFC 7692)', () => {
     });
   });
 });
+
+describe('fail-fast UTF-8 inside one frame that arrives in pieces', () => {
+  it('fails with 1007 as soon as the bad byte arrives, before the rest of the frame (Autobahn 6.4.3)', async () => {
+    const { MessageReader } = await import('../src/shared/message-reader.ts');
+    const { encodeFrame } = await import('../src/shared/frame-encoder.ts');
+    const { MaskKeySource } = await import('../src/shared/mask.ts');
+    const errors: number[] = [];
+    const messages: Buffer[] = [];
+    const reader = new MessageReader(
+      {
+        onMessage: (data) => messages.push(data),
+        onPing: () => {},
+        onPong: () => {},
+        onClose: () => {},
+        onError: (error) => errors.push(error.closeCode),
+      },
+      { role: 'server', maxMessageSize: 1 << 20, inflater: null },
+    );
+    const payload = Buffer.concat([Buffer.from('κόσμε'), Buffer.from([0xf4, 0x90, 0x80, 0x80]), Buffer.from('edited')]);
+    const frame = encodeFrame(0x1, payload, { maskKeys: new MaskKeySource() });
+    const header = 6;
+    reader.push(frame.subarray(0, header + 10)); // 'κόσμε': valid so far
+    expect(errors).toEqual([]);
+    reader.push(frame.subarray(header + 10, header + 11)); // 0xf4 alone could still start a character
+    expect(errors).toEqual([]);
+    reader.push(frame.subarray(header + 11, header + 12)); // 0x90 after 0xf4 is above U+10FFFF
+    expect(errors).toEqual([1007]);
+    reader.push(frame.subarray(header + 12));
+    expect(messages).toEqual([]);
+  });
+
+  it('delivers a valid text frame split at every byte unchanged', async () => {
+    const { MessageReader } = await import('../src/shared/message-reader.ts');
+    const { encodeFrame } = await import('../src/shared/frame-encoder.ts');
+    const { MaskKeySource } = await import('../src/shared/mask.ts');
+    const text = 'ascii, Ελληνικά, 中文, emoji 😀 '.repeat(40);
+    const frame = encodeFrame(0x1, Buffer.from(text), { maskKeys: new MaskKeySource() });
+    for (const step of [1, 2, 3, 5, 7, 64]) {
+      const got: string[] = [];
+      const reader = new MessageReader(
+        { onMessage: (data) => got.push(data.toString()), onPing: () => {}, onPong: () => {}, onClose: () => {}, onError: (e) => got.push(`error ${e.code}`) },
+        { role: 'server', maxMessageSize: 1 << 20, inflater: null },
+      );
+      const copy = Buffer.from(frame);
+      for (let i = 0; i < copy.length; i += step) reader.push(copy.subarray(i, i + step));
+      expect(got).toEqual([text]);
+    }
+  });
+});

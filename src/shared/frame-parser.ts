@@ -28,6 +28,12 @@ export interface FrameHandler {
    * valid until the handler returns unless the handler keeps it (nothing else writes to it).
    */
   onFrame(opcode: Opcode, fin: boolean, compressed: boolean, payload: Buffer): void;
+  /**
+   * Bytes of an uncompressed text frame that has not fully arrived yet, unmasked, in order;
+   * the same bytes then come again as the start of `onFrame`'s payload. Lets the receiver fail
+   * invalid UTF-8 before the rest of a large frame is sent (RFC 6455 §8.1; Autobahn 6.4.3/6.4.4).
+   */
+  onPartialText?(bytes: Buffer): void;
   onError(error: ProtocolError): void;
 }
 
@@ -69,6 +75,9 @@ export class FrameParser {
   #opcode = 0;
   #length = 0;
   readonly #maskKey = new Uint8Array(4);
+  /** Payload bytes of the current frame already unmasked and shown to onPartialText. */
+  #seen = 0;
+  readonly #rotatedKey = new Uint8Array(4);
 
   // The data message being read (fragmented messages span several frames).
   #messageOpcode = NONE;
@@ -122,6 +131,7 @@ export class FrameParser {
   /** Discards everything after this point (RFC 6455 §5.5.1: nothing follows a close frame). */
   stop(): void {
     this.#state = STOPPED;
+    this.#seen = 0;
     this.#chunks.length = 0;
     this.#buffered = 0;
     this.#offset = 0;
@@ -255,9 +265,14 @@ export class FrameParser {
 
   #readPayload(): boolean {
     const length = this.#length;
-    if (this.#buffered < length) return false;
+    if (this.#buffered < length) {
+      if (this.#handler.onPartialText !== undefined && this.#buffered > this.#seen && this.#isPlainText()) this.#showPartial();
+      return false;
+    }
     const payload = length === 0 ? EMPTY : this.#take(length);
-    if (this.#masked && length > 0) unmask(payload, this.#maskKey);
+    const seen = this.#seen;
+    this.#seen = 0;
+    if (this.#masked && length > seen) unmask(seen === 0 ? payload : payload.subarray(seen), this.#keyFrom(seen));
 
     const opcode = this.#opcode as Opcode;
     const fin = this.#fin;
@@ -270,6 +285,41 @@ export class FrameParser {
     this.#state = HEADER;
     this.#handler.onFrame(opcode, fin, compressed, payload);
     return !this.stopped;
+  }
+
+  /** Whether the frame being read belongs to an uncompressed text message. */
+  #isPlainText(): boolean {
+    const opcode = this.#opcode;
+    return !this.#messageCompressed && (opcode === Opcode.Text || (opcode === Opcode.Continuation && this.#messageOpcode === Opcode.Text));
+  }
+
+  /** Unmasks the payload bytes that arrived since the last look and hands them to onPartialText. */
+  #showPartial(): void {
+    const seen = this.#seen;
+    let index = 0; // payload index where the current chunk's bytes start
+    for (let c = 0; c < this.#chunks.length; c++) {
+      const chunk = this.#chunks[c]!;
+      const start = c === 0 ? this.#offset : 0;
+      const size = chunk.length - start;
+      if (index + size > seen) {
+        const from = Math.max(seen, index);
+        const view = chunk.subarray(start + (from - index));
+        if (this.#masked) unmask(view, this.#keyFrom(from));
+        this.#handler.onPartialText!(view);
+        if (this.stopped) return;
+      }
+      index += size;
+    }
+    this.#seen = index;
+  }
+
+  /** The mask key as it applies from payload byte `position` on (RFC 6455 §5.3: j = i mod 4). */
+  #keyFrom(position: number): Uint8Array {
+    const phase = position & 3;
+    if (phase === 0) return this.#maskKey;
+    const rotated = this.#rotatedKey;
+    for (let j = 0; j < 4; j++) rotated[j] = this.#maskKey[(j + phase) & 3]!;
+    return rotated;
   }
 
   #fail(code: ProtocolError['code'], closeCode: ProtocolError['closeCode'], message: string): false {

@@ -123,13 +123,24 @@ export class MessageReader implements FrameHandler {
     this.#handler.onClose(info.code, info.reason);
   }
 
+  /** Text of a frame still arriving: checked now, so a bad byte fails before the rest comes (§8.1). */
+  onPartialText(bytes: Buffer): void {
+    this.#partialChecked += bytes.length;
+    if (!this.#utf8.write(bytes)) this.onError(new ProtocolError('WS_ERR_INVALID_UTF8', 1007, 'text message is not valid UTF-8'));
+  }
+
   #data(payload: Buffer, fin: boolean, opcode: Opcode): void {
     const starting = opcode !== Opcode.Continuation;
     if (starting) this.#binary = opcode === Opcode.Binary;
     if (!this.#binary) {
-      // A whole message in one frame: one native check. Otherwise check as it arrives, so an
-      // invalid byte fails the connection before the rest of the message is sent (§8.1).
-      const valid = starting && fin ? isValidUtf8(payload) : this.#utf8.write(payload) && (!fin || this.#utf8.complete);
+      // A whole message in one frame, seen at once: one native check. Otherwise check as it
+      // arrives, so an invalid byte fails the connection before the rest is sent (§8.1).
+      const checked = this.#partialChecked;
+      this.#partialChecked = 0;
+      const valid =
+        starting && fin && checked === 0
+          ? isValidUtf8(payload)
+          : this.#utf8.write(checked === 0 ? payload : payload.subarray(checked)) && (!fin || this.#utf8.complete);
       if (!valid) return this.onError(new ProtocolError('WS_ERR_INVALID_UTF8', 1007, 'text message is not valid UTF-8'));
     }
     this.#append(payload);
@@ -137,6 +148,8 @@ export class MessageReader implements FrameHandler {
   }
 
   #binary = false;
+  /** Bytes of the current frame already checked by onPartialText. */
+  #partialChecked = 0;
 
   #inflate(payload: Buffer, fin: boolean, opcode: Opcode): void {
     if (opcode !== Opcode.Continuation) this.#binary = opcode === Opcode.Binary;
@@ -206,6 +219,7 @@ export class MessageReader implements FrameHandler {
   }
 
   #reset(): void {
+    this.#partialChecked = 0;
     this.#first = null;
     this.#assembly = null;
     this.#length = 0;
