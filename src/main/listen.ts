@@ -10,6 +10,7 @@ import type { Logger } from '../shared/logger.ts';
 import { SlabPool } from '../shared/slab-pool.ts';
 import { Counter, ServerCounter, WorkerCounters } from '../shared/worker-counters.ts';
 import { LeastLoadedBalancer } from './balancer.ts';
+import { acceptModeFor } from './accept-mode.ts';
 import { BridgeRouter } from './bridge-router.ts';
 import { ShardSupervisor } from './shard-supervisor.ts';
 import type { BridgeStats, TopicBridge } from './topic-bridge.ts';
@@ -53,6 +54,7 @@ const POOL_PAGE = 16 * 1024;
  * thread that hands each accepted TCP socket to the least-loaded worker.
  */
 export async function listen(options: ListenOptions = {}): Promise<ShardServer> {
+  const mode = acceptModeFor();
   const config = resolveConfig(options, availableParallelism(), options.bridge !== undefined);
   const logger = createLogger(config.logLevel, { role: 'primary' });
   const counters = new WorkerCounters(config.workers);
@@ -71,11 +73,6 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
     router = new BridgeRouter(options.bridge, (message, preferred) => supervisor.sendToAny(message, preferred), config.workers);
     await router.start(logger.child({ component: 'bridge' }));
   }
-  await supervisor.start().catch(async (error: unknown) => {
-    await router?.close();
-    throw error;
-  });
-
   // Refused sockets wait for the peer to close its side; close() must not wait for them.
   const refusing = new Set<Socket>();
   const refuse = (socket: Socket, reason: string): void => {
@@ -99,6 +96,11 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
 
   const server: Server = createServer();
   server.on('connection', (socket: Socket) => {
+    if (mode === 'reuseport') {
+      // Only while the workers start: the primary's listener then closes and they accept.
+      refuse(socket, 'server is starting');
+      return;
+    }
     // The socket must go to its worker before anything reads from it: decide and transfer now.
     if (config.maxConnections > 0 && openConnections() >= config.maxConnections) {
       refuse(socket, 'server is at maxConnections');
@@ -113,22 +115,38 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
     supervisor.send(worker, { type: 'socket', socket }, [socket]);
   });
   server.on('error', (error) => logger.error({ err: error }, 'listener error'));
-
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen({ port: config.port, host: config.host, backlog: config.backlog }, () => {
-      server.off('error', reject);
-      resolve();
+  const listenOnPort = (port: number): Promise<void> =>
+    new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ port, host: config.host, backlog: config.backlog, reusePort: mode === 'reuseport' }, () => {
+        server.off('error', reject);
+        resolve();
+      });
     });
-  }).catch(async (error: unknown) => {
+
+  try {
+    if (mode === 'transfer') {
+      await supervisor.start({ mode });
+      await listenOnPort(config.port);
+    } else {
+      // Bind first to learn the port (it may be 0), then let every worker bind it too.
+      await listenOnPort(config.port);
+      const { port } = server.address() as AddressInfo;
+      await supervisor.start({ mode, port, host: config.host, backlog: config.backlog });
+    }
+  } catch (error) {
     await supervisor.stop(0);
     await router?.close();
+    server.close();
     throw error;
-  });
+  }
   const address = server.address() as AddressInfo;
+  if (mode === 'reuseport') server.close();
   logger.info(
-    { address: address.address, port: address.port, workers: config.workers, deflate: config.deflate?.mode ?? 'off', tls: config.tls !== null },
-    'shardws listening',
+    { address: address.address, port: address.port, workers: config.workers, deflate: config.deflate?.mode ?? 'off', tls: config.tls !== null, accept: mode },
+    mode === 'transfer'
+      ? 'shardws listening: the primary accepts and transfers sockets to workers'
+      : `shardws listening: Node ${process.versions.node} cannot transfer sockets between threads, so each worker accepts on the port (SO_REUSEPORT) and the kernel spreads connections`,
   );
 
   let closing: Promise<void> | null = null;
@@ -138,7 +156,7 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
       process.off('SIGHUP', onHangup);
-      const listenerClosed = new Promise<void>((resolve) => server.close(() => resolve()));
+      const listenerClosed = new Promise<void>((resolve) => (server.listening ? server.close(() => resolve()) : resolve()));
       for (const socket of refusing) socket.destroy();
       await Promise.all([listenerClosed, supervisor.stop(config.shutdownGrace)]);
       await router?.close();
@@ -174,7 +192,7 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
         workers,
         connections: workers.reduce((sum, w) => sum + w.connections, 0),
         restarts: supervisor.restarts,
-        refused: counters.server[ServerCounter.Refused]!,
+        refused: counters.server[ServerCounter.Refused]! + workers.reduce((sum, w) => sum + counters.get(w.worker, Counter.Refused), 0),
         pool: pool.stats(),
         ...(router !== null ? { bridge: router.stats() } : {}),
       };

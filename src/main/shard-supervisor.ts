@@ -2,7 +2,7 @@ import { MessageChannel, Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import type { ServerConfig, TlsOptions } from '../shared/config.ts';
 import type { SlabPool } from '../shared/slab-pool.ts';
-import type { PrimaryMessage, WorkerInit, WorkerMessage } from '../shared/thread-messages.ts';
+import type { AcceptSource, PrimaryMessage, WorkerInit, WorkerMessage } from '../shared/thread-messages.ts';
 import { Counter, ServerCounter } from '../shared/worker-counters.ts';
 import type { WorkerCounters } from '../shared/worker-counters.ts';
 
@@ -54,6 +54,7 @@ export class ShardSupervisor {
   readonly #timings: SupervisorTimings;
   readonly #slots: ShardSlot[];
   readonly #events: SupervisorEvents;
+  #accept: AcceptSource = { mode: 'transfer' };
   #watchdog: NodeJS.Timeout | null = null;
   #stopping = false;
   /** Workers replaced since start (kept where every thread can read it, for metrics). */
@@ -89,7 +90,8 @@ export class ShardSupervisor {
   }
 
   /** Starts every worker; rejects if one fails before it is ready (a broken app module). */
-  async start(): Promise<void> {
+  async start(accept: AcceptSource): Promise<void> {
+    this.#accept = accept;
     await Promise.all(this.#slots.map((slot) => this.#spawn(slot)));
     this.#watchdog = setInterval(() => this.#checkHeartbeats(), Math.max(100, Math.floor(this.#timings.heartbeatTimeout / 4)));
     this.#watchdog.unref();
@@ -139,6 +141,7 @@ export class ShardSupervisor {
       config: this.#config,
       counters: this.#counters.buffer,
       pool: this.#pool.buffer,
+      accept: this.#accept,
     };
     const worker = new Worker(SHARD_ENTRY, { workerData: init, name: `shardws-worker-${slot.id}` });
     slot.worker = worker;

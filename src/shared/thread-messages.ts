@@ -10,7 +10,13 @@ export interface WorkerInit {
   readonly config: ServerConfig;
   readonly counters: SharedArrayBuffer;
   readonly pool: SharedArrayBuffer;
+  /** Where sockets come from: the primary, or (Node < 26.6) the worker's own listener. */
+  readonly accept: AcceptSource;
 }
+
+export type AcceptSource =
+  | { readonly mode: 'transfer' }
+  | { readonly mode: 'reuseport'; readonly port: number; readonly host: string | undefined; readonly backlog: number };
 
 /** Primary → worker, over the worker's own port. */
 export type PrimaryMessage =

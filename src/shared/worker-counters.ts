@@ -38,6 +38,8 @@ export const Counter = {
   Closes1009: 25,
   Closes1011: 26,
   ClosesOther: 27,
+  /** Sockets this worker refused before any request (SO_REUSEPORT mode's maxConnections). */
+  Refused: 28,
 } as const;
 export type Counter = (typeof Counter)[keyof typeof Counter];
 

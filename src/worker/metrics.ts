@@ -91,11 +91,13 @@ export class MetricsEndpoint {
     });
     new PromCounter({
       name: 'shardws_connections_refused_total',
-      help: 'Sockets refused by the primary (maxConnections, no worker ready).',
+      help: 'Sockets refused before any request (maxConnections, no worker ready).',
       registers,
       collect() {
         this.reset();
-        this.inc(counters.server[ServerCounter.Refused]!);
+        let refused = counters.server[ServerCounter.Refused]!;
+        for (let worker = 0; worker < workers; worker++) refused += counters.get(worker, Counter.Refused);
+        this.inc(refused);
       },
     });
     new Gauge({ name: 'shardws_workers', help: 'Worker threads configured.', registers, collect() { this.set(workers); } });

@@ -1,6 +1,7 @@
 import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
+import { createServer as createNetServer } from 'node:net';
+import type { Server as NetServer, Socket } from 'node:net';
 import { isAbsolute, resolve } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { TLSSocket } from 'node:tls';
@@ -58,6 +59,8 @@ export class ShardRuntime {
   readonly #handshaking = new Map<Duplex, NodeJS.Timeout>();
   #secureContext: SecureContext | null = null;
   #metrics: MetricsEndpoint | null = null;
+  /** The worker's own listener, in SO_REUSEPORT mode only. */
+  #listener: NetServer | null = null;
   readonly #server: Server;
   readonly #post: (message: WorkerMessage) => void;
   #app: App<unknown> = {};
@@ -147,6 +150,7 @@ export class ShardRuntime {
     this.#timers.push(heartbeat);
     if (config.idleTimeout > 0) this.#startIdleSweep(config.idleTimeout * 1000);
     await this.#app.start?.(this.shard);
+    if (this.#init.accept.mode === 'reuseport') await this.#listenReusePort(this.#init.accept);
     this.#post({ type: 'ready' });
   }
 
@@ -171,6 +175,39 @@ export class ShardRuntime {
         this.#reloadTls(message.tls);
         return;
     }
+  }
+
+  /** Node < 26.6: this worker accepts on the shared port itself (SO_REUSEPORT). */
+  async #listenReusePort(accept: { readonly port: number; readonly host: string | undefined; readonly backlog: number }): Promise<void> {
+    const listener = createNetServer((socket) => {
+      // No primary to count for us: every worker sees every worker's counters.
+      const max = this.#config.maxConnections;
+      if (max > 0 && this.#openConnections() >= max) {
+        this.#slot[Counter.Refused]!++;
+        this.#logger.warn({ remote: socket.remoteAddress }, 'server is at maxConnections; refusing with 503');
+        refuse(socket, 503, 'server is at maxConnections');
+        socket.on('error', () => {}).resume();
+        return;
+      }
+      this.#adopt(socket);
+    });
+    listener.on('error', (error) => this.#logger.error({ err: error }, 'listener error'));
+    await new Promise<void>((resolve, reject) => {
+      listener.once('error', reject);
+      listener.listen({ port: accept.port, host: accept.host, backlog: accept.backlog, reusePort: true }, () => {
+        listener.off('error', reject);
+        resolve();
+      });
+    });
+    this.#listener = listener;
+  }
+
+  #openConnections(): number {
+    let total = 0;
+    for (let worker = 0; worker < this.#counters.workers; worker++) {
+      total += this.#counters.get(worker, Counter.Connections) + this.#counters.get(worker, Counter.Handshakes);
+    }
+    return total;
   }
 
   /** A socket from the primary: it enters Node's HTTP server as if this worker accepted it. */
@@ -362,6 +399,7 @@ export class ShardRuntime {
   async #shutdown(grace: number): Promise<void> {
     if (this.#stopping) return;
     this.#stopping = true;
+    this.#listener?.close();
     this.#logger.info({ connections: this.#connections.size }, 'shutting down: closing connections with 1001');
     for (const connection of this.#connections) connection.close(CloseCode.GoingAway, 'server shutting down');
     this.#server.closeIdleConnections();
