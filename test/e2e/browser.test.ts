@@ -1,0 +1,92 @@
+/**
+ * The demo chat page in a real browser: headless Chromium (Debian's package, driven by
+ * playwright-core; never a downloaded browser), two pages chatting through a 2-worker server
+ * with permessage-deflate.
+ */
+import { existsSync } from 'node:fs';
+import { chromium } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ShardServer } from '../../src/main/listen.ts';
+import { cleanup, startServer } from './helpers.ts';
+
+const CHROMIUM = '/usr/bin/chromium';
+// CI installs chromium (.ci/run): there a missing browser is a failure, not a skip.
+const run = existsSync(CHROMIUM) || process.env.CI === 'true';
+
+describe.skipIf(!run)('demo chat page in Chromium (needs /usr/bin/chromium: apt-get install chromium)', () => {
+  let browser: Browser;
+  let server: ShardServer;
+
+  beforeAll(async () => {
+    server = await startServer({ deflate: 'shared' });
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
+  }, 60_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    await cleanup();
+  });
+
+  async function openChat(name: string): Promise<Page> {
+    const page = await browser.newPage();
+    await page.goto(`http://127.0.0.1:${server.address().port}/`);
+    await page.waitForSelector('#status[data-worker]');
+    await page.fill('#name', name);
+    return page;
+  }
+
+  it('two pages chat across workers, compressed, and see the per-worker counts', async () => {
+    // Open pages until two sit on different workers (the balancer alternates; the kernel may not).
+    const pages: Page[] = [];
+    const workerOf = async (page: Page): Promise<string> => (await page.getAttribute('#status', 'data-worker')) ?? '';
+    let ann: Page | undefined;
+    let bob: Page | undefined;
+    for (let i = 0; i < 8 && (ann === undefined || bob === undefined); i++) {
+      const page = await openChat(`user${i}`);
+      pages.push(page);
+      if (ann === undefined) ann = page;
+      else if ((await workerOf(page)) !== (await workerOf(ann))) bob = page;
+    }
+    expect(bob, 'two pages on different workers').toBeDefined();
+    await ann!.fill('#name', 'ann');
+    await bob!.fill('#name', 'bob');
+
+    // The browser negotiated permessage-deflate with the server.
+    const extensions = await ann!.evaluate(async () => {
+      const ws = new WebSocket(`ws://${location.host}/echo`);
+      await new Promise((resolve) => ws.addEventListener('open', resolve));
+      const value = ws.extensions;
+      ws.close();
+      return value;
+    });
+    expect(extensions).toContain('permessage-deflate');
+
+    await ann!.fill('#text', 'hello from ann');
+    await ann!.click('button');
+    await bob!.waitForSelector('#log li:has-text("hello from ann")');
+    await bob!.fill('#text', 'hi ann, bob here');
+    await bob!.press('#text', 'Enter');
+    await ann!.waitForSelector('#log li:has-text("hi ann, bob here")');
+    expect(await bob!.textContent('#log')).toContain('ann: hello from ann');
+
+    // The per-worker counts on the page follow the server's (pushed once a second).
+    const total = pages.length;
+    await ann!.waitForFunction(
+      (expected) => [...document.querySelectorAll('#workers span')].reduce((sum, el) => sum + Number((el as HTMLElement).dataset.connections), 0) === expected,
+      total,
+      { timeout: 10_000 },
+    );
+    expect(await ann!.locator('#workers span').count()).toBe(2);
+    await pages.at(-1)!.close();
+    await ann!.waitForFunction(
+      (expected) => [...document.querySelectorAll('#workers span')].reduce((sum, el) => sum + Number((el as HTMLElement).dataset.connections), 0) === expected,
+      total - 1,
+      { timeout: 10_000 },
+    );
+    await ann!.screenshot({ path: 'test/.artifacts/chat.png' }).catch(() => {});
+  }, 60_000);
+});
