@@ -14,9 +14,14 @@ export const CHAT_PAGE = `<!doctype html>
   #workers { display: flex; gap: .5rem; font-size: .85rem; }
   #workers span { padding: .1rem .5rem; border-radius: 1rem; background: #8882; }
   #workers span.mine { background: var(--accent); color: white; }
-  #log { overflow-y: auto; padding: 1rem; margin: 0; list-style: none; }
-  #log li { margin: .25rem 0; }
-  #log .meta { font-size: .75rem; opacity: .6; margin-left: .5rem; }
+  #status::before { content: ''; display: inline-block; width: .6rem; height: .6rem; border-radius: 50%; margin-right: .4rem; background: #c33; vertical-align: baseline; }
+  #status.up::before { background: #2a2; }
+  #log { overflow-y: auto; padding: 1rem; margin: 0; list-style: none; display: flex; flex-direction: column; gap: .35rem; }
+  #log li { max-width: 70%; padding: .35rem .7rem; border-radius: .8rem; background: #8882; align-self: flex-start; overflow-wrap: anywhere; }
+  #log li.mine { align-self: flex-end; background: var(--accent); color: white; }
+  #log li.system { align-self: center; background: none; font-size: .8rem; opacity: .7; }
+  #log .meta { display: block; font-size: .7rem; opacity: .7; margin-top: .1rem; }
+  #empty { opacity: .6; text-align: center; margin-top: 2rem; }
   form { display: flex; gap: .5rem; padding: .75rem 1rem; border-top: 1px solid #8884; }
   input { font: inherit; padding: .4rem .6rem; }
   #text { flex: 1; }
@@ -29,7 +34,7 @@ export const CHAT_PAGE = `<!doctype html>
   <span id="status">connecting…</span>
   <div id="workers" aria-label="connections per worker"></div>
 </header>
-<ul id="log" aria-live="polite"></ul>
+<ul id="log" aria-live="polite"><li id="empty" class="system">No messages yet. Open this page in a second tab: it may land on another worker, and chat still reaches it.</li></ul>
 <form id="form">
   <input id="name" placeholder="name" maxlength="32" autocomplete="nickname">
   <input id="text" placeholder="say something" maxlength="2000" autocomplete="off">
@@ -42,15 +47,33 @@ export const CHAT_PAGE = `<!doctype html>
   const nameInput = document.getElementById('name');
   nameInput.value = localStorage.getItem('shardws-name') || 'guest-' + Math.floor(Math.random() * 1000);
   let myWorker = -1;
-  const ws = new WebSocket((location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/chat');
-  ws.onopen = () => { status.textContent = 'connected'; };
-  ws.onclose = (e) => { status.textContent = 'disconnected (' + e.code + ')'; };
-  ws.onmessage = (event) => {
+  let ws = null;
+  let retry = 500;
+  const time = (at) => new Date(at).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+  function system(text) {
+    const li = document.createElement('li');
+    li.className = 'system';
+    li.textContent = text;
+    log.append(li);
+  }
+  function connect() {
+    ws = new WebSocket((location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/chat');
+    ws.onopen = () => { retry = 500; status.textContent = 'connected'; status.classList.add('up'); };
+    ws.onclose = (e) => {
+      status.classList.remove('up');
+      status.textContent = 'disconnected (' + e.code + '), reconnecting…';
+      setTimeout(connect, retry);
+      retry = Math.min(retry * 2, 10000);
+    };
+    ws.onmessage = onMessage;
+  }
+  function onMessage(event) {
     const msg = JSON.parse(event.data);
     if (msg.type === 'welcome') {
       myWorker = msg.worker;
       status.textContent = 'connected to worker ' + msg.worker + ' of ' + msg.workers;
       status.dataset.worker = String(msg.worker);
+      system('You are served by worker ' + msg.worker + '.');
     } else if (msg.type === 'workers') {
       workersEl.replaceChildren(...msg.workers.map((w) => {
         const span = document.createElement('span');
@@ -61,21 +84,24 @@ export const CHAT_PAGE = `<!doctype html>
         return span;
       }));
     } else if (msg.type === 'chat') {
+      document.getElementById('empty')?.remove();
       const li = document.createElement('li');
+      if (msg.name === nameInput.value) li.className = 'mine';
       const who = document.createElement('strong');
       who.textContent = msg.name + ': ';
       const meta = document.createElement('span');
       meta.className = 'meta';
-      meta.textContent = 'via worker ' + msg.worker;
+      meta.textContent = time(msg.at) + ' · via worker ' + msg.worker;
       li.append(who, document.createTextNode(msg.text), meta);
       log.append(li);
       log.scrollTop = log.scrollHeight;
     }
-  };
+  }
+  connect();
   document.getElementById('form').addEventListener('submit', (event) => {
     event.preventDefault();
     const text = document.getElementById('text');
-    if (!text.value || ws.readyState !== WebSocket.OPEN) return;
+    if (!text.value || ws === null || ws.readyState !== WebSocket.OPEN) return;
     localStorage.setItem('shardws-name', nameInput.value);
     ws.send(JSON.stringify({ name: nameInput.value, text: text.value }));
     text.value = '';
