@@ -108,6 +108,9 @@ export class Connection implements ServerWebSocket<unknown>, MessageHandler {
     socket.on('close', this.#onSocketClose);
     socket.on('error', this.#onSocketError);
     socket.on('drain', this.#onDrain);
+    // Counted from construction, before the socket stops counting as a handshake: the primary
+    // reads these counters from another thread and must never see the connection as neither.
+    ctx.counters[Counter.Connections]!++;
   }
 
   get readyState(): ReadyState {
@@ -128,7 +131,6 @@ export class Connection implements ServerWebSocket<unknown>, MessageHandler {
 
   /** Delivers bytes that arrived with the upgrade request. */
   start(head: Buffer): void {
-    this.#ctx.counters[Counter.Connections]!++;
     this.#call('open', () => this.#ctx.app.open?.(this));
     if (head.length > 0 && this.#state !== ReadyState.Closed) this.#onData(head);
   }

@@ -288,7 +288,7 @@ export class ShardRuntime {
         (socket as Socket).setNoDelay?.(true);
         const connection = new Connection(socket, this.#context!, accepted);
         this.#connections.add(connection);
-        // start() counts the connection first thing: the handshake hands its count straight over.
+        // The connection counts itself when constructed: only then does the handshake stop counting.
         this.#handshakeEnded(socket);
         connection.start(head);
       },

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ShardServer } from '../../src/main/listen.ts';
-import { cleanup, fixtureApp, openShardClients, startServer, waitFor, wsUrl } from './helpers.ts';
+import { cleanup, fixtureApp, openClientsOnEachWorker, startServer, waitFor, wsUrl } from './helpers.ts';
 import type { Received, ShardClient, TestClient } from './helpers.ts';
 
 const KIB = 1024;
@@ -38,10 +38,9 @@ async function meshReady(clients: readonly ShardClient[]): Promise<void> {
   }
 }
 
-/** Opens `count` pub/sub clients, checks they span both workers, and waits for the mesh. */
-async function openSubscribers(server: ShardServer, count: number): Promise<ShardClient[]> {
-  const clients = await openShardClients(wsUrl(server, '/'), count);
-  expect(new Set(clients.map((c) => c.shard)).size).toBe(2);
+/** Opens `perWorker` pub/sub clients on each of the two workers and waits for the mesh. */
+async function openSubscribers(server: ShardServer, perWorker: number): Promise<ShardClient[]> {
+  const clients = await openClientsOnEachWorker(wsUrl(server, '/'), perWorker);
   await meshReady(clients);
   return clients;
 }
@@ -55,7 +54,7 @@ function pattern(size: number, seed: number): Buffer {
 describe('ws.publish across workers', () => {
   it('delivers every message exactly once, in publish order, to every subscriber but the sender', async () => {
     const server = await startPubSub();
-    const clients = await openSubscribers(server, 6);
+    const clients = await openSubscribers(server, 3);
     const senders = [clients.find((c) => c.shard === 0)!, clients.find((c) => c.shard === 1)!];
     const COUNT = 100;
     for (let i = 0; i < COUNT; i++) {
@@ -86,7 +85,7 @@ describe('ws.publish across workers', () => {
 
   it('delivers 64 KiB and 1 MiB messages intact and returns every pool page', async () => {
     const server = await startPubSub();
-    const clients = await openSubscribers(server, 4);
+    const clients = await openSubscribers(server, 2);
     const sizes = [64 * KIB, MIB];
     let seed = 0;
     // What each client should get: per sender, in the order it sent.
@@ -116,7 +115,7 @@ describe('ws.publish across workers', () => {
 
   it('holds pool pages while a slow subscriber on another worker needs them, and releases them after', async () => {
     const server = await startPubSub({ maxBackpressure: 64 * MIB, highWaterMark: 64 * KIB });
-    const clients = await openSubscribers(server, 2);
+    const clients = await openSubscribers(server, 1);
     const [sender, slow] = clients;
     slow!.client.socket.pause();
     const COUNT = 12;
@@ -132,7 +131,7 @@ describe('ws.publish across workers', () => {
 
   it('stops delivering after unsubscribe and resumes after subscribe', async () => {
     const server = await startPubSub();
-    const clients = await openSubscribers(server, 4);
+    const clients = await openSubscribers(server, 2);
     const sender = clients.find((c) => c.shard === 0)!.client;
     const [leaver, stayer] = clients.filter((c) => c.shard === 1).map((c) => c.client);
     leaver!.ws.send('unsub');
@@ -155,7 +154,7 @@ describe('ws.publish across workers', () => {
 describe('server.publish from the primary', () => {
   it('reaches every subscriber on every worker, text as text and binary as binary', async () => {
     const server = await startPubSub();
-    const clients = await openSubscribers(server, 6);
+    const clients = await openSubscribers(server, 3);
     server.publish('room', 'from the primary');
     server.publish('room', Buffer.from([1, 2, 3]));
     server.publish('room', pattern(MIB, 7));
@@ -175,7 +174,7 @@ describe('server.publish from the primary', () => {
 
   it('does not deliver to another topic', async () => {
     const server = await startPubSub();
-    const clients = await openSubscribers(server, 2);
+    const clients = await openSubscribers(server, 1);
     server.publish('elsewhere', 'not for room');
     server.publish('room', 'for room');
     await waitFor(() => clients.every((c) => texts(c.client).includes('for room')), 'the room publish');
@@ -186,8 +185,8 @@ describe('server.publish from the primary', () => {
 describe('broadcast with permessage-deflate in shared mode', () => {
   it('compresses each broadcast once and every client, compressing or not, reads it intact', async () => {
     const server = await startPubSub({ deflate: 'shared' });
-    const deflating = await openSubscribers(server, 4);
-    const plain = await openShardClients(wsUrl(server, '/'), 2, { perMessageDeflate: false });
+    const deflating = await openSubscribers(server, 2);
+    const plain = await openClientsOnEachWorker(wsUrl(server, '/'), 1, { client: { perMessageDeflate: false } });
     const clients = [...deflating, ...plain];
     await meshReady(clients);
     for (const c of deflating) expect(c.client.ws.extensions).toMatch(/^permessage-deflate/);

@@ -14,6 +14,14 @@ const CHROMIUM = '/usr/bin/chromium';
 // CI installs chromium (.ci/run): there a missing browser is a failure, not a skip.
 const run = existsSync(CHROMIUM) || process.env.CI === 'true';
 
+// Functions given to page.evaluate run in Chromium; the project's lib has no DOM, so this module
+// names the few browser globals they touch (module-scoped: nothing leaks into other files).
+declare const location: { readonly host: string };
+declare const document: { querySelectorAll(selector: string): Iterable<HTMLElement> };
+interface HTMLElement {
+  readonly dataset: Readonly<Record<string, string | undefined>>;
+}
+
 describe.skipIf(!run)('demo chat page in Chromium (needs /usr/bin/chromium: apt-get install chromium)', () => {
   let browser: Browser;
   let server: ShardServer;

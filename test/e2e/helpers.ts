@@ -8,10 +8,18 @@ import type { Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
 import type { ClientOptions } from 'ws';
+import { acceptModeFor } from '../../src/main/accept-mode.ts';
+import type { AcceptMode } from '../../src/main/accept-mode.ts';
 import { listen } from '../../src/main/listen.ts';
 import type { ListenOptions, ShardServer } from '../../src/main/listen.ts';
 
 export { WebSocket };
+
+/**
+ * How connections reach the workers on the Node running the tests: the primary balances them
+ * ('transfer', Node >= 26.6) or the kernel hashes them over the workers ('reuseport').
+ */
+export const acceptMode: AcceptMode = acceptModeFor();
 
 const servers = new Set<ShardServer>();
 const clients = new Set<WebSocket>();
@@ -162,11 +170,50 @@ export async function openShardClient(url: string, options?: ClientOptions): Pro
   return { client, shard: hello.hello };
 }
 
-/** Opens `count` greeting clients one after another (the balancer spreads them over the workers). */
+/** Opens `count` greeting clients one after another, wherever they land. */
 export async function openShardClients(url: string, count: number, options?: ClientOptions): Promise<ShardClient[]> {
   const out: ShardClient[] = [];
   for (let i = 0; i < count; i++) out.push(await openShardClient(url, options));
   return out;
+}
+
+export interface SpreadOptions {
+  /** Workers the server runs (startServer starts 2). */
+  readonly workers?: number;
+  /** Keep clients beyond `perWorker` on a worker instead of closing them. */
+  readonly keepExtras?: boolean;
+  /** Connections to try before giving up. */
+  readonly maxAttempts?: number;
+  readonly client?: ClientOptions;
+}
+
+/**
+ * Opens greeting clients until each worker holds at least `perWorker`, in the order they opened.
+ * The primary's balancer alternates, but the kernel's SO_REUSEPORT hash may put several in a row
+ * on one worker, so tests ask for a spread instead of assuming one. Extras are closed (and their
+ * close awaited) unless `keepExtras`.
+ */
+export async function openClientsOnEachWorker(url: string, perWorker: number, options: SpreadOptions = {}): Promise<ShardClient[]> {
+  const workers = options.workers ?? 2;
+  const maxAttempts = options.maxAttempts ?? 64;
+  const kept: ShardClient[] = [];
+  const held = new Array<number>(workers).fill(0);
+  const spread = (): boolean => held.every((n) => n >= perWorker);
+  for (let attempt = 0; attempt < maxAttempts && !spread(); attempt++) {
+    const opened = await openShardClient(url, options.client);
+    if (!(opened.shard >= 0 && opened.shard < workers)) throw new Error(`a client landed on worker ${opened.shard}, outside 0..${workers - 1}`);
+    if (options.keepExtras || held[opened.shard]! < perWorker) {
+      kept.push(opened);
+      held[opened.shard]!++;
+    } else {
+      opened.client.ws.close();
+      await opened.client.waitClosed();
+    }
+  }
+  if (!spread()) {
+    throw new Error(`after ${maxAttempts} connections the workers hold [${held.join(', ')}] clients, not ${perWorker} each (accept mode ${acceptMode})`);
+  }
+  return kept;
 }
 
 // ---- raw sockets ------------------------------------------------------------------------

@@ -1,0 +1,37 @@
+import { describe, expect, it } from 'vitest';
+import { acceptModeFor } from '../src/main/accept-mode.ts';
+
+describe('acceptModeFor', () => {
+  it.each([
+    ['26.6.0', 'linux'],
+    ['26.6.0', 'darwin'],
+    ['26.6.0', 'win32'],
+    ['26.10.3', 'linux'],
+    ['27.0.0', 'linux'],
+    ['27.0.0', 'darwin'],
+    ['27.0.0', 'win32'],
+  ])('transfers sockets on Node %s (%s)', (version, platform) => {
+    expect(acceptModeFor(version, platform)).toBe('transfer');
+  });
+
+  it.each(['26.5.0', '26.0.0', '25.2.1', '24.0.0', '24.21.0', '23.1.0', '22.12.0', '22.20.0'])('uses SO_REUSEPORT on Node %s on Linux', (version) => {
+    expect(acceptModeFor(version, 'linux')).toBe('reuseport');
+  });
+
+  it.each([
+    ['22.11.0', 'linux'],
+    ['23.0.0', 'linux'],
+    ['20.20.2', 'linux'],
+    ['20.20.2', 'darwin'],
+    ['24.21.0', 'darwin'],
+    ['24.21.0', 'win32'],
+    ['26.5.0', 'darwin'],
+  ])('refuses Node %s on %s, naming the version', (version, platform) => {
+    expect(() => acceptModeFor(version, platform)).toThrow(`this is Node ${version} on ${platform}`);
+    expect(() => acceptModeFor(version, platform)).toThrow(/Node >= 26\.6/);
+  });
+
+  it('defaults to the running Node', () => {
+    expect(acceptModeFor()).toBe(acceptModeFor(process.versions.node, process.platform));
+  });
+});
