@@ -49,6 +49,7 @@ type State = typeof HEADER | typeof LENGTH_16 | typeof LENGTH_64 | typeof MASK_K
 const NONE = -1;
 
 const EMPTY = Buffer.alloc(0);
+const KEY_SCRATCH = new Uint8Array(4);
 
 /**
  * FrameParser turns received bytes into frames (RFC 6455 §5.2). It is incremental: a frame may
@@ -74,10 +75,10 @@ export class FrameParser {
   #fin = false;
   #opcode = 0;
   #length = 0;
-  readonly #maskKey = new Uint8Array(4);
+  /** The frame's mask key as one big-endian 32-bit number (no per-connection typed array). */
+  #maskKey = 0;
   /** Payload bytes of the current frame already unmasked and shown to onPartialText. */
   #seen = 0;
-  readonly #rotatedKey = new Uint8Array(4);
 
   // The data message being read (fragmented messages span several frames).
   #messageOpcode = NONE;
@@ -253,11 +254,7 @@ export class FrameParser {
 
   #readMaskKey(): boolean {
     if (this.#buffered < 4) return false;
-    const key = this.#maskKey;
-    key[0] = this.#byteAt(0);
-    key[1] = this.#byteAt(1);
-    key[2] = this.#byteAt(2);
-    key[3] = this.#byteAt(3);
+    this.#maskKey = ((this.#byteAt(0) << 24) | (this.#byteAt(1) << 16) | (this.#byteAt(2) << 8) | this.#byteAt(3)) >>> 0;
     this.#skip(4);
     this.#state = PAYLOAD;
     return true;
@@ -313,13 +310,15 @@ export class FrameParser {
     this.#seen = index;
   }
 
-  /** The mask key as it applies from payload byte `position` on (RFC 6455 §5.3: j = i mod 4). */
+  /**
+   * The mask key as it applies from payload byte `position` on (RFC 6455 §5.3: j = i mod 4), in
+   * a scratch array shared by every parser of the thread: it is used at once, never kept.
+   */
   #keyFrom(position: number): Uint8Array {
+    const key = this.#maskKey;
     const phase = position & 3;
-    if (phase === 0) return this.#maskKey;
-    const rotated = this.#rotatedKey;
-    for (let j = 0; j < 4; j++) rotated[j] = this.#maskKey[(j + phase) & 3]!;
-    return rotated;
+    for (let j = 0; j < 4; j++) KEY_SCRATCH[j] = (key >>> (24 - 8 * ((j + phase) & 3))) & 0xff;
+    return KEY_SCRATCH;
   }
 
   #fail(code: ProtocolError['code'], closeCode: ProtocolError['closeCode'], message: string): false {
