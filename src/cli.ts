@@ -8,7 +8,7 @@ import { parseArgs } from 'node:util';
 import { listen } from './main/listen.ts';
 import type { CompressionMode, LogLevel, ServerOptions, SlowClientPolicy } from './shared/config.ts';
 
-const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+const VERSION = (JSON.parse(readFileSync(new URL(import.meta.url.includes('/dist/') ? '../../package.json' : '../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 const SERVE_HELP = `Usage: shardws serve [APP] [options]
 
@@ -26,6 +26,12 @@ Options:
   --max-backpressure B   bytes queued per connection before the slow-client policy (default 4194304)
   --slow-client POLICY   close (1008), drop, or custom (default close)
   --stats-path PATH      serve per-worker counters as JSON at PATH (default /stats)
+  --metrics-path PATH    serve Prometheus metrics at PATH (default off)
+  --health-path PATH     serve a JSON health check at PATH (default /health)
+  --tls-cert FILE        serve wss:// with this PEM certificate; SIGHUP reloads it (default off)
+  --tls-key FILE         the certificate's PEM private key (default none)
+  --tls-ca FILE          PEM CA chain sent with the certificate (default none)
+  --redis URL            join other servers' topics through Redis (redis://host:port[/db]; default off)
   --log-level LEVEL      fatal, error, warn, info, debug, trace, silent (default info)
   -h, --help             this help
 `;
@@ -34,6 +40,7 @@ const HELP = `Usage: shardws <command> [options]
 
 Commands:
   serve [APP]   run a sharded WebSocket server (shardws serve --help)
+  bench URL     load-test any ws:// or wss:// server (shardws bench --help)
 
 Options:
   -h, --help    this help
@@ -55,7 +62,7 @@ function numberOption(name: string, value: string | undefined): number | undefin
   return n;
 }
 
-function parseServe(args: string[]): { options: ServerOptions; help: boolean } {
+function parseServe(args: string[]): { options: ServerOptions; redis: string | undefined; help: boolean } {
   // `--deflate` alone means shared mode; parseArgs has no optional values, so spell it out.
   const normalized = args.map((arg) => (arg === '--deflate' ? '--deflate=shared' : arg));
   const { values, positionals } = parseArgs({
@@ -73,7 +80,13 @@ function parseServe(args: string[]): { options: ServerOptions; help: boolean } {
       'max-backpressure': { type: 'string' },
       'slow-client': { type: 'string' },
       'stats-path': { type: 'string' },
+      'metrics-path': { type: 'string' },
+      'health-path': { type: 'string' },
       'log-level': { type: 'string' },
+      redis: { type: 'string' },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
+      'tls-ca': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -82,7 +95,7 @@ function parseServe(args: string[]): { options: ServerOptions; help: boolean } {
   if (deflate !== undefined && deflate !== 'shared' && deflate !== 'dedicated') {
     throw new UsageError(`--deflate must be shared or dedicated, got "${deflate}"`);
   }
-  const options: ServerOptions = {
+  let options: ServerOptions = {
     app: positionals[0],
     port: integerOption('port', values.port) ?? 8080,
     host: values.host,
@@ -94,9 +107,17 @@ function parseServe(args: string[]): { options: ServerOptions; help: boolean } {
     maxBackpressure: integerOption('max-backpressure', values['max-backpressure']),
     slowClient: values['slow-client'] as SlowClientPolicy | undefined,
     statsPath: values['stats-path'] ?? '/stats',
+    metricsPath: values['metrics-path'],
+    healthPath: values['health-path'] ?? '/health',
     logLevel: values['log-level'] as LogLevel | undefined,
   };
-  return { options, help: values.help === true };
+  const certFile = values['tls-cert'];
+  const keyFile = values['tls-key'];
+  if ((certFile === undefined) !== (keyFile === undefined)) throw new UsageError('--tls-cert and --tls-key go together');
+  if (certFile !== undefined) options = { ...options, tls: { certFile, keyFile, caFile: values['tls-ca'] } };
+  const redis = values.redis;
+  if (redis !== undefined && !/^rediss?:\/\//.test(redis)) throw new UsageError(`--redis must be a redis:// or rediss:// URL, got "${redis}"`);
+  return { options, redis, help: values.help === true };
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -109,13 +130,16 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`shardws ${VERSION}\n`);
     return 0;
   }
+  if (command === 'bench') return (await import('../bench/load/cli.ts')).runBenchCli(rest);
   if (command !== 'serve') throw new UsageError(`unknown command "${command}" (try shardws --help)`);
-  const { options, help } = parseServe(rest);
+  const { options, redis, help } = parseServe(rest);
   if (help) {
     process.stdout.write(SERVE_HELP);
     return 0;
   }
-  await listen({ ...options, handleSignals: true });
+  // Loaded only when asked for: ioredis is not needed to serve without it.
+  const bridge = redis === undefined ? undefined : (await import('./main/redis-bridge.ts')).redisBridge({ url: redis });
+  await listen({ ...options, handleSignals: true, bridge });
   return -1; // keep running until a signal closes the server
 }
 
@@ -126,7 +150,11 @@ main(process.argv.slice(2)).then(
   (error: unknown) => {
     const parseError = error instanceof Error && 'code' in error && String((error as NodeJS.ErrnoException).code).startsWith('ERR_PARSE_ARGS');
     const usage = error instanceof UsageError || error instanceof RangeError || error instanceof TypeError || parseError;
-    process.stderr.write(`shardws: ${error instanceof Error ? error.message : String(error)}\n`);
+    let message = error instanceof Error ? error.message : String(error);
+    // node:util's message for an unknown option runs on about positionals: say it in one line.
+    const unknown = parseError && /Unknown option '([^']+)'/.exec(message);
+    if (unknown) message = `unknown option ${unknown[1]} (try shardws serve --help)`;
+    process.stderr.write(`shardws: ${message}\n`);
     process.exitCode = usage ? 2 : 1;
   },
 );

@@ -1,0 +1,14 @@
+/**
+ * One microsecond clock for every thread of the generator. performance.now() is cheap but each
+ * worker thread has its own time origin; process.hrtime is the process's monotonic clock, the
+ * same in every thread. So each thread reads both once and afterwards adds the offset: a
+ * broadcast stamped on the publisher's thread is timed on a subscriber's thread by one clock.
+ */
+import { performance } from 'node:perf_hooks';
+
+const OFFSET_MICROS = Number(process.hrtime.bigint() / 1000n) - performance.now() * 1000;
+
+/** Monotonic microseconds, comparable across the generator's threads. */
+export function nowMicros(): number {
+  return performance.now() * 1000 + OFFSET_MICROS;
+}
