@@ -55,6 +55,7 @@ function parse(argv: string[]): { options: BenchOptions; json: boolean } | 'help
       'server-pid': { type: 'string' },
       'fast-mask': { type: 'boolean' },
       'raw-echo': { type: 'boolean' },
+      'publish-url': { type: 'string' },
       insecure: { type: 'boolean' },
       header: { type: 'string', short: 'H', multiple: true },
       json: { type: 'boolean' },
@@ -80,6 +81,7 @@ function parse(argv: string[]): { options: BenchOptions; json: boolean } | 'help
     serverPids: pids,
     fastMask: values['fast-mask'],
     rawEcho: values['raw-echo'],
+    publishUrl: values['publish-url'],
     insecure: values.insecure,
     headers: headers(values.header),
   });

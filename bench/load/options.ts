@@ -14,6 +14,8 @@ export type BenchMode = 'echo' | 'broadcast' | 'connect';
 export interface BenchOptions {
   /** ws://, wss:// (or http://, https://) URL of the endpoint. */
   readonly url: string;
+  /** Broadcast: where the publisher connects, when not `url` (another server of a cluster). */
+  readonly publishUrl: string | null;
   readonly mode: BenchMode;
   /** echo: connections; broadcast: subscribers (plus one publisher); connect: connections to open. */
   readonly connections: number;
@@ -94,6 +96,8 @@ Options:
   --fast-mask              one masking key per connection and pre-masked frames: RFC 6455 §5.3
                            wants a fresh unpredictable key per frame; a load generator runs no
                            untrusted code and may trade that for speed (default off: fresh keys)
+  --publish-url URL        broadcast: the publisher connects here instead of URL, e.g. another
+                           server joined to URL's through Redis (default: URL)
   --raw-echo               the URL is a raw TCP echo (no handshake): the masked frames we send
                            come back masked, and are read as such; measures the ceiling of
                            Node socket I/O (default off)
@@ -130,6 +134,11 @@ export function resolveBenchOptions(options: Partial<BenchOptions> & { readonly 
   const serverPids = options.serverPids ?? [];
   for (const pid of serverPids) whole('server-pid', pid, 1);
   const target = parseTarget(options.url);
+  const publishUrl = options.publishUrl ?? null;
+  if (publishUrl !== null) {
+    if (mode !== 'broadcast') throw new RangeError('--publish-url works in broadcast mode only');
+    parseTarget(publishUrl);
+  }
   const headers = options.headers ?? {};
   try {
     // Checked once here rather than failing every connection: names, values, reserved headers.
@@ -139,6 +148,7 @@ export function resolveBenchOptions(options: Partial<BenchOptions> & { readonly 
   }
   return {
     url: options.url,
+    publishUrl,
     mode,
     connections: whole('connections', options.connections ?? DEFAULTS.connections, 1),
     inFlight: whole('in-flight', options.inFlight ?? DEFAULTS.inFlight, 1, 1 << 16),

@@ -360,6 +360,7 @@ export default async function runThread(task: ThreadTask): Promise<ThreadResult>
   })();
 
   const target = parseTarget(options.url);
+  const publishTarget = options.publishUrl === null ? target : parseTarget(options.publishUrl);
   const handshakeOptions: HandshakeOptions = {
     deflate: options.deflate,
     rawEcho: options.rawEcho,
@@ -381,7 +382,7 @@ export default async function runThread(task: ThreadTask): Promise<ThreadResult>
     if (started < tally.connectStart) tally.connectStart = started;
     let opened;
     try {
-      opened = await openSocket(target, handshakeOptions);
+      opened = await openSocket(role === 'publisher' ? publishTarget : target, handshakeOptions);
     } catch (error) {
       tally.failed++;
       tally.live(Live.Failed, 1);
