@@ -24,6 +24,11 @@ export interface MessageHandler {
   onError(error: ProtocolError): void;
   /** Reading should stop (true) or may go on (false): bytes pile up while a message inflates. */
   onReadPressure?(stop: boolean): void;
+  /**
+   * Every byte pushed so far has been processed, after an asynchronous inflation held the rest
+   * back: a peer that sent its last frames with a FIN may now be answered and ended.
+   */
+  onCaughtUp?(): void;
 }
 
 export interface MessageReaderOptions {
@@ -82,6 +87,11 @@ export class MessageReader implements FrameHandler {
   stop(): void {
     this.#parser.stop();
     this.#reset();
+    // Nothing is buffered any more: reading may go on, so the peer's close or FIN is seen.
+    if (this.#readStopped) {
+      this.#readStopped = false;
+      this.#handler.onReadPressure?.(false);
+    }
   }
 
   onError(error: ProtocolError): void {
@@ -155,6 +165,7 @@ export class MessageReader implements FrameHandler {
     if (opcode !== Opcode.Continuation) this.#binary = opcode === Opcode.Binary;
     this.#inflating = true;
     this.#parser.pause();
+    let synchronous = true;
     this.#inflater!.decompress(payload, fin, (error, data) => {
       this.#inflating = false;
       // Stopped (or failed) while this frame inflated: its result goes nowhere.
@@ -175,7 +186,10 @@ export class MessageReader implements FrameHandler {
         this.#readStopped = false;
         this.#handler.onReadPressure?.(false);
       }
+      // A synchronous inflation runs inside the parser's loop, which goes on with the rest itself.
+      if (!synchronous && !this.#inflating && !parser.stopped) this.#handler.onCaughtUp?.();
     });
+    synchronous = false;
   }
 
   /** Whether a compressed frame is being inflated right now. */

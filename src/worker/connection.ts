@@ -84,6 +84,8 @@ export class Connection implements ServerWebSocket<unknown>, MessageHandler {
   pingSent = false;
   /** Pooled frames handed to the socket and not yet confirmed written. */
   #inFlight: (() => void)[] | null = null;
+  /** The peer sent its FIN while a message was inflating: end our side once the reader caught up. */
+  #peerEnded = false;
 
   constructor(
     socket: Duplex,
@@ -97,6 +99,9 @@ export class Connection implements ServerWebSocket<unknown>, MessageHandler {
     this.protocol = init.protocol;
     this.extensions = init.extensions;
     this.#compression = init.compression;
+    // Frames that arrive with the peer's FIN are still read and answered (#onEnd ends our side),
+    // even when they wait behind an inflation: sockets come from a listener that would end it at once.
+    (socket as Duplex & { allowHalfOpen: boolean }).allowHalfOpen = true;
     this.#writer = new FrameWriter(ctx.arena, null);
     this.#reader = new MessageReader(this, {
       role: 'server',
@@ -165,13 +170,18 @@ export class Connection implements ServerWebSocket<unknown>, MessageHandler {
     this.#peerClose = { code, reason };
     if (this.#state === ReadyState.Open) {
       // RFC 6455 §5.5.1: reply with a close frame echoing the status; data not yet sent is
-      // dropped, the peer has stopped reading it.
+      // dropped, the peer has stopped reading it. A message being compressed is the current
+      // message, which the reply may wait for: it follows that message out (see #pump).
       this.#state = ReadyState.Closing;
       this.#dropQueued();
-      this.#sendClose(code === CloseCode.NoStatus ? EMPTY : encodeClosePayload(code));
+      const payload = code === CloseCode.NoStatus ? EMPTY : encodeClosePayload(code);
+      if (this.#compressing) this.#pendingClose = payload;
+      else this.#sendClose(payload);
     }
-    // RFC 6455 §7.1.1: once both close frames are exchanged, the server closes TCP first.
-    this.#endAfterFlush();
+    // RFC 6455 §7.1.1: once both close frames are exchanged, the server closes TCP first
+    // (a held reply does this when it is sent).
+    if (this.#closeSent) this.#endAfterFlush();
+    else this.#startCloseTimer();
   }
 
   onError(error: ProtocolError): void {
@@ -183,6 +193,12 @@ export class Connection implements ServerWebSocket<unknown>, MessageHandler {
   onReadPressure(stop: boolean): void {
     if (stop) this.#socket.pause();
     else this.#socket.resume();
+  }
+
+  onCaughtUp(): void {
+    if (!this.#peerEnded) return;
+    this.#peerEnded = false;
+    this.#onEnd();
   }
 
   // ---- write path -----------------------------------------------------------------------
@@ -368,7 +384,8 @@ export class Connection implements ServerWebSocket<unknown>, MessageHandler {
     this.#compressing = true;
     compression.compress(payload, (error, compressed) => {
       this.#compressing = false;
-      if (this.#state === ReadyState.Closed) return;
+      // RFC 6455 §5.5.1: no data frame follows our close frame (sent meanwhile by #fail).
+      if (this.#state === ReadyState.Closed || this.#closeSent) return;
       if (error || !compressed) {
         this.#ctx.logger.error({ err: error }, 'compression failed');
         this.#fail(CloseCode.InternalError, 'compression failed');
@@ -477,7 +494,14 @@ export class Connection implements ServerWebSocket<unknown>, MessageHandler {
   }
 
   readonly #onEnd = (): void => {
-    // The peer closed its side without (or after) a close frame: finish ours.
+    // The peer closed its side without (or after) a close frame: finish ours, once what it sent
+    // before is processed (a message may be inflating with more frames, a close, behind it).
+    if (this.#reader.inflating) {
+      this.#peerEnded = true;
+      return;
+    }
+    // Our reply to its close waits for a message being compressed; sending it ends our side.
+    if (this.#peerClose !== null && !this.#closeSent) return;
     if (!this.#socket.destroyed) this.#socket.end();
   };
 
