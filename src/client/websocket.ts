@@ -247,6 +247,7 @@ export class WebSocket extends EventTarget {
     this.#socket = socket;
     this.#compression = compression;
     (socket as Socket).setNoDelay?.(true);
+    let peerEnded = false;
     const handler: MessageHandler = {
       onMessage: (data, isBinary) => this.#onMessage(data, isBinary),
       onPing: (payload) => {
@@ -256,6 +257,10 @@ export class WebSocket extends EventTarget {
       onClose: (code, reason) => this.#onCloseFrame(code, reason),
       onError: (error) => this.#onProtocolError(error),
       onReadPressure: (stop) => (stop ? socket.pause() : socket.resume()),
+      // The server's FIN came while a message inflated: end our side once it is processed.
+      onCaughtUp: () => {
+        if (peerEnded && !socket.destroyed) socket.end();
+      },
     };
     this.#reader = new MessageReader(handler, {
       role: 'client',
@@ -265,7 +270,13 @@ export class WebSocket extends EventTarget {
     socket.on('data', (chunk: Buffer) => this.#reader!.push(chunk));
     socket.on('close', () => this.#onSocketClose());
     socket.on('error', (error: Error) => this.#emitError(error));
-    socket.on('end', () => socket.end());
+    // Frames that arrived with the server's FIN are still read (they may wait behind an
+    // inflation); our side ends once they are.
+    (socket as Duplex & { allowHalfOpen: boolean }).allowHalfOpen = true;
+    socket.on('end', () => {
+      if (this.#reader!.inflating) peerEnded = true;
+      else socket.end();
+    });
     this.#readyState = WebSocket.OPEN;
     this.#dispatch(new Event('open'), this.onopen);
     if (head.length > 0) this.#reader.push(head);
