@@ -36,18 +36,16 @@ describe.skipIf(!run)('redis bridge (needs redis-server: apt-get install redis-s
   const channels = async (): Promise<string[]> => ((await probe.pubsub('CHANNELS', 'shardws:*')) as string[]).sort();
 
   async function clientsOn(server: ShardServer, count: number): Promise<TestClient[]> {
-    const clients = await Promise.all(Array.from({ length: count }, () => new TestClient(wsUrl(server, '/broadcast')).opened()));
-    await waitFor(() => server.stats().workers.every((w) => w.connections > 0), 'clients on both workers');
-    return clients;
+    return Promise.all(Array.from({ length: count }, () => new TestClient(wsUrl(server, '/broadcast')).opened()));
   }
 
   it('subscribes on Redis only while a local client subscribes', async () => {
     expect(await channels()).toEqual([]);
     const client = await new TestClient(wsUrl(a, '/broadcast')).opened();
-    await waitFor(() => a.stats().bridge?.topics === 1, 'the topic on the bridge');
+    await waitFor(() => a.stats().bridge?.topics === 1, 'the topic on the bridge', 15_000);
     await expectEventually(async () => (await channels()).includes('shardws:broadcast'));
     client.ws.close();
-    await waitFor(() => a.stats().bridge?.topics === 0, 'the topic to leave the bridge');
+    await waitFor(() => a.stats().bridge?.topics === 0, 'the topic to leave the bridge', 15_000);
     await expectEventually(async () => !(await channels()).includes('shardws:broadcast'));
   });
 
@@ -81,9 +79,9 @@ describe.skipIf(!run)('redis bridge (needs redis-server: apt-get install redis-s
     const onB = await clientsOn(b, 2);
     await expectEventually(async () => (await probe.pubsub('NUMSUB', 'shardws:broadcast'))[1] === 2);
     await redis.stop();
-    await waitFor(() => a.stats().bridge?.connected === false, 'server a to notice the outage');
+    await waitFor(() => a.stats().bridge?.connected === false, 'server a to notice the outage', 15_000);
     onA[0]!.ws.send('during outage');
-    await waitFor(() => onA[1]!.texts.includes('during outage'), 'local delivery during the outage');
+    await waitFor(() => onA[1]!.texts.includes('during outage'), 'local delivery during the outage', 15_000);
     expect(a.stats().bridge!.outages).toBeGreaterThan(0);
 
     await redis.start();
@@ -95,7 +93,8 @@ describe.skipIf(!run)('redis bridge (needs redis-server: apt-get install redis-s
   });
 });
 
-async function expectEventually(check: () => Promise<boolean>, timeout = 5000): Promise<void> {
+// Generous: under a loaded CI machine reconnects and subscriptions take their time.
+async function expectEventually(check: () => Promise<boolean>, timeout = 15_000): Promise<void> {
   const deadline = Date.now() + timeout;
   while (!(await check().catch(() => false))) {
     if (Date.now() > deadline) throw new Error('condition not met in time');

@@ -30,6 +30,8 @@ export interface ConnectionContext {
   readonly maxBackpressure: number;
   readonly slowClient: 'close' | 'drop' | 'custom';
   readonly topics: TopicMembership;
+  /** Connections with messages queued behind a slow socket (the only ones whose backlog counts for load). */
+  readonly backlogged: Set<Connection>;
   readonly onClosed: (connection: Connection) => void;
 }
 
@@ -64,9 +66,10 @@ export class Connection implements ServerWebSocket<unknown>, MessageHandler {
   readonly #ctx: ConnectionContext;
   readonly #reader: MessageReader;
   readonly #writer: FrameWriter;
-  readonly #queue = new OutboundQueue();
+  /** Created on the first message that has to wait: most connections never need one. */
+  #queue: OutboundQueue | null = null;
   readonly #compression: MessageCompression | null;
-  readonly #topics = new Set<string>();
+  #topics: Set<string> | null = null;
 
   #state: ReadyState = ReadyState.Open;
   #scheduled = false;
@@ -127,11 +130,16 @@ export class Connection implements ServerWebSocket<unknown>, MessageHandler {
   }
 
   get bufferedAmount(): number {
-    return this.#writer.pendingBytes + this.#queue.bytes + this.#socket.writableLength;
+    return this.#writer.pendingBytes + (this.#queue?.bytes ?? 0) + this.#socket.writableLength;
+  }
+
+  /** Messages waiting behind a slow socket. */
+  get #queued(): number {
+    return this.#queue?.length ?? 0;
   }
 
   get topics(): readonly string[] {
-    return [...this.#topics];
+    return this.#topics === null ? [] : [...this.#topics];
   }
 
   /** Delivers bytes that arrived with the upgrade request. */
@@ -246,7 +254,7 @@ export class Connection implements ServerWebSocket<unknown>, MessageHandler {
     const payload = encodeClosePayload(code, reason);
     this.#state = ReadyState.Closing;
     this.#startCloseTimer();
-    if (this.#queue.length > 0 || this.#compressing) this.#pendingClose = payload;
+    if (this.#queued > 0 || this.#compressing) this.#pendingClose = payload;
     else this.#sendClose(payload);
   }
 
@@ -256,18 +264,18 @@ export class Connection implements ServerWebSocket<unknown>, MessageHandler {
   }
 
   subscribe(topic: string): void {
-    if (this.#state === ReadyState.Closed || this.#topics.has(topic)) return;
-    this.#topics.add(topic);
+    if (this.#state === ReadyState.Closed || this.#topics?.has(topic) === true) return;
+    (this.#topics ??= new Set()).add(topic);
     this.#ctx.topics.subscribe(this, topic);
   }
 
   unsubscribe(topic: string): void {
-    if (!this.#topics.delete(topic)) return;
+    if (this.#topics === null || !this.#topics.delete(topic)) return;
     this.#ctx.topics.unsubscribe(this, topic);
   }
 
   isSubscribed(topic: string): boolean {
-    return this.#topics.has(topic);
+    return this.#topics?.has(topic) === true;
   }
 
   publish(topic: string, data: MessageData, options?: SendOptions): void {
@@ -291,7 +299,7 @@ export class Connection implements ServerWebSocket<unknown>, MessageHandler {
     this.#inFlight = null;
     // The callback frees pooled frames once the kernel has them and keeps the queue moving
     // when our high-water mark sits below the socket's own.
-    const written = releases !== null || this.#queue.length > 0 ? (): void => this.#afterWrite(releases) : undefined;
+    const written = releases !== null || this.#queued > 0 ? (): void => this.#afterWrite(releases) : undefined;
     if (chunks.length === 1) {
       socket.write(chunks[0]!, written);
     } else {
@@ -320,12 +328,13 @@ export class Connection implements ServerWebSocket<unknown>, MessageHandler {
         return 'dropped';
       }
     }
-    if (this.#queue.length > 0 || this.#compressing || this.#pendingClose !== null || buffered >= ctx.highWaterMark) {
+    if (this.#queued > 0 || this.#compressing || this.#pendingClose !== null || buffered >= ctx.highWaterMark) {
       if (buffered >= ctx.highWaterMark) {
         ctx.counters[Counter.BackpressureEvents]!++;
         this.#needDrain = true;
       }
-      this.#queue.push(message);
+      (this.#queue ??= new OutboundQueue()).push(message);
+      ctx.backlogged.add(this);
       return this.#compressing && buffered < ctx.highWaterMark ? 'written' : 'buffered';
     }
     this.#write(message);
@@ -355,7 +364,8 @@ export class Connection implements ServerWebSocket<unknown>, MessageHandler {
     }
     // 'drop': low-priority messages go first, then this one if it still does not fit.
     if (message.priority !== 'low') {
-      ctx.counters[Counter.Drops]! += this.#queue.dropLow(message.size, ctx.maxBackpressure - (buffered - this.#queue.bytes));
+      const queue = this.#queue;
+      if (queue !== null) ctx.counters[Counter.Drops]! += queue.dropLow(message.size, ctx.maxBackpressure - (buffered - queue.bytes));
       if (this.bufferedAmount + message.size <= ctx.maxBackpressure) return 'queue';
     }
     return 'drop';
@@ -412,9 +422,9 @@ export class Connection implements ServerWebSocket<unknown>, MessageHandler {
   /** Writes queued messages while the socket keeps up; then the held close frame, then drain. */
   #pump(): void {
     const ctx = this.#ctx;
-    while (!this.#compressing && this.#queue.length > 0) {
+    while (!this.#compressing && this.#queued > 0) {
       if (this.#writer.pendingBytes + this.#socket.writableLength >= ctx.highWaterMark) return;
-      this.#write(this.#queue.shift()!);
+      this.#write(this.#queue!.shift()!);
     }
     if (this.#compressing) return;
     if (this.#pendingClose !== null) {
@@ -427,6 +437,7 @@ export class Connection implements ServerWebSocket<unknown>, MessageHandler {
       this.#needDrain = false;
       if (ctx.app.drain) this.#call('drain', () => ctx.app.drain!(this));
     }
+    if (this.#queued === 0 && !this.#needDrain) ctx.backlogged.delete(this);
   }
 
   readonly #onDrain = (): void => {
@@ -483,7 +494,7 @@ export class Connection implements ServerWebSocket<unknown>, MessageHandler {
   }
 
   #dropQueued(): void {
-    this.#queue.clear();
+    this.#queue?.clear();
     this.#pendingClose = null;
   }
 
@@ -518,8 +529,9 @@ export class Connection implements ServerWebSocket<unknown>, MessageHandler {
     this.#writer.take();
     this.#releaseInFlight();
     this.#compression?.close();
-    for (const topic of this.#topics) this.#ctx.topics.unsubscribe(this, topic);
-    this.#topics.clear();
+    if (this.#topics !== null) for (const topic of this.#topics) this.#ctx.topics.unsubscribe(this, topic);
+    this.#topics = null;
+    this.#ctx.backlogged.delete(this);
     this.#ctx.counters[Counter.Connections]!--;
     this.#ctx.onClosed(this);
     const { code, reason } = this.#peerClose ?? { code: CloseCode.Abnormal, reason: '' };
