@@ -16,6 +16,14 @@ export type Priority = 'high' | 'normal' | 'low';
 
 export type MessageData = string | Uint8Array | ArrayBuffer;
 
+/** The bytes of a message as a Buffer: strings encoded as UTF-8, binary data viewed, not copied. */
+export function messageBytes(data: MessageData): Buffer {
+  if (typeof data === 'string') return Buffer.from(data);
+  if (Buffer.isBuffer(data)) return data;
+  if (data instanceof ArrayBuffer) return Buffer.from(data);
+  return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+}
+
 export interface SendOptions {
   /** Send as a binary message; defaults to binary for buffers and text for strings. */
   readonly binary?: boolean;

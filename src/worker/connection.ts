@@ -1,7 +1,7 @@
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { App, MessageData, Priority, SendOptions, SendStatus, ServerWebSocket, Shard } from '../shared/app.ts';
-import { ReadyState } from '../shared/app.ts';
+import { ReadyState, messageBytes } from '../shared/app.ts';
 import { CloseCode, encodeClosePayload } from '../shared/close.ts';
 import type { ProtocolError } from '../shared/errors.ts';
 import { FrameWriter } from '../shared/frame-writer.ts';
@@ -44,12 +44,6 @@ export interface TopicMembership {
 
 const EMPTY = Buffer.alloc(0);
 
-function toPayload(data: MessageData): Buffer {
-  if (typeof data === 'string') return Buffer.from(data);
-  if (Buffer.isBuffer(data)) return data;
-  if (data instanceof ArrayBuffer) return Buffer.from(data);
-  return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-}
 
 /**
  * Connection is one WebSocket after the 101: the read path (socket → MessageReader → app),
@@ -213,7 +207,7 @@ export class Connection implements ServerWebSocket<unknown>, MessageHandler {
 
   send(data: MessageData, options?: SendOptions): SendStatus {
     if (this.#state !== ReadyState.Open) return 'dropped';
-    const payload = toPayload(data);
+    const payload = messageBytes(data);
     const binary = options?.binary ?? typeof data !== 'string';
     const compression = this.#compression;
     const compress = compression !== null && options?.compress !== false && payload.length >= compression.threshold;
@@ -244,7 +238,7 @@ export class Connection implements ServerWebSocket<unknown>, MessageHandler {
 
   ping(data: MessageData = EMPTY): void {
     if (this.#state !== ReadyState.Open) return;
-    const payload = toPayload(data);
+    const payload = messageBytes(data);
     if (payload.length > 125) throw new RangeError('a ping carries at most 125 bytes (RFC 6455 §5.5)');
     this.#control(Opcode.Ping, payload);
   }

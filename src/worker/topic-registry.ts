@@ -1,4 +1,5 @@
 import type { MessageData, SendOptions } from '../shared/app.ts';
+import { messageBytes } from '../shared/app.ts';
 import { encodeFrame } from '../shared/frame-encoder.ts';
 import { Opcode } from '../shared/opcodes.ts';
 import type { PeerPublish } from '../shared/thread-messages.ts';
@@ -15,12 +16,6 @@ export interface BridgeLink {
 /** Compresses a whole message once, without context takeover, for every subscriber. */
 export type SharedCompressor = (payload: Buffer) => Buffer;
 
-function toPayload(data: MessageData): Buffer {
-  if (typeof data === 'string') return Buffer.from(data);
-  if (Buffer.isBuffer(data)) return data;
-  if (data instanceof ArrayBuffer) return Buffer.from(data);
-  return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-}
 
 /**
  * TopicRegistry is a worker's pub/sub: which local connections subscribe to a topic, and which
@@ -105,7 +100,7 @@ export class TopicRegistry implements TopicMembership {
     if (localCount === 0 && remote === undefined && bridge === null) return;
     this.#counters[Counter.PublishesOut]!++;
 
-    const payload = toPayload(data);
+    const payload = messageBytes(data);
     const binary = options?.binary ?? typeof data !== 'string';
     bridge?.publish(topic, payload, binary);
     if (localCount === 0 && remote === undefined) return;
