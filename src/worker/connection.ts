@@ -211,6 +211,12 @@ export class Connection implements ServerWebSocket<unknown>, MessageHandler {
     const binary = options?.binary ?? typeof data !== 'string';
     const compression = this.#compression;
     const compress = compression !== null && options?.compress !== false && payload.length >= compression.threshold;
+    // The common case (nothing waiting, socket keeping up, no compression) writes at once,
+    // without building a queue entry: per-message garbage is what an echo server lives on.
+    if (!compress && this.#canWriteNow(payload.length)) {
+      this.#frame(binary ? Opcode.Binary : Opcode.Text, payload, false);
+      return 'written';
+    }
     return this.#admit({
       priority: options?.priority ?? 'normal',
       size: payload.length,
@@ -233,7 +239,21 @@ export class Connection implements ServerWebSocket<unknown>, MessageHandler {
     }
     const useCompressed = compressed !== null && this.#compression !== null && this.#compression.acceptsSharedFrames;
     const frames = useCompressed ? compressed : plain;
+    // A broadcast reaches many connections at once: skip the queue entry when it can go now.
+    if (this.#canWriteNow(frames.length)) {
+      this.#writeFrames(frames, release);
+      return 'written';
+    }
     return this.#admit({ priority, size: frames.length, payload: null, binary: false, compress: false, frames, release });
+  }
+
+  /** Whether a message of `size` bytes may go to the writer right away (what #admit would decide). */
+  #canWriteNow(size: number): boolean {
+    if (this.#queue !== null && this.#queue.length > 0) return false;
+    if (this.#compressing || this.#pendingClose !== null) return false;
+    const ctx = this.#ctx;
+    const buffered = this.bufferedAmount;
+    return buffered < ctx.highWaterMark && (buffered === 0 || buffered + size <= ctx.maxBackpressure);
   }
 
   ping(data: MessageData = EMPTY): void {
@@ -368,10 +388,7 @@ export class Connection implements ServerWebSocket<unknown>, MessageHandler {
   /** Moves one message to the writer, compressing it first if it should be. */
   #write(message: QueuedMessage): void {
     if (message.frames !== null) {
-      this.#writer.raw(message.frames);
-      if (message.release) (this.#inFlight ??= []).push(message.release);
-      this.#ctx.counters[Counter.MessagesOut]!++;
-      this.#schedule();
+      this.#writeFrames(message.frames, message.release);
       return;
     }
     const payload = message.payload!;
@@ -398,6 +415,13 @@ export class Connection implements ServerWebSocket<unknown>, MessageHandler {
       this.#frameCompressed(opcode, payload, compressed);
       this.#pump();
     });
+  }
+
+  #writeFrames(frames: Buffer, release: (() => void) | null): void {
+    this.#writer.raw(frames);
+    if (release !== null) (this.#inFlight ??= []).push(release);
+    this.#ctx.counters[Counter.MessagesOut]!++;
+    this.#schedule();
   }
 
   #frameCompressed(opcode: Opcode, original: Buffer, compressed: Buffer): void {
