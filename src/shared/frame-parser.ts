@@ -79,6 +79,9 @@ export class FrameParser {
   #maskKey = 0;
   /** Payload bytes of the current frame already unmasked and shown to onPartialText. */
   #seen = 0;
+  /** Where the next look resumes: a chunk index and the payload index its first byte has. */
+  #partialChunk = 0;
+  #partialStart = 0;
 
   // The data message being read (fragmented messages span several frames).
   #messageOpcode = NONE;
@@ -293,8 +296,11 @@ export class FrameParser {
   /** Unmasks the payload bytes that arrived since the last look and hands them to onPartialText. */
   #showPartial(): void {
     const seen = this.#seen;
-    let index = 0; // payload index where the current chunk's bytes start
-    for (let c = 0; c < this.#chunks.length; c++) {
+    // While a frame is incomplete its chunks are only appended to: resume where the last look
+    // stopped, so a frame trickling in many small reads costs linear time, not quadratic.
+    let c = seen === 0 ? 0 : this.#partialChunk;
+    let index = seen === 0 ? 0 : this.#partialStart; // payload index of chunk c's first byte
+    for (; c < this.#chunks.length; c++) {
       const chunk = this.#chunks[c]!;
       const start = c === 0 ? this.#offset : 0;
       const size = chunk.length - start;
@@ -308,6 +314,8 @@ export class FrameParser {
       index += size;
     }
     this.#seen = index;
+    this.#partialChunk = c;
+    this.#partialStart = index;
   }
 
   /**

@@ -313,7 +313,9 @@ export class Connection implements ServerWebSocket<unknown>, MessageHandler {
     this.#inFlight = null;
     // The callback frees pooled frames once the kernel has them and keeps the queue moving
     // when our high-water mark sits below the socket's own.
-    const written = releases !== null || this.#queued > 0 ? (): void => this.#afterWrite(releases) : undefined;
+    // The callback also runs #pump when a drain is owed: the socket emits 'drain' only after a
+    // write() that returned false, which the last write of a backlog may not be.
+    const written = releases !== null || this.#queued > 0 || this.#needDrain ? (): void => this.#afterWrite(releases) : undefined;
     if (chunks.length === 1) {
       socket.write(chunks[0]!, written);
     } else {

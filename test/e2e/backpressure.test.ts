@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ShardServer } from '../../src/main/listen.ts';
 import type { Priority, SendStatus } from '../../src/shared/app.ts';
-import { cleanup, fixtureApp, openShardClients, startServer, wsUrl } from './helpers.ts';
+import { cleanup, fixtureApp, openShardClients, startServer, waitFor, wsUrl } from './helpers.ts';
 import type { ShardClient, TestClient } from './helpers.ts';
 
 const KIB = 1024;
@@ -111,5 +111,23 @@ describe('a client that stops reading', () => {
     expect(flooded.client.closeEvent).toBeNull();
     flooded.client.skipReceived();
     expect((await flooded.client.request('echo after draining')).data.toString()).toBe('echo after draining');
+  });
+});
+
+describe('a burst past the high-water mark to a client that keeps reading', () => {
+  it('buffers the excess and calls drain once it is written, without the client ever pausing', async () => {
+    const server = await startServer({ app: fixtureApp('flood') });
+    const [{ client }] = (await openShardClients(wsUrl(server), 1)) as [ShardClient];
+    // 100 × 1 KiB in one handler run: past the 64 KiB high-water mark before anything is flushed.
+    client.ws.send('flood:normal:100:1024');
+    await waitFor(() => client.texts.includes('drained'), 'drain after the burst was written');
+    expect(client.received.filter((m) => m.data.length === 1024)).toHaveLength(100);
+    client.skipReceived();
+    client.ws.send('report');
+    const report = JSON.parse(await client.nextText()) as { flood: { normal: Record<SendStatus, number> }; drains: number };
+    // Some sends had to wait (else no drain was owed), none was dropped, and drain came once.
+    expect(report.flood.normal.buffered).toBeGreaterThan(0);
+    expect(report.flood.normal.dropped).toBe(0);
+    expect(report.drains).toBe(1);
   });
 });
