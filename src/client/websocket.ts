@@ -1,5 +1,5 @@
 import { request as httpRequest } from 'node:http';
-import type { IncomingMessage } from 'node:http';
+import type { ClientRequest, IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -114,6 +114,10 @@ export class WebSocket extends EventTarget {
   readonly #pending: { payload: Buffer; opcode: Opcode; compress: boolean }[] = [];
   #scheduled = false;
   #closeSent = false;
+  /** close() was called with messages still queued: the close frame follows them. */
+  #closeAfterPending: Buffer | null = null;
+  /** The upgrade request, until it is answered. */
+  #request: ClientRequest | null = null;
   #closeReceived: { code: number; reason: string } | null = null;
   #closeTimer: NodeJS.Timeout | null = null;
   #errorEmitted = false;
@@ -170,11 +174,14 @@ export class WebSocket extends EventTarget {
     if (this.#readyState === WebSocket.CLOSING || this.#readyState === WebSocket.CLOSED) return;
     const payload = encodeClosePayload(code ?? (reason ? CloseCode.Normal : undefined), reason ?? '');
     if (this.#readyState === WebSocket.CONNECTING) {
+      this.#request?.destroy();
       this.#fail(new Error('WebSocket was closed before the connection was established'), CloseCode.Abnormal);
       return;
     }
     this.#readyState = WebSocket.CLOSING;
-    this.#sendClose(payload);
+    // Messages sent before close() go out first (one may still be compressing), then the close.
+    if (this.#pending.length > 0 || this.#compressing > 0) this.#closeAfterPending = payload;
+    else this.#sendClose(payload);
   }
 
   /** Destroys the connection without a close handshake. */
@@ -200,7 +207,7 @@ export class WebSocket extends EventTarget {
     if (this.#options.origin !== undefined) headers.Origin = this.#options.origin;
     const secure = url.protocol === 'wss:';
     const tls = this.#options.tls ?? {};
-    const req = (secure ? httpsRequest : httpRequest)({
+    const req = (this.#request = (secure ? httpsRequest : httpRequest)({
       host: url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname,
       port: url.port === '' ? (secure ? 443 : 80) : Number(url.port),
       path: url.pathname + url.search,
@@ -208,7 +215,7 @@ export class WebSocket extends EventTarget {
       agent: false,
       timeout: this.#options.handshakeTimeout ?? 10_000,
       ...(secure ? { ...tls, servername: tls.servername ?? (url.hostname.startsWith('[') ? undefined : url.hostname) } : {}),
-    });
+    }));
     req.on('timeout', () => req.destroy(new Error('opening handshake timed out')));
     req.on('error', (error) => this.#fail(error, CloseCode.Abnormal));
     req.on('response', (res: IncomingMessage) => {
@@ -218,6 +225,12 @@ export class WebSocket extends EventTarget {
     });
     req.on('upgrade', (res: IncomingMessage, socket: Socket, head: Buffer) => {
       req.setTimeout(0);
+      this.#request = null;
+      // close() during the handshake: the answer comes too late for anyone to use it.
+      if (this.#readyState !== WebSocket.CONNECTING) {
+        socket.destroy();
+        return;
+      }
       try {
         const info = validateUpgradeResponse(res, { key, protocols });
         let compression: MessageCompression | null = null;
@@ -351,6 +364,11 @@ export class WebSocket extends EventTarget {
           this.#pump();
         });
       }
+    }
+    if (this.#pending.length === 0 && this.#compressing === 0 && this.#closeAfterPending !== null) {
+      const payload = this.#closeAfterPending;
+      this.#closeAfterPending = null;
+      this.#sendClose(payload);
     }
   }
 
