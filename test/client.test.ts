@@ -36,7 +36,9 @@ describe('shardws client', () => {
     ws.send(big);
     ws.send('last');
     ws.close(1000, 'done');
-    const closed = await new Promise<{ code: number; wasClean: boolean }>((resolve) => ws.addEventListener('close', (e) => resolve(e)));
+    const closed = await new Promise<{ code: number; wasClean: boolean }>((resolve) => {
+      ws.onclose = (e) => resolve(e);
+    });
     expect(closed).toMatchObject({ code: 1000, wasClean: true });
     for (let i = 0; i < 100 && server.closes.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 10));
     expect(server.received).toEqual(['first', big, 'last']);

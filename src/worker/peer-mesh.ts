@@ -1,3 +1,4 @@
+import { receiveMessageOnPort } from 'node:worker_threads';
 import type { MessagePort } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import type { Priority } from '../shared/app.ts';
@@ -58,6 +59,12 @@ export class PeerMesh {
     const peer = this.#peers.get(worker);
     if (peer === undefined) return;
     this.#peers.delete(worker);
+    // Closing a port discards what is still queued on it: return the pooled publishes among
+    // them first, or this worker's holder bits would pin their pages for as long as it lives.
+    for (let queued = receiveMessageOnPort(peer.port); queued !== undefined; queued = receiveMessageOnPort(peer.port)) {
+      const message = queued.message as PeerMessage;
+      if (message.type === 'publish' && message.bytes === null) this.#pool.release(message.handle, this.#self);
+    }
     peer.port.close();
     this.#events?.left(worker);
   }
