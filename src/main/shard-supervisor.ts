@@ -57,6 +57,8 @@ export class ShardSupervisor {
   #accept: AcceptSource = { mode: 'transfer' };
   #watchdog: NodeJS.Timeout | null = null;
   #stopping = false;
+  /** Every worker came up once: from then on a failed start is a failed restart, retried. */
+  #started = false;
   /** Workers replaced since start (kept where every thread can read it, for metrics). */
   get restarts(): number {
     return this.#counters.server[ServerCounter.Restarts]!;
@@ -93,6 +95,7 @@ export class ShardSupervisor {
   async start(accept: AcceptSource): Promise<void> {
     this.#accept = accept;
     await Promise.all(this.#slots.map((slot) => this.#spawn(slot)));
+    this.#started = true;
     this.#watchdog = setInterval(() => this.#checkHeartbeats(), Math.max(100, Math.floor(this.#timings.heartbeatTimeout / 4)));
     this.#watchdog.unref();
   }
@@ -204,12 +207,16 @@ export class ShardSupervisor {
     this.#events.reset(slot.id);
     this.#events.exited(slot.id);
     if (this.#stopping) return;
-    if (!wasReady) return; // failed during start: start() reports it
-    this.#counters.server[ServerCounter.Restarts]!++;
-    if (Date.now() - slot.startedAt > STABLE_RUN) slot.restartDelay = FIRST_RESTART_DELAY;
+    // The first start failing is reported by start(); a replacement failing is retried, later.
+    if (!wasReady && !this.#started) return;
+    if (wasReady) this.#counters.server[ServerCounter.Restarts]!++;
+    if (wasReady && Date.now() - slot.startedAt > STABLE_RUN) slot.restartDelay = FIRST_RESTART_DELAY;
     const delay = slot.restartDelay;
     slot.restartDelay = Math.min(MAX_RESTART_DELAY, slot.restartDelay * 2);
-    this.#logger.error({ worker: slot.id, code, poolRefsReleased: released, restartIn: delay }, 'worker exited unexpectedly; restarting it');
+    this.#logger.error(
+      { worker: slot.id, code, poolRefsReleased: released, restartIn: delay },
+      wasReady ? 'worker exited unexpectedly; restarting it' : 'replacement worker failed before it was ready; retrying',
+    );
     slot.restartTimer = setTimeout(() => {
       this.#spawn(slot).catch((error: unknown) => {
         this.#logger.error({ worker: slot.id, err: error }, 'worker restart failed');
