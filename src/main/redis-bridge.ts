@@ -49,7 +49,9 @@ export function redisBridge(options: RedisBridgeOptions): TopicBridge {
       lazyConnect: true,
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
-      autoResubscribe: true,
+      // Subscriptions are restored from `topics` on every 'ready' instead: ioredis's own list
+      // would bring back a channel whose unsubscribe failed during the outage.
+      autoResubscribe: false,
       retryStrategy: (attempt) => Math.min(maxDelay, 50 * 2 ** Math.min(attempt, 10)),
     });
     redis.on('error', (error: Error) => {
@@ -77,6 +79,9 @@ export function redisBridge(options: RedisBridgeOptions): TopicBridge {
       log = bridgeLog;
       publisher = connection('publish');
       subscriber = connection('subscribe');
+      subscriber.on('ready', () => {
+        if (topics.size > 0) subscriber?.subscribe(...[...topics].map(channel)).catch(() => {});
+      });
       subscriber.on('messageBuffer', (channelBytes: Buffer, message: Buffer) => {
         if (message.length < HEADER_BYTES || message[0] !== VERSION) return;
         if (message.compare(origin, 0, ORIGIN_BYTES, 2, HEADER_BYTES) === 0) return; // our own publish
@@ -96,17 +101,13 @@ export function redisBridge(options: RedisBridgeOptions): TopicBridge {
 
     subscribe(topic) {
       topics.add(topic);
-      subscriber?.subscribe(channel(topic)).catch(() => {
-        // Offline: autoResubscribe only restores what was subscribed, so retry on ready.
-        subscriber?.once('ready', () => {
-          if (topics.has(topic)) void subscriber?.subscribe(channel(topic)).catch(() => {});
-        });
-      });
+      // Offline, the next 'ready' subscribes every topic in `topics`.
+      if (subscriber?.status === 'ready') subscriber.subscribe(channel(topic)).catch(() => {});
     },
 
     unsubscribe(topic) {
       topics.delete(topic);
-      subscriber?.unsubscribe(channel(topic)).catch(() => {});
+      if (subscriber?.status === 'ready') subscriber.unsubscribe(channel(topic)).catch(() => {});
     },
 
     publish(topic, payload, binary) {
