@@ -272,7 +272,7 @@ export class WebSocket extends EventTarget {
       onReadPressure: (stop) => (stop ? socket.pause() : socket.resume()),
       // The server's FIN came while a message inflated: end our side once it is processed.
       onCaughtUp: () => {
-        if (peerEnded && !socket.destroyed) socket.end();
+        if (peerEnded) this.#endSocket();
       },
     };
     this.#reader = new MessageReader(handler, {
@@ -288,7 +288,7 @@ export class WebSocket extends EventTarget {
     (socket as Duplex & { allowHalfOpen: boolean }).allowHalfOpen = true;
     socket.on('end', () => {
       if (this.#reader!.inflating) peerEnded = true;
-      else socket.end();
+      else this.#endSocket();
     });
     this.#readyState = WebSocket.OPEN;
     this.#dispatch(new Event('open'), this.onopen);
@@ -409,6 +409,14 @@ export class WebSocket extends EventTarget {
     socket.cork();
     for (const chunk of chunks) socket.write(chunk);
     socket.uncork();
+  }
+
+  /** Ends our side after writing what this tick gathered (a close reply must precede the FIN). */
+  #endSocket(): void {
+    const socket = this.#socket;
+    if (socket === null || socket.destroyed) return;
+    this._flush();
+    socket.end();
   }
 
   #startCloseTimer(): void {

@@ -416,6 +416,7 @@ export class Connection implements ServerWebSocket<unknown>, MessageHandler {
       }
       this.#frameCompressed(opcode, payload, compressed);
       this.#pump();
+      if (this.#peerEnded && !this.#compressing) this.onCaughtUp();
     });
   }
 
@@ -527,13 +528,15 @@ export class Connection implements ServerWebSocket<unknown>, MessageHandler {
   readonly #onEnd = (): void => {
     // The peer closed its side without (or after) a close frame: finish ours, once what it sent
     // before is processed (a message may be inflating with more frames, a close, behind it).
-    if (this.#reader.inflating) {
+    // Likewise a reply being compressed goes out before our FIN.
+    if (this.#reader.inflating || this.#compressing) {
       this.#peerEnded = true;
       return;
     }
     // Our reply to its close waits for a message being compressed; sending it ends our side.
     if (this.#peerClose !== null && !this.#closeSent) return;
-    if (!this.#socket.destroyed) this.#socket.end();
+    // Frames gathered this tick (an echo, a close reply) are written before the FIN.
+    if (!this.#socket.destroyed) this.#endAfterFlush();
   };
 
   readonly #onSocketError = (error: Error): void => {
