@@ -19,6 +19,7 @@ import { constants, deflateRawSync } from 'node:zlib';
 import { startProbe } from './lib/probe.ts';
 import { ServerProcess } from './lib/server-process.ts';
 import type { ServerSample } from './lib/server-process.ts';
+import { numberOption } from './lib/options.ts';
 
 const USAGE = 'usage: npm run fuzz -- [--seconds 60] [--workers 2] [--deflate[=shared|dedicated]] [--connections 24] [--seed N] [--max-payload 65536] [--probe-deadline 2000]';
 
@@ -42,14 +43,7 @@ function options(): { seconds: number; workers: number; deflate: 'shared' | 'ded
     console.log(USAGE);
     process.exit(0);
   }
-  const number = (name: string, text: string, min: number): number => {
-    const value = Number(text);
-    if (!Number.isFinite(value) || value < min) {
-      console.error(`fuzz: --${name} must be a number >= ${min}, got ${text}\n${USAGE}`);
-      process.exit(2);
-    }
-    return value;
-  };
+  const number = (name: string, text: string, min: number): number => numberOption('fuzz', USAGE, name, text, min);
   if (values.deflate !== undefined && values.deflate !== 'shared' && values.deflate !== 'dedicated') {
     console.error(`fuzz: --deflate must be shared or dedicated, got ${values.deflate}\n${USAGE}`);
     process.exit(2);

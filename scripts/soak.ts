@@ -14,6 +14,7 @@ import { parseArgs } from 'node:util';
 import WebSocket from 'ws';
 import { ServerProcess } from './lib/server-process.ts';
 import type { ServerSample } from './lib/server-process.ts';
+import { numberOption } from './lib/options.ts';
 
 const USAGE =
   'usage: npm run soak -- [--minutes 5] [--workers 2] [--deflate shared|dedicated] [--churn 5000] [--concurrency 200] [--echo-clients 100] [--broadcast-clients 50] [--interval 5]';
@@ -36,14 +37,7 @@ function options() {
     console.log(USAGE);
     process.exit(0);
   }
-  const number = (name: string, text: string, min: number): number => {
-    const value = Number(text);
-    if (!Number.isFinite(value) || value < min) {
-      console.error(`soak: --${name} must be a number >= ${min}, got ${text}\n${USAGE}`);
-      process.exit(2);
-    }
-    return value;
-  };
+  const number = (name: string, text: string, min: number): number => numberOption('soak', USAGE, name, text, min);
   if (values.deflate !== 'shared' && values.deflate !== 'dedicated') {
     console.error(`soak: --deflate must be shared or dedicated, got ${values.deflate}\n${USAGE}`);
     process.exit(2);

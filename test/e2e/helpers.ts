@@ -170,6 +170,17 @@ export async function openShardClient(url: string, options?: ClientOptions): Pro
   return { client, shard: hello.hello };
 }
 
+/** Opens clients until one lands on `worker` (a replacement takes connections once it is ready). */
+export async function clientOn(server: ShardServer, worker: number): Promise<ShardClient> {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const candidate = await openShardClient(wsUrl(server, '/'));
+    if (candidate.shard === worker) return candidate;
+    candidate.client.ws.close();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`no connection landed on worker ${worker}`);
+}
+
 /** Opens `count` greeting clients one after another, wherever they land. */
 export async function openShardClients(url: string, count: number, options?: ClientOptions): Promise<ShardClient[]> {
   const out: ShardClient[] = [];

@@ -5,7 +5,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ShardServer } from '../../src/main/listen.ts';
-import { cleanup, fixtureApp, openClientsOnEachWorker, openShardClient, startServer, waitFor, wsUrl } from './helpers.ts';
+import { cleanup, clientOn, fixtureApp, openClientsOnEachWorker, openShardClient, startServer, waitFor, wsUrl } from './helpers.ts';
 import type { ShardClient } from './helpers.ts';
 
 afterEach(cleanup);
@@ -14,17 +14,6 @@ const SIZE = 256 * 1024;
 const MIB = 1024 * 1024;
 
 const binaries = (c: ShardClient): number => c.client.received.filter((m) => m.isBinary).length;
-
-/** Opens clients until one lands on `worker` (a replacement takes connections once it is ready). */
-async function clientOn(server: ShardServer, worker: number): Promise<ShardClient> {
-  for (let attempt = 0; attempt < 100; attempt++) {
-    const candidate = await openShardClient(wsUrl(server, '/'));
-    if (candidate.shard === worker) return candidate;
-    candidate.client.ws.close();
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  throw new Error(`no connection landed on worker ${worker}`);
-}
 
 async function command(c: ShardClient, text: string, answer: string): Promise<void> {
   c.client.skipReceived();

@@ -1,20 +1,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ShardServer } from '../../src/main/listen.ts';
-import { cleanup, fixtureApp, openClientsOnEachWorker, openShardClient, openShardClients, startServer, waitFor, wsUrl } from './helpers.ts';
+import { cleanup, clientOn, fixtureApp, openClientsOnEachWorker, openShardClient, openShardClients, startServer, waitFor, wsUrl } from './helpers.ts';
 import type { ShardClient } from './helpers.ts';
 
 afterEach(cleanup);
-
-/** Opens clients until one lands on `worker` (a replacement takes connections once it is ready). */
-async function clientOn(server: ShardServer, worker: number): Promise<ShardClient> {
-  for (let attempt = 0; attempt < 100; attempt++) {
-    const candidate = await openShardClient(wsUrl(server, '/'));
-    if (candidate.shard === worker) return candidate;
-    candidate.client.ws.close();
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  throw new Error(`no connection landed on worker ${worker}`);
-}
 
 /** Breaks the worker behind one client with `command`; checks only that worker's clients suffer. */
 async function breakOneWorker(server: ShardServer, command: string, timeout: number): Promise<void> {
