@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ShardServer } from '../../src/main/listen.ts';
-import { cleanup, clientOn, fixtureApp, openClientsOnEachWorker, openShardClient, openShardClients, startServer, waitFor, wsUrl } from './helpers.ts';
+import { cleanup, clientOn, fixtureApp, openClientsOnEachWorker, openShardClients, startServer, waitFor, wsUrl } from './helpers.ts';
 import type { ShardClient } from './helpers.ts';
 
 afterEach(cleanup);
