@@ -26,6 +26,7 @@ import { MetricsEndpoint } from './metrics.ts';
 import { loadSecureContext } from './tls-context.ts';
 import { TopicRegistry } from './topic-registry.ts';
 import type { BridgeLink, SharedCompressor } from './topic-registry.ts';
+import { rehomeSocket } from './socket-rehome.ts';
 import { UpgradeHandler, refuse } from './upgrade.ts';
 
 /** Resolves the app module named in the config; the built-in demo when none is. */
@@ -158,7 +159,7 @@ export class ShardRuntime {
   onMessage(message: PrimaryMessage): void {
     switch (message.type) {
       case 'socket':
-        this.#adopt(message.socket);
+        this.#adopt(rehomeSocket(message.socket));
         return;
       case 'peer':
         this.#mesh.add(message.worker, message.generation, message.port as MessagePort);
