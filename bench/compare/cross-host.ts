@@ -12,12 +12,12 @@ import type { ChildProcess } from 'node:child_process';
 import { connect, createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { cpus, loadavg } from 'node:os';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { BenchResult } from '../load/run-load.ts';
+import { shardwsCli } from './built-cli.ts';
 
-const CLI = fileURLToPath(new URL('../../src/cli.ts', import.meta.url));
+const CLI = shardwsCli(false);
 const { values } = parseArgs({
   options: {
     subscribers: { type: 'string', default: '200' },

@@ -19,6 +19,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { BenchResult } from '../load/run-load.ts';
+import { shardwsCli } from './built-cli.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const SERVERS_DIR = 'bench/compare/servers';
@@ -63,19 +64,21 @@ interface ServerSpec {
 }
 
 const node = process.execPath;
+/** The shardws CLI the servers and the generator run: the build, unless --from-source. Set below. */
+let cli = '';
 
 const SERVERS: readonly ServerSpec[] = [
   {
     id: 'shardws-1',
     describe: 'shardws serve (demo app), 1 worker thread',
     supports: () => true,
-    command: (port, deflate, flags) => [node, [...flags, 'src/cli.ts', 'serve', '--host', '127.0.0.1', '--port', String(port), '--workers', '1', '--log-level', 'warn', ...(deflate ? ['--deflate'] : [])]],
+    command: (port, deflate, flags) => [node, [...flags, cli, 'serve', '--host', '127.0.0.1', '--port', String(port), '--workers', '1', '--log-level', 'warn', ...(deflate ? ['--deflate'] : [])]],
   },
   {
     id: 'shardws-2',
     describe: 'shardws serve (demo app), 2 worker threads',
     supports: () => true,
-    command: (port, deflate, flags) => [node, [...flags, 'src/cli.ts', 'serve', '--host', '127.0.0.1', '--port', String(port), '--workers', '2', '--log-level', 'warn', ...(deflate ? ['--deflate'] : [])]],
+    command: (port, deflate, flags) => [node, [...flags, cli, 'serve', '--host', '127.0.0.1', '--port', String(port), '--workers', '2', '--log-level', 'warn', ...(deflate ? ['--deflate'] : [])]],
   },
   {
     id: 'ws',
@@ -115,6 +118,7 @@ const { values } = parseArgs({
     pin: { type: 'boolean', default: false },
     'with-bun': { type: 'boolean', default: false },
     profile: { type: 'boolean', default: false },
+    'from-source': { type: 'boolean', default: false },
     threads: { type: 'string' },
     out: { type: 'string', default: 'bench/results' },
     report: { type: 'string' },
@@ -134,6 +138,8 @@ if (values.help) {
   --threads N         generator threads (default: 1 when pinned, else one per core)
   --with-bun          install Bun into ${BUN_DIR}/ (npm) and include it
   --profile           run Node servers with --cpu-prof into <out>/profiles/
+  --from-source       run shardws (server and generator) from src/*.ts under type stripping
+                      instead of the build in dist/ (rebuilt first), which is what users run
   --out DIR           where JSON, markdown and SVG go (default bench/results)
   --report FILE.json  run nothing: rebuild the table, markdown and SVG from a saved JSON
 `);
@@ -278,7 +284,7 @@ async function runOne(workload: Workload, server: ServerSpec, index: number): Pr
   try {
     await waitForPort(port, child);
     const benchArgs = [
-      'src/cli.ts', 'bench', `ws://127.0.0.1:${port}${workload.path}`, ...workload.args,
+      cli, 'bench', `ws://127.0.0.1:${port}${workload.path}`, ...workload.args,
       '--duration', String(duration), '--warmup', String(warmup), '--threads', String(generatorThreads),
       '--server-pid', String(child.pid), '--json',
       ...(server.id === 'raw-echo' ? ['--raw-echo'] : []),
@@ -486,6 +492,7 @@ if (values.report !== undefined) {
   process.exit(0);
 }
 
+cli = shardwsCli(values['from-source']);
 const machine = {
   cpus: availableParallelism(),
   model: cpus()[0]?.model ?? 'unknown',
@@ -494,10 +501,11 @@ const machine = {
   pinned: pin,
   generatorThreads,
   openFileLimit: hardFileLimit,
+  shardws: values['from-source'] ? 'src/ under type stripping' : 'dist/ (tsc build)',
 };
 const placement = pin ? 'pinned: server on CPU 0, generator on CPU 1 (taskset)' : 'unpinned: server and generator share every core';
 process.stderr.write(
-  `bench:compare on ${machine.cpus} × ${machine.model}, Node ${machine.node}; ${placement}; generator threads ${generatorThreads}; ` +
+  `bench:compare on ${machine.cpus} × ${machine.model}, Node ${machine.node}, shardws from ${machine.shardws}; ${placement}; generator threads ${generatorThreads}; ` +
     `${duration} s measured after ${warmup} s warm-up, ${repeat} run(s) each\n`,
 );
 if (loadavg()[0]! > 0.5) {
