@@ -33,6 +33,7 @@ Options:
   --tls-ca FILE          PEM CA chain sent with the certificate (default none)
   --redis URL            join other servers' topics through Redis (redis://host:port[/db]; default off)
   --log-level LEVEL      fatal, error, warn, info, debug, trace, silent (default info)
+  --worker-young-mb MIB  cap each worker's V8 young generation (default 16; 0: V8 decides)
   -h, --help             this help
 `;
 
@@ -87,6 +88,7 @@ function parseServe(args: string[]): { options: ServerOptions; redis: string | u
       'tls-cert': { type: 'string' },
       'tls-key': { type: 'string' },
       'tls-ca': { type: 'string' },
+      'worker-young-mb': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -110,6 +112,7 @@ function parseServe(args: string[]): { options: ServerOptions; redis: string | u
     metricsPath: values['metrics-path'],
     healthPath: values['health-path'] ?? '/health',
     logLevel: values['log-level'] as LogLevel | undefined,
+    workerYoungGenerationMb: integerOption('worker-young-mb', values['worker-young-mb']),
   };
   const certFile = values['tls-cert'];
   const keyFile = values['tls-key'];

@@ -146,7 +146,12 @@ export class ShardSupervisor {
       pool: this.#pool.buffer,
       accept: this.#accept,
     };
-    const worker = new Worker(SHARD_ENTRY, { workerData: init, name: `shardws-worker-${slot.id}` });
+    const youngMb = this.#config.workerYoungGenerationMb;
+    const worker = new Worker(SHARD_ENTRY, {
+      workerData: init,
+      name: `shardws-worker-${slot.id}`,
+      ...(youngMb > 0 ? { resourceLimits: { maxYoungGenerationSizeMb: youngMb } } : {}),
+    });
     slot.worker = worker;
     slot.startedAt = Date.now();
     return new Promise<void>((resolve, reject) => {

@@ -73,6 +73,12 @@ export interface ServerOptions {
   readonly shutdownGrace?: number;
   /** Serve wss:// (ALPN http/1.1); certificates reload with `server.reloadTls()` or SIGHUP. */
   readonly tls?: TlsOptions;
+  /**
+   * Cap, in MiB, on each worker's V8 young generation (Worker `resourceLimits`). V8 otherwise
+   * grows it to ~50 MiB under a burst of handshakes and keeps it: 3–4 KiB of RSS per held
+   * connection for nothing (docs/performance.md, W5). 0 leaves V8's own sizing.
+   */
+  readonly workerYoungGenerationMb?: number;
   /** Bytes of the SharedArrayBuffer pool for cross-worker publishes. */
   readonly poolSize?: number;
   /** Published frames of at least this many bytes go through the pool. */
@@ -107,6 +113,7 @@ export interface ServerConfig {
   readonly poolSize: number;
   readonly poolThreshold: number;
   readonly tls: TlsOptions | null;
+  readonly workerYoungGenerationMb: number;
   /** Whether a TopicBridge joins this server to others (listen's `bridge` option). */
   readonly bridged: boolean;
 }
@@ -198,6 +205,7 @@ export function resolveConfig(options: ServerOptions, defaultWorkers: number, br
     poolSize: integer('poolSize', options.poolSize, 16 * 1024 * 1024, 64 * 1024),
     poolThreshold: integer('poolThreshold', options.poolThreshold, 16 * 1024, 1),
     tls: resolveTls(options.tls),
+    workerYoungGenerationMb: integer('workerYoungGenerationMb', options.workerYoungGenerationMb, 16, 0, 1024),
     bridged,
   });
 }

@@ -1,0 +1,47 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { once } from 'node:events';
+import { Worker } from 'node:worker_threads';
+import { cleanup, fixtureApp, openClient, startServer, wsUrl } from './helpers.ts';
+
+afterEach(cleanup);
+
+interface Limits {
+  readonly maxYoungGenerationSizeMb: number;
+}
+
+async function workerLimits(options: { workerYoungGenerationMb?: number }): Promise<Limits> {
+  const server = await startServer({ app: fixtureApp('commands'), workers: 1, ...options });
+  const client = await openClient(wsUrl(server, '/echo'));
+  const reply = await client.request('limits');
+  client.ws.close();
+  return JSON.parse(reply.data.toString()) as Limits;
+}
+
+/** What V8 gives a worker thread started with no resourceLimits, on this machine. */
+async function defaultYoungGenerationMb(): Promise<number> {
+  const probe = new Worker('require("node:worker_threads").parentPort.postMessage(require("node:worker_threads").resourceLimits)', { eval: true });
+  const [limits] = (await once(probe, 'message')) as [Limits];
+  await probe.terminate();
+  return limits.maxYoungGenerationSizeMb;
+}
+
+describe('worker heap limits', () => {
+  it('caps each worker young generation at 16 MiB by default', async () => {
+    expect((await workerLimits({})).maxYoungGenerationSizeMb).toBe(16);
+  });
+
+  it('takes workerYoungGenerationMb as given', async () => {
+    expect((await workerLimits({ workerYoungGenerationMb: 32 })).maxYoungGenerationSizeMb).toBe(32);
+  });
+
+  it('leaves V8 its own sizing with 0', async () => {
+    const own = await defaultYoungGenerationMb();
+    expect(own).not.toBe(16);
+    expect((await workerLimits({ workerYoungGenerationMb: 0 })).maxYoungGenerationSizeMb).toBe(own);
+  });
+
+  it('refuses a negative or fractional cap before starting anything', async () => {
+    await expect(startServer({ workerYoungGenerationMb: -1 })).rejects.toThrow(/workerYoungGenerationMb/);
+    await expect(startServer({ workerYoungGenerationMb: 1.5 })).rejects.toThrow(/workerYoungGenerationMb/);
+  });
+});
