@@ -9,10 +9,13 @@ import { Buffer } from 'node:buffer';
  * The pool is bounded and never grows or blocks for room: when it is full `allocate` says so and
  * the caller falls back to copying through postMessage.
  *
- * Every allocation records its holders (the workers it will be handed to) as a bitmask plus a
- * count. A holder clears its bit with `Atomics.and` when done; only the party that actually
- * cleared a set bit decrements the count, and the one that takes it to zero frees the pages. That
- * makes release exactly-once even when the primary's dead-worker sweep races a late release.
+ * Every allocation records its holders (the workers it will be handed to) as a bitmask. A holder
+ * clears its bit with `Atomics.and` when done: only the party that actually cleared a set bit has
+ * released, so a release is exactly-once even when the primary's dead-worker sweep races a late
+ * one. Whoever then finds no bit set frees the pages, under the lock and checked again there, so
+ * they are freed once. The mask is the whole truth: a worker terminated right after clearing its
+ * bit leaves an unheld record, which the sweep frees (a separate reference count, decremented in a
+ * second step, could be left behind by such a termination and leak the pages).
  *
  * Allocation, page freeing and the worker liveness table share one small lock in the SAB. A lock
  * rather than lock-free because "is this worker alive with this generation?" and "set its holder
@@ -61,7 +64,7 @@ export const DEFAULT_PAGE_COUNT = 1024;
 export const DEFAULT_MAX_WORKERS = 64;
 
 const MAGIC = 0x534c4142; // 'SLAB'
-const VERSION = 1;
+const VERSION = 2;
 
 // Header word indices (Int32 words at the start of the SAB).
 const H_MAGIC = 0;
@@ -85,8 +88,9 @@ const R_LIVE = 0;
 const R_SEQ = 1;
 const R_LENGTH = 2;
 const R_PAGES = 3;
-const R_COUNT = 4;
-const R_MASK = 5;
+// The holder bitmask is the only record of who still holds an allocation: no separate count that
+// a thread terminated between clearing its bit and decrementing could leave out of step.
+const R_MASK = 4;
 
 const DATA_ALIGN = 64; // cache line: keeps page data off the header's hot lock word
 const MAX_PAGE_COUNT = 1 << 21; // handle = seq * pageCount + page must stay a safe integer
@@ -233,7 +237,6 @@ export class SlabPool {
       for (let i = 0; i < L.holderWords; i++) Atomics.store(w, rec + R_MASK + i, 0);
       // Built only when some holder is dropped (dead, other generation, duplicate); else `holders` is returned as is.
       let recorded: Holder[] | null = null;
-      let count = 0;
       for (let i = 0; i < holders.length; i++) {
         const h = holders[i]!;
         const at = rec + R_MASK + (h.worker >>> 5);
@@ -244,14 +247,12 @@ export class SlabPool {
           continue;
         }
         Atomics.store(w, at, w[at]! | bit);
-        count++;
         recorded?.push(h);
       }
       const seq = (w[rec + R_SEQ]! % MAX_SEQ) + 1;
       Atomics.store(w, rec + R_SEQ, seq);
       Atomics.store(w, rec + R_LENGTH, length);
       Atomics.store(w, rec + R_PAGES, pages);
-      Atomics.store(w, rec + R_COUNT, count);
       // LIVE before the bitmap: a takeover after a crash rebuilds the bitmap from LIVE records.
       Atomics.store(w, rec + R_LIVE, 1);
       this.#markPages(start, pages, true);
@@ -290,10 +291,11 @@ export class SlabPool {
     const rec = L.recordsAt + start * L.recordWords;
     if (Atomics.load(w, rec + R_LIVE) !== 1 || Atomics.load(w, rec + R_SEQ) !== seq) return false;
     const bit = 1 << (worker & 31);
-    // No loop or call with an interrupt check sits between clearing the bit and the decrement,
-    // so worker.terminate() cannot land between them.
+    // One atomic step drops the reference. Whoever then sees every holder bit clear frees the
+    // pages under the lock (two releasers may both see it; #freeIfUnheld frees once). If this
+    // thread is terminated after the step, markDead's sweep frees the unheld record instead.
     if ((Atomics.and(w, rec + R_MASK + (worker >>> 5), ~bit) & bit) === 0) return false;
-    if (Atomics.sub(w, rec + R_COUNT, 1) === 1) {
+    if (this.#unheld(rec)) {
       this.#lock(-1);
       try {
         this.#freeIfUnheld(start, seq);
@@ -358,6 +360,13 @@ export class SlabPool {
     return this.#words[slot + W_ALIVE] === 1 && this.#words[slot + W_GENERATION] === generation;
   }
 
+  /** Whether no holder bit of the record at `rec` is set. */
+  #unheld(rec: number): boolean {
+    const w = this.#words;
+    for (let i = 0; i < this.#layout.holderWords; i++) if (Atomics.load(w, rec + R_MASK + i) !== 0) return false;
+    return true;
+  }
+
   #liveRecord(handle: number): number {
     const L = this.#layout;
     if (Number.isSafeInteger(handle) && handle >= L.pageCount) {
@@ -418,7 +427,7 @@ export class SlabPool {
     const L = this.#layout;
     const w = this.#words;
     const rec = L.recordsAt + start * L.recordWords;
-    if (w[rec + R_LIVE] !== 1 || w[rec + R_SEQ] !== seq || Atomics.load(w, rec + R_COUNT) !== 0) return false;
+    if (w[rec + R_LIVE] !== 1 || w[rec + R_SEQ] !== seq || !this.#unheld(rec)) return false;
     const pages = w[rec + R_PAGES]!;
     Atomics.store(w, rec + R_LIVE, 0);
     this.#markPages(start, pages, false);
@@ -429,8 +438,8 @@ export class SlabPool {
 
   /**
    * Clears `worker`'s bit on every live allocation, freeing those it was the last holder of. Also
-   * frees records whose count already reached zero: their last releaser may have died before it
-   * got the lock to free them.
+   * frees records nobody holds any more: their last releaser may have died before it got the
+   * lock to free them.
    */
   #sweepLocked(worker: number): number {
     const L = this.#layout;
@@ -446,10 +455,7 @@ export class SlabPool {
       }
       const pages = w[rec + R_PAGES]!;
       const seq = w[rec + R_SEQ]!;
-      if ((Atomics.and(w, rec + R_MASK + word, ~bit) & bit) !== 0) {
-        released++;
-        Atomics.sub(w, rec + R_COUNT, 1);
-      }
+      if ((Atomics.and(w, rec + R_MASK + word, ~bit) & bit) !== 0) released++;
       this.#freeIfUnheld(p, seq);
       p += pages;
     }
