@@ -44,6 +44,10 @@ export interface TopicMembership {
 
 const EMPTY = Buffer.alloc(0);
 
+/** Where a socket's listeners find their Connection. */
+const kConnection = Symbol('shardws.connection');
+type OwnedSocket = Duplex & { [kConnection]: Connection };
+
 
 /**
  * Connection is one WebSocket after the 101: the read path (socket → MessageReader → app),
@@ -105,11 +109,12 @@ export class Connection implements ServerWebSocket<unknown>, MessageHandler {
       maxMessageSize: ctx.maxPayloadLength,
       inflater: init.compression?.inflater ?? null,
     });
-    socket.on('data', this.#onData);
-    socket.on('end', this.#onEnd);
-    socket.on('close', this.#onSocketClose);
-    socket.on('error', this.#onSocketError);
-    socket.on('drain', this.#onDrain);
+    (socket as OwnedSocket)[kConnection] = this;
+    socket.on('data', Connection.#onData);
+    socket.on('end', Connection.#onEnd);
+    socket.on('close', Connection.#onClose);
+    socket.on('error', Connection.#onError);
+    socket.on('drain', Connection.#onDrain);
     // Counted from construction, before the socket stops counting as a handshake: the primary
     // reads these counters from another thread and must never see the connection as neither.
     ctx.counters[Counter.Connections]!++;
@@ -139,17 +144,35 @@ export class Connection implements ServerWebSocket<unknown>, MessageHandler {
   /** Delivers bytes that arrived with the upgrade request. */
   start(head: Buffer): void {
     this.#call('open', () => this.#ctx.app.open?.(this));
-    if (head.length > 0 && this.#state !== ReadyState.Closed) this.#onData(head);
+    if (head.length > 0 && this.#state !== ReadyState.Closed) this.#readChunk(head);
   }
 
   // ---- read path ------------------------------------------------------------------------
 
-  readonly #onData = (chunk: Buffer): void => {
+  // Socket listeners: one function each for every connection (`this` is the socket), instead of
+  // five closures per connection; they find the connection through kConnection.
+  static #onData(this: OwnedSocket, chunk: Buffer): void {
+    this[kConnection].#readChunk(chunk);
+  }
+  static #onEnd(this: OwnedSocket): void {
+    this[kConnection].#peerEnd();
+  }
+  static #onClose(this: OwnedSocket): void {
+    this[kConnection].#socketClosed();
+  }
+  static #onError(this: OwnedSocket, error: Error): void {
+    this[kConnection].#socketFailed(error);
+  }
+  static #onDrain(this: OwnedSocket): void {
+    this[kConnection].#pump();
+  }
+
+  #readChunk(chunk: Buffer): void {
     this.idleTicks = 0;
     this.pingSent = false;
     this.#ctx.counters[Counter.BytesIn]! += chunk.length;
     this.#reader.push(chunk);
-  };
+  }
 
   onMessage(data: Buffer, isBinary: boolean): void {
     this.#ctx.counters[Counter.MessagesIn]!++;
@@ -200,7 +223,7 @@ export class Connection implements ServerWebSocket<unknown>, MessageHandler {
   onCaughtUp(): void {
     if (!this.#peerEnded) return;
     this.#peerEnded = false;
-    this.#onEnd();
+    this.#peerEnd();
   }
 
   // ---- write path -----------------------------------------------------------------------
@@ -461,10 +484,6 @@ export class Connection implements ServerWebSocket<unknown>, MessageHandler {
     if (this.#queued === 0 && !this.#needDrain) ctx.backlogged.delete(this);
   }
 
-  readonly #onDrain = (): void => {
-    this.#pump();
-  };
-
   #control(opcode: Opcode, payload: Buffer): void {
     // Control frames skip the queue (they are small and must not wait behind data).
     this.#writer.frame(opcode, payload, true, false);
@@ -525,7 +544,7 @@ export class Connection implements ServerWebSocket<unknown>, MessageHandler {
     if (releases !== null) for (const release of releases) release();
   }
 
-  readonly #onEnd = (): void => {
+  #peerEnd(): void {
     // The peer closed its side without (or after) a close frame: finish ours, once what it sent
     // before is processed (a message may be inflating with more frames, a close, behind it).
     // Likewise a reply being compressed goes out before our FIN.
@@ -537,13 +556,13 @@ export class Connection implements ServerWebSocket<unknown>, MessageHandler {
     if (this.#peerClose !== null && !this.#closeSent) return;
     // Frames gathered this tick (an echo, a close reply) are written before the FIN.
     if (!this.#socket.destroyed) this.#endAfterFlush();
-  };
+  }
 
-  readonly #onSocketError = (error: Error): void => {
+  #socketFailed(error: Error): void {
     this.#ctx.logger.debug({ remote: this.remoteAddress, err: error.message }, 'socket error');
-  };
+  }
 
-  readonly #onSocketClose = (): void => {
+  #socketClosed(): void {
     if (this.#state === ReadyState.Closed) return;
     this.#state = ReadyState.Closed;
     if (this.#closeTimer !== null) clearTimeout(this.#closeTimer);
@@ -562,7 +581,7 @@ export class Connection implements ServerWebSocket<unknown>, MessageHandler {
     this.#ctx.counters[closeCounter(exchanged)]!++;
     const app = this.#ctx.app;
     if (app.close) this.#call('close', () => app.close!(this, code, reason));
-  };
+  }
 
   /** Runs an app handler; one that throws closes only this connection, with 1011. */
   #call(name: string, handler: () => void): void {

@@ -58,6 +58,11 @@ export class ShardRuntime {
   readonly #connections = new Set<Connection>();
   /** Sockets before their first request, with the timer that cuts a silent or slow one off. */
   readonly #handshaking = new Map<Duplex, NodeJS.Timeout>();
+  /**
+   * One 'close' listener shared by every socket still in its handshake (`this` is the socket),
+   * removed once the handshake ends: a per-socket closure would stay on each open connection.
+   */
+  readonly #onHandshakeSocketClose: (this: Duplex) => void;
   #secureContext: SecureContext | null = null;
   #metrics: MetricsEndpoint | null = null;
   /** The worker's own listener, in SO_REUSEPORT mode only. */
@@ -72,6 +77,10 @@ export class ShardRuntime {
   readonly shard: Shard;
 
   constructor(init: WorkerInit, post: (message: WorkerMessage) => void) {
+    const runtime = this;
+    this.#onHandshakeSocketClose = function (this: Duplex): void {
+      runtime.#handshakeEnded(this);
+    };
     this.#init = init;
     this.#config = init.config;
     this.#post = post;
@@ -244,7 +253,7 @@ export class ShardRuntime {
     }, this.#config.handshakeTimeout);
     timer.unref();
     this.#handshaking.set(entering, timer);
-    entering.once('close', () => this.#handshakeEnded(entering));
+    entering.on('close', this.#onHandshakeSocketClose);
     this.#server.emit('connection', entering);
   }
 
@@ -252,6 +261,7 @@ export class ShardRuntime {
     const timer = this.#handshaking.get(socket);
     if (timer === undefined) return;
     clearTimeout(timer);
+    socket.off('close', this.#onHandshakeSocketClose);
     this.#handshaking.delete(socket);
     this.#slot[Counter.Handshakes]!--;
   }
