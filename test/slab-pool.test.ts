@@ -149,7 +149,7 @@ describe('SlabPool', () => {
     expect(p.allocate(10, [h(1, 1), h(1, 2)])).toMatchObject({ ok: true, holders: [h(1, 2)] });
   });
 
-  it('does not double-decrement when a swept worker releases late', () => {
+  it('does not release twice when a swept worker releases late', () => {
     const p = pool();
     const handle = handleOf(p.allocate(10, [h(1), h(2)]));
     expect(p.markDead(1)).toBe(1);

@@ -17,7 +17,6 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { BenchResult } from '../load/run-load.ts';
 import { shardwsCli } from './built-cli.ts';
 
-const CLI = shardwsCli(false);
 const { values } = parseArgs({
   options: {
     subscribers: { type: 'string', default: '200' },
@@ -27,6 +26,8 @@ const { values } = parseArgs({
     workers: { type: 'string', default: '1' },
   },
 });
+// Built after the options parse, so a bad option costs no build.
+const CLI = shardwsCli(false);
 
 async function freePort(): Promise<number> {
   const server = createServer();

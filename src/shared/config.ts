@@ -74,9 +74,11 @@ export interface ServerOptions {
   /** Serve wss:// (ALPN http/1.1); certificates reload with `server.reloadTls()` or SIGHUP. */
   readonly tls?: TlsOptions;
   /**
-   * Cap, in MiB, on each worker's V8 young generation (Worker `resourceLimits`). V8 otherwise
-   * grows it to ~50 MiB under a burst of handshakes and keeps it: 3–4 KiB of RSS per held
-   * connection for nothing (docs/performance.md, W5). 0 leaves V8's own sizing.
+   * Each worker's V8 young generation limit, in MiB (Worker `resourceLimits`). V8's own limit
+   * grows with the machine's memory (96 MiB on 24 GiB), and a worker grew into ~50 MiB under a
+   * burst of handshakes and kept it: 3–4 KiB of RSS per held connection for nothing
+   * (docs/performance.md, W5). A fixed size, not a cap: on a host small enough for V8 to pick
+   * less than 16 MiB this is more. 0 leaves V8's own sizing.
    */
   readonly workerYoungGenerationMb?: number;
   /** Bytes of the SharedArrayBuffer pool for cross-worker publishes. */

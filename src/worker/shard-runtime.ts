@@ -47,6 +47,11 @@ async function loadApp(spec: string | null): Promise<App<unknown>> {
  * from the primary enter, the upgrade, the connections, pub/sub with the other workers, the idle
  * sweep and the heartbeat, and the graceful shutdown.
  */
+/** The error listener of a socket between its upgrade and its Connection (`this` is the socket). */
+function destroyOnError(this: Duplex): void {
+  this.destroy();
+}
+
 export class ShardRuntime {
   readonly #init: WorkerInit;
   readonly #config: ServerConfig;
@@ -63,6 +68,8 @@ export class ShardRuntime {
    * removed once the handshake ends: a per-socket closure would stay on each open connection.
    */
   readonly #onHandshakeSocketClose: (this: Duplex) => void;
+  /** A failed TLS handshake (a plain-TCP client, a bad certificate) closes only that socket. */
+  readonly #onTlsError: (this: TLSSocket, error: Error) => void;
   #secureContext: SecureContext | null = null;
   #metrics: MetricsEndpoint | null = null;
   /** The worker's own listener, in SO_REUSEPORT mode only. */
@@ -80,6 +87,10 @@ export class ShardRuntime {
     const runtime = this;
     this.#onHandshakeSocketClose = function (this: Duplex): void {
       runtime.#handshakeEnded(this);
+    };
+    this.#onTlsError = function (this: TLSSocket, error: Error): void {
+      runtime.#logger.info({ remote: this.remoteAddress, err: error.message }, 'TLS handshake failed; closing the connection');
+      this.destroy();
     };
     this.#init = init;
     this.#config = init.config;
@@ -197,7 +208,6 @@ export class ShardRuntime {
         this.#slot[Counter.Refused]!++;
         this.#logger.warn({ remote: socket.remoteAddress }, 'server is at maxConnections; refusing with 503');
         refuse(socket, 503, 'server is at maxConnections');
-        socket.on('error', () => {}).resume();
         return;
       }
       this.#adopt(socket);
@@ -238,10 +248,7 @@ export class ShardRuntime {
     if (this.#secureContext !== null) {
       const secure = new TLSSocket(socket, { isServer: true, secureContext: this.#secureContext, ALPNProtocols: ['http/1.1'] });
       // A failed TLS handshake (a plain-TCP client, a bad certificate) closes only that socket.
-      secure.on('error', (error: Error) => {
-        this.#logger.info({ remote: socket.remoteAddress, err: error.message }, 'TLS handshake failed; closing the connection');
-        secure.destroy();
-      });
+      secure.on('error', this.#onTlsError);
       entering = secure;
     }
     // Node's parser bounds a request once it has started (headersTimeout); this also bounds a
@@ -284,6 +291,9 @@ export class ShardRuntime {
       refuse(socket, 503, 'server shutting down');
       return;
     }
+    // Node's HTTP server stops listening for the socket's errors when it hands it over: until the
+    // Connection listens, a reset (say, during an async upgrade handler) only closes it.
+    socket.on('error', destroyOnError);
     // The socket counts as a handshake until it counts as a connection: maxConnections and the
     // balancer must see it while an async upgrade handler runs.
     this.#upgrade!.handle(req, socket).then(
@@ -299,6 +309,7 @@ export class ShardRuntime {
         }
         (socket as Socket).setNoDelay?.(true);
         const connection = new Connection(socket, this.#context!, accepted);
+        socket.off('error', destroyOnError);
         this.#connections.add(connection);
         // The connection counts itself when constructed: only then does the handshake stop counting.
         this.#handshakeEnded(socket);

@@ -19,6 +19,8 @@ interface HandleHolder {
  * owns the handle from here, and starts reading as an accepted socket does.
  *
  * If this Node's sockets do not look like that (no `_handle`), the arrived socket is used as is.
+ * Only for sockets that arrived by transfer: one accepted by a net.Server of this thread would
+ * stay counted in that server's connections, since the server watches the object it created.
  */
 export function rehomeSocket(arrived: Socket): Socket {
   const holder = arrived as unknown as HandleHolder;

@@ -10,6 +10,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { ShardServer } from '../../src/main/listen.ts';
 import { RawConnection, cleanup, fixtureApp, openClient, startServer, upgradeRequest, waitFor, withTimeout } from './helpers.ts';
 import { sleep } from './resources.ts';
+import { REFUSE_LINGER_MS } from '../../src/worker/upgrade.ts';
 
 afterEach(cleanup);
 
@@ -132,6 +133,91 @@ describe('the maxHandshakes option', () => {
     await echoes(port, 'after the cap');
     expect(server.stats().restarts).toBe(0);
   });
+});
+
+/** Sends `request` and resets the connection as the first bytes of the answer arrive; returns them. */
+async function resetOnAnswer(raw: RawConnection, request: string): Promise<string> {
+  const answer = new Promise<string>((resolve) => {
+    raw.socket.once('data', (chunk: Buffer) => {
+      raw.socket.resetAndDestroy();
+      resolve(chunk.toString('latin1'));
+    });
+  });
+  raw.socket.write(request, 'latin1');
+  return withTimeout(answer, 'an answer to reset on');
+}
+
+describe('refused clients', () => {
+  // A refused socket has no other listener in the worker: an unheard 'error' from a reset would
+  // take the worker, and every connection on it, down.
+  it('a client that resets after its bad upgrade was refused (426) harms no other connection', async () => {
+    const server = await startServer({ app: fixtureApp('commands'), workers: 1 });
+    const port = server.address().port;
+    const other = await openClient(`ws://127.0.0.1:${port}/echo`);
+    for (let i = 0; i < 20; i++) {
+      const raw = await RawConnection.open(port);
+      expect(await resetOnAnswer(raw, upgradeRequest('/echo', { 'Sec-WebSocket-Version': '8' }))).toMatch(/^HTTP\/1\.1 426 /);
+    }
+    await sleep(200);
+    expect((await other.request('still here')).data.toString()).toBe('still here');
+    expect(server.stats().restarts).toBe(0);
+  });
+
+  it('a client that resets after a 503 at maxHandshakes harms no other connection', async () => {
+    const server = await startServer({ app: fixtureApp('commands'), workers: 1, maxHandshakes: 1 });
+    const port = server.address().port;
+    const other = await openClient(`ws://127.0.0.1:${port}/echo`);
+    const holder = await RawConnection.open(port);
+    await waitFor(() => handshakes(server) === 1, 'the silent handshake to be counted');
+    for (let i = 0; i < 20; i++) {
+      const raw = await RawConnection.open(port);
+      expect(await resetOnAnswer(raw, upgradeRequest('/echo'))).toMatch(/^HTTP\/1\.1 503 /);
+    }
+    await sleep(200);
+    expect(holder.closed).toBe(false);
+    expect((await other.request('still here')).data.toString()).toBe('still here');
+    expect(server.stats().restarts).toBe(0);
+    holder.socket.destroy();
+  });
+
+  it('a client that resets while an async upgrade handler decides harms no other connection', async () => {
+    const server = await startServer({ app: fixtureApp('upgrade-gate'), workers: 1 });
+    const port = server.address().port;
+    const other = await openClient(`ws://127.0.0.1:${port}/echo?token=secret`);
+    await other.next(); // the gate's greeting
+    for (let i = 0; i < 20; i++) {
+      const raw = await RawConnection.open(port);
+      raw.socket.write(upgradeRequest('/async?token=secret'), 'latin1');
+      // The handler waits 20 ms; the reset lands while it does.
+      await sleep(5);
+      raw.socket.resetAndDestroy();
+    }
+    await waitFor(() => handshakes(server) === 0, 'the reset handshakes to end');
+    expect((await other.request('still here')).data.toString()).toBe('still here');
+    expect(server.stats().restarts).toBe(0);
+  });
+
+  it('closes a refused socket whose peer never closes its side, after the linger', async () => {
+    const server = await startServer({ app: fixtureApp('commands'), workers: 1, maxHandshakes: 1 });
+    const port = server.address().port;
+    const holder = await RawConnection.open(port);
+    await waitFor(() => handshakes(server) === 1, 'the silent handshake to be counted');
+    // allowHalfOpen: this client reads the 503 and the server's FIN but never ends its own side.
+    const raw = await RawConnection.open(port, { allowHalfOpen: true });
+    expect((await raw.request(upgradeRequest('/echo'))).status).toBe(503);
+    // Until the linger ends the server reads and drops what comes: the socket stays.
+    raw.socket.write('more\r\n');
+    await sleep(500);
+    expect(raw.closed).toBe(false);
+    // After it, the server's socket is gone: the next bytes meet a reset, which the write after
+    // them reports (our side has read its EOF already, so only a write can notice).
+    await sleep(REFUSE_LINGER_MS);
+    raw.socket.write('more\r\n');
+    await sleep(200);
+    raw.socket.write('more\r\n');
+    await waitFor(() => raw.closed, 'a reset from the dropped socket', 3000);
+    holder.socket.destroy();
+  }, REFUSE_LINGER_MS + 10_000);
 });
 
 // ---- the same limits, read from the log of a server in a child process ----------------------

@@ -26,7 +26,7 @@ async function defaultYoungGenerationMb(): Promise<number> {
 }
 
 describe('worker heap limits', () => {
-  it('caps each worker young generation at 16 MiB by default', async () => {
+  it("sets each worker's young generation limit to 16 MiB by default", async () => {
     expect((await workerLimits({})).maxYoungGenerationSizeMb).toBe(16);
   });
 
@@ -35,8 +35,9 @@ describe('worker heap limits', () => {
   });
 
   it('leaves V8 its own sizing with 0', async () => {
+    // V8 sizes it from the machine's memory (96 MiB on a 24 GiB machine): compared to a plain
+    // worker's on this machine, not to a constant.
     const own = await defaultYoungGenerationMb();
-    expect(own).not.toBe(16);
     expect((await workerLimits({ workerYoungGenerationMb: 0 })).maxYoungGenerationSizeMb).toBe(own);
   });
 
