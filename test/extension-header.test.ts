@@ -3,22 +3,11 @@ import fc from 'fast-check';
 import { HandshakeError } from '../src/shared/errors.ts';
 import { formatExtension, parseExtensionHeader } from '../src/shared/extension-header.ts';
 import type { ExtensionOffer } from '../src/shared/extension-header.ts';
+import { expect400 as expect400With, owsArb, tokenArb } from './support/grammar.ts';
 
-const TCHARS = [..."!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"];
-const token = fc.string({ unit: fc.constantFrom(...TCHARS), minLength: 1, maxLength: 10 });
-const ows = fc.string({ unit: fc.constantFrom(' ', '\t'), maxLength: 2 });
-
-const expect400 = (fn: () => unknown): void => {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(HandshakeError);
-    expect((err as HandshakeError).status).toBe(400);
-    expect((err as HandshakeError).message).toMatch(/^Invalid Sec-WebSocket-Extensions header: /);
-    return;
-  }
-  expect.fail('expected a HandshakeError(400)');
-};
+const token = tokenArb(10);
+const ows = owsArb(2);
+const expect400 = (fn: () => unknown): void => expect400With(fn, /^Invalid Sec-WebSocket-Extensions header: /);
 
 /** Plain-object view of the parse result, for toEqual. */
 const plain = (offers: ExtensionOffer[]) =>

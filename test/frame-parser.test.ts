@@ -7,11 +7,10 @@ import type { ProtocolErrorCode } from '../src/shared/errors.ts';
 import { encodeFrame } from '../src/shared/frame-encoder.ts';
 import { FRAGMENT_OVERHEAD, FrameParser } from '../src/shared/frame-parser.ts';
 import type { FrameParserOptions, Role } from '../src/shared/frame-parser.ts';
-import { MaskKeySource } from '../src/shared/mask.ts';
 import { Opcode } from '../src/shared/opcodes.ts';
+import { frameFor } from './support/frames.ts';
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
-const keys = new MaskKeySource();
 
 interface FrameEvent {
   opcode: number;
@@ -53,14 +52,6 @@ function harness(options: Partial<FrameParserOptions> & { role: Role }) {
   };
 }
 
-/** Frames a client would send (masked) or a server would send (unmasked) for the receiving role. */
-const frameFor =
-  (role: Role) =>
-  (opcode: Opcode, payload: Uint8Array | string, options: { fin?: boolean; rsv1?: boolean } = {}): Buffer =>
-    encodeFrame(opcode, typeof payload === 'string' ? Buffer.from(payload) : payload, {
-      ...options,
-      maskKeys: role === 'server' ? keys : null,
-    });
 
 function expectError(h: ReturnType<typeof harness>, code: ProtocolErrorCode, closeCode: number): void {
   expect(h.errors).toHaveLength(1);

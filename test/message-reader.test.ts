@@ -5,13 +5,12 @@ import { describe, expect, it } from 'vitest';
 import { ProtocolError } from '../src/shared/errors.ts';
 import { encodeFrame } from '../src/shared/frame-encoder.ts';
 import type { Role } from '../src/shared/frame-parser.ts';
-import { MaskKeySource } from '../src/shared/mask.ts';
 import { MessageReader } from '../src/shared/message-reader.ts';
 import type { MessageInflater, MessageReaderOptions } from '../src/shared/message-reader.ts';
 import { Opcode } from '../src/shared/opcodes.ts';
+import { frameFor, keys } from './support/frames.ts';
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
-const keys = new MaskKeySource();
 const TAIL = Buffer.from([0x00, 0x00, 0xff, 0xff]);
 
 /** RFC 7692 §7.2.1: a message deflated with a sync flush, its 00 00 FF FF tail removed. */
@@ -114,13 +113,6 @@ function harness(options: Partial<MessageReaderOptions> & { role: Role }) {
   };
 }
 
-const frameFor =
-  (role: Role) =>
-  (opcode: Opcode, payload: Uint8Array | string, options: { fin?: boolean; rsv1?: boolean } = {}): Buffer =>
-    encodeFrame(opcode, typeof payload === 'string' ? Buffer.from(payload) : payload, {
-      ...options,
-      maskKeys: role === 'server' ? keys : null,
-    });
 const f = frameFor('server');
 
 describe('MessageReader: data messages', () => {

@@ -2,21 +2,10 @@ import { describe, it, expect } from 'vitest';
 import fc from 'fast-check';
 import { HandshakeError } from '../src/shared/errors.ts';
 import { isToken, parseSubprotocolHeader } from '../src/shared/subprotocol-header.ts';
+import { expect400, owsArb, tokenArb } from './support/grammar.ts';
 
-const TCHARS = [..."!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"];
-const token = fc.string({ unit: fc.constantFrom(...TCHARS), minLength: 1, maxLength: 12 });
-const ows = fc.string({ unit: fc.constantFrom(' ', '\t'), maxLength: 3 });
-
-const expect400 = (fn: () => unknown): void => {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(HandshakeError);
-    expect((err as HandshakeError).status).toBe(400);
-    return;
-  }
-  expect.fail('expected a HandshakeError(400)');
-};
+const token = tokenArb(12);
+const ows = owsArb(3);
 
 describe('parseSubprotocolHeader', () => {
   it('returns the offers in the client order, case preserved', () => {

@@ -4,8 +4,8 @@ import { availableParallelism } from 'node:os';
 import type { MessageData, SendOptions, WorkerStats } from '../shared/app.ts';
 import { resolveConfig } from '../shared/config.ts';
 import type { ServerConfig, ServerOptions, TlsOptions } from '../shared/config.ts';
-import { buildErrorResponse } from '../shared/handshake.ts';
 import { createLogger } from '../shared/logger.ts';
+import { refuse } from '../shared/refuse.ts';
 import type { Logger } from '../shared/logger.ts';
 import { SlabPool } from '../shared/slab-pool.ts';
 import { Counter, ServerCounter, WorkerCounters } from '../shared/worker-counters.ts';
@@ -75,15 +75,12 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
   }
   // Refused sockets wait for the peer to close its side; close() must not wait for them.
   const refusing = new Set<Socket>();
-  const refuse = (socket: Socket, reason: string): void => {
+  const refuseConnection = (socket: Socket, reason: string): void => {
     counters.server[ServerCounter.Refused]!++;
     logger.warn({ remote: socket.remoteAddress, reason }, 'refusing connection with 503');
     refusing.add(socket);
     socket.once('close', () => refusing.delete(socket));
-    socket.end(buildErrorResponse(503, reason), 'latin1');
-    socket.on('error', () => {});
-    // Discard the unread request so the peer's FIN is seen and the socket closes.
-    socket.resume();
+    refuse(socket, 503, reason);
   };
   // Sockets still on their way to a worker count too, or a burst of accepts all gets in.
   const openConnections = (): number => {
@@ -98,17 +95,17 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
   server.on('connection', (socket: Socket) => {
     if (mode === 'reuseport') {
       // Only while the workers start: the primary's listener then closes and they accept.
-      refuse(socket, 'server is starting');
+      refuseConnection(socket, 'server is starting');
       return;
     }
     // The socket must go to its worker before anything reads from it: decide and transfer now.
     if (config.maxConnections > 0 && openConnections() >= config.maxConnections) {
-      refuse(socket, 'server is at maxConnections');
+      refuseConnection(socket, 'server is at maxConnections');
       return;
     }
     const worker = balancer.pick((w) => supervisor.isReady(w));
     if (worker < 0) {
-      refuse(socket, 'no worker is available');
+      refuseConnection(socket, 'no worker is available');
       return;
     }
     balancer.sent(worker);

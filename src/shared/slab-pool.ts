@@ -442,11 +442,24 @@ export class SlabPool {
    * lock to free them.
    */
   #sweepLocked(worker: number): number {
-    const L = this.#layout;
     const w = this.#words;
     const word = worker >>> 5;
     const bit = 1 << (worker & 31);
     let released = 0;
+    this.#eachLive((start, rec) => {
+      if ((Atomics.and(w, rec + R_MASK + word, ~bit) & bit) !== 0) released++;
+      this.#freeIfUnheld(start, w[rec + R_SEQ]!);
+    });
+    return released;
+  }
+
+  /**
+   * Visits every live allocation in page order: its first page, its record's word index and its
+   * page count (read before `visit`, which may free it). Only under the lock.
+   */
+  #eachLive(visit: (start: number, rec: number, pages: number) => void): void {
+    const L = this.#layout;
+    const w = this.#words;
     for (let p = 0; p < L.pageCount; ) {
       const rec = L.recordsAt + p * L.recordWords;
       if (w[rec + R_LIVE] !== 1) {
@@ -454,12 +467,9 @@ export class SlabPool {
         continue;
       }
       const pages = w[rec + R_PAGES]!;
-      const seq = w[rec + R_SEQ]!;
-      if ((Atomics.and(w, rec + R_MASK + word, ~bit) & bit) !== 0) released++;
-      this.#freeIfUnheld(p, seq);
+      visit(p, rec, pages);
       p += pages;
     }
-    return released;
   }
 
   /** Recomputes bitmap and counters from the LIVE records after taking the lock from a dead owner. */
@@ -469,18 +479,11 @@ export class SlabPool {
     w.fill(0, L.bitmapAt, L.bitmapAt + Math.ceil(L.pageCount / 32));
     let used = 0;
     let allocations = 0;
-    for (let p = 0; p < L.pageCount; ) {
-      const rec = L.recordsAt + p * L.recordWords;
-      if (w[rec + R_LIVE] !== 1) {
-        p++;
-        continue;
-      }
-      const pages = w[rec + R_PAGES]!;
-      this.#markPages(p, pages, true);
+    this.#eachLive((start, _rec, pages) => {
+      this.#markPages(start, pages, true);
       used += pages;
       allocations++;
-      p += pages;
-    }
+    });
     Atomics.store(w, H_PAGES_FREE, L.pageCount - used);
     Atomics.store(w, H_ALLOCATIONS, allocations);
   }

@@ -15,6 +15,7 @@ import type { ServerConfig, TlsOptions } from '../shared/config.ts';
 import { ByteArena } from '../shared/frame-writer.ts';
 import { createLogger } from '../shared/logger.ts';
 import { deflateMessageShared } from '../shared/permessage-deflate.ts';
+import { refuse } from '../shared/refuse.ts';
 import { SlabPool } from '../shared/slab-pool.ts';
 import type { PrimaryMessage, WorkerInit, WorkerMessage } from '../shared/thread-messages.ts';
 import { Counter, WorkerCounters } from '../shared/worker-counters.ts';
@@ -27,7 +28,7 @@ import { loadSecureContext } from './tls-context.ts';
 import { TopicRegistry } from './topic-registry.ts';
 import type { BridgeLink, SharedCompressor } from './topic-registry.ts';
 import { rehomeSocket } from './socket-rehome.ts';
-import { UpgradeHandler, refuse } from './upgrade.ts';
+import { UpgradeHandler } from './upgrade.ts';
 
 /** Resolves the app module named in the config; the built-in demo when none is. */
 async function loadApp(spec: string | null): Promise<App<unknown>> {

@@ -7,10 +7,11 @@ import type { ServerConfig } from '../shared/config.ts';
 import { HandshakeError } from '../shared/errors.ts';
 import type { HandshakeStatus } from '../shared/errors.ts';
 import { parseExtensionHeader } from '../shared/extension-header.ts';
-import { buildErrorResponse, buildUpgradeResponse, validateUpgradeRequest } from '../shared/handshake.ts';
+import { buildUpgradeResponse, validateUpgradeRequest } from '../shared/handshake.ts';
 import { messageCompression } from '../shared/message-compression.ts';
 import type { MessageCompression } from '../shared/message-compression.ts';
 import { PerMessageDeflate, acceptDeflateOffer } from '../shared/permessage-deflate.ts';
+import { refuse } from '../shared/refuse.ts';
 import { Counter } from '../shared/worker-counters.ts';
 
 export interface AcceptedUpgrade {
@@ -29,27 +30,6 @@ function definedHeaders(headers: ResponseHeaders | undefined): Record<string, st
   return out;
 }
 
-/** How long a refused socket may linger for the peer to read the answer and close its side. */
-export const REFUSE_LINGER_MS = 5000;
-
-const ignoreError = (): void => {};
-
-/**
- * Writes an HTTP refusal and closes the socket (the body is in the response already). The peer
- * may answer with a reset instead of reading: that error is expected and goes nowhere (nothing
- * else listens on a refused socket, and an unheard 'error' would take the worker down). What it
- * still sends is read and dropped, so its FIN is seen and the socket closes; one that never
- * closes its side is destroyed after REFUSE_LINGER_MS.
- */
-export function refuse(socket: Duplex, status: HandshakeStatus, message?: string, headers?: Readonly<Record<string, string>>): void {
-  if (socket.destroyed) return;
-  socket.on('error', ignoreError);
-  socket.end(buildErrorResponse(status, message, headers), 'latin1');
-  socket.resume();
-  const linger = setTimeout(() => socket.destroy(), REFUSE_LINGER_MS);
-  linger.unref();
-  socket.once('close', () => clearTimeout(linger));
-}
 
 /**
  * UpgradeHandler runs an opening handshake (RFC 6455 §4.2) on a request Node's HTTP parser has

@@ -10,7 +10,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { ShardServer } from '../../src/main/listen.ts';
 import { RawConnection, cleanup, fixtureApp, openClient, startServer, upgradeRequest, waitFor, withTimeout } from './helpers.ts';
 import { sleep } from './resources.ts';
-import { REFUSE_LINGER_MS } from '../../src/worker/upgrade.ts';
+import { REFUSE_LINGER_MS } from '../../src/shared/refuse.ts';
 
 afterEach(cleanup);
 

@@ -1,0 +1,26 @@
+import type { Duplex } from 'node:stream';
+import type { HandshakeStatus } from './errors.ts';
+import { buildErrorResponse } from './handshake.ts';
+
+/** How long a refused socket may linger for the peer to read the answer and close its side. */
+export const REFUSE_LINGER_MS = 5000;
+
+const ignoreError = (): void => {};
+
+/**
+ * Writes an HTTP refusal and closes the socket (the body is in the response already); used by
+ * the primary and the workers alike. The peer may answer with a reset instead of reading: that
+ * error is expected and goes nowhere (nothing else listens on a refused socket, and an unheard
+ * 'error' would take the thread down). What it
+ * still sends is read and dropped, so its FIN is seen and the socket closes; one that never
+ * closes its side is destroyed after REFUSE_LINGER_MS.
+ */
+export function refuse(socket: Duplex, status: HandshakeStatus, message?: string, headers?: Readonly<Record<string, string>>): void {
+  if (socket.destroyed) return;
+  socket.on('error', ignoreError);
+  socket.end(buildErrorResponse(status, message, headers), 'latin1');
+  socket.resume();
+  const linger = setTimeout(() => socket.destroy(), REFUSE_LINGER_MS);
+  linger.unref();
+  socket.once('close', () => clearTimeout(linger));
+}
