@@ -314,6 +314,9 @@ export class ShardRuntime {
         this.#connections.add(connection);
         // The connection counts itself when constructed: only then does the handshake stop counting.
         this.#handshakeEnded(socket);
+        // The 101 goes out only now: a client that reacts to it (opens another connection, say)
+        // finds this one counted once, as a connection, by the primary's maxConnections check.
+        socket.write(accepted.response, 'latin1');
         connection.start(head);
       },
       (error: unknown) => {

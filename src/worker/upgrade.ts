@@ -20,6 +20,8 @@ export interface AcceptedUpgrade {
   readonly extensions: string;
   readonly compression: MessageCompression | null;
   readonly remoteAddress: string;
+  /** The 101 response, for the caller to write once it counts the socket as a connection. */
+  readonly response: string;
 }
 
 /** Drops the header entries an app left undefined. */
@@ -33,8 +35,8 @@ function definedHeaders(headers: ResponseHeaders | undefined): Record<string, st
 
 /**
  * UpgradeHandler runs an opening handshake (RFC 6455 §4.2) on a request Node's HTTP parser has
- * read: validate, check the origin, negotiate permessage-deflate, ask the app, write the 101.
- * It returns the accepted connection's parameters, or null after refusing it.
+ * read: validate, check the origin, negotiate permessage-deflate, ask the app, build the 101.
+ * It returns the accepted connection's parameters and the 101 to write, or null after refusing it.
  */
 export class UpgradeHandler {
   readonly #config: ServerConfig;
@@ -156,7 +158,6 @@ export class UpgradeHandler {
       this.#logger.error({ err: error }, 'invalid upgrade response headers from the app');
       return refused(500, 'invalid response headers', undefined, 'Internal Server Error');
     }
-    socket.write(response, 'latin1');
-    return { data, protocol, extensions, compression, remoteAddress };
+    return { data, protocol, extensions, compression, remoteAddress, response };
   }
 }
