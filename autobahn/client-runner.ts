@@ -16,7 +16,7 @@ const [base = 'ws://127.0.0.1:9001', agent = 'shardws'] = process.argv.slice(2);
  */
 const OPTIONS: ClientOptions = {
   perMessageDeflate: { clientNoContextTakeover: true, clientMaxWindowBits: true },
-  handshakeTimeout: 30_000,
+  handshakeTimeout: 30,
 };
 
 /** Opens `path`, calls `onMessage` for each message, resolves with the close event. */

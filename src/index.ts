@@ -1,8 +1,9 @@
-/** shardws: a worker-thread sharded WebSocket server runtime. */
+/**
+ * shardws: a worker-thread sharded WebSocket server runtime. This entry loads no broker client
+ * and no load generator: `shardws/redis` has the Redis bridge, `shardws/client` the client.
+ */
 export { listen } from './main/listen.ts';
 export type { ListenOptions, ServerStats, ShardServer } from './main/listen.ts';
-export { redisBridge } from './main/redis-bridge.ts';
-export type { RedisBridgeOptions } from './main/redis-bridge.ts';
 export type { BridgeStats, TopicBridge } from './main/topic-bridge.ts';
 export { defineApp, ReadyState } from './shared/app.ts';
 export type {

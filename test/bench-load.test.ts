@@ -16,7 +16,7 @@ let server: ShardServer;
 let base: string;
 
 beforeAll(async () => {
-  server = await listen({ port: 0, host: '127.0.0.1', workers: 2, logLevel: 'silent', shutdownGrace: 1000 });
+  server = await listen({ port: 0, host: '127.0.0.1', workers: 2, logLevel: 'silent', shutdownGrace: 1 });
   base = `ws://127.0.0.1:${server.address().port}`;
 });
 

@@ -18,7 +18,7 @@ import {
   validateUpgradeRequest,
   validateUpgradeResponse,
   type ReceivedHeaders,
-  type UpgradeRequest,
+  type UpgradeRequestHead,
   type UpgradeRequestOptions,
 } from '../src/shared/handshake.ts';
 
@@ -35,7 +35,7 @@ const BASE_HEADERS: Record<string, string> = {
 };
 
 /** A valid request with some headers replaced; `undefined` removes one. */
-function request(overrides: Record<string, string | string[] | undefined> = {}, method = 'GET', httpVersion = '1.1'): UpgradeRequest {
+function request(overrides: Record<string, string | string[] | undefined> = {}, method = 'GET', httpVersion = '1.1'): UpgradeRequestHead {
   const headers: Record<string, string | string[]> = { ...BASE_HEADERS };
   for (const [name, value] of Object.entries(overrides)) {
     if (value === undefined) delete headers[name];
@@ -54,7 +54,7 @@ function handshakeError(fn: () => unknown): HandshakeError {
   return expect.fail('expected a HandshakeError');
 }
 
-const refusal = (req: UpgradeRequest): HandshakeStatus => handshakeError(() => validateUpgradeRequest(req)).status;
+const refusal = (req: UpgradeRequestHead): HandshakeStatus => handshakeError(() => validateUpgradeRequest(req)).status;
 
 describe('computeAcceptKey', () => {
   it('matches the RFC 6455 example', () => {

@@ -84,22 +84,24 @@ function harness(options: Partial<MessageReaderOptions> & { role: Role }) {
   const events: Event[] = [];
   const messages: { data: Buffer; isBinary: boolean }[] = [];
   let onMessage: (() => void) | null = null;
-  const reader = new MessageReader(
+  const reader = new MessageReader<null>(
     {
-      onMessage(data, isBinary) {
+      message(_, data, isBinary) {
         messages.push({ data: Buffer.from(data), isBinary });
         events.push(['message', isBinary, isBinary ? data.toString('hex') : data.toString('utf8')]);
         onMessage?.();
       },
-      onPing: (payload) => events.push(['ping', payload.toString()]),
-      onPong: (payload) => events.push(['pong', payload.toString()]),
-      onClose: (code, reason) => events.push(['close', code, reason]),
-      onError(error) {
+      ping: (_, payload) => events.push(['ping', payload.toString()]),
+      pong: (_, payload) => events.push(['pong', payload.toString()]),
+      close: (_, code, reason) => events.push(['close', code, reason]),
+      error(_, error) {
         expect(error).toBeInstanceOf(ProtocolError);
         events.push(['error', error.code, error.closeCode]);
       },
-      onReadPressure: (stop) => events.push(['pressure', stop]),
+      readPressure: (_, stop) => events.push(['pressure', stop]),
+      caughtUp() {},
     },
+    null,
     { maxMessageSize: 16 * 1024 * 1024, inflater: null, ...options },
   );
   return {
@@ -689,14 +691,17 @@ describe('fail-fast UTF-8 inside one frame that arrives in pieces', () => {
     const { MaskKeySource } = await import('../src/shared/mask.ts');
     const errors: number[] = [];
     const messages: Buffer[] = [];
-    const reader = new MessageReader(
+    const reader = new MessageReader<null>(
       {
-        onMessage: (data) => messages.push(data),
-        onPing: () => {},
-        onPong: () => {},
-        onClose: () => {},
-        onError: (error) => errors.push(error.closeCode),
+        message: (_, data) => messages.push(data),
+        ping: () => {},
+        pong: () => {},
+        close: () => {},
+        error: (_, error) => errors.push(error.closeCode),
+        readPressure: () => {},
+        caughtUp: () => {},
       },
+      null,
       { role: 'server', maxMessageSize: 1 << 20, inflater: null },
     );
     const payload = Buffer.concat([Buffer.from('κόσμε'), Buffer.from([0xf4, 0x90, 0x80, 0x80]), Buffer.from('edited')]);
@@ -720,8 +725,17 @@ describe('fail-fast UTF-8 inside one frame that arrives in pieces', () => {
     const frame = encodeFrame(0x1, Buffer.from(text), { maskKeys: new MaskKeySource() });
     for (const step of [1, 2, 3, 5, 7, 64]) {
       const got: string[] = [];
-      const reader = new MessageReader(
-        { onMessage: (data) => got.push(data.toString()), onPing: () => {}, onPong: () => {}, onClose: () => {}, onError: (e) => got.push(`error ${e.code}`) },
+      const reader = new MessageReader<null>(
+        {
+          message: (_, data) => got.push(data.toString()),
+          ping: () => {},
+          pong: () => {},
+          close: () => {},
+          error: (_, e) => got.push(`error ${e.code}`),
+          readPressure: () => {},
+          caughtUp: () => {},
+        },
+        null,
         { role: 'server', maxMessageSize: 1 << 20, inflater: null },
       );
       const copy = Buffer.from(frame);

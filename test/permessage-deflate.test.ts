@@ -7,6 +7,7 @@ import { constants, deflateRawSync } from 'node:zlib';
 import { HandshakeError, ProtocolError } from '../src/shared/errors.ts';
 import { parseExtensionHeader } from '../src/shared/extension-header.ts';
 import {
+  DEFAULT_THRESHOLD,
   PerMessageDeflate,
   acceptDeflateOffer,
   acceptDeflateResponse,
@@ -769,7 +770,7 @@ describe('PerMessageDeflate codec', () => {
     expect(client.canCompressSync).toBe(true);
     expect(client.canDecompressSync).toBe(false);
     expect(() => client.decompressSync(hex('00'))).toThrow(/no_context_takeover/);
-    expect(server.threshold).toBe(1024);
+    expect(server.threshold).toBe(DEFAULT_THRESHOLD);
     server.close();
     client.close();
   });

@@ -2,7 +2,7 @@ import { describe, it, expect, afterEach } from 'vitest';
 import { createServer, connect } from 'node:net';
 import type { AddressInfo, Server, Socket } from 'node:net';
 import { once } from 'node:events';
-import { refuse } from '../src/shared/refuse.ts';
+import { refuse } from '../src/runtime/refuse.ts';
 
 let server: Server | null = null;
 afterEach(() => {

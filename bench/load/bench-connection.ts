@@ -2,18 +2,21 @@
  * BenchConnection: the load generator's client connection, lean where the browser-style client
  * (src/client/websocket.ts) is friendly. No events, no strings, no per-message objects: bytes in
  * go socket → MessageReader (role client) → listener.message(connection, data, isBinary); bytes
- * out go into this thread's ByteArena through a FrameWriter and leave once per event-loop turn,
- * every connection written in that turn with one writev.
+ * out go into this thread's ByteArena through a FrameSink and leave once per event-loop turn,
+ * every connection written in that turn with one writev (runtime/frame-flush.ts, as the server's).
  */
 import type { Socket } from 'node:net';
 import { CloseCode, encodeClosePayload } from '../../src/shared/close.ts';
 import type { ProtocolError } from '../../src/shared/errors.ts';
-import { ByteArena, FrameWriter } from '../../src/shared/frame-writer.ts';
+import { ByteArena } from '../../src/shared/frame-writer.ts';
 import { MaskKeySource } from '../../src/shared/mask.ts';
 import type { MessageCompression } from '../../src/shared/message-compression.ts';
-import type { MessageHandler } from '../../src/shared/message-reader.ts';
+import { MessageEncoder } from '../../src/shared/message-encoder.ts';
+import type { EncoderOps } from '../../src/shared/message-encoder.ts';
 import { MessageReader } from '../../src/shared/message-reader.ts';
+import type { MessageEvents } from '../../src/shared/message-reader.ts';
 import { Opcode } from '../../src/shared/opcodes.ts';
+import { FlushScheduler, FrameSink } from '../../src/runtime/frame-flush.ts';
 import type { OpenedSocket } from './client-handshake.ts';
 import type { PreparedFrame } from './prepared-frame.ts';
 
@@ -39,29 +42,21 @@ const arena = new ByteArena(256 * 1024);
 /** Fresh RFC 6455 §5.3 keys for the whole thread, refilled from crypto a block at a time. */
 export const threadMaskKeys = new MaskKeySource(64 * 1024);
 
-/** Connections with frames waiting, flushed together after this turn's reads (setImmediate). */
-let dirty: BenchConnection[] = [];
-let spare: BenchConnection[] = [];
-let flushScheduled = false;
-function flushAll(): void {
-  flushScheduled = false;
-  const batch = dirty;
-  dirty = spare;
-  for (let i = 0; i < batch.length; i++) batch[i]!.flush();
-  batch.length = 0;
-  spare = batch;
-}
+/** Connections with frames waiting, flushed together after this turn's reads. */
+const scheduler = new FlushScheduler();
 
 const CLOSE_GRACE_MS = 1000;
 
-export class BenchConnection implements MessageHandler {
+export class BenchConnection {
   readonly id: number;
   readonly socket: Socket;
   readonly compression: MessageCompression | null;
-  readonly #reader: MessageReader;
-  readonly #writer: FrameWriter;
+  readonly #reader: MessageReader<BenchConnection>;
+  readonly #sink: FrameSink;
+  readonly #encoder: MessageEncoder<BenchConnection> | null;
+  /** Messages sent while one compresses on zlib's pool (a server that refused client_no_context_takeover). */
+  readonly #pending: { opcode: Opcode; payload: Buffer }[] = [];
   readonly #listener: ConnectionListener;
-  #scheduled = false;
   #closing = false;
   #ended = false;
   #closed: Promise<void> | null = null;
@@ -81,8 +76,9 @@ export class BenchConnection implements MessageHandler {
     this.socket = opened.socket;
     this.compression = opened.compression;
     this.#listener = listener;
-    this.#writer = new FrameWriter(arena, options.maskKeys);
-    this.#reader = new MessageReader(this, {
+    this.#sink = new FrameSink(arena, options.maskKeys, scheduler, opened.socket, null, null);
+    this.#encoder = opened.compression === null ? null : new MessageEncoder(this.#sink, opened.compression, BenchConnection.#encoderOps, this, null);
+    this.#reader = new MessageReader(BenchConnection.#readerEvents, this, {
       role: options.readerRole,
       maxMessageSize: options.maxMessageSize,
       inflater: opened.compression?.inflater ?? null,
@@ -103,44 +99,42 @@ export class BenchConnection implements MessageHandler {
   send(payload: Buffer, binary: boolean): void {
     if (!this.open) return;
     const opcode = binary ? Opcode.Binary : Opcode.Text;
-    const compression = this.compression;
-    if (compression === null) {
-      this.#writer.frame(opcode, payload, true, false);
-    } else if (compression.compressSync !== null) {
-      this.#writer.frame(opcode, compression.compressSync(payload), true, true);
-    } else {
-      // A server that refused client_no_context_takeover: zlib's pool, completed in order.
-      compression.compress(Buffer.from(payload), (error, out) => {
-        if (error || out === undefined) return this.#fail(`compression failed: ${error?.message ?? 'no output'}`);
-        if (!this.open) return;
-        this.#writer.frame(opcode, out, true, true);
-        this.#schedule();
-      });
-      return;
-    }
-    this.#schedule();
+    const encoder = this.#encoder;
+    if (encoder === null) this.#sink.frame(opcode, payload, true, false);
+    // Compressed on zlib's pool, the payload must outlive this call: the queued ones are copies.
+    else if (encoder.busy || this.#pending.length > 0) this.#pending.push({ opcode, payload: Buffer.from(payload) });
+    else encoder.encode(opcode, this.#compressesOnThread(payload) ? payload : Buffer.from(payload));
+  }
+
+  /** Whether `payload` compresses synchronously (else it goes to zlib's pool and must outlive send()). */
+  #compressesOnThread(payload: Buffer): boolean {
+    const compression = this.compression!;
+    return compression.compressSync !== null && payload.length <= compression.syncLimit;
   }
 
   /** Sends bytes that already form a complete masked frame (a PreparedFrame). */
   sendFrame(frame: Buffer): void {
     if (!this.open) return;
-    this.#writer.raw(frame);
-    this.#schedule();
+    this.#sink.raw(frame);
   }
 
   flush(): void {
-    this.#scheduled = false;
-    const chunks = this.#writer.take();
-    if (chunks === null || this.#ended) return;
-    const socket = this.socket;
-    if (chunks.length === 1) {
-      socket.write(chunks[0]!);
-      return;
-    }
-    socket.cork();
-    for (let i = 0; i < chunks.length; i++) socket.write(chunks[i]!);
-    socket.uncork();
+    if (!this.#ended) this.#sink.flush();
   }
+
+  static readonly #encoderOps: EncoderOps<BenchConnection> = {
+    acceptsData: (connection) => connection.open,
+    compressed(connection, error) {
+      if (error !== null) {
+        connection.#fail(`compression failed: ${error.message}`);
+        return;
+      }
+      while (connection.#pending.length > 0 && !connection.#encoder!.busy) {
+        const next = connection.#pending.shift()!;
+        connection.#encoder!.encode(next.opcode, next.payload);
+      }
+    },
+  };
 
   /**
    * Starts the closing handshake (1000) and resolves once TCP is closed, destroying the socket
@@ -154,7 +148,7 @@ export class BenchConnection implements MessageHandler {
     });
     if (!this.#ended) {
       this.#closing = true;
-      this.#writer.frame(Opcode.Close, encodeClosePayload(CloseCode.Normal), true, false);
+      this.#sink.frame(Opcode.Close, encodeClosePayload(CloseCode.Normal), true, false);
       this.flush();
       this.socket.end();
       setTimeout(() => this.socket.destroy(), CLOSE_GRACE_MS).unref();
@@ -162,51 +156,33 @@ export class BenchConnection implements MessageHandler {
     return this.#closed;
   }
 
-  // ---- MessageHandler ------------------------------------------------------------------
-
-  onMessage(data: Buffer, isBinary: boolean): void {
-    if (!this.#ended) this.#listener.message(this, data, isBinary);
-  }
-
-  onPing(payload: Buffer): void {
-    if (!this.open) return;
-    this.#writer.frame(Opcode.Pong, payload, true, false);
-    this.#schedule();
-  }
-
-  onPong(): void {}
-
-  onClose(code: number, reason: string): void {
-    if (this.#closing) return; // the answer to our close
-    this.#fail(`server sent close ${code}${reason === '' ? '' : ` (${reason})`}`, code === CloseCode.NoStatus ? undefined : code);
-  }
-
-  onError(error: ProtocolError): void {
-    this.#fail(`protocol error ${error.code}: ${error.message}`, error.closeCode);
-  }
-
-  onReadPressure(stop: boolean): void {
-    if (stop) this.socket.pause();
-    else this.socket.resume();
-  }
+  static readonly #readerEvents: MessageEvents<BenchConnection> = {
+    message(connection, data, isBinary) {
+      if (!connection.#ended) connection.#listener.message(connection, data, isBinary);
+    },
+    ping(connection, payload) {
+      if (connection.open) connection.#sink.frame(Opcode.Pong, payload, true, false);
+    },
+    pong() {},
+    close(connection, code, reason) {
+      if (connection.#closing) return; // the answer to our close
+      connection.#fail(`server sent close ${code}${reason === '' ? '' : ` (${reason})`}`, code === CloseCode.NoStatus ? undefined : code);
+    },
+    error: (connection, error: ProtocolError) => connection.#fail(`protocol error ${error.code}: ${error.message}`, error.closeCode),
+    readPressure(connection, stop) {
+      if (stop) connection.socket.pause();
+      else connection.socket.resume();
+    },
+    caughtUp() {},
+  };
 
   // ---- internals -----------------------------------------------------------------------
-
-  #schedule(): void {
-    if (this.#scheduled) return;
-    this.#scheduled = true;
-    dirty.push(this);
-    if (!flushScheduled) {
-      flushScheduled = true;
-      setImmediate(flushAll);
-    }
-  }
 
   /** Reports the problem, answers with a close frame when it can, and ends the connection. */
   #fail(problem: string, closeCode?: number): void {
     if (this.#ended || this.#closing) return;
     this.#closing = true;
-    this.#writer.frame(Opcode.Close, encodeClosePayload(closeCode ?? CloseCode.Normal), true, false);
+    this.#sink.frame(Opcode.Close, encodeClosePayload(closeCode ?? CloseCode.Normal), true, false);
     this.flush();
     this.socket.end();
     setTimeout(() => this.socket.destroy(), CLOSE_GRACE_MS).unref();
@@ -219,7 +195,8 @@ export class BenchConnection implements MessageHandler {
       this.#ended = true;
       this.#reader.stop();
       this.compression?.close();
-      this.#writer.take();
+      this.#sink.take();
+      this.#pending.length = 0;
       this.socket.destroy();
     }
     this.#report(expected ? null : problem);

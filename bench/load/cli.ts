@@ -4,26 +4,15 @@
  * when it is a terminal. Returns the exit code: 0 clean, 1 errors seen, 2 bad options.
  */
 import { parseArgs } from 'node:util';
+import { UsageError, decimal as decimalNumber, wholeNumber } from '../../src/runtime/cli-args.ts';
 import { BENCH_HELP, resolveBenchOptions } from './options.ts';
 import type { BenchMode, BenchOptions } from './options.ts';
 import type { MessageKind } from './message-template.ts';
 import { formatMarkdown } from './report.ts';
 import { runLoad } from './run-load.ts';
 
-class UsageError extends Error {}
-
-function whole(name: string, value: string | undefined): number | undefined {
-  if (value === undefined) return undefined;
-  if (!/^\d+$/.test(value)) throw new UsageError(`--${name} must be a whole number, got "${value}"`);
-  return Number(value);
-}
-
-function decimal(name: string, value: string | undefined): number | undefined {
-  if (value === undefined) return undefined;
-  const n = Number(value);
-  if (value.trim() === '' || !Number.isFinite(n) || n < 0) throw new UsageError(`--${name} must be a number >= 0, got "${value}"`);
-  return n;
-}
+const whole = (name: string, value: string | undefined): number | undefined => (value === undefined ? undefined : wholeNumber(name, value));
+const decimal = (name: string, value: string | undefined): number | undefined => (value === undefined ? undefined : decimalNumber(name, value));
 
 function headers(values: string[] | undefined): Record<string, string> {
   const out: Record<string, string> = {};

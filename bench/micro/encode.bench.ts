@@ -8,7 +8,6 @@
  * One operation is one frame; each timed call frames a batch and keeps the output the way the
  * caller would (ours: take(); ws: the returned lists), so no socket write is timed.
  */
-import type { MessageHandler } from '../../src/shared/message-reader.ts';
 import { MessageReader } from '../../src/shared/message-reader.ts';
 import { encodeFrame } from '../../src/shared/frame-encoder.ts';
 import { ByteArena, FrameWriter } from '../../src/shared/frame-writer.ts';
@@ -16,7 +15,7 @@ import { MaskKeySource } from '../../src/shared/mask.ts';
 import { Opcode } from '../../src/shared/opcodes.ts';
 import type { BenchCase, Subject } from './case.ts';
 import { assert, assertSameBytes } from './case.ts';
-import { asciiText, randomBytes } from './fixtures.ts';
+import { asciiText, keepMessages, randomBytes } from './fixtures.ts';
 import { Receiver, Sender } from './ws-internals.ts';
 
 type Role = 'server' | 'client';
@@ -36,16 +35,8 @@ function parseWithWs(bytes: Buffer, sender: Role): Buffer[] {
 /** Messages in `bytes`, parsed by our MessageReader as the peer of `sender`. */
 function parseWithOurs(bytes: Buffer, sender: Role): Buffer[] {
   const out: Buffer[] = [];
-  const handler: MessageHandler = {
-    onMessage: (data) => out.push(Buffer.from(data)),
-    onPing() {},
-    onPong() {},
-    onClose() {},
-    onError(error) {
-      throw error;
-    },
-  };
-  new MessageReader(handler, { role: sender === 'client' ? 'server' : 'client', maxMessageSize: 1 << 30, inflater: null }).push(bytes);
+  const events = keepMessages<Buffer[]>((messages, data) => messages.push(Buffer.from(data)));
+  new MessageReader(events, out, { role: sender === 'client' ? 'server' : 'client', maxMessageSize: 1 << 30, inflater: null }).push(bytes);
   return out;
 }
 

@@ -3,6 +3,7 @@
  * of a row. Frames are built here by hand, not with our encoder, so a bug there cannot make both
  * sides of a parse row agree on a wrong input.
  */
+import type { MessageEvents } from '../../src/shared/message-reader.ts';
 
 /** A small xorshift PRNG: reproducible "random" bytes without crypto. */
 export function prng(seed: number): () => number {
@@ -109,4 +110,19 @@ export function jsonDocument(size: number, seed: number): Buffer {
   }
   records.pop();
   return Buffer.from(JSON.stringify(records));
+}
+
+/** Reader events that hand each message to `keep` and throw on a protocol error (the inputs are valid). */
+export function keepMessages<T>(keep: (target: T, data: Buffer) => void): MessageEvents<T> {
+  return {
+    message: (target, data) => keep(target, data),
+    ping() {},
+    pong() {},
+    close() {},
+    error(_, error) {
+      throw error;
+    },
+    readPressure() {},
+    caughtUp() {},
+  };
 }

@@ -7,11 +7,10 @@
  * outside the timed window. The timed work is parse + unmask + validate + deliver only.
  * ws's Receiver is fed through `Writable#write`, as ws's socket 'data' handler does.
  */
-import type { MessageHandler } from '../../src/shared/message-reader.ts';
 import { MessageReader } from '../../src/shared/message-reader.ts';
 import type { BenchCase, Subject } from './case.ts';
 import { assert, assertSameBytes } from './case.ts';
-import { alignedCopy, asciiText, maskedFrames, randomBytes } from './fixtures.ts';
+import { alignedCopy, asciiText, keepMessages, maskedFrames, randomBytes } from './fixtures.ts';
 import type { WsReceiverClass } from './ws-internals.ts';
 import { Receiver, wsJs, wsMaskImpl } from './ws-internals.ts';
 
@@ -28,17 +27,10 @@ function sinkMessage(sink: Sink, data: Buffer): void {
   if (sink.kept !== null) sink.kept.push(Buffer.from(data));
 }
 
-function oursReader(sink: Sink): MessageReader {
-  const handler: MessageHandler = {
-    onMessage: (data) => sinkMessage(sink, data),
-    onPing() {},
-    onPong() {},
-    onClose() {},
-    onError(error) {
-      throw error;
-    },
-  };
-  return new MessageReader(handler, { role: 'server', maxMessageSize: MAX_MESSAGE, inflater: null });
+const sinkEvents = keepMessages<Sink>(sinkMessage);
+
+function oursReader(sink: Sink): MessageReader<Sink> {
+  return new MessageReader(sinkEvents, sink, { role: 'server', maxMessageSize: MAX_MESSAGE, inflater: null });
 }
 
 function wsReceiver(Class: WsReceiverClass, sink: Sink) {

@@ -41,7 +41,7 @@ const print = (line: object): void => {
   process.stdout.write(`${JSON.stringify(line)}\n`);
 };
 
-const server = await listen({ port: 0, host: '127.0.0.1', logLevel: 'error', shutdownGrace: 2000, ...options });
+const server = await listen({ port: 0, host: '127.0.0.1', logLevel: 'error', shutdownGrace: 2, ...options });
 print({ type: 'listening', port: server.address().port, pid: process.pid });
 const timer = setInterval(() => print(sample(server)), sampleMs);
 let closing = false;

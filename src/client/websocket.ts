@@ -7,24 +7,27 @@ import type { SecureContextOptions } from 'node:tls';
 import { CloseCode, encodeClosePayload } from '../shared/close.ts';
 import type { ProtocolError } from '../shared/errors.ts';
 import { parseExtensionHeader } from '../shared/extension-header.ts';
-import { ByteArena, FrameWriter } from '../shared/frame-writer.ts';
+import { ByteArena } from '../shared/frame-writer.ts';
 import { generateKey, validateUpgradeResponse } from '../shared/handshake.ts';
 import { MaskKeySource } from '../shared/mask.ts';
-import { messageCompression } from '../shared/message-compression.ts';
+import { compressionWanted, messageCompression } from '../shared/message-compression.ts';
 import type { MessageCompression } from '../shared/message-compression.ts';
-import type { MessageHandler } from '../shared/message-reader.ts';
+import { MessageEncoder } from '../shared/message-encoder.ts';
+import type { EncoderOps } from '../shared/message-encoder.ts';
 import { MessageReader } from '../shared/message-reader.ts';
+import type { MessageEvents } from '../shared/message-reader.ts';
 import { Opcode } from '../shared/opcodes.ts';
 import type { DeflateOfferOptions } from '../shared/permessage-deflate.ts';
-import { PerMessageDeflate, acceptDeflateResponse, buildDeflateOffer } from '../shared/permessage-deflate.ts';
+import { DEFAULT_THRESHOLD, PerMessageDeflate, acceptDeflateResponse, buildDeflateOffer } from '../shared/permessage-deflate.ts';
 import { parseSubprotocolHeader } from '../shared/subprotocol-header.ts';
+import { FlushScheduler, FrameSink } from '../runtime/frame-flush.ts';
 
 export type BinaryType = 'nodebuffer' | 'arraybuffer';
 
 export interface ClientOptions {
   /** Offer permessage-deflate (default true); an object tunes the offer. */
   readonly perMessageDeflate?: boolean | (DeflateOfferOptions & { readonly threshold?: number; readonly level?: number });
-  /** Milliseconds for the TCP/TLS connect and the opening handshake (default 10,000). */
+  /** Seconds for the TCP/TLS connect and the opening handshake (default 10). */
   readonly handshakeTimeout?: number;
   /** Largest message accepted, after inflation (default 16 MiB; 1009 past it). */
   readonly maxPayloadLength?: number;
@@ -69,21 +72,14 @@ export class ErrorEvent extends Event {
 /** Every client of a thread packs its frames into one arena and flushes once per tick. */
 const arena = new ByteArena();
 const maskKeys = new MaskKeySource();
-let dirty: WebSocket[] = [];
-let flushScheduled = false;
-function scheduleFlush(ws: WebSocket): void {
-  dirty.push(ws);
-  if (flushScheduled) return;
-  flushScheduled = true;
-  setImmediate(() => {
-    flushScheduled = false;
-    const batch = dirty;
-    dirty = [];
-    for (const client of batch) client._flush();
-  });
-}
+const scheduler = new FlushScheduler();
+
+/** Largest message accepted by default, after inflation (1009 past it). */
+const DEFAULT_MAX_PAYLOAD = 16 * 1024 * 1024;
 
 type Handler<E extends Event> = ((event: E) => void) | null;
+
+const EMPTY = Buffer.alloc(0);
 
 /**
  * WebSocket is a client with the browser's API (`onopen`/`onmessage`/`onclose`/`onerror`,
@@ -107,12 +103,15 @@ export class WebSocket extends EventTarget {
 
   #readyState: 0 | 1 | 2 | 3 = 0;
   #socket: Duplex | null = null;
-  #reader: MessageReader | null = null;
-  readonly #writer = new FrameWriter(arena, maskKeys);
+  #reader: MessageReader<WebSocket> | null = null;
+  readonly #sink = new FrameSink(arena, maskKeys, scheduler, null, null, null);
   #compression: MessageCompression | null = null;
-  #compressing = 0;
+  /** Present when permessage-deflate was negotiated. */
+  #encoder: MessageEncoder<WebSocket> | null = null;
+  /** Messages sent while an earlier one compresses off-thread: they keep their order. */
   readonly #pending: { payload: Buffer; opcode: Opcode; compress: boolean }[] = [];
-  #scheduled = false;
+  /** The server's FIN came while a message inflated: our side ends once it is processed. */
+  #peerEnded = false;
   #closeSent = false;
   /** close() was called with messages still queued: the close frame follows them. */
   #closeAfterPending: Buffer | null = null;
@@ -144,7 +143,7 @@ export class WebSocket extends EventTarget {
   get bufferedAmount(): number {
     let pending = 0;
     for (const item of this.#pending) pending += item.payload.length;
-    return this.#writer.pendingBytes + pending + (this.#socket?.writableLength ?? 0);
+    return this.#sink.pendingBytes + pending + (this.#socket?.writableLength ?? 0);
   }
 
   send(data: string | Buffer | ArrayBuffer | ArrayBufferView): void {
@@ -157,14 +156,9 @@ export class WebSocket extends EventTarget {
       : data instanceof ArrayBuffer ? Buffer.from(data)
       : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
     const opcode = text ? Opcode.Text : Opcode.Binary;
-    const compression = this.#compression;
-    const compress = compression !== null && payload.length >= compression.threshold;
-    if (this.#pending.length > 0 || (compress && (compression.compressSync === null || payload.length > compression.syncLimit))) {
-      this.#pending.push({ payload, opcode, compress });
-      this.#pump();
-      return;
-    }
-    this.#frame(opcode, compress ? compression!.compressSync!(payload) : payload, compress);
+    const compress = this.#compression !== null && compressionWanted(this.#compression.threshold, payload.length, undefined);
+    if (this.#pending.length > 0 || this.#encoder?.busy === true) this.#pending.push({ payload, opcode, compress });
+    else this.#sendNow(opcode, payload, compress);
   }
 
   close(code?: number, reason?: string): void {
@@ -180,7 +174,7 @@ export class WebSocket extends EventTarget {
     }
     this.#readyState = WebSocket.CLOSING;
     // Messages sent before close() go out first (one may still be compressing), then the close.
-    if (this.#pending.length > 0 || this.#compressing > 0) this.#closeAfterPending = payload;
+    if (this.#pending.length > 0 || this.#encoder?.busy === true) this.#closeAfterPending = payload;
     else this.#sendClose(payload);
   }
 
@@ -213,7 +207,7 @@ export class WebSocket extends EventTarget {
       path: url.pathname + url.search,
       headers,
       agent: false,
-      timeout: this.#options.handshakeTimeout ?? 10_000,
+      timeout: (this.#options.handshakeTimeout ?? 10) * 1000,
       ...(secure ? { ...tls, servername: tls.servername ?? (url.hostname.startsWith('[') ? undefined : url.hostname) } : {}),
     }));
     req.on('timeout', () => req.destroy(new Error('opening handshake timed out')));
@@ -239,8 +233,8 @@ export class WebSocket extends EventTarget {
           const params = acceptDeflateResponse(parseExtensionHeader(info.extensionsHeader), offer);
           const tuning = typeof deflateOption === 'object' ? deflateOption : {};
           const codec = new PerMessageDeflate('client', params, {
-            maxMessageSize: this.#options.maxPayloadLength ?? 16 * 1024 * 1024,
-            threshold: tuning.threshold ?? 128,
+            maxMessageSize: this.#options.maxPayloadLength ?? DEFAULT_MAX_PAYLOAD,
+            threshold: tuning.threshold ?? DEFAULT_THRESHOLD,
             level: tuning.level,
           });
           compression = messageCompression(codec, null);
@@ -258,42 +252,48 @@ export class WebSocket extends EventTarget {
 
   #open(socket: Duplex, compression: MessageCompression | null, head: Buffer): void {
     this.#socket = socket;
+    this.#sink.attach(socket);
     this.#compression = compression;
+    if (compression !== null) this.#encoder = new MessageEncoder(this.#sink, compression, WebSocket.#encoderOps, this, null);
     (socket as Socket).setNoDelay?.(true);
-    let peerEnded = false;
-    const handler: MessageHandler = {
-      onMessage: (data, isBinary) => this.#onMessage(data, isBinary),
-      onPing: (payload) => {
-        if (this.#readyState === WebSocket.OPEN) this.#control(Opcode.Pong, payload);
-      },
-      onPong: () => {},
-      onClose: (code, reason) => this.#onCloseFrame(code, reason),
-      onError: (error) => this.#onProtocolError(error),
-      onReadPressure: (stop) => (stop ? socket.pause() : socket.resume()),
-      // The server's FIN came while a message inflated: end our side once it is processed.
-      onCaughtUp: () => {
-        if (peerEnded) this.#endSocket();
-      },
-    };
-    this.#reader = new MessageReader(handler, {
+    const reader = new MessageReader(WebSocket.#readerEvents, this, {
       role: 'client',
-      maxMessageSize: this.#options.maxPayloadLength ?? 16 * 1024 * 1024,
+      maxMessageSize: this.#options.maxPayloadLength ?? DEFAULT_MAX_PAYLOAD,
       inflater: compression?.inflater ?? null,
     });
-    socket.on('data', (chunk: Buffer) => this.#reader!.push(chunk));
+    this.#reader = reader;
+    socket.on('data', (chunk: Buffer) => reader.push(chunk));
     socket.on('close', () => this.#onSocketClose());
     socket.on('error', (error: Error) => this.#emitError(error));
     // Frames that arrived with the server's FIN are still read (they may wait behind an
     // inflation); our side ends once they are.
     (socket as Duplex & { allowHalfOpen: boolean }).allowHalfOpen = true;
     socket.on('end', () => {
-      if (this.#reader!.inflating) peerEnded = true;
+      if (reader.inflating) this.#peerEnded = true;
       else this.#endSocket();
     });
     this.#readyState = WebSocket.OPEN;
     this.#dispatch(new Event('open'), this.onopen);
-    if (head.length > 0) this.#reader.push(head);
+    if (head.length > 0) reader.push(head);
   }
+
+  static readonly #readerEvents: MessageEvents<WebSocket> = {
+    message: (ws, data, isBinary) => ws.#onMessage(data, isBinary),
+    ping(ws, payload) {
+      if (ws.#readyState === WebSocket.OPEN) ws.#sink.frame(Opcode.Pong, payload, true, false);
+    },
+    pong() {},
+    close: (ws, code, reason) => ws.#onCloseFrame(code, reason),
+    error: (ws, error) => ws.#onProtocolError(error),
+    readPressure(ws, stop) {
+      if (stop) ws.#socket?.pause();
+      else ws.#socket?.resume();
+    },
+    // The server's FIN came while a message inflated: end our side once it is processed.
+    caughtUp(ws) {
+      if (ws.#peerEnded) ws.#endSocket();
+    },
+  };
 
   // ---- receive --------------------------------------------------------------------------
 
@@ -310,7 +310,7 @@ export class WebSocket extends EventTarget {
     this.#closeReceived = { code, reason };
     if (this.#readyState === WebSocket.OPEN) {
       this.#readyState = WebSocket.CLOSING;
-      this.#sendClose(code === CloseCode.NoStatus ? Buffer.alloc(0) : encodeClosePayload(code));
+      this.#sendClose(code === CloseCode.NoStatus ? EMPTY : encodeClosePayload(code));
     }
     // RFC 6455 §7.1.1: the server closes TCP first; we wait for it, within the close timeout.
     this.#startCloseTimer();
@@ -332,7 +332,7 @@ export class WebSocket extends EventTarget {
     this.#reader?.stop();
     this.#compression?.close();
     this.#pending.length = 0;
-    this.#writer.take();
+    this.#sink.take();
     const received = this.#closeReceived;
     const wasClean = received !== null && this.#closeSent;
     this.#dispatch(new CloseEvent(received?.code ?? CloseCode.Abnormal, received?.reason ?? '', wasClean), this.onclose);
@@ -340,82 +340,49 @@ export class WebSocket extends EventTarget {
 
   // ---- send -----------------------------------------------------------------------------
 
+  #sendNow(opcode: Opcode, payload: Buffer, compress: boolean): void {
+    if (compress && this.#encoder !== null) this.#encoder.encode(opcode, payload);
+    else this.#sink.frame(opcode, payload, true, false);
+  }
+
+  /** Sends the messages held behind a compression, then a close() that waited for them. */
   #pump(): void {
-    const compression = this.#compression;
-    while (this.#pending.length > 0 && this.#compressing === 0) {
-      const item = this.#pending[0]!;
-      if (!item.compress || compression === null) {
-        this.#pending.shift();
-        this.#frame(item.opcode, item.payload, false);
-      } else if (compression.compressSync !== null && item.payload.length <= compression.syncLimit) {
-        this.#pending.shift();
-        this.#frame(item.opcode, compression.compressSync(item.payload), true);
-      } else {
-        this.#compressing++;
-        compression.compress(item.payload, (error, out) => {
-          this.#compressing--;
-          this.#pending.shift();
-          if (error || !out) {
-            this.#emitError(error ?? new Error('compression failed'));
-            this.#socket?.destroy();
-            return;
-          }
-          if (!this.#closeSent) this.#frame(item.opcode, out, true);
-          this.#pump();
-        });
-      }
+    while (this.#pending.length > 0 && this.#encoder?.busy !== true) {
+      const item = this.#pending.shift()!;
+      this.#sendNow(item.opcode, item.payload, item.compress);
     }
-    if (this.#pending.length === 0 && this.#compressing === 0 && this.#closeAfterPending !== null) {
+    if (this.#pending.length === 0 && this.#encoder?.busy !== true && this.#closeAfterPending !== null) {
       const payload = this.#closeAfterPending;
       this.#closeAfterPending = null;
       this.#sendClose(payload);
     }
   }
 
-  #frame(opcode: Opcode, payload: Buffer, compressed: boolean): void {
-    this.#writer.frame(opcode, payload, true, compressed);
-    this.#schedule();
-  }
-
-  #control(opcode: Opcode, payload: Buffer): void {
-    this.#writer.frame(opcode, payload, true, false);
-    this.#schedule();
-  }
+  static readonly #encoderOps: EncoderOps<WebSocket> = {
+    acceptsData: (ws) => !ws.#closeSent,
+    compressed(ws, error) {
+      if (error !== null) {
+        ws.#emitError(error);
+        ws.#socket?.destroy();
+        return;
+      }
+      ws.#pump();
+    },
+  };
 
   #sendClose(payload: Buffer): void {
     if (this.#closeSent) return;
     this.#closeSent = true;
     this.#pending.length = 0;
-    this.#control(Opcode.Close, payload);
+    this.#sink.frame(Opcode.Close, payload, true, false);
     this.#startCloseTimer();
-  }
-
-  #schedule(): void {
-    if (this.#scheduled) return;
-    this.#scheduled = true;
-    scheduleFlush(this);
-  }
-
-  /** @internal Writes this tick's frames in one writev (called by the per-thread scheduler). */
-  _flush(): void {
-    this.#scheduled = false;
-    const chunks = this.#writer.take();
-    const socket = this.#socket;
-    if (chunks === null || socket === null || socket.destroyed) return;
-    if (chunks.length === 1) {
-      socket.write(chunks[0]!);
-      return;
-    }
-    socket.cork();
-    for (const chunk of chunks) socket.write(chunk);
-    socket.uncork();
   }
 
   /** Ends our side after writing what this tick gathered (a close reply must precede the FIN). */
   #endSocket(): void {
     const socket = this.#socket;
     if (socket === null || socket.destroyed) return;
-    this._flush();
+    this.#sink.flush();
     socket.end();
   }
 

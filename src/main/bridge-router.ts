@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { exactCopy } from '../shared/app.ts';
 import type { PrimaryMessage } from '../shared/thread-messages.ts';
 import type { BridgeStats, TopicBridge } from './topic-bridge.ts';
 
@@ -64,7 +65,7 @@ export class BridgeRouter {
   #deliver(topic: string, payload: Buffer, binary: boolean): void {
     if (!this.#interest.has(topic)) return;
     // The payload is a view of the broker client's read buffer: send an exact copy.
-    this.#enter({ type: 'publish', topic, data: new Uint8Array(payload), binary, fromBridge: true }, topicHash(topic) % this.#workers);
+    this.#enter({ type: 'publish', topic, data: exactCopy(payload), binary, fromBridge: true }, topicHash(topic) % this.#workers);
   }
 }
 

@@ -2,11 +2,12 @@ import { createServer } from 'node:net';
 import type { AddressInfo, Server, Socket } from 'node:net';
 import { availableParallelism } from 'node:os';
 import type { MessageData, SendOptions, WorkerStats } from '../shared/app.ts';
+import { exactCopy, sendsBinary } from '../shared/app.ts';
 import { resolveConfig } from '../shared/config.ts';
 import type { ServerConfig, ServerOptions, TlsOptions } from '../shared/config.ts';
-import { createLogger } from '../shared/logger.ts';
-import { refuse } from '../shared/refuse.ts';
-import type { Logger } from '../shared/logger.ts';
+import { createLogger } from '../runtime/logger.ts';
+import type { Logger } from '../runtime/logger.ts';
+import { refuse } from '../runtime/refuse.ts';
 import { SlabPool } from '../shared/slab-pool.ts';
 import { Counter, ServerCounter, WorkerCounters } from '../shared/worker-counters.ts';
 import { LeastLoadedBalancer } from './balancer.ts';
@@ -18,8 +19,6 @@ import type { BridgeStats, TopicBridge } from './topic-bridge.ts';
 export interface ListenOptions extends ServerOptions {
   /** Close gracefully on SIGINT and SIGTERM (the CLI turns this on). */
   readonly handleSignals?: boolean;
-  /** Milliseconds without a heartbeat before a worker is replaced. */
-  readonly heartbeatTimeout?: number;
   /** Joins this server's topics to other servers' (e.g. `redisBridge({ url })`). */
   readonly bridge?: TopicBridge;
 }
@@ -61,13 +60,11 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
   const pool = SlabPool.create({ pageSize: POOL_PAGE, pageCount: Math.max(4, Math.floor(config.poolSize / POOL_PAGE)), maxWorkers: config.workers });
   const balancer = new LeastLoadedBalancer(counters);
   let router: BridgeRouter | null = null;
-  const supervisor = new ShardSupervisor(config, counters, pool, logger, { heartbeatTimeout: options.heartbeatTimeout ?? 10_000 }, {
+  const supervisor = new ShardSupervisor(config, counters, pool, logger, {
     reset: (worker) => balancer.reset(worker),
     exited: (worker) => router?.workerGone(worker),
-    message: (worker, message) => {
-      if (message.type === 'interest') router?.interest(worker, message.topics, message.subscribed);
-      else if (message.type === 'bridge-publish') router?.publish(message.topic, message.data, message.binary);
-    },
+    interest: (worker, topics, subscribed) => router?.interest(worker, topics, subscribed),
+    bridgePublish: (topic, data, binary) => router?.publish(topic, data, binary),
   });
   if (options.bridge !== undefined) {
     router = new BridgeRouter(options.bridge, (message, preferred) => supervisor.sendToAny(message, preferred), config.workers);
@@ -84,11 +81,9 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
   };
   // Sockets still on their way to a worker count too, or a burst of accepts all gets in.
   const openConnections = (): number => {
-    let total = 0;
-    for (let worker = 0; worker < config.workers; worker++) {
-      total += counters.get(worker, Counter.Connections) + counters.get(worker, Counter.Handshakes) + balancer.inFlight(worker);
-    }
-    return total;
+    let inFlight = 0;
+    for (let worker = 0; worker < config.workers; worker++) inFlight += balancer.inFlight(worker);
+    return counters.openConnections() + inFlight;
   };
 
   const server: Server = createServer();
@@ -195,10 +190,7 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
       };
     },
     publish: (topic, data, publishOptions) => {
-      // An exact copy: posting a view would clone its whole backing buffer.
-      const bytes = new Uint8Array(typeof data === 'string' ? Buffer.from(data) : data);
-      const binary = publishOptions?.binary ?? typeof data !== 'string';
-      supervisor.sendToAny({ type: 'publish', topic, data: bytes, binary, fromBridge: false });
+      supervisor.sendToAny({ type: 'publish', topic, data: exactCopy(data), binary: sendsBinary(data, publishOptions?.binary), fromBridge: false });
     },
     reloadTls,
     close,

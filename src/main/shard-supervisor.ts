@@ -32,13 +32,10 @@ export interface SupervisorEvents {
   reset(worker: number): void;
   /** A worker exited; its subscriptions are gone. */
   exited(worker: number): void;
-  /** Messages other than the supervisor's own (ready, stopped). */
-  message(worker: number, message: WorkerMessage): void;
-}
-
-export interface SupervisorTimings {
-  /** Milliseconds without a heartbeat before a worker is deemed hung and replaced. */
-  readonly heartbeatTimeout: number;
+  /** With a bridge: a worker's first subscriber to these topics came, or its last one left. */
+  interest(worker: number, topics: readonly string[], subscribed: boolean): void;
+  /** With a bridge: a publish made on this server, for the other servers. */
+  bridgePublish(topic: string, data: Uint8Array, binary: boolean): void;
 }
 
 /**
@@ -51,7 +48,6 @@ export class ShardSupervisor {
   readonly #counters: WorkerCounters;
   readonly #pool: SlabPool;
   readonly #logger: Logger;
-  readonly #timings: SupervisorTimings;
   readonly #slots: ShardSlot[];
   readonly #events: SupervisorEvents;
   #accept: AcceptSource = { mode: 'transfer' };
@@ -69,14 +65,12 @@ export class ShardSupervisor {
     counters: WorkerCounters,
     pool: SlabPool,
     logger: Logger,
-    timings: SupervisorTimings,
     events: SupervisorEvents,
   ) {
     this.#config = config;
     this.#counters = counters;
     this.#pool = pool;
     this.#logger = logger;
-    this.#timings = timings;
     this.#events = events;
     this.#slots = Array.from({ length: config.workers }, (_, id) => ({
       id,
@@ -96,7 +90,7 @@ export class ShardSupervisor {
     this.#accept = accept;
     await Promise.all(this.#slots.map((slot) => this.#spawn(slot)));
     this.#started = true;
-    this.#watchdog = setInterval(() => this.#checkHeartbeats(), Math.max(100, Math.floor(this.#timings.heartbeatTimeout / 4)));
+    this.#watchdog = setInterval(() => this.#checkHeartbeats(), Math.max(100, Math.floor((this.#config.heartbeatTimeout * 1000) / 4)));
     this.#watchdog.unref();
   }
 
@@ -126,10 +120,6 @@ export class ShardSupervisor {
     return false;
   }
 
-  get workerIds(): number[] {
-    return this.#slots.map((slot) => slot.id);
-  }
-
   #spawn(slot: ShardSlot): Promise<void> {
     slot.generation++;
     slot.ready = false;
@@ -146,7 +136,8 @@ export class ShardSupervisor {
       pool: this.#pool.buffer,
       accept: this.#accept,
     };
-    const youngMb = this.#config.workerYoungGenerationMb;
+    // resourceLimits takes whole MiB.
+    const youngMb = Math.ceil(this.#config.workerYoungGenerationSize / (1024 * 1024));
     const worker = new Worker(SHARD_ENTRY, {
       workerData: init,
       name: `shardws-worker-${slot.id}`,
@@ -156,17 +147,25 @@ export class ShardSupervisor {
     slot.startedAt = Date.now();
     return new Promise<void>((resolve, reject) => {
       let settled = false;
+      // Every message from a worker is dispatched here, by type.
       worker.on('message', (message: WorkerMessage) => {
-        if (message.type === 'ready') {
-          slot.ready = true;
-          this.#connectPeers(slot);
-          this.#logger.info({ worker: slot.id, generation: slot.generation }, 'worker ready');
-          settled = true;
-          resolve();
-        } else if (message.type === 'stopped') {
-          slot.stopped?.();
-        } else {
-          this.#events.message(slot.id, message);
+        switch (message.type) {
+          case 'ready':
+            slot.ready = true;
+            this.#connectPeers(slot);
+            this.#logger.info({ worker: slot.id, generation: slot.generation }, 'worker ready');
+            settled = true;
+            resolve();
+            return;
+          case 'stopped':
+            slot.stopped?.();
+            return;
+          case 'interest':
+            this.#events.interest(slot.id, message.topics, message.subscribed);
+            return;
+          case 'bridge-publish':
+            this.#events.bridgePublish(message.topic, message.data, message.binary);
+            return;
         }
       });
       worker.on('error', (error) => {
@@ -234,7 +233,7 @@ export class ShardSupervisor {
     for (const slot of this.#slots) {
       if (!slot.ready || slot.hung || slot.worker === null) continue;
       const beat = this.#counters.get(slot.id, Counter.Heartbeat);
-      if (beat > 0 && now - beat > this.#timings.heartbeatTimeout) {
+      if (beat > 0 && now - beat > this.#config.heartbeatTimeout * 1000) {
         this.#logger.error({ worker: slot.id, silentFor: now - beat }, 'worker stopped answering its heartbeat; replacing it');
         slot.hung = true;
         void slot.worker.terminate();
@@ -251,7 +250,7 @@ export class ShardSupervisor {
     for (const slot of this.#slots) slot.worker?.postMessage({ type: 'tls-reload', tls } satisfies PrimaryMessage);
   }
 
-  /** Asks every worker to close its connections (1001) within `grace`, then ends them. */
+  /** Asks every worker to close its connections (1001) within `grace` seconds, then ends them. */
   async stop(grace: number): Promise<void> {
     this.#stopping = true;
     if (this.#watchdog !== null) clearInterval(this.#watchdog);
@@ -265,7 +264,7 @@ export class ShardSupervisor {
         slot.stopped = resolve;
       });
       worker.postMessage({ type: 'shutdown', grace } satisfies PrimaryMessage);
-      const deadline = new Promise<void>((resolve) => setTimeout(resolve, grace + 2000).unref());
+      const deadline = new Promise<void>((resolve) => setTimeout(resolve, grace * 1000 + 2000).unref());
       pending.push(
         Promise.race([stopped, deadline]).then(async () => {
           await worker.terminate();

@@ -24,6 +24,17 @@ export function messageBytes(data: MessageData): Buffer {
   return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
 }
 
+/** Whether `data` goes out as a binary message: as the sender said, else binary unless it is a string. */
+export const sendsBinary = (data: MessageData, binary: boolean | undefined): boolean => binary ?? typeof data !== 'string';
+
+/**
+ * The bytes of `data` in a Uint8Array of their own, for a message that crosses threads:
+ * posting a view would clone its whole backing buffer, and the sender may reuse it.
+ */
+export function exactCopy(data: MessageData): Uint8Array {
+  return typeof data === 'string' ? new Uint8Array(Buffer.from(data)) : new Uint8Array(data instanceof ArrayBuffer ? new Uint8Array(data) : data);
+}
+
 export interface SendOptions {
   /** Send as a binary message; defaults to binary for buffers and text for strings. */
   readonly binary?: boolean;

@@ -1,4 +1,13 @@
+/**
+ * Server options: one table (OPTIONS) holds each option's default, unit, bounds and one-line
+ * description. `resolveConfig` validates `listen()` options against it once, at startup, and
+ * the CLI builds its flags, their help and their validation from the same table, so a default
+ * or a limit is written down in one place.
+ *
+ * Units: every duration is in seconds (fractions allowed), every size in bytes.
+ */
 import type { WindowBits } from './permessage-deflate.ts';
+import { DEFAULT_LEVEL, DEFAULT_MEM_LEVEL, DEFAULT_THRESHOLD } from './permessage-deflate.ts';
 
 export type CompressionMode = 'shared' | 'dedicated';
 export type SlowClientPolicy = 'close' | 'drop' | 'custom';
@@ -29,12 +38,13 @@ export interface TlsOptions {
   readonly passphrase?: string;
 }
 
-/** Options of `listen()` and `shardws serve`. Everything but `app` has a default. */
+/** Options of `listen()` and `shardws serve`. Everything but `app` has a default (see OPTIONS). */
 export interface ServerOptions {
   /** Module (path or file: URL) whose default export is the app (see defineApp); default: the demo. */
   readonly app?: string | URL;
   readonly port?: number;
   readonly host?: string;
+  /** Pending connections the kernel queues before accept(). */
   readonly backlog?: number;
   readonly workers?: number;
   /** Open connections across all workers; past it new sockets are refused with 503. 0 = no limit. */
@@ -55,10 +65,11 @@ export interface ServerOptions {
   readonly highWaterMark?: number;
   readonly lowWaterMark?: number;
   readonly slowClient?: SlowClientPolicy;
-  /** Milliseconds a client has to send a complete upgrade request. */
+  /** Seconds a client has to send a complete upgrade request (and finish TLS). */
   readonly handshakeTimeout?: number;
   /** Handshakes in progress per worker; past it new sockets get 503. */
   readonly maxHandshakes?: number;
+  /** Bytes of request head a client may send (431 past it). */
   readonly maxHeaderSize?: number;
   /** When set, upgrades whose Origin is not listed get 403. */
   readonly origins?: readonly string[];
@@ -69,18 +80,20 @@ export interface ServerOptions {
   /** Path of the JSON health endpoint (200 when every worker beats, else 503); empty disables. */
   readonly healthPath?: string;
   readonly logLevel?: LogLevel;
-  /** Milliseconds to wait for close handshakes on shutdown. */
+  /** Seconds to wait for close handshakes on shutdown. */
   readonly shutdownGrace?: number;
+  /** Seconds without a heartbeat after which a worker is deemed hung and replaced. */
+  readonly heartbeatTimeout?: number;
   /** Serve wss:// (ALPN http/1.1); certificates reload with `server.reloadTls()` or SIGHUP. */
   readonly tls?: TlsOptions;
   /**
-   * Each worker's V8 young generation limit, in MiB (Worker `resourceLimits`). V8's own limit
-   * grows with the machine's memory (96 MiB on 24 GiB), and a worker grew into ~50 MiB under a
-   * burst of handshakes and kept it: 3–4 KiB of RSS per held connection for nothing
+   * Bytes of each worker's V8 young generation (Worker `resourceLimits`, in whole MiB). V8's own
+   * size grows with the machine's memory (96 MiB on 24 GiB), and a worker grew into ~50 MiB under
+   * a burst of handshakes and kept it: 3–4 KiB of RSS per held connection for nothing
    * (docs/performance.md, W5). A fixed size, not a cap: on a host small enough for V8 to pick
-   * less than 16 MiB this is more. 0 leaves V8's own sizing.
+   * less, this is more. 0 leaves V8's own sizing.
    */
-  readonly workerYoungGenerationMb?: number;
+  readonly workerYoungGenerationSize?: number;
   /** Bytes of the SharedArrayBuffer pool for cross-worker publishes. */
   readonly poolSize?: number;
   /** Published frames of at least this many bytes go through the pool. */
@@ -112,48 +125,128 @@ export interface ServerConfig {
   readonly healthPath: string;
   readonly logLevel: LogLevel;
   readonly shutdownGrace: number;
+  readonly heartbeatTimeout: number;
   readonly poolSize: number;
   readonly poolThreshold: number;
   readonly tls: TlsOptions | null;
-  readonly workerYoungGenerationMb: number;
+  readonly workerYoungGenerationSize: number;
   /** Whether a TopicBridge joins this server to others (listen's `bridge` option). */
   readonly bridged: boolean;
 }
 
+// ---- the option table ------------------------------------------------------------------------
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+/**
+ * How an option's value is read and checked. `cli`: the placeholder of its `shardws serve` flag
+ * ('' for an on/off flag), or false for no flag.
+ */
+export type OptionSpec = { readonly doc: string; readonly cli: string | false } & (
+  | { readonly kind: 'count'; readonly default: number; readonly min: number; readonly max: number }
+  | { readonly kind: 'bytes'; readonly default: number; readonly min: number; readonly max: number }
+  | { readonly kind: 'seconds'; readonly default: number; readonly max: number; readonly wasMilliseconds?: true }
+  | { readonly kind: 'choice'; readonly default: string; readonly values: readonly string[] }
+  | { readonly kind: 'path'; readonly default: string; readonly cliDefault?: string }
+  | { readonly kind: 'boolean'; readonly default: boolean }
+  | { readonly kind: 'text'; readonly default: string | undefined }
+);
+
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
-function integer(name: string, value: number | undefined, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw new RangeError(`option ${name} must be an integer from ${min} to ${max}, got ${String(value)}`);
-  }
-  return value;
-}
+/** Options with one scalar value, in the order `shardws serve --help` lists them. */
+type ScalarOption = Exclude<keyof ServerOptions, 'app' | 'deflate' | 'tls' | 'origins'>;
 
-function seconds(name: string, value: number | undefined, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
-    throw new RangeError(`option ${name} must be a number of seconds >= 0, got ${String(value)}`);
-  }
-  return value;
-}
+export const OPTIONS: { readonly [K in ScalarOption]: OptionSpec } = {
+  port: { kind: 'count', default: 8080, min: 0, max: 65535, cli: 'N', doc: 'TCP port (0 picks a free one)' },
+  host: { kind: 'text', default: undefined, cli: 'ADDR', doc: 'address to listen on (default: all, IPv4 and IPv6)' },
+  workers: { kind: 'count', default: 0, min: 1, max: 256, cli: 'N', doc: 'worker threads (default: one per core)' },
+  backlog: { kind: 'count', default: 511, min: 1, max: 65535, cli: 'N', doc: 'pending connections the kernel queues before accept()' },
+  maxConnections: { kind: 'count', default: 0, min: 0, max: Number.MAX_SAFE_INTEGER, cli: 'N', doc: 'refuse new sockets with 503 past N open connections (0: no limit)' },
+  maxPayloadLength: { kind: 'bytes', default: 16 * MiB, min: 1, max: 2 ** 31 - 1, cli: 'BYTES', doc: 'largest message after inflation (1009 past it)' },
+  idleTimeout: { kind: 'seconds', default: 120, max: 86_400, cli: 'SECS', doc: 'close quiet connections with 1001 (0 disables)' },
+  sendPings: { kind: 'boolean', default: true, cli: '', doc: 'ping a quiet peer halfway through the idle timeout' },
+  closeTimeout: { kind: 'seconds', default: 10, max: 3600, cli: 'SECS', doc: 'wait for the peer to finish the close handshake' },
+  maxBackpressure: { kind: 'bytes', default: 4 * MiB, min: 1, max: Number.MAX_SAFE_INTEGER, cli: 'BYTES', doc: 'bytes queued per connection before the slow-client policy applies' },
+  highWaterMark: { kind: 'bytes', default: 64 * KiB, min: 1, max: Number.MAX_SAFE_INTEGER, cli: 'BYTES', doc: "buffered bytes above which send() answers 'buffered'" },
+  lowWaterMark: { kind: 'bytes', default: 16 * KiB, min: 0, max: Number.MAX_SAFE_INTEGER, cli: 'BYTES', doc: 'buffered bytes at which drain fires' },
+  slowClient: { kind: 'choice', default: 'close', values: ['close', 'drop', 'custom'], cli: 'POLICY', doc: 'past maxBackpressure: close (1008), drop, or custom (the app decides)' },
+  handshakeTimeout: { kind: 'seconds', default: 10, max: 120, wasMilliseconds: true, cli: 'SECS', doc: 'time a client has for TLS and its upgrade request' },
+  maxHandshakes: { kind: 'count', default: 4096, min: 1, max: Number.MAX_SAFE_INTEGER, cli: 'N', doc: 'handshakes in progress per worker before 503' },
+  maxHeaderSize: { kind: 'bytes', default: 16 * KiB, min: KiB, max: MiB, cli: 'BYTES', doc: 'largest upgrade request head (431 past it)' },
+  statsPath: { kind: 'path', default: '', cliDefault: '/stats', cli: 'PATH', doc: 'serve per-worker counters as JSON at PATH' },
+  metricsPath: { kind: 'path', default: '', cli: 'PATH', doc: 'serve Prometheus metrics at PATH' },
+  healthPath: { kind: 'path', default: '', cliDefault: '/health', cli: 'PATH', doc: 'serve a JSON health check at PATH' },
+  logLevel: { kind: 'choice', default: 'info', values: LOG_LEVELS, cli: 'LEVEL', doc: 'log level' },
+  shutdownGrace: { kind: 'seconds', default: 10, max: 300, wasMilliseconds: true, cli: 'SECS', doc: 'time connections get to close on shutdown' },
+  heartbeatTimeout: { kind: 'seconds', default: 10, max: 300, wasMilliseconds: true, cli: 'SECS', doc: 'replace a worker whose heartbeat is this late' },
+  workerYoungGenerationSize: { kind: 'bytes', default: 16 * MiB, min: 0, max: 1024 * MiB, cli: 'BYTES', doc: "each worker's V8 young generation (whole MiB; 0: V8 decides)" },
+  poolSize: { kind: 'bytes', default: 16 * MiB, min: 64 * KiB, max: 2 ** 31 - 1, cli: 'BYTES', doc: 'shared pool for large cross-worker publishes' },
+  poolThreshold: { kind: 'bytes', default: 16 * KiB, min: 1, max: 2 ** 31 - 1, cli: 'BYTES', doc: 'published frames this large go through the pool' },
+};
 
-function oneOf<T extends string>(name: string, value: T | undefined, allowed: readonly T[], fallback: T): T {
-  if (value === undefined) return fallback;
-  if (!allowed.includes(value)) throw new RangeError(`option ${name} must be one of ${allowed.join(', ')}, got ${String(value)}`);
-  return value;
+/** Options renamed or changed in unit: a value under the old name fails with how to move. */
+const RENAMED: Readonly<Record<string, string>> = {
+  workerYoungGenerationMb: 'workerYoungGenerationSize (bytes, e.g. 16 * 1024 * 1024)',
+};
+
+/** Defaults of the deflate option when it is on. */
+export const DEFLATE_DEFAULTS: DeflateConfig = Object.freeze({
+  mode: 'shared',
+  threshold: DEFAULT_THRESHOLD,
+  level: DEFAULT_LEVEL,
+  memLevel: DEFAULT_MEM_LEVEL,
+  serverMaxWindowBits: 15,
+});
+
+// ---- validation --------------------------------------------------------------------------
+
+/** Checks one scalar option against its spec; returns the default when it is undefined. */
+export function optionValue(name: string, spec: OptionSpec, value: unknown): unknown {
+  if (value === undefined) return spec.default;
+  switch (spec.kind) {
+    case 'count':
+    case 'bytes':
+      if (typeof value !== 'number' || !Number.isInteger(value) || value < spec.min || value > spec.max) {
+        throw new RangeError(`option ${name} must be an integer from ${spec.min} to ${spec.max}${spec.kind === 'bytes' ? ' (bytes)' : ''}, got ${String(value)}`);
+      }
+      return value;
+    case 'seconds':
+      if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || value > spec.max) {
+        const hint = spec.wasMilliseconds && typeof value === 'number' && value > spec.max ? ` (it is in seconds now, no longer milliseconds)` : '';
+        throw new RangeError(`option ${name} must be a number of seconds from 0 to ${spec.max}, got ${String(value)}${hint}`);
+      }
+      return value;
+    case 'choice':
+      if (typeof value !== 'string' || !spec.values.includes(value)) throw new RangeError(`option ${name} must be one of ${spec.values.join(', ')}, got ${String(value)}`);
+      return value;
+    case 'path':
+      if (value === '') return '';
+      if (typeof value !== 'string' || !value.startsWith('/')) throw new RangeError(`option ${name} must start with "/", got ${String(value)}`);
+      return value;
+    case 'boolean':
+      if (typeof value !== 'boolean') throw new TypeError(`option ${name} must be true or false, got ${String(value)}`);
+      return value;
+    case 'text':
+      if (typeof value !== 'string') throw new TypeError(`option ${name} must be a string, got ${String(value)}`);
+      return value;
+  }
 }
 
 function resolveDeflate(value: ServerOptions['deflate']): DeflateConfig | null {
   if (value === undefined || value === false) return null;
   const partial: Partial<DeflateConfig> = value === true ? {} : typeof value === 'string' ? { mode: value } : value;
-  return {
-    mode: oneOf('deflate.mode', partial.mode, ['shared', 'dedicated'], 'shared'),
-    threshold: integer('deflate.threshold', partial.threshold, 128, 0),
-    level: integer('deflate.level', partial.level, 1, 0, 9),
-    memLevel: integer('deflate.memLevel', partial.memLevel, 8, 1, 9),
-    serverMaxWindowBits: integer('deflate.serverMaxWindowBits', partial.serverMaxWindowBits, 15, 8, 15) as WindowBits,
-  };
+  const d = DEFLATE_DEFAULTS;
+  const int = (name: string, v: number | undefined, fallback: number, min: number, max: number): number =>
+    optionValue(`deflate.${name}`, { kind: 'count', default: fallback, min, max, cli: false, doc: '' }, v) as number;
+  return Object.freeze({
+    mode: optionValue('deflate.mode', { kind: 'choice', default: d.mode, values: ['shared', 'dedicated'], cli: false, doc: '' }, partial.mode) as CompressionMode,
+    threshold: int('threshold', partial.threshold, d.threshold, 0, Number.MAX_SAFE_INTEGER),
+    level: int('level', partial.level, d.level, 0, 9),
+    memLevel: int('memLevel', partial.memLevel, d.memLevel, 1, 9),
+    serverMaxWindowBits: int('serverMaxWindowBits', partial.serverMaxWindowBits, d.serverMaxWindowBits, 8, 15) as WindowBits,
+  });
 }
 
 function resolveTls(tls: TlsOptions | undefined): TlsOptions | null {
@@ -165,49 +258,26 @@ function resolveTls(tls: TlsOptions | undefined): TlsOptions | null {
 
 /** Validates options once, at startup, into the readonly config every thread works from. */
 export function resolveConfig(options: ServerOptions, defaultWorkers: number, bridged = false): ServerConfig {
-  const app = options.app === undefined ? null : options.app instanceof URL ? options.app.href : String(options.app);
-  const highWaterMark = integer('highWaterMark', options.highWaterMark, 64 * 1024, 1);
-  const lowWaterMark = integer('lowWaterMark', options.lowWaterMark, 16 * 1024, 0);
-  if (lowWaterMark > highWaterMark) throw new RangeError('option lowWaterMark must not exceed highWaterMark');
-  const maxBackpressure = integer('maxBackpressure', options.maxBackpressure, 4 * 1024 * 1024, 1);
-  if (maxBackpressure < highWaterMark) throw new RangeError('option maxBackpressure must be at least highWaterMark');
-  const path = (name: string, value: string | undefined): string => {
-    if (value === undefined || value === '') return '';
-    if (typeof value !== 'string' || !value.startsWith('/')) throw new RangeError(`option ${name} must start with "/", got ${String(value)}`);
-    return value;
-  };
+  for (const old of Object.keys(RENAMED)) {
+    if (old in options) throw new TypeError(`option ${old} was replaced by ${RENAMED[old]}`);
+  }
+  const scalars: Record<string, unknown> = {};
+  for (const [name, spec] of Object.entries(OPTIONS) as [ScalarOption, OptionSpec][]) {
+    scalars[name] = optionValue(name, spec, options[name]);
+  }
+  if (options.workers === undefined) scalars.workers = optionValue('workers', OPTIONS.workers, defaultWorkers);
+  const values = scalars as Omit<ServerConfig, 'app' | 'deflate' | 'tls' | 'origins' | 'bridged'>;
+  if (values.lowWaterMark > values.highWaterMark) throw new RangeError('option lowWaterMark must not exceed highWaterMark');
+  if (values.maxBackpressure < values.highWaterMark) throw new RangeError('option maxBackpressure must be at least highWaterMark');
   if (options.origins !== undefined && (!Array.isArray(options.origins) || options.origins.some((o) => typeof o !== 'string'))) {
     throw new TypeError('option origins must be an array of strings');
   }
   return Object.freeze({
-    app,
-    port: integer('port', options.port, 8080, 0, 65535),
-    host: options.host,
-    backlog: integer('backlog', options.backlog, 511, 1),
-    workers: integer('workers', options.workers, defaultWorkers, 1, 256),
-    maxConnections: integer('maxConnections', options.maxConnections, 0, 0),
+    ...values,
+    app: options.app === undefined ? null : options.app instanceof URL ? options.app.href : String(options.app),
     deflate: resolveDeflate(options.deflate),
-    maxPayloadLength: integer('maxPayloadLength', options.maxPayloadLength, 16 * 1024 * 1024, 1, 2 ** 31 - 1),
-    idleTimeout: seconds('idleTimeout', options.idleTimeout, 120),
-    sendPings: options.sendPings ?? true,
-    closeTimeout: seconds('closeTimeout', options.closeTimeout, 10),
-    maxBackpressure,
-    highWaterMark,
-    lowWaterMark,
-    slowClient: oneOf('slowClient', options.slowClient, ['close', 'drop', 'custom'], 'close'),
-    handshakeTimeout: integer('handshakeTimeout', options.handshakeTimeout, 10_000, 1),
-    maxHandshakes: integer('maxHandshakes', options.maxHandshakes, 4096, 1),
-    maxHeaderSize: integer('maxHeaderSize', options.maxHeaderSize, 16 * 1024, 1024),
-    origins: options.origins ? Object.freeze([...options.origins]) : null,
-    statsPath: path('statsPath', options.statsPath),
-    metricsPath: path('metricsPath', options.metricsPath),
-    healthPath: path('healthPath', options.healthPath),
-    logLevel: oneOf('logLevel', options.logLevel, LOG_LEVELS, 'info'),
-    shutdownGrace: integer('shutdownGrace', options.shutdownGrace, 10_000, 0),
-    poolSize: integer('poolSize', options.poolSize, 16 * 1024 * 1024, 64 * 1024),
-    poolThreshold: integer('poolThreshold', options.poolThreshold, 16 * 1024, 1),
     tls: resolveTls(options.tls),
-    workerYoungGenerationMb: integer('workerYoungGenerationMb', options.workerYoungGenerationMb, 16, 0, 1024),
+    origins: options.origins ? Object.freeze([...options.origins]) : null,
     bridged,
   });
 }

@@ -20,8 +20,8 @@ export type ReceivedHeaders = Readonly<Record<string, string | string[] | undefi
 /** Headers to send: each value is one header line, or one line per array element. */
 export type OutgoingHeaders = Readonly<Record<string, string | readonly string[]>>;
 
-/** The parts of an upgrade request the handshake reads; Node's IncomingMessage fits as is. */
-export interface UpgradeRequest {
+/** The parts of an upgrade request head the handshake reads; Node's IncomingMessage fits as is. */
+export interface UpgradeRequestHead {
   readonly method?: string | undefined;
   readonly httpVersion: string;
   readonly headers: ReceivedHeaders;
@@ -149,7 +149,7 @@ function isHttp11OrHigher(version: string): boolean {
  * - 400 for everything else: HTTP/1.0, an Upgrade to another protocol, no `upgrade` connection option,
  *   a bad or repeated key, a repeated version, Host or Origin, a malformed subprotocol list.
  */
-export function validateUpgradeRequest(req: UpgradeRequest): UpgradeRequestInfo {
+export function validateUpgradeRequest(req: UpgradeRequestHead): UpgradeRequestInfo {
   // RFC 6455 §4.2.1 (1): "An HTTP/1.1 or higher GET request".
   if (req.method !== 'GET') {
     throw new HandshakeError(405, 'The WebSocket opening handshake must be a GET request', { Allow: 'GET' });

@@ -21,6 +21,14 @@ export interface MessageCompression {
   close(): void;
 }
 
+/**
+ * Whether a message of `size` bytes goes out compressed: from `threshold` bytes up, unless its
+ * sender said no (RFC 7692 §6: compression is decided per message). Server sends, client sends
+ * and broadcasts all decide here.
+ */
+export const compressionWanted = (threshold: number, size: number, compress: boolean | undefined): boolean =>
+  compress !== false && size >= threshold;
+
 /** Largest message compressed on the calling thread (measured: docs/performance.md). */
 export const SYNC_COMPRESS_LIMIT = 16 * 1024;
 /** Largest compressed frame inflated on the calling thread. */

@@ -15,20 +15,25 @@ export interface MessageInflater {
   decompress(data: Buffer, fin: boolean, callback: (error: ProtocolError | null, data?: Buffer) => void): void;
 }
 
-export interface MessageHandler {
-  onMessage(data: Buffer, isBinary: boolean): void;
-  onPing(payload: Buffer): void;
-  onPong(payload: Buffer): void;
+/**
+ * What a MessageReader reports, as one table of functions shared by every reader of a kind
+ * (server connections, clients, load-generator connections): the reader passes its target, so
+ * no connection carries closures of its own and the callbacks stay off the objects users see.
+ */
+export interface MessageEvents<T> {
+  message(target: T, data: Buffer, isBinary: boolean): void;
+  ping(target: T, payload: Buffer): void;
+  pong(target: T, payload: Buffer): void;
   /** The peer's close frame: code 1005 when it carried no status (RFC 6455 §7.1.5). */
-  onClose(code: number, reason: string): void;
-  onError(error: ProtocolError): void;
+  close(target: T, code: number, reason: string): void;
+  error(target: T, error: ProtocolError): void;
   /** Reading should stop (true) or may go on (false): bytes pile up while a message inflates. */
-  onReadPressure?(stop: boolean): void;
+  readPressure(target: T, stop: boolean): void;
   /**
    * Every byte pushed so far has been processed, after an asynchronous inflation held the rest
    * back: a peer that sent its last frames with a FIN may now be answered and ended.
    */
-  onCaughtUp?(): void;
+  caughtUp(target: T): void;
 }
 
 export interface MessageReaderOptions {
@@ -42,13 +47,17 @@ export interface MessageReaderOptions {
 
 const EMPTY = Buffer.alloc(0);
 
+/** RFC 6455 §8.1: text that is not UTF-8 fails the connection with 1007. */
+const invalidUtf8 = (): ProtocolError => new ProtocolError('WS_ERR_INVALID_UTF8', 1007, 'text message is not valid UTF-8');
+
 /**
  * MessageReader is the receive path after the socket: frames from the FrameParser are
  * inflated (RFC 7692), text is checked as UTF-8 while it arrives, fragments are assembled into
  * one growing buffer, and whole messages and control frames reach the handler.
  */
-export class MessageReader implements FrameHandler {
-  readonly #handler: MessageHandler;
+export class MessageReader<T> implements FrameHandler {
+  readonly #events: MessageEvents<T>;
+  readonly #target: T;
   readonly #parser: FrameParser;
   readonly #inflater: MessageInflater | null;
   readonly #maxMessageSize: number;
@@ -63,8 +72,9 @@ export class MessageReader implements FrameHandler {
   #readStopped = false;
   #failed = false;
 
-  constructor(handler: MessageHandler, options: MessageReaderOptions) {
-    this.#handler = handler;
+  constructor(events: MessageEvents<T>, target: T, options: MessageReaderOptions) {
+    this.#events = events;
+    this.#target = target;
     this.#inflater = options.inflater;
     this.#maxMessageSize = options.maxMessageSize;
     this.#highWaterMark = options.readHighWaterMark ?? 1024 * 1024;
@@ -79,7 +89,7 @@ export class MessageReader implements FrameHandler {
     this.#parser.push(chunk);
     if (!this.#readStopped && this.#parser.paused && this.#parser.bufferedBytes > this.#highWaterMark) {
       this.#readStopped = true;
-      this.#handler.onReadPressure?.(true);
+      this.#events.readPressure(this.#target, true);
     }
   }
 
@@ -90,7 +100,7 @@ export class MessageReader implements FrameHandler {
     // Nothing is buffered any more: reading may go on, so the peer's close or FIN is seen.
     if (this.#readStopped) {
       this.#readStopped = false;
-      this.#handler.onReadPressure?.(false);
+      this.#events.readPressure(this.#target, false);
     }
   }
 
@@ -98,16 +108,16 @@ export class MessageReader implements FrameHandler {
     if (this.#failed) return;
     this.#failed = true;
     this.stop();
-    this.#handler.onError(error);
+    this.#events.error(this.#target, error);
   }
 
   onFrame(opcode: Opcode, fin: boolean, compressed: boolean, payload: Buffer): void {
     switch (opcode) {
       case Opcode.Ping:
-        this.#handler.onPing(payload);
+        this.#events.ping(this.#target, payload);
         return;
       case Opcode.Pong:
-        this.#handler.onPong(payload);
+        this.#events.pong(this.#target, payload);
         return;
       case Opcode.Close:
         this.#onCloseFrame(payload);
@@ -130,13 +140,13 @@ export class MessageReader implements FrameHandler {
     }
     // RFC 6455 §5.5.1: after a close frame the peer sends no more data frames.
     this.stop();
-    this.#handler.onClose(info.code, info.reason);
+    this.#events.close(this.#target, info.code, info.reason);
   }
 
   /** Text of a frame still arriving: checked now, so a bad byte fails before the rest comes (§8.1). */
   onPartialText(bytes: Buffer): void {
     this.#partialChecked += bytes.length;
-    if (!this.#utf8.write(bytes)) this.onError(new ProtocolError('WS_ERR_INVALID_UTF8', 1007, 'text message is not valid UTF-8'));
+    if (!this.#utf8.write(bytes)) this.onError(invalidUtf8());
   }
 
   #data(payload: Buffer, fin: boolean, opcode: Opcode): void {
@@ -151,7 +161,7 @@ export class MessageReader implements FrameHandler {
         starting && fin && checked === 0
           ? isValidUtf8(payload)
           : this.#utf8.write(checked === 0 ? payload : payload.subarray(checked)) && (!fin || this.#utf8.complete);
-      if (!valid) return this.onError(new ProtocolError('WS_ERR_INVALID_UTF8', 1007, 'text message is not valid UTF-8'));
+      if (!valid) return this.onError(invalidUtf8());
     }
     this.#append(payload);
     if (fin) this.#deliver();
@@ -173,7 +183,7 @@ export class MessageReader implements FrameHandler {
       if (error) return this.onError(error);
       const chunk = data ?? EMPTY;
       if (!this.#binary && !(this.#utf8.write(chunk) && (!fin || this.#utf8.complete))) {
-        return this.onError(new ProtocolError('WS_ERR_INVALID_UTF8', 1007, 'text message is not valid UTF-8'));
+        return this.onError(invalidUtf8());
       }
       this.#append(chunk);
       if (fin) this.#deliver();
@@ -184,10 +194,10 @@ export class MessageReader implements FrameHandler {
       const parser = this.#parser;
       if (this.#readStopped && !parser.stopped && !(parser.paused && parser.bufferedBytes > this.#highWaterMark)) {
         this.#readStopped = false;
-        this.#handler.onReadPressure?.(false);
+        this.#events.readPressure(this.#target, false);
       }
       // A synchronous inflation runs inside the parser's loop, which goes on with the rest itself.
-      if (!synchronous && !this.#inflating && !parser.stopped) this.#handler.onCaughtUp?.();
+      if (!synchronous && !this.#inflating && !parser.stopped) this.#events.caughtUp(this.#target);
     });
     synchronous = false;
   }
@@ -229,7 +239,7 @@ export class MessageReader implements FrameHandler {
     const message = this.#assembly !== null ? this.#assembly.subarray(0, this.#length) : (this.#first ?? EMPTY);
     const isBinary = this.#binary;
     this.#reset();
-    this.#handler.onMessage(message, isBinary);
+    this.#events.message(this.#target, message, isBinary);
   }
 
   #reset(): void {

@@ -47,7 +47,7 @@ export interface DeflateOptions {
   clientMaxWindowBits?: WindowBits;
   /** Ask clients not to keep context between messages, so inflating needs no state between them. */
   clientNoContextTakeover?: boolean;
-  /** Messages smaller than this many bytes are sent uncompressed. Default 1024. */
+  /** Messages smaller than this many bytes are sent uncompressed. Default DEFAULT_THRESHOLD. */
   threshold?: number;
   /** zlib level 0–9. Default 1: see DEFAULT_LEVEL. */
   level?: number;
@@ -81,7 +81,8 @@ export type DecompressCallback = (err: ProtocolError | null, chunk?: Buffer) => 
  */
 export const DEFAULT_LEVEL = 1;
 export const DEFAULT_MEM_LEVEL = 8;
-export const DEFAULT_THRESHOLD = 1024;
+/** Messages below this many bytes go out uncompressed: deflate's headers and a cold window gain little on them. */
+export const DEFAULT_THRESHOLD = 128;
 
 /** RFC 7692 §7.2.1 / §7.2.2: the empty stored block that ends a sync flush. */
 const TRAILER = Buffer.from([0x00, 0x00, 0xff, 0xff]);

@@ -25,6 +25,7 @@ export type PrimaryMessage =
   | { readonly type: 'peer-gone'; readonly worker: number }
   /** A publish entering this server: from `server.publish()`, or from the bridge (not sent back to it). */
   | { readonly type: 'publish'; readonly topic: string; readonly data: Uint8Array; readonly binary: boolean; readonly fromBridge: boolean }
+  /** Close every connection (1001) within `grace` seconds, then report 'stopped'. */
   | { readonly type: 'shutdown'; readonly grace: number }
   /** Rebuild the TLS context: from new options, or by re-reading the configured files. */
   | { readonly type: 'tls-reload'; readonly tls: TlsOptions | null };
@@ -36,8 +37,7 @@ export type WorkerMessage =
   | { readonly type: 'interest'; readonly topics: readonly string[]; readonly subscribed: boolean }
   /** With a bridge: a publish made on this server, for the other servers. */
   | { readonly type: 'bridge-publish'; readonly topic: string; readonly data: Uint8Array; readonly binary: boolean }
-  | { readonly type: 'stopped' }
-  | { readonly type: 'socket-refused' };
+  | { readonly type: 'stopped' };
 
 /**
  * Worker → worker, over the MessagePort between them. A publish carries the frame built once by

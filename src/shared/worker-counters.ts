@@ -43,7 +43,6 @@ export const Counter = {
 } as const;
 export type Counter = (typeof Counter)[keyof typeof Counter];
 
-export const COUNTER_NAMES = Object.keys(Counter) as (keyof typeof Counter)[];
 const SLOTS = 32;
 
 /** Counters of the server as a whole, written by the primary in the slot after the workers'. */
@@ -66,7 +65,11 @@ export function closeCounter(code: number): Counter {
   }
 }
 
-export type CounterSnapshot = { -readonly [K in keyof typeof Counter]: number };
+/** Counts one message through permessage-deflate (the compression ratio's two sides). */
+export function recordDeflate(counters: Float64Array, input: number, output: number): void {
+  counters[Counter.DeflateBytesIn]! += input;
+  counters[Counter.DeflateBytesOut]! += output;
+}
 
 export class WorkerCounters {
   readonly buffer: SharedArrayBuffer;
@@ -106,10 +109,11 @@ export class WorkerCounters {
     slot[Counter.Heartbeat] = 0;
   }
 
-  snapshot(worker: number): CounterSnapshot {
-    const out = {} as CounterSnapshot;
-    for (const name of COUNTER_NAMES) out[name] = this.get(worker, Counter[name]);
-    return out;
+  /** Sockets every worker holds: open connections and handshakes in progress. */
+  openConnections(): number {
+    let total = 0;
+    for (let worker = 0; worker < this.workers; worker++) total += this.get(worker, Counter.Connections) + this.get(worker, Counter.Handshakes);
+    return total;
   }
 
   /** One worker's counters in the shape the app and the stats endpoint show. */

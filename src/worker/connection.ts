@@ -1,19 +1,38 @@
+/**
+ * A server connection after the 101: the `ws` object the app's handlers receive, and the
+ * socket's read and write lifecycle behind it. What it decides elsewhere: admission and the
+ * slow-client policy (send-admission.ts), the closing handshake (close-handshake.ts), the idle
+ * timeout (idle-sweep.ts), compress-then-frame (shared/message-encoder.ts), the per-turn
+ * write batching (runtime/frame-flush.ts).
+ *
+ * Only the public API (ServerWebSocket) is reachable on the object. What other worker modules
+ * call is keyed by the symbols below, which the package does not export; the reader, encoder,
+ * closing handshake and flush call back through static tables, so a connection carries no
+ * closures of its own.
+ */
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { App, MessageData, Priority, SendOptions, SendStatus, ServerWebSocket, Shard } from '../shared/app.ts';
-import { ReadyState, messageBytes } from '../shared/app.ts';
-import { CloseCode, encodeClosePayload } from '../shared/close.ts';
+import { ReadyState, messageBytes, sendsBinary } from '../shared/app.ts';
+import { CloseCode } from '../shared/close.ts';
 import type { ProtocolError } from '../shared/errors.ts';
-import { FrameWriter } from '../shared/frame-writer.ts';
 import type { ByteArena } from '../shared/frame-writer.ts';
+import { compressionWanted } from '../shared/message-compression.ts';
 import type { MessageCompression } from '../shared/message-compression.ts';
-import type { MessageHandler } from '../shared/message-reader.ts';
+import { MessageEncoder } from '../shared/message-encoder.ts';
+import type { EncoderOps } from '../shared/message-encoder.ts';
 import { MessageReader } from '../shared/message-reader.ts';
-import { Opcode } from '../shared/opcodes.ts';
+import type { MessageEvents } from '../shared/message-reader.ts';
+import { MAX_CONTROL_PAYLOAD, Opcode } from '../shared/opcodes.ts';
 import { Counter, closeCounter } from '../shared/worker-counters.ts';
-import type { FlushScheduler } from './flush-scheduler.ts';
+import { FrameSink } from '../runtime/frame-flush.ts';
+import type { FlushHook, FlushScheduler } from '../runtime/frame-flush.ts';
+import { CloseHandshake } from './close-handshake.ts';
+import type { CloseOps, CloseSettings } from './close-handshake.ts';
 import { OutboundQueue } from './outbound-queue.ts';
 import type { QueuedMessage } from './outbound-queue.ts';
+import { admit } from './send-admission.ts';
+import type { Admission, OverLimit, SendLimits, SlowClientPolicy } from './send-admission.ts';
 
 /** What every connection of a worker shares. */
 export interface ConnectionContext {
@@ -21,18 +40,21 @@ export interface ConnectionContext {
   readonly shard: Shard;
   readonly logger: Logger;
   readonly arena: ByteArena;
-  readonly flusher: FlushScheduler;
+  readonly scheduler: FlushScheduler;
+  /** This worker's counter slot. */
   readonly counters: Float64Array;
   readonly maxPayloadLength: number;
-  readonly closeTimeoutMs: number;
-  readonly highWaterMark: number;
+  readonly limits: SendLimits;
+  /** `drain` fires once buffered data falls to this many bytes. */
   readonly lowWaterMark: number;
-  readonly maxBackpressure: number;
-  readonly slowClient: 'close' | 'drop' | 'custom';
+  readonly slowClient: SlowClientPolicy;
+  readonly close: CloseSettings;
   readonly topics: TopicMembership;
+  /** The idle sweep's tick, stamped on every read (idle-sweep.ts). */
+  readonly idle: { readonly tick: number };
   /** Connections with messages queued behind a slow socket (the only ones whose backlog counts for load). */
   readonly backlogged: Set<Connection>;
-  readonly onClosed: (connection: Connection) => void;
+  readonly closed: (connection: Connection) => void;
 }
 
 /** The topic registry as a connection sees it. */
@@ -42,19 +64,29 @@ export interface TopicMembership {
   publish(topic: string, data: MessageData, options: SendOptions | undefined, except: Connection | null): void;
 }
 
+/** What the upgrade settled for a connection. */
+export interface ConnectionInit {
+  readonly data: unknown;
+  readonly remoteAddress: string;
+  readonly protocol: string;
+  readonly extensions: string;
+  readonly compression: MessageCompression | null;
+}
+
+/** Delivers the bytes that arrived with the upgrade request, after `open`. */
+export const kStart: unique symbol = Symbol('shardws.start');
+/** Sends frames built once for many connections (a broadcast). */
+export const kSendPrepared: unique symbol = Symbol('shardws.sendPrepared');
+/** The idle sweep's tick at this connection's last read. */
+export const kLastActive: unique symbol = Symbol('shardws.lastActive');
+
 const EMPTY = Buffer.alloc(0);
 
 /** Where a socket's listeners find their Connection. */
 const kConnection = Symbol('shardws.connection');
 type OwnedSocket = Duplex & { [kConnection]: Connection };
 
-
-/**
- * Connection is one WebSocket after the 101: the read path (socket → MessageReader → app),
- * the write path (send → queue when the socket is slow → FrameWriter → one writev per tick),
- * the close handshake (RFC 6455 §7) and the timers. It is the `ws` the app's handlers get.
- */
-export class Connection implements ServerWebSocket<unknown>, MessageHandler {
+export class Connection implements ServerWebSocket<unknown> {
   data: unknown;
   readonly remoteAddress: string;
   readonly protocol: string;
@@ -62,37 +94,23 @@ export class Connection implements ServerWebSocket<unknown>, MessageHandler {
 
   readonly #socket: Duplex;
   readonly #ctx: ConnectionContext;
-  readonly #reader: MessageReader;
-  readonly #writer: FrameWriter;
+  readonly #reader: MessageReader<Connection>;
+  readonly #sink: FrameSink<Connection>;
+  readonly #compression: MessageCompression | null;
+  /** Present when permessage-deflate was negotiated. */
+  readonly #encoder: MessageEncoder<Connection> | null;
   /** Created on the first message that has to wait: most connections never need one. */
   #queue: OutboundQueue | null = null;
-  readonly #compression: MessageCompression | null;
+  /** Created when closing begins. */
+  #close: CloseHandshake<Connection> | null = null;
   #topics: Set<string> | null = null;
-
-  #state: ReadyState = ReadyState.Open;
-  #scheduled = false;
-  #compressing = false;
+  /** `send` said 'buffered': the app hears `drain` once the backlog is written. */
   #needDrain = false;
-  /** Our close frame, held until queued data ahead of it is written. */
-  #pendingClose: Buffer | null = null;
-  #closeSent = false;
-  /** The code of the close frame we sent (1005: none in it). */
-  #sentCloseCode = 0;
-  #closeTimer: NodeJS.Timeout | null = null;
-  #peerClose: { code: number; reason: string } | null = null;
-  /** Sweeps of the idle timer since the peer last sent anything. */
-  idleTicks = 0;
-  pingSent = false;
-  /** Pooled frames handed to the socket and not yet confirmed written. */
+  /** Releases of pooled frames handed to the sink and not yet confirmed written. */
   #inFlight: (() => void)[] | null = null;
-  /** The peer sent its FIN while a message was inflating: end our side once the reader caught up. */
-  #peerEnded = false;
+  #lastActive: number;
 
-  constructor(
-    socket: Duplex,
-    ctx: ConnectionContext,
-    init: { data: unknown; remoteAddress: string; protocol: string; extensions: string; compression: MessageCompression | null },
-  ) {
+  constructor(socket: Duplex, ctx: ConnectionContext, init: ConnectionInit) {
     this.#socket = socket;
     this.#ctx = ctx;
     this.data = init.data;
@@ -100,11 +118,13 @@ export class Connection implements ServerWebSocket<unknown>, MessageHandler {
     this.protocol = init.protocol;
     this.extensions = init.extensions;
     this.#compression = init.compression;
-    // Frames that arrive with the peer's FIN are still read and answered (#onEnd ends our side),
-    // even when they wait behind an inflation: sockets come from a listener that would end it at once.
+    this.#lastActive = ctx.idle.tick;
+    // Frames that arrive with the peer's FIN are still read and answered (the closing handshake
+    // ends our side), even when they wait behind an inflation.
     (socket as Duplex & { allowHalfOpen: boolean }).allowHalfOpen = true;
-    this.#writer = new FrameWriter(ctx.arena, null);
-    this.#reader = new MessageReader(this, {
+    this.#sink = new FrameSink<Connection>(ctx.arena, null, ctx.scheduler, socket, Connection.#flushing, this);
+    this.#encoder = init.compression === null ? null : new MessageEncoder<Connection>(this.#sink, init.compression, Connection.#encoderOps, this, ctx.counters);
+    this.#reader = new MessageReader<Connection>(Connection.#readerEvents, this, {
       role: 'server',
       maxMessageSize: ctx.maxPayloadLength,
       inflater: init.compression?.inflater ?? null,
@@ -121,7 +141,7 @@ export class Connection implements ServerWebSocket<unknown>, MessageHandler {
   }
 
   get readyState(): ReadyState {
-    return this.#state;
+    return this.#close === null ? ReadyState.Open : this.#close.state;
   }
 
   get shard(): Shard {
@@ -129,179 +149,85 @@ export class Connection implements ServerWebSocket<unknown>, MessageHandler {
   }
 
   get bufferedAmount(): number {
-    return this.#writer.pendingBytes + (this.#queue?.bytes ?? 0) + this.#socket.writableLength;
-  }
-
-  /** Messages waiting behind a slow socket. */
-  get #queued(): number {
-    return this.#queue?.length ?? 0;
+    return this.#sink.pendingBytes + (this.#queue?.bytes ?? 0) + this.#socket.writableLength;
   }
 
   get topics(): readonly string[] {
     return this.#topics === null ? [] : [...this.#topics];
   }
 
-  /** Delivers bytes that arrived with the upgrade request. */
-  start(head: Buffer): void {
-    this.#call('open', () => this.#ctx.app.open?.(this));
-    if (head.length > 0 && this.#state !== ReadyState.Closed) this.#readChunk(head);
+  get [kLastActive](): number {
+    return this.#lastActive;
   }
 
-  // ---- read path ------------------------------------------------------------------------
-
-  // Socket listeners: one function each for every connection (`this` is the socket), instead of
-  // five closures per connection; they find the connection through kConnection.
-  static #onData(this: OwnedSocket, chunk: Buffer): void {
-    this[kConnection].#readChunk(chunk);
-  }
-  static #onEnd(this: OwnedSocket): void {
-    this[kConnection].#peerEnd();
-  }
-  static #onClose(this: OwnedSocket): void {
-    this[kConnection].#socketClosed();
-  }
-  static #onError(this: OwnedSocket, error: Error): void {
-    this[kConnection].#socketFailed(error);
-  }
-  static #onDrain(this: OwnedSocket): void {
-    this[kConnection].#pump();
-  }
-
-  #readChunk(chunk: Buffer): void {
-    this.idleTicks = 0;
-    this.pingSent = false;
-    this.#ctx.counters[Counter.BytesIn]! += chunk.length;
-    this.#reader.push(chunk);
-  }
-
-  onMessage(data: Buffer, isBinary: boolean): void {
-    this.#ctx.counters[Counter.MessagesIn]!++;
-    if (this.#state !== ReadyState.Open) return;
+  [kStart](head: Buffer): void {
     const app = this.#ctx.app;
-    if (app.message) this.#call('message', () => app.message!(this, data, isBinary));
-  }
-
-  onPing(payload: Buffer): void {
-    // RFC 6455 §5.5.2: answer a ping with a pong carrying the same data, unless closing.
-    if (this.#state === ReadyState.Open) this.#control(Opcode.Pong, payload);
-    if (this.#ctx.app.ping) this.#call('ping', () => this.#ctx.app.ping!(this, payload));
-  }
-
-  onPong(payload: Buffer): void {
-    if (this.#ctx.app.pong) this.#call('pong', () => this.#ctx.app.pong!(this, payload));
-  }
-
-  onClose(code: number, reason: string): void {
-    this.#peerClose = { code, reason };
-    if (this.#state === ReadyState.Open) {
-      // RFC 6455 §5.5.1: reply with a close frame echoing the status; data not yet sent is
-      // dropped, the peer has stopped reading it. A message being compressed is the current
-      // message, which the reply may wait for: it follows that message out (see #pump).
-      this.#state = ReadyState.Closing;
-      this.#dropQueued();
-      const payload = code === CloseCode.NoStatus ? EMPTY : encodeClosePayload(code);
-      if (this.#compressing) this.#pendingClose = payload;
-      else this.#sendClose(payload);
+    if (app.open) {
+      try {
+        app.open(this);
+      } catch (error) {
+        this.#handlerThrew('open', error);
+      }
     }
-    // RFC 6455 §7.1.1: once both close frames are exchanged, the server closes TCP first
-    // (a held reply does this when it is sent).
-    if (this.#closeSent) this.#endAfterFlush();
-    else this.#startCloseTimer();
+    if (head.length > 0 && this.readyState !== ReadyState.Closed) this.#read(head);
   }
 
-  onError(error: ProtocolError): void {
-    this.#ctx.counters[Counter.ProtocolErrors]!++;
-    this.#ctx.logger.warn({ remote: this.remoteAddress, code: error.code, closeCode: error.closeCode }, `closing connection: ${error.message}`);
-    this.#fail(error.closeCode, error.message);
-  }
-
-  onReadPressure(stop: boolean): void {
-    if (stop) this.#socket.pause();
-    else this.#socket.resume();
-  }
-
-  onCaughtUp(): void {
-    if (!this.#peerEnded) return;
-    this.#peerEnded = false;
-    this.#peerEnd();
-  }
-
-  // ---- write path -----------------------------------------------------------------------
+  // ---- sending --------------------------------------------------------------------------
 
   send(data: MessageData, options?: SendOptions): SendStatus {
-    if (this.#state !== ReadyState.Open) return 'dropped';
+    if (this.readyState !== ReadyState.Open) return 'dropped';
     const payload = messageBytes(data);
-    const binary = options?.binary ?? typeof data !== 'string';
-    const compression = this.#compression;
-    const compress = compression !== null && options?.compress !== false && payload.length >= compression.threshold;
-    // The common case (nothing waiting, socket keeping up, no compression) writes at once,
-    // without building a queue entry: per-message garbage is what an echo server lives on.
-    if (!compress && this.#canWriteNow(payload.length)) {
-      this.#frame(binary ? Opcode.Binary : Opcode.Text, payload, false);
+    const binary = sendsBinary(data, options?.binary);
+    const compress = this.#compression !== null && compressionWanted(this.#compression.threshold, payload.length, options?.compress);
+    const admission = admit(this.#ctx.limits, this.bufferedAmount, this.#waiting, payload.length);
+    // The common case writes at once, without a queue entry: per-message garbage is what an
+    // echo server lives on.
+    if (admission === 'write' && !compress) {
+      this.#frame(binary ? Opcode.Binary : Opcode.Text, payload);
       return 'written';
     }
-    return this.#admit({
-      priority: options?.priority ?? 'normal',
-      size: payload.length,
-      payload,
-      binary,
-      compress,
-      frames: null,
-      release: null,
-    });
+    const message: QueuedMessage = { priority: options?.priority ?? 'normal', size: payload.length, payload, binary, compress, frames: null, release: null };
+    return this.#admitted(admission, message);
   }
 
   /**
    * Sends a message framed once for many connections: `plain` is the uncompressed frame,
-   * `compressed` the same message compressed without context takeover (or null).
+   * `compressed` the same message compressed without context takeover (or null). `release`
+   * returns pooled frames once written, on every path.
    */
-  sendPrepared(plain: Buffer, compressed: Buffer | null, priority: Priority, release: (() => void) | null): SendStatus {
-    if (this.#state !== ReadyState.Open) {
+  [kSendPrepared](plain: Buffer, compressed: Buffer | null, priority: Priority, release: (() => void) | null): SendStatus {
+    if (this.readyState !== ReadyState.Open) {
       release?.();
       return 'dropped';
     }
-    const useCompressed = compressed !== null && this.#compression !== null && this.#compression.acceptsSharedFrames;
-    const frames = useCompressed ? compressed : plain;
-    // A broadcast reaches many connections at once: skip the queue entry when it can go now.
-    if (this.#canWriteNow(frames.length)) {
+    const frames = compressed !== null && this.#compression !== null && this.#compression.acceptsSharedFrames ? compressed : plain;
+    const admission = admit(this.#ctx.limits, this.bufferedAmount, this.#waiting, frames.length);
+    // A broadcast reaches many connections at once: no queue entry when it can go now.
+    if (admission === 'write') {
       this.#writeFrames(frames, release);
       return 'written';
     }
-    return this.#admit({ priority, size: frames.length, payload: null, binary: false, compress: false, frames, release });
-  }
-
-  /** Whether a message of `size` bytes may go to the writer right away (what #admit would decide). */
-  #canWriteNow(size: number): boolean {
-    if (this.#queue !== null && this.#queue.length > 0) return false;
-    if (this.#compressing || this.#pendingClose !== null) return false;
-    const ctx = this.#ctx;
-    const buffered = this.bufferedAmount;
-    return buffered < ctx.highWaterMark && (buffered === 0 || buffered + size <= ctx.maxBackpressure);
+    return this.#admitted(admission, { priority, size: frames.length, payload: null, binary: false, compress: false, frames, release });
   }
 
   ping(data: MessageData = EMPTY): void {
-    if (this.#state !== ReadyState.Open) return;
+    if (this.readyState !== ReadyState.Open) return;
     const payload = messageBytes(data);
-    if (payload.length > 125) throw new RangeError('a ping carries at most 125 bytes (RFC 6455 §5.5)');
-    this.#control(Opcode.Ping, payload);
+    if (payload.length > MAX_CONTROL_PAYLOAD) throw new RangeError('a ping carries at most 125 bytes (RFC 6455 §5.5)');
+    this.#sink.frame(Opcode.Ping, payload, true, false);
   }
 
   close(code: number = CloseCode.Normal, reason = ''): void {
-    if (this.#state !== ReadyState.Open) return;
-    const payload = encodeClosePayload(code, reason);
-    this.#state = ReadyState.Closing;
-    this.#startCloseTimer();
-    if (this.#queued > 0 || this.#compressing) this.#pendingClose = payload;
-    else this.#sendClose(payload);
+    if (this.readyState !== ReadyState.Open) return;
+    this.#closing().start(code, reason);
   }
 
   terminate(): void {
-    this.#state = ReadyState.Closing;
-    this.#socket.destroy();
+    this.#closing().terminate();
   }
 
   subscribe(topic: string): void {
-    if (this.#state === ReadyState.Closed || this.#topics?.has(topic) === true) return;
+    if (this.readyState === ReadyState.Closed || this.#topics?.has(topic) === true) return;
     (this.#topics ??= new Set()).add(topic);
     this.#ctx.topics.subscribe(this, topic);
   }
@@ -319,277 +245,261 @@ export class Connection implements ServerWebSocket<unknown>, MessageHandler {
     this.#ctx.topics.publish(topic, data, options, this);
   }
 
-  /** Writes what this tick gathered: one writev of all frames (called by the FlushScheduler). */
-  flush(): void {
-    this.#scheduled = false;
-    const chunks = this.#writer.take();
-    if (chunks === null) return;
-    const socket = this.#socket;
-    if (socket.destroyed) {
-      this.#releaseInFlight();
-      return;
-    }
-    let bytes = 0;
-    for (let i = 0; i < chunks.length; i++) bytes += chunks[i]!.length;
-    this.#ctx.counters[Counter.BytesOut]! += bytes;
-    const releases = this.#inFlight;
-    this.#inFlight = null;
-    // The callback frees pooled frames once the kernel has them and keeps the queue moving
-    // when our high-water mark sits below the socket's own.
-    // The callback also runs #pump when a drain is owed: the socket emits 'drain' only after a
-    // write() that returned false, which the last write of a backlog may not be.
-    const written = releases !== null || this.#queued > 0 || this.#needDrain ? (): void => this.#afterWrite(releases) : undefined;
-    if (chunks.length === 1) {
-      socket.write(chunks[0]!, written);
-    } else {
-      socket.cork();
-      for (let i = 0; i < chunks.length - 1; i++) socket.write(chunks[i]!);
-      socket.write(chunks[chunks.length - 1]!, written);
-      socket.uncork();
-    }
+  /** Earlier messages still wait (queued, or compressing): a new one may not overtake them. */
+  get #waiting(): boolean {
+    return (this.#queue !== null && this.#queue.length > 0) || (this.#encoder !== null && this.#encoder.busy);
   }
 
-  #afterWrite(releases: (() => void)[] | null): void {
-    if (releases !== null) for (const release of releases) release();
-    this.#pump();
-  }
-
-  #admit(message: QueuedMessage): SendStatus {
+  /** A message that could not simply be written now: queued, written after all, or dropped. */
+  #admitted(admission: Admission, message: QueuedMessage): SendStatus {
     const ctx = this.#ctx;
-    const buffered = this.bufferedAmount;
-    // The limit is on what piles up behind a slow reader: a message larger than it still goes
-    // out on a connection with nothing buffered (as in uWS; Autobahn 9.1.5-9.2.6 echo 8-16 MiB).
-    if (buffered > 0 && buffered + message.size > ctx.maxBackpressure) {
-      const verdict = this.#overLimit(message, buffered);
+    if (admission === 'over-limit') {
+      const verdict = ctx.slowClient.overLimit(this.#overLimit(message));
       if (verdict !== 'queue') {
+        if (verdict === 'close') {
+          ctx.logger.warn({ remote: this.remoteAddress, buffered: this.bufferedAmount }, 'closing slow client: backpressure limit reached');
+          this.#closing().fail(CloseCode.PolicyViolation, 'slow client');
+        }
         message.release?.();
         ctx.counters[Counter.Drops]!++;
         return 'dropped';
       }
+      admission = this.#waiting || this.bufferedAmount >= ctx.limits.highWaterMark ? 'queue' : 'write';
     }
-    if (this.#queued > 0 || this.#compressing || this.#pendingClose !== null || buffered >= ctx.highWaterMark) {
-      if (buffered >= ctx.highWaterMark) {
-        ctx.counters[Counter.BackpressureEvents]!++;
-        this.#needDrain = true;
-      }
-      (this.#queue ??= new OutboundQueue()).push(message);
-      ctx.backlogged.add(this);
-      return this.#compressing && buffered < ctx.highWaterMark ? 'written' : 'buffered';
+    if (admission === 'write') {
+      this.#write(message);
+      return 'written';
     }
-    this.#write(message);
-    return 'written';
+    const buffered = this.bufferedAmount;
+    const behindSocket = buffered >= ctx.limits.highWaterMark;
+    if (behindSocket) {
+      ctx.counters[Counter.BackpressureEvents]!++;
+      this.#needDrain = true;
+    }
+    (this.#queue ??= new OutboundQueue()).push(message);
+    ctx.backlogged.add(this);
+    // Waiting only behind a compression of its own connection is not backpressure.
+    return !behindSocket && this.#encoder !== null && this.#encoder.busy ? 'written' : 'buffered';
   }
 
-  /** Applies the slow-client policy to a message that would pass maxBackpressure. */
-  #overLimit(message: QueuedMessage, buffered: number): 'drop' | 'queue' {
+  #overLimit(message: QueuedMessage): OverLimit {
     const ctx = this.#ctx;
-    let decision: 'drop' | 'close' | 'queue' = ctx.slowClient === 'close' ? 'close' : 'drop';
-    if (ctx.slowClient === 'custom' && ctx.app.slowClient) {
-      try {
-        decision = ctx.app.slowClient(this, buffered, message.priority);
-      } catch (error) {
-        ctx.logger.error({ err: error }, 'slowClient handler threw');
-        decision = 'close';
-      }
-      // A custom policy may queue past the limit, but never without bound.
-      if (decision === 'queue' && buffered + message.size > ctx.maxBackpressure * 4) decision = 'close';
-    }
-    if (decision === 'queue') return 'queue';
-    if (decision === 'close') {
-      ctx.logger.warn({ remote: this.remoteAddress, buffered }, 'closing slow client: backpressure limit reached');
-      this.#dropQueued();
-      this.#fail(CloseCode.PolicyViolation, 'slow client');
-      return 'drop';
-    }
-    // 'drop': low-priority messages go first, then this one if it still does not fit.
-    if (message.priority !== 'low') {
-      const queue = this.#queue;
-      if (queue !== null) ctx.counters[Counter.Drops]! += queue.dropLow(message.size, ctx.maxBackpressure - (buffered - queue.bytes));
-      if (this.bufferedAmount + message.size <= ctx.maxBackpressure) return 'queue';
-    }
-    return 'drop';
+    return {
+      ws: this,
+      buffered: this.bufferedAmount,
+      size: message.size,
+      priority: message.priority,
+      limit: ctx.limits.maxBackpressure,
+      dropLowPriority: () => {
+        const queue = this.#queue;
+        if (queue !== null) {
+          const others = this.bufferedAmount - queue.bytes;
+          ctx.counters[Counter.Drops]! += queue.dropLow(message.size, ctx.limits.maxBackpressure - others);
+        }
+        return this.bufferedAmount;
+      },
+    };
   }
 
-  /** Moves one message to the writer, compressing it first if it should be. */
+  /** Moves one admitted message to the sink, compressing it first if it should be. */
   #write(message: QueuedMessage): void {
     if (message.frames !== null) {
       this.#writeFrames(message.frames, message.release);
       return;
     }
-    const payload = message.payload!;
     const opcode = message.binary ? Opcode.Binary : Opcode.Text;
-    const compression = this.#compression;
-    if (!message.compress || compression === null) {
-      this.#frame(opcode, payload, false);
+    if (!message.compress || this.#encoder === null) {
+      this.#frame(opcode, message.payload!);
       return;
     }
-    if (compression.compressSync !== null && payload.length <= compression.syncLimit) {
-      this.#frameCompressed(opcode, payload, compression.compressSync(payload));
-      return;
-    }
-    this.#compressing = true;
-    compression.compress(payload, (error, compressed) => {
-      this.#compressing = false;
-      // RFC 6455 §5.5.1: no data frame follows our close frame (sent meanwhile by #fail).
-      if (this.#state === ReadyState.Closed || this.#closeSent) return;
-      if (error || !compressed) {
-        this.#ctx.logger.error({ err: error }, 'compression failed');
-        this.#fail(CloseCode.InternalError, 'compression failed');
-        return;
-      }
-      this.#frameCompressed(opcode, payload, compressed);
-      this.#pump();
-      if (this.#peerEnded && !this.#compressing) this.onCaughtUp();
-    });
+    this.#ctx.counters[Counter.MessagesOut]!++;
+    this.#encoder.encode(opcode, message.payload!);
+  }
+
+  #frame(opcode: Opcode, payload: Buffer): void {
+    this.#sink.frame(opcode, payload, true, false);
+    this.#ctx.counters[Counter.MessagesOut]!++;
   }
 
   #writeFrames(frames: Buffer, release: (() => void) | null): void {
-    this.#writer.raw(frames);
+    this.#sink.raw(frames);
     if (release !== null) (this.#inFlight ??= []).push(release);
     this.#ctx.counters[Counter.MessagesOut]!++;
-    this.#schedule();
   }
 
-  #frameCompressed(opcode: Opcode, original: Buffer, compressed: Buffer): void {
-    const counters = this.#ctx.counters;
-    counters[Counter.DeflateBytesIn]! += original.length;
-    counters[Counter.DeflateBytesOut]! += compressed.length;
-    this.#frame(opcode, compressed, true);
-  }
-
-  #frame(opcode: Opcode, payload: Buffer, compressed: boolean): void {
-    this.#writer.frame(opcode, payload, true, compressed);
-    this.#ctx.counters[Counter.MessagesOut]!++;
-    this.#schedule();
-  }
-
-  /** Writes queued messages while the socket keeps up; then the held close frame, then drain. */
+  /** Writes queued messages while the socket keeps up; then a held close frame, then `drain`. */
   #pump(): void {
     const ctx = this.#ctx;
-    while (!this.#compressing && this.#queued > 0) {
-      if (this.#writer.pendingBytes + this.#socket.writableLength >= ctx.highWaterMark) return;
-      this.#write(this.#queue!.shift()!);
+    const encoder = this.#encoder;
+    const queue = this.#queue;
+    while (queue !== null && queue.length > 0 && (encoder === null || !encoder.busy)) {
+      if (this.#sink.pendingBytes + this.#socket.writableLength >= ctx.limits.highWaterMark) return;
+      this.#write(queue.shift()!);
     }
-    if (this.#compressing) return;
-    if (this.#pendingClose !== null) {
-      const payload = this.#pendingClose;
-      this.#pendingClose = null;
-      this.#sendClose(payload);
-      return;
-    }
-    if (this.#needDrain && this.bufferedAmount <= ctx.lowWaterMark && this.#state === ReadyState.Open) {
+    if (encoder !== null && encoder.busy) return;
+    if (this.#close !== null && this.#close.sendHeld()) return;
+    if (this.#needDrain && this.bufferedAmount <= ctx.lowWaterMark && this.readyState === ReadyState.Open) {
       this.#needDrain = false;
-      if (ctx.app.drain) this.#call('drain', () => ctx.app.drain!(this));
+      const drain = ctx.app.drain;
+      if (drain) {
+        try {
+          drain(this);
+        } catch (error) {
+          this.#handlerThrew('drain', error);
+        }
+      }
     }
-    if (this.#queued === 0 && !this.#needDrain) ctx.backlogged.delete(this);
+    if ((queue === null || queue.length === 0) && !this.#needDrain) ctx.backlogged.delete(this);
   }
 
-  #control(opcode: Opcode, payload: Buffer): void {
-    // Control frames skip the queue (they are small and must not wait behind data).
-    this.#writer.frame(opcode, payload, true, false);
-    this.#schedule();
+  static readonly #flushing: FlushHook<Connection> = (connection, bytes) => {
+    connection.#ctx.counters[Counter.BytesOut]! += bytes;
+    const releases = connection.#inFlight;
+    connection.#inFlight = null;
+    // The write callback frees pooled frames once the kernel has them, and keeps the queue
+    // moving: when our high-water mark sits below the socket's own, and when a drain is owed
+    // (the socket emits 'drain' only after a write() that returned false, which the last
+    // write of a backlog may not be).
+    const waiting = connection.#queue !== null && connection.#queue.length > 0;
+    if (releases === null && !waiting && !connection.#needDrain) return undefined;
+    return () => {
+      if (releases !== null) for (const release of releases) release();
+      connection.#pump();
+    };
+  };
+
+  static readonly #encoderOps: EncoderOps<Connection> = {
+    acceptsData: (connection) => connection.readyState !== ReadyState.Closed && !(connection.#close?.closeSent ?? false),
+    compressed(connection, error) {
+      // RFC 6455 §5.5.1: nothing follows our close frame (sent meanwhile by a failure).
+      if (!this.acceptsData(connection)) return;
+      if (error !== null) {
+        connection.#ctx.logger.error({ err: error }, 'compression failed');
+        connection.#closing().fail(CloseCode.InternalError, 'compression failed');
+        return;
+      }
+      connection.#pump();
+      connection.#close?.caughtUp();
+    },
+  };
+
+  // ---- reading --------------------------------------------------------------------------
+
+  // Socket listeners: one function each for every connection (`this` is the socket), instead of
+  // five closures per connection; they find the connection through kConnection.
+  static #onData(this: OwnedSocket, chunk: Buffer): void {
+    this[kConnection].#read(chunk);
+  }
+  static #onEnd(this: OwnedSocket): void {
+    this[kConnection].#closing().peerEnded();
+  }
+  static #onClose(this: OwnedSocket): void {
+    this[kConnection].#socketClosed();
+  }
+  static #onError(this: OwnedSocket, error: Error): void {
+    const connection = this[kConnection];
+    connection.#ctx.logger.debug({ remote: connection.remoteAddress, err: error.message }, 'socket error');
+  }
+  static #onDrain(this: OwnedSocket): void {
+    this[kConnection].#pump();
   }
 
-  #schedule(): void {
-    if (this.#scheduled) return;
-    this.#scheduled = true;
-    this.#ctx.flusher.schedule(this);
+  #read(chunk: Buffer): void {
+    this.#lastActive = this.#ctx.idle.tick;
+    this.#ctx.counters[Counter.BytesIn]! += chunk.length;
+    this.#reader.push(chunk);
+  }
+
+  static readonly #readerEvents: MessageEvents<Connection> = {
+    message(connection, data, isBinary) {
+      connection.#ctx.counters[Counter.MessagesIn]!++;
+      const handler = connection.#ctx.app.message;
+      if (handler === undefined || connection.readyState !== ReadyState.Open) return;
+      try {
+        handler(connection, data, isBinary);
+      } catch (error) {
+        connection.#handlerThrew('message', error);
+      }
+    },
+    ping(connection, payload) {
+      // RFC 6455 §5.5.2: answer a ping with a pong carrying the same data, unless closing.
+      if (connection.readyState === ReadyState.Open) connection.#sink.frame(Opcode.Pong, payload, true, false);
+      connection.#controlHandler('ping', payload);
+    },
+    pong: (connection, payload) => connection.#controlHandler('pong', payload),
+    close: (connection, code, reason) => connection.#closing().peerClosed(code, reason),
+    error(connection, error: ProtocolError) {
+      const ctx = connection.#ctx;
+      ctx.counters[Counter.ProtocolErrors]!++;
+      ctx.logger.warn({ remote: connection.remoteAddress, code: error.code, closeCode: error.closeCode }, `closing connection: ${error.message}`);
+      connection.#closing().fail(error.closeCode, error.message);
+    },
+    readPressure(connection, stop) {
+      if (stop) connection.#socket.pause();
+      else connection.#socket.resume();
+    },
+    caughtUp: (connection) => connection.#close?.caughtUp(),
+  };
+
+  /** Runs the app's ping or pong handler, if it has one. */
+  #controlHandler(name: 'ping' | 'pong', payload: Buffer): void {
+    const handler = this.#ctx.app[name];
+    if (handler === undefined) return;
+    try {
+      handler(this, payload);
+    } catch (error) {
+      this.#handlerThrew(name, error);
+    }
   }
 
   // ---- closing --------------------------------------------------------------------------
 
-  #sendClose(payload: Buffer): void {
-    if (this.#closeSent) return;
-    this.#closeSent = true;
-    this.#sentCloseCode = payload.length >= 2 ? payload.readUInt16BE(0) : CloseCode.NoStatus;
-    this.#control(Opcode.Close, payload);
-    if (this.#peerClose !== null) this.#endAfterFlush();
+  #closing(): CloseHandshake<Connection> {
+    return (this.#close ??= new CloseHandshake(Connection.#closeOps, this, this.#ctx.close));
   }
 
-  /** Fails the connection (RFC 6455 §7.1.7): close frame with the code, then close TCP. */
-  #fail(code: number, reason: string): void {
+  static readonly #closeOps: CloseOps<Connection> = {
+    socket: (connection) => connection.#socket,
+    busy: (connection) => connection.#reader.inflating || (connection.#encoder !== null && connection.#encoder.busy),
+    backlogged: (connection) => connection.#waiting,
+    dropQueued: (connection) => connection.#queue?.clear(),
+    // Control frames skip the queue: they are small and must not wait behind data.
+    sendCloseFrame: (connection, payload) => connection.#sink.frame(Opcode.Close, payload, true, false),
+    stopReading: (connection) => connection.#reader.stop(),
+    flush: (connection) => {
+      connection.#sink.flush();
+    },
+  };
+
+  #socketClosed(): void {
+    if (this.readyState === ReadyState.Closed) return;
+    const outcome = this.#closing().socketClosed();
+    const ctx = this.#ctx;
     this.#reader.stop();
-    if (this.#state === ReadyState.Open) this.#state = ReadyState.Closing;
-    this.#dropQueued();
-    this.#sendClose(encodeClosePayload(code, reason.length > 123 ? reason.slice(0, 120) : reason));
-    this.#endAfterFlush();
-  }
-
-  #endAfterFlush(): void {
-    this.#startCloseTimer();
-    // end() queues the FIN behind whatever is written, so schedule our flush first.
-    setImmediate(() => {
-      this.flush();
-      if (!this.#socket.destroyed) this.#socket.end();
-    });
-  }
-
-  #startCloseTimer(): void {
-    if (this.#closeTimer !== null) return;
-    this.#closeTimer = setTimeout(() => {
-      this.#ctx.logger.debug({ remote: this.remoteAddress }, 'close handshake timed out; destroying socket');
-      this.#socket.destroy();
-    }, this.#ctx.closeTimeoutMs);
-    this.#closeTimer.unref();
-  }
-
-  #dropQueued(): void {
     this.#queue?.clear();
-    this.#pendingClose = null;
-  }
-
-  #releaseInFlight(): void {
+    this.#sink.take();
     const releases = this.#inFlight;
     this.#inFlight = null;
     if (releases !== null) for (const release of releases) release();
-  }
-
-  #peerEnd(): void {
-    // The peer closed its side without (or after) a close frame: finish ours, once what it sent
-    // before is processed (a message may be inflating with more frames, a close, behind it).
-    // Likewise a reply being compressed goes out before our FIN.
-    if (this.#reader.inflating || this.#compressing) {
-      this.#peerEnded = true;
-      return;
-    }
-    // Our reply to its close waits for a message being compressed; sending it ends our side.
-    if (this.#peerClose !== null && !this.#closeSent) return;
-    // Frames gathered this tick (an echo, a close reply) are written before the FIN.
-    if (!this.#socket.destroyed) this.#endAfterFlush();
-  }
-
-  #socketFailed(error: Error): void {
-    this.#ctx.logger.debug({ remote: this.remoteAddress, err: error.message }, 'socket error');
-  }
-
-  #socketClosed(): void {
-    if (this.#state === ReadyState.Closed) return;
-    this.#state = ReadyState.Closed;
-    if (this.#closeTimer !== null) clearTimeout(this.#closeTimer);
-    this.#reader.stop();
-    this.#dropQueued();
-    this.#writer.take();
-    this.#releaseInFlight();
     this.#compression?.close();
-    if (this.#topics !== null) for (const topic of this.#topics) this.#ctx.topics.unsubscribe(this, topic);
+    if (this.#topics !== null) for (const topic of this.#topics) ctx.topics.unsubscribe(this, topic);
     this.#topics = null;
-    this.#ctx.backlogged.delete(this);
-    this.#ctx.counters[Counter.Connections]!--;
-    this.#ctx.onClosed(this);
-    const { code, reason } = this.#peerClose ?? { code: CloseCode.Abnormal, reason: '' };
-    const exchanged = this.#peerClose !== null ? code : this.#closeSent ? this.#sentCloseCode : CloseCode.Abnormal;
-    this.#ctx.counters[closeCounter(exchanged)]!++;
-    const app = this.#ctx.app;
-    if (app.close) this.#call('close', () => app.close!(this, code, reason));
+    ctx.backlogged.delete(this);
+    ctx.counters[Counter.Connections]!--;
+    ctx.closed(this);
+    ctx.counters[closeCounter(outcome.exchanged)]!++;
+    const handler = ctx.app.close;
+    if (handler === undefined) return;
+    try {
+      handler(this, outcome.code, outcome.reason);
+    } catch (error) {
+      ctx.logger.error({ err: error, handler: 'close', remote: this.remoteAddress }, 'app close handler threw');
+    }
   }
 
-  /** Runs an app handler; one that throws closes only this connection, with 1011. */
-  #call(name: string, handler: () => void): void {
-    try {
-      handler();
-    } catch (error) {
-      this.#ctx.logger.error({ err: error, handler: name, remote: this.remoteAddress }, `app ${name} handler threw; closing connection with 1011`);
-      if (this.#state === ReadyState.Open) this.#fail(CloseCode.InternalError, 'internal error');
-    }
+  /** An app handler threw: only this connection closes, with 1011. */
+  #handlerThrew(name: string, error: unknown): void {
+    this.#ctx.logger.error({ err: error, handler: name, remote: this.remoteAddress }, `app ${name} handler threw; closing connection with 1011`);
+    if (this.readyState === ReadyState.Open) this.#closing().fail(CloseCode.InternalError, 'internal error');
   }
 }

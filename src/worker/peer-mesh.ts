@@ -11,12 +11,16 @@ interface Peer {
   readonly port: MessagePort;
 }
 
-export interface PeerMeshEvents {
-  interest(worker: number, topics: readonly string[], subscribed: boolean): void;
-  publish(message: PeerPublish, frames: Buffer, release: (() => void) | null): void;
-  /** A peer joined: it must learn which topics we have subscribers for. */
-  joined(worker: number): void;
-  left(worker: number): void;
+/** The topic registry as the mesh sees it: what peers tell this worker, and what a new peer must learn. */
+export interface MeshTopics {
+  /** Topics with local subscribers: a peer that joins is told them. */
+  readonly localTopics: readonly string[];
+  /** A peer's subscribers to `topics` came or went. */
+  setRemoteInterest(worker: number, topics: readonly string[], subscribed: boolean): void;
+  /** A peer's publish; `release` (pooled frames) must run once they are written, on every path. */
+  deliver(message: PeerPublish, frames: Buffer, release: (() => void) | null): void;
+  /** A peer left: it has no subscribers any more. */
+  forgetWorker(worker: number): void;
 }
 
 /**
@@ -33,7 +37,7 @@ export class PeerMesh {
   readonly #pool: SlabPool;
   readonly #poolThreshold: number;
   readonly #logger: Logger;
-  #events: PeerMeshEvents | null = null;
+  #topics: MeshTopics | null = null;
 
   constructor(self: number, generation: number, pool: SlabPool, poolThreshold: number, logger: Logger) {
     this.#self = self;
@@ -43,8 +47,9 @@ export class PeerMesh {
     this.#logger = logger;
   }
 
-  bind(events: PeerMeshEvents): void {
-    this.#events = events;
+  /** The registry this mesh serves (it attaches itself when constructed). */
+  attach(topics: MeshTopics): void {
+    this.#topics = topics;
   }
 
   add(worker: number, generation: number, port: MessagePort): void {
@@ -52,7 +57,8 @@ export class PeerMesh {
     const peer: Peer = { worker, generation, port };
     this.#peers.set(worker, peer);
     port.on('message', (message: PeerMessage) => this.#receive(peer, message));
-    this.#events?.joined(worker);
+    // A peer that joins late must learn which topics we have subscribers for.
+    if (this.#topics !== null) this.announce(this.#topics.localTopics, true, worker);
   }
 
   remove(worker: number): void {
@@ -66,7 +72,7 @@ export class PeerMesh {
       if (message.type === 'publish' && message.bytes === null) this.#pool.release(message.handle, this.#self);
     }
     peer.port.close();
-    this.#events?.left(worker);
+    this.#topics?.forgetWorker(worker);
   }
 
   announce(topics: readonly string[], subscribed: boolean, only?: number): void {
@@ -113,15 +119,15 @@ export class PeerMesh {
   }
 
   #receive(peer: Peer, message: PeerMessage): void {
-    const events = this.#events;
-    if (events === null) return;
+    const topics = this.#topics;
+    if (topics === null) return;
     if (message.type === 'interest') {
-      events.interest(peer.worker, message.topics, message.subscribed);
+      topics.setRemoteInterest(peer.worker, message.topics, message.subscribed);
       return;
     }
     if (message.bytes !== null) {
       const bytes = message.bytes;
-      events.publish(message, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), null);
+      topics.deliver(message, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), null);
       return;
     }
     const handle = message.handle;
@@ -134,7 +140,7 @@ export class PeerMesh {
       this.#logger.error({ err: error, handle }, 'publish refers to a pool allocation that is gone');
       return;
     }
-    events.publish(message, frames, () => {
+    topics.deliver(message, frames, () => {
       pool.release(handle, self);
     });
   }

@@ -1,28 +1,41 @@
 import type { MessageData, SendOptions } from '../shared/app.ts';
-import { messageBytes } from '../shared/app.ts';
+import { exactCopy, messageBytes, sendsBinary } from '../shared/app.ts';
+import type { DeflateConfig } from '../shared/config.ts';
 import { encodeFrame } from '../shared/frame-encoder.ts';
+import { compressionWanted } from '../shared/message-compression.ts';
 import { Opcode } from '../shared/opcodes.ts';
-import type { PeerPublish } from '../shared/thread-messages.ts';
-import { Counter } from '../shared/worker-counters.ts';
+import { deflateMessageShared } from '../shared/permessage-deflate.ts';
+import type { PeerPublish, WorkerMessage } from '../shared/thread-messages.ts';
+import { Counter, recordDeflate } from '../shared/worker-counters.ts';
+import { kSendPrepared } from './connection.ts';
 import type { Connection, TopicMembership } from './connection.ts';
-import type { PeerMesh } from './peer-mesh.ts';
+import type { MeshTopics, PeerMesh } from './peer-mesh.ts';
 
-/** Where a worker's topics meet a TopicBridge (through the primary, which owns the broker link). */
+/** Where a worker's topics meet a TopicBridge: the primary, which owns the broker link. */
 export interface BridgeLink {
+  /** This worker's first subscriber to these topics came, or its last one left. */
   interest(topics: readonly string[], subscribed: boolean): void;
+  /** A publish made here, for the other servers. */
   publish(topic: string, payload: Buffer, binary: boolean): void;
 }
 
-/** Compresses a whole message once, without context takeover, for every subscriber. */
-export type SharedCompressor = (payload: Buffer) => Buffer;
+/** The bridge link of a worker thread: messages to the primary. */
+export function primaryBridgeLink(post: (message: WorkerMessage) => void): BridgeLink {
+  return {
+    interest: (topics, subscribed) => post({ type: 'interest', topics, subscribed }),
+    publish: (topic, payload, binary) => post({ type: 'bridge-publish', topic, data: exactCopy(payload), binary }),
+  };
+}
 
+/** Compresses a whole message once, without context takeover, for every subscriber. */
+type SharedCompressor = (payload: Buffer) => Buffer;
 
 /**
  * TopicRegistry is a worker's pub/sub: which local connections subscribe to a topic, and which
- * other workers have subscribers (learned from their interest messages), so a publish is framed
- * once here and sent only to workers that need it.
+ * other workers have subscribers (learned from their interest messages through the PeerMesh),
+ * so a publish is framed (and compressed) once here and sent only to workers that need it.
  */
-export class TopicRegistry implements TopicMembership {
+export class TopicRegistry implements TopicMembership, MeshTopics {
   readonly #local = new Map<string, Set<Connection>>();
   readonly #remote = new Map<string, Set<number>>();
   readonly #mesh: PeerMesh;
@@ -31,12 +44,20 @@ export class TopicRegistry implements TopicMembership {
   readonly #counters: Float64Array;
   readonly #bridge: BridgeLink | null;
 
-  constructor(mesh: PeerMesh, compressor: SharedCompressor | null, threshold: number, counters: Float64Array, bridge: BridgeLink | null) {
+  /**
+   * `deflate` in shared mode compresses each broadcast once for every subscriber that
+   * negotiated it; in dedicated mode (or off) broadcasts go out uncompressed.
+   */
+  constructor(mesh: PeerMesh, deflate: DeflateConfig | null, counters: Float64Array, bridge: BridgeLink | null) {
     this.#mesh = mesh;
     this.#bridge = bridge;
-    this.#compressor = compressor;
-    this.#threshold = threshold;
+    this.#compressor =
+      deflate !== null && deflate.mode === 'shared'
+        ? (payload) => deflateMessageShared(payload, deflate.serverMaxWindowBits, deflate.level, deflate.memLevel)
+        : null;
+    this.#threshold = deflate?.threshold ?? 0;
     this.#counters = counters;
+    mesh.attach(this);
   }
 
   /** Topics with at least one local subscriber (told to a peer that joins late). */
@@ -101,26 +122,24 @@ export class TopicRegistry implements TopicMembership {
     this.#counters[Counter.PublishesOut]!++;
 
     const payload = messageBytes(data);
-    const binary = options?.binary ?? typeof data !== 'string';
+    const binary = sendsBinary(data, options?.binary);
     bridge?.publish(topic, payload, binary);
     if (localCount === 0 && remote === undefined) return;
 
     // Framed once (and compressed once) for every subscriber on every worker.
     const opcode = binary ? Opcode.Binary : Opcode.Text;
     const plain = encodeFrame(opcode, payload);
-    const compress = this.#compressor !== null && options?.compress !== false && payload.length >= this.#threshold;
     let compressed: Buffer | null = null;
-    if (compress) {
-      const deflated = this.#compressor!(payload);
-      this.#counters[Counter.DeflateBytesIn]! += payload.length;
-      this.#counters[Counter.DeflateBytesOut]! += deflated.length;
+    if (this.#compressor !== null && compressionWanted(this.#threshold, payload.length, options?.compress)) {
+      const deflated = this.#compressor(payload);
+      recordDeflate(this.#counters, payload.length, deflated.length);
       compressed = encodeFrame(opcode, deflated, { rsv1: true });
     }
     const priority = options?.priority ?? 'normal';
 
     if (localCount > 0) {
       for (const connection of local!) {
-        if (connection !== except) connection.sendPrepared(plain, compressed, priority, null);
+        if (connection !== except) connection[kSendPrepared](plain, compressed, priority, null);
       }
     }
     if (remote !== undefined) this.#mesh.publish(remote, topic, plain, compressed, priority);
@@ -138,7 +157,7 @@ export class TopicRegistry implements TopicMembership {
     const plain = frames.subarray(0, message.plainLength);
     const compressed = message.compressedLength > 0 ? frames.subarray(message.plainLength, message.plainLength + message.compressedLength) : null;
     if (release === null) {
-      for (const connection of set) connection.sendPrepared(plain, compressed, priority, null);
+      for (const connection of set) connection[kSendPrepared](plain, compressed, priority, null);
       return;
     }
     // Pooled frames: one hold for this loop and one per connection; the last one out returns
@@ -150,7 +169,7 @@ export class TopicRegistry implements TopicMembership {
     for (const connection of set) {
       holds++;
       let released = false;
-      connection.sendPrepared(plain, compressed, priority, () => {
+      connection[kSendPrepared](plain, compressed, priority, () => {
         if (released) return;
         released = true;
         drop();

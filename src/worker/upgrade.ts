@@ -11,7 +11,7 @@ import { buildUpgradeResponse, validateUpgradeRequest } from '../shared/handshak
 import { messageCompression } from '../shared/message-compression.ts';
 import type { MessageCompression } from '../shared/message-compression.ts';
 import { PerMessageDeflate, acceptDeflateOffer } from '../shared/permessage-deflate.ts';
-import { refuse } from '../shared/refuse.ts';
+import { refuse } from '../runtime/refuse.ts';
 import { Counter } from '../shared/worker-counters.ts';
 
 export interface AcceptedUpgrade {

@@ -163,7 +163,7 @@ async function ourServer(deflate: 'shared' | 'dedicated' | 'off'): Promise<EchoS
     workers: 2,
     deflate: deflate === 'off' ? false : deflate,
     logLevel: 'silent',
-    shutdownGrace: 500,
+    shutdownGrace: 0.5,
   });
   return { url: `ws://127.0.0.1:${shard.address().port}`, closes: [], shard, close: () => shard.close() };
 }
@@ -272,7 +272,7 @@ describe('client handshake failures', () => {
 
   it('times out against a server that never answers: error, then close 1006', async () => {
     const started = Date.now();
-    const client = new Recorder(`ws://127.0.0.1:${(silent.address() as AddressInfo).port}/`, [], { handshakeTimeout: 300 });
+    const client = new Recorder(`ws://127.0.0.1:${(silent.address() as AddressInfo).port}/`, [], { handshakeTimeout: 0.3 });
     const event = await client.closed;
     expect(Date.now() - started).toBeGreaterThanOrEqual(250);
     expect(Date.now() - started).toBeLessThan(3000);

@@ -36,7 +36,7 @@ describe.each([
   const cases = allCases();
 
   beforeAll(async () => {
-    server = await listen({ port: 0, host: '127.0.0.1', workers: 2, deflate, logLevel: 'silent', shutdownGrace: 1000 });
+    server = await listen({ port: 0, host: '127.0.0.1', workers: 2, deflate, logLevel: 'silent', shutdownGrace: 1 });
     target = { host: '127.0.0.1', port: server.address().port, path: '/echo' };
   });
   afterAll(async () => {

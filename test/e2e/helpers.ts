@@ -32,7 +32,7 @@ export function fixtureApp(name: string): string {
 
 /** Starts a server on an ephemeral loopback port with two silent workers; `cleanup` closes it. */
 export async function startServer(options: ListenOptions = {}): Promise<ShardServer> {
-  const server = await listen({ port: 0, host: '127.0.0.1', workers: 2, logLevel: 'silent', shutdownGrace: 1000, ...options });
+  const server = await listen({ port: 0, host: '127.0.0.1', workers: 2, logLevel: 'silent', shutdownGrace: 1, ...options });
   servers.add(server);
   return server;
 }

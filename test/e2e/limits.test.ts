@@ -10,7 +10,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { ShardServer } from '../../src/main/listen.ts';
 import { RawConnection, cleanup, fixtureApp, openClient, startServer, upgradeRequest, waitFor, withTimeout } from './helpers.ts';
 import { sleep } from './resources.ts';
-import { REFUSE_LINGER_MS } from '../../src/shared/refuse.ts';
+import { REFUSE_LINGER_MS } from '../../src/runtime/refuse.ts';
 
 afterEach(cleanup);
 
@@ -47,7 +47,7 @@ const fiveThousand = (): string => paddedRequest(5000, 12);
 
 describe('the handshake timeout', () => {
   it('cuts off a client that sends its request one byte a second', async () => {
-    const server = await startServer({ app: fixtureApp('commands'), handshakeTimeout: 1000 });
+    const server = await startServer({ app: fixtureApp('commands'), handshakeTimeout: 1 });
     const raw = await RawConnection.open(server.address().port);
     const request = Buffer.from(upgradeRequest('/echo'), 'latin1');
     const started = Date.now();
@@ -72,7 +72,7 @@ describe('the handshake timeout', () => {
   });
 
   it('300 slow clients at once do not stop a normal client from connecting and echoing', async () => {
-    const server = await startServer({ app: fixtureApp('commands'), handshakeTimeout: 1000 });
+    const server = await startServer({ app: fixtureApp('commands'), handshakeTimeout: 1 });
     const port = server.address().port;
     const request = Buffer.from(upgradeRequest('/echo'), 'latin1');
     const slow: RawConnection[] = [];
@@ -282,7 +282,7 @@ describe('what the server logs when a handshake limit is hit', () => {
   });
 
   it('logs header overflows with their status, handshake timeouts and maxHandshakes refusals', async () => {
-    logged = new LoggedServer({ workers: 1, handshakeTimeout: 1000, maxHandshakes: 2 });
+    logged = new LoggedServer({ workers: 1, handshakeTimeout: 1, maxHandshakes: 2 });
     const port = await logged.listening();
 
     await oversized(port, hundredKib());

@@ -41,7 +41,7 @@ describe('server.close()', () => {
   });
 
   it('resolves even when a peer never answers the close frame, after the grace period', async () => {
-    const server = await startServer({ shutdownGrace: 300 });
+    const server = await startServer({ shutdownGrace: 0.3 });
     const raw = await rawWebSocket(server.address().port, '/echo');
     const client: TestClient = await openClient(wsUrl(server, '/echo'));
     await withTimeout(server.close(), 'server.close() to resolve', 10_000);

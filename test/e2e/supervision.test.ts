@@ -47,7 +47,7 @@ describe('worker supervision', () => {
   });
 
   it('replaces a hung worker through the heartbeat watchdog, leaving the other worker alone', async () => {
-    const server = await startServer({ app: fixtureApp('shard-echo'), heartbeatTimeout: 1000 });
+    const server = await startServer({ app: fixtureApp('shard-echo'), heartbeatTimeout: 1 });
     await breakOneWorker(server, 'hang', 8000);
   });
 

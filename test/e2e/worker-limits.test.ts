@@ -5,11 +5,13 @@ import { cleanup, fixtureApp, openClient, startServer, wsUrl } from './helpers.t
 
 afterEach(cleanup);
 
+const MiB = 1024 * 1024;
+
 interface Limits {
   readonly maxYoungGenerationSizeMb: number;
 }
 
-async function workerLimits(options: { workerYoungGenerationMb?: number }): Promise<Limits> {
+async function workerLimits(options: { workerYoungGenerationSize?: number }): Promise<Limits> {
   const server = await startServer({ app: fixtureApp('commands'), workers: 1, ...options });
   const client = await openClient(wsUrl(server, '/echo'));
   const reply = await client.request('limits');
@@ -30,19 +32,19 @@ describe('worker heap limits', () => {
     expect((await workerLimits({})).maxYoungGenerationSizeMb).toBe(16);
   });
 
-  it('takes workerYoungGenerationMb as given', async () => {
-    expect((await workerLimits({ workerYoungGenerationMb: 32 })).maxYoungGenerationSizeMb).toBe(32);
+  it('takes workerYoungGenerationSize as given', async () => {
+    expect((await workerLimits({ workerYoungGenerationSize: 32 * MiB })).maxYoungGenerationSizeMb).toBe(32);
   });
 
   it('leaves V8 its own sizing with 0', async () => {
     // V8 sizes it from the machine's memory (96 MiB on a 24 GiB machine): compared to a plain
     // worker's on this machine, not to a constant.
     const own = await defaultYoungGenerationMb();
-    expect((await workerLimits({ workerYoungGenerationMb: 0 })).maxYoungGenerationSizeMb).toBe(own);
+    expect((await workerLimits({ workerYoungGenerationSize: 0 })).maxYoungGenerationSizeMb).toBe(own);
   });
 
   it('refuses a negative or fractional cap before starting anything', async () => {
-    await expect(startServer({ workerYoungGenerationMb: -1 })).rejects.toThrow(/workerYoungGenerationMb/);
-    await expect(startServer({ workerYoungGenerationMb: 1.5 })).rejects.toThrow(/workerYoungGenerationMb/);
+    await expect(startServer({ workerYoungGenerationSize: -1 })).rejects.toThrow(/workerYoungGenerationSize/);
+    await expect(startServer({ workerYoungGenerationSize: 1.5 })).rejects.toThrow(/workerYoungGenerationSize/);
   });
 });

@@ -1,6 +1,6 @@
 import { pino } from 'pino';
 import type { Logger } from 'pino';
-import type { LogLevel } from './config.ts';
+import type { LogLevel } from '../shared/config.ts';
 
 /**
  * One pino logger per thread, writing synchronously to stdout: log lines are rare (connections

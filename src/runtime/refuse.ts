@@ -1,6 +1,6 @@
 import type { Duplex } from 'node:stream';
-import type { HandshakeStatus } from './errors.ts';
-import { buildErrorResponse } from './handshake.ts';
+import type { HandshakeStatus } from '../shared/errors.ts';
+import { buildErrorResponse } from '../shared/handshake.ts';
 
 /** How long a refused socket may linger for the peer to read the answer and close its side. */
 export const REFUSE_LINGER_MS = 5000;

@@ -1,0 +1,102 @@
+/**
+ * What a worker answers to plain HTTP requests (not upgrades): the stats, Prometheus and health
+ * endpoints when configured, then the app's own `http` handler, else 426 Upgrade Required.
+ * Whichever worker answers reports every worker: all read the counters in shared memory.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import type { App, Shard } from '../shared/app.ts';
+import type { ServerConfig } from '../shared/config.ts';
+import { Counter } from '../shared/worker-counters.ts';
+import type { WorkerCounters } from '../shared/worker-counters.ts';
+import type { MetricsEndpoint } from './metrics.ts';
+
+/** A worker whose heartbeat is older than this is reported as not alive (they beat every 250 ms). */
+const ALIVE_WITHIN_MS = 2000;
+
+export interface Health {
+  readonly status: 'ok' | 'degraded';
+  readonly connections: number;
+  readonly workers: readonly { readonly worker: number; readonly alive: boolean; readonly heartbeatAgeMs: number; readonly connections: number }[];
+}
+
+/** Every worker is healthy when its heartbeat is recent. */
+export function health(counters: WorkerCounters, now = Date.now()): Health {
+  const workers = [];
+  let connections = 0;
+  for (let worker = 0; worker < counters.workers; worker++) {
+    const beat = counters.get(worker, Counter.Heartbeat);
+    const age = beat === 0 ? -1 : now - beat;
+    const open = counters.get(worker, Counter.Connections);
+    connections += open;
+    workers.push({ worker, alive: age >= 0 && age < ALIVE_WITHIN_MS, heartbeatAgeMs: age, connections: open });
+  }
+  return { status: workers.every((w) => w.alive) ? 'ok' : 'degraded', connections, workers };
+}
+
+const NO_STORE = { 'cache-control': 'no-store' } as const;
+
+export class HttpEndpoints {
+  readonly #config: ServerConfig;
+  readonly #counters: WorkerCounters;
+  readonly #app: App<unknown>;
+  readonly #shard: Shard;
+  readonly #logger: Logger;
+  /** prom-client is loaded on the first scrape: a server without metrics never pays for it. */
+  #metrics: Promise<MetricsEndpoint> | null = null;
+
+  constructor(config: ServerConfig, counters: WorkerCounters, app: App<unknown>, shard: Shard, logger: Logger) {
+    this.#config = config;
+    this.#counters = counters;
+    this.#app = app;
+    this.#shard = shard;
+    this.#logger = logger;
+  }
+
+  handle(req: IncomingMessage, res: ServerResponse): void {
+    const config = this.#config;
+    const path = req.url === undefined ? '' : req.url.split('?', 1)[0]!;
+    if (path !== '' && req.method === 'GET') {
+      if (path === config.statsPath) {
+        res.writeHead(200, { 'content-type': 'application/json', ...NO_STORE }).end(JSON.stringify({ workers: this.#counters.allStats() }));
+        return;
+      }
+      if (path === config.metricsPath) {
+        this.#scrape(res);
+        return;
+      }
+      if (path === config.healthPath) {
+        const report = health(this.#counters);
+        res.writeHead(report.status === 'ok' ? 200 : 503, { 'content-type': 'application/json', ...NO_STORE }).end(JSON.stringify(report));
+        return;
+      }
+    }
+    const http = this.#app.http;
+    if (http) {
+      try {
+        http(req, res, this.#shard);
+      } catch (error) {
+        this.#logger.error({ err: error, url: req.url }, 'app http handler threw');
+        if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
+        res.end('Internal Server Error');
+      }
+      return;
+    }
+    // RFC 9110 §15.5.22: 426 names the protocol to upgrade to.
+    res.writeHead(426, { upgrade: 'websocket', connection: 'Upgrade', 'content-type': 'text/plain' }).end('Upgrade Required');
+  }
+
+  #scrape(res: ServerResponse): void {
+    this.#metrics ??= import('./metrics.ts').then(({ MetricsEndpoint }) => new MetricsEndpoint(this.#counters));
+    this.#metrics
+      .then(async (metrics) => {
+        const text = await metrics.text();
+        res.writeHead(200, { 'content-type': metrics.contentType, ...NO_STORE }).end(text);
+      })
+      .catch((error: unknown) => {
+        this.#logger.error({ err: error }, 'metrics collection failed');
+        if (!res.headersSent) res.writeHead(500);
+        res.end();
+      });
+  }
+}
