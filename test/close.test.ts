@@ -3,6 +3,7 @@ import {
   CloseCode,
   MAX_CLOSE_REASON_BYTES,
   encodeClosePayload,
+  fitCloseReason,
   isValidCloseCode,
   parseClosePayload,
 } from '../src/shared/close.ts';
@@ -85,6 +86,20 @@ describe('parseClosePayload', () => {
   it('checks the code before the reason', () => {
     const error = protocolError(() => parseClosePayload(payload(1005, Uint8Array.of(0xff))));
     expect(error.closeCode).toBe(1002);
+  });
+});
+
+describe('fitCloseReason', () => {
+  it('keeps a reason that fits and cuts a longer one to 120 bytes at a character boundary', () => {
+    expect(fitCloseReason('going away')).toBe('going away');
+    expect(fitCloseReason('x'.repeat(123))).toBe('x'.repeat(123));
+    expect(fitCloseReason('x'.repeat(124))).toBe('x'.repeat(120));
+    // 'é' is 2 bytes: 60 of them fill 120 bytes exactly; '€' is 3: 40 of them.
+    expect(fitCloseReason('é'.repeat(100))).toBe('é'.repeat(60));
+    expect(fitCloseReason('a' + '€'.repeat(60))).toBe('a' + '€'.repeat(39));
+    for (const reason of ['é'.repeat(100), 'a' + '€'.repeat(60), '😀'.repeat(50)]) {
+      expect(() => encodeClosePayload(1000, fitCloseReason(reason))).not.toThrow();
+    }
   });
 });
 

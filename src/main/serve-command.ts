@@ -113,11 +113,23 @@ export interface ServeCommand {
   readonly help: boolean;
 }
 
+/** `--deflate` alone means shared mode, `--deflate MODE` that mode: parseArgs has no optional values. */
+function spellOutDeflate(args: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] !== '--deflate') out.push(args[i]!);
+    else if (args[i + 1] === 'shared' || args[i + 1] === 'dedicated') out.push(`--deflate=${args[++i]!}`);
+    else out.push('--deflate=shared');
+  }
+  return out;
+}
+
 export function parseServeArgs(args: readonly string[]): ServeCommand {
-  // `--deflate` alone means shared mode; parseArgs has no optional values, so spell it out.
+  // Help wins over anything else on the line, bad values included.
+  if (args.includes('--help') || args.includes('-h')) return { options: {}, redis: undefined, help: true };
   const normalized = joinNegativeValues(
-    args.map((arg) => (arg === '--deflate' ? '--deflate=shared' : arg)),
-    (flag) => (FLAGS.has(flag) && FLAGS.get(flag)![1].kind !== 'boolean') || EXTRA_FLAGS.some(([f]) => f === flag),
+    spellOutDeflate(args),
+    (flag) => (FLAGS.has(flag) && FLAGS.get(flag)![1].kind !== 'boolean') || EXTRA_FLAGS.some(([f, placeholder]) => f === flag && placeholder !== ''),
   );
   const config: NonNullable<ParseArgsConfig['options']> = {
     deflate: { type: 'string' },
@@ -148,6 +160,7 @@ export function parseServeArgs(args: readonly string[]): ServeCommand {
   const certFile = values['tls-cert'] as string | undefined;
   const keyFile = values['tls-key'] as string | undefined;
   if ((certFile === undefined) !== (keyFile === undefined)) throw new UsageError('--tls-cert and --tls-key go together');
+  if (certFile === undefined && values['tls-ca'] !== undefined) throw new UsageError('--tls-ca needs --tls-cert and --tls-key');
   if (certFile !== undefined) options.tls = { certFile, keyFile, caFile: values['tls-ca'] as string | undefined };
   const redis = values.redis as string | undefined;
   if (redis !== undefined && !/^rediss?:\/\//.test(redis)) throw new UsageError(`--redis must be a redis:// or rediss:// URL, got "${redis}"`);

@@ -22,11 +22,11 @@ export function decimal(flag: string, value: string): number {
 
 const SIZE_UNITS: Readonly<Record<string, number>> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
 
-/** A size in bytes: digits with an optional binary suffix (16K, 4M, 1G; case-insensitive, "iB" allowed). */
+/** A size in bytes: digits with an optional binary suffix (16K, 4M, 1G, 16KiB, 64B; case-insensitive). */
 export function byteSize(flag: string, value: string): number {
-  const match = /^(\d+)\s*([kmg]?)(?:i?b)?$/i.exec(value.trim());
+  const match = /^(\d+)\s*(?:([kmg])(?:i?b)?|b)?$/i.exec(value.trim());
   if (match === null) throw new UsageError(`--${flag} must be a size in bytes (e.g. 65536, 64K, 16M), got "${value}"`);
-  return Number(match[1]) * SIZE_UNITS[match[2]!.toLowerCase()]!;
+  return Number(match[1]) * SIZE_UNITS[(match[2] ?? '').toLowerCase()]!;
 }
 
 /**

@@ -65,6 +65,20 @@ export function parseClosePayload(payload: Uint8Array): CloseInfo {
 }
 
 /**
+ * A reason that fits a close frame: as is when it does, else its first 120 bytes of UTF-8 cut
+ * at a character boundary (RFC 6455 §5.5: a control frame carries at most 125 bytes, two of
+ * them the code).
+ */
+export function fitCloseReason(reason: string): string {
+  if (Buffer.byteLength(reason) <= MAX_CLOSE_REASON_BYTES) return reason;
+  const bytes = Buffer.from(reason, 'utf8');
+  let end = 120;
+  // Back off continuation bytes (10xxxxxx) so no character is cut in half.
+  while (end > 0 && (bytes[end]! & 0xc0) === 0x80) end--;
+  return bytes.toString('utf8', 0, end);
+}
+
+/**
  * Encodes a close payload to send. No code means an empty payload (then a reason is an error,
  * §5.5.1). Every byte of the result is written, so no uninitialized memory reaches the wire.
  */

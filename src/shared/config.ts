@@ -153,6 +153,9 @@ export type OptionSpec = { readonly doc: string; readonly cli: string | false } 
   | { readonly kind: 'text'; readonly default: string | undefined }
 );
 
+/** Workers one server runs at most (the pool's holder bitmask and the counters are sized by it). */
+export const MAX_WORKERS = 256;
+
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 /** Options with one scalar value, in the order `shardws serve --help` lists them. */
@@ -161,7 +164,7 @@ type ScalarOption = Exclude<keyof ServerOptions, 'app' | 'deflate' | 'tls' | 'or
 export const OPTIONS: { readonly [K in ScalarOption]: OptionSpec } = {
   port: { kind: 'count', default: 8080, min: 0, max: 65535, cli: 'N', doc: 'TCP port (0 picks a free one)' },
   host: { kind: 'text', default: undefined, cli: 'ADDR', doc: 'address to listen on (default: all, IPv4 and IPv6)' },
-  workers: { kind: 'count', default: 0, min: 1, max: 256, cli: 'N', doc: 'worker threads (default: one per core)' },
+  workers: { kind: 'count', default: 1, min: 1, max: MAX_WORKERS, cli: 'N', doc: 'worker threads (default: one per core, at most 256)' },
   backlog: { kind: 'count', default: 511, min: 1, max: 65535, cli: 'N', doc: 'pending connections the kernel queues before accept()' },
   maxConnections: { kind: 'count', default: 0, min: 0, max: Number.MAX_SAFE_INTEGER, cli: 'N', doc: 'refuse new sockets with 503 past N open connections (0: no limit)' },
   maxPayloadLength: { kind: 'bytes', default: 16 * MiB, min: 1, max: 2 ** 31 - 1, cli: 'BYTES', doc: 'largest message after inflation (1009 past it)' },
@@ -265,7 +268,8 @@ export function resolveConfig(options: ServerOptions, defaultWorkers: number, br
   for (const [name, spec] of Object.entries(OPTIONS) as [ScalarOption, OptionSpec][]) {
     scalars[name] = optionValue(name, spec, options[name]);
   }
-  if (options.workers === undefined) scalars.workers = optionValue('workers', OPTIONS.workers, defaultWorkers);
+  // One per core by default, on a host of any size.
+  if (options.workers === undefined) scalars.workers = Math.max(1, Math.min(MAX_WORKERS, Math.floor(defaultWorkers)));
   const values = scalars as Omit<ServerConfig, 'app' | 'deflate' | 'tls' | 'origins' | 'bridged'>;
   if (values.lowWaterMark > values.highWaterMark) throw new RangeError('option lowWaterMark must not exceed highWaterMark');
   if (values.maxBackpressure < values.highWaterMark) throw new RangeError('option maxBackpressure must be at least highWaterMark');

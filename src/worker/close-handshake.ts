@@ -7,7 +7,7 @@
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { ReadyState } from '../shared/app.ts';
-import { CloseCode, MAX_CLOSE_REASON_BYTES, encodeClosePayload } from '../shared/close.ts';
+import { CloseCode, encodeClosePayload, fitCloseReason } from '../shared/close.ts';
 
 const EMPTY = Buffer.alloc(0);
 
@@ -96,6 +96,11 @@ export class CloseHandshake<C> {
       const payload = code === CloseCode.NoStatus ? EMPTY : encodeClosePayload(code);
       if (this.#ops.backlogged(this.#connection)) this.#held = payload;
       else this.#send(payload);
+    } else if (this.#held !== null) {
+      // Our close waited behind queued data, which the peer no longer reads: send it now
+      // (after a message being compressed, if one is).
+      this.#ops.dropQueued(this.#connection);
+      if (!this.#ops.backlogged(this.#connection)) this.#send(this.#held);
     }
     // RFC 6455 §7.1.1: once both close frames are exchanged, the server closes TCP first (a
     // held reply does this when it is sent).
@@ -108,7 +113,7 @@ export class CloseHandshake<C> {
     this.#ops.stopReading(this.#connection);
     if (this.#state === ReadyState.Open) this.#state = ReadyState.Closing;
     this.#ops.dropQueued(this.#connection);
-    this.#send(encodeClosePayload(code, reason.length > MAX_CLOSE_REASON_BYTES ? reason.slice(0, 120) : reason));
+    this.#send(encodeClosePayload(code, fitCloseReason(reason)));
     this.#endAfterFlush();
   }
 

@@ -357,11 +357,13 @@ export class Connection implements ServerWebSocket<unknown> {
     const releases = connection.#inFlight;
     connection.#inFlight = null;
     // The write callback frees pooled frames once the kernel has them, and keeps the queue
-    // moving: when our high-water mark sits below the socket's own, and when a drain is owed
-    // (the socket emits 'drain' only after a write() that returned false, which the last
-    // write of a backlog may not be).
+    // moving. The socket emits 'drain' only after a write() that returned false, i.e. past its
+    // own high-water mark; ours may be lower. So a write that leaves the socket at or above our
+    // mark gets a callback too: a message queued behind it after this flush (send() said
+    // 'buffered') would otherwise wait for a write that never comes.
     const waiting = connection.#queue !== null && connection.#queue.length > 0;
-    if (releases === null && !waiting && !connection.#needDrain) return undefined;
+    const behind = connection.#socket.writableLength + bytes >= connection.#ctx.limits.highWaterMark;
+    if (releases === null && !waiting && !connection.#needDrain && !behind) return undefined;
     return () => {
       if (releases !== null) for (const release of releases) release();
       connection.#pump();

@@ -7,7 +7,7 @@ import type { ServerConfig } from '../shared/config.ts';
 import { HandshakeError } from '../shared/errors.ts';
 import type { HandshakeStatus } from '../shared/errors.ts';
 import { parseExtensionHeader } from '../shared/extension-header.ts';
-import { buildUpgradeResponse, validateUpgradeRequest } from '../shared/handshake.ts';
+import { buildErrorResponse, buildUpgradeResponse, validateUpgradeRequest } from '../shared/handshake.ts';
 import { messageCompression } from '../shared/message-compression.ts';
 import type { MessageCompression } from '../shared/message-compression.ts';
 import { PerMessageDeflate, acceptDeflateOffer } from '../shared/permessage-deflate.ts';
@@ -131,7 +131,16 @@ export class UpgradeHandler {
       }
       if (isRejection(result)) {
         compression?.close();
-        return refused(result.reject, `rejected by the app (${result.reject})`, definedHeaders(result.headers), result.message);
+        const rejectHeaders = definedHeaders(result.headers);
+        try {
+          // A status we cannot answer with, or a header value that is not a field value, is the
+          // app's bug: the client still gets an answer (500), never a silently closed socket.
+          buildErrorResponse(result.reject, result.message, rejectHeaders);
+        } catch (error) {
+          this.#logger.error({ err: error, status: result.reject }, 'app upgrade handler rejected with an invalid status or headers; answering 500');
+          return refused(500, 'invalid rejection', undefined, 'Internal Server Error');
+        }
+        return refused(result.reject, `rejected by the app (${result.reject})`, rejectHeaders, result.message);
       }
       if (result) {
         data = result.data;

@@ -1,0 +1,250 @@
+import { describe, expect, it } from 'vitest';
+import { SERVE_HELP, parseServeArgs } from '../../src/main/serve-command.ts';
+import { UsageError } from '../../src/runtime/cli-args.ts';
+import { OPTIONS, resolveConfig } from '../../src/shared/config.ts';
+import type { OptionSpec } from '../../src/shared/config.ts';
+
+type OptionName = keyof typeof OPTIONS;
+
+/** Every flag made from the option table: the option it sets, a valid value and what it becomes. */
+const TABLE_FLAGS: readonly (readonly [flag: string, option: OptionName, raw: string, value: unknown])[] = [
+  ['port', 'port', '9001', 9001],
+  ['host', 'host', '127.0.0.1', '127.0.0.1'],
+  ['workers', 'workers', '3', 3],
+  ['backlog', 'backlog', '100', 100],
+  ['max-connections', 'maxConnections', '5000', 5000],
+  ['max-payload', 'maxPayloadLength', '1M', 1024 * 1024],
+  ['idle-timeout', 'idleTimeout', '2.5', 2.5],
+  ['close-timeout', 'closeTimeout', '3', 3],
+  ['max-backpressure', 'maxBackpressure', '8M', 8 * 1024 * 1024],
+  ['high-water-mark', 'highWaterMark', '128K', 128 * 1024],
+  ['low-water-mark', 'lowWaterMark', '32K', 32 * 1024],
+  ['slow-client', 'slowClient', 'drop', 'drop'],
+  ['handshake-timeout', 'handshakeTimeout', '5', 5],
+  ['max-handshakes', 'maxHandshakes', '100', 100],
+  ['max-header-size', 'maxHeaderSize', '8K', 8 * 1024],
+  ['stats-path', 'statsPath', '/s', '/s'],
+  ['metrics-path', 'metricsPath', '/metrics', '/metrics'],
+  ['health-path', 'healthPath', '/h', '/h'],
+  ['log-level', 'logLevel', 'warn', 'warn'],
+  ['shutdown-grace', 'shutdownGrace', '0.5', 0.5],
+  ['heartbeat-timeout', 'heartbeatTimeout', '20', 20],
+  ['worker-young-size', 'workerYoungGenerationSize', '32M', 32 * 1024 * 1024],
+  ['pool-size', 'poolSize', '64M', 64 * 1024 * 1024],
+  ['pool-threshold', 'poolThreshold', '4K', 4 * 1024],
+];
+/** The on/off flag: `--send-pings` / `--no-send-pings`. */
+const BOOLEAN_FLAGS = ['send-pings'];
+/** Hand-made flags, as the help spells them. */
+const EXTRA_FLAGS = ['deflate[=MODE]', 'origin', 'tls-cert', 'tls-key', 'tls-ca', 'redis'];
+
+/** Flag name and placeholder of every help line that starts with "--". */
+function helpFlags(): { flag: string; placeholder: string; line: string }[] {
+  return SERVE_HELP.split('\n')
+    .filter((line) => line.trimStart().startsWith('--'))
+    .map((line) => {
+      const [flag, placeholder] = line.trim().split(/\s+/);
+      return { flag: flag!.slice(2), placeholder: /^[A-Z]+$/.test(placeholder!) ? placeholder! : '', line };
+    });
+}
+
+const usageError = (args: string[]): Error => {
+  try {
+    parseServeArgs(args);
+  } catch (error) {
+    return error as Error;
+  }
+  throw new Error(`parseServeArgs(${JSON.stringify(args)}) did not throw`);
+};
+
+describe('parseServeArgs', () => {
+  it('sets the CLI defaults: port 8080, /stats and /health on, nothing else', () => {
+    expect(parseServeArgs([])).toEqual({ options: { app: undefined, port: 8080, statsPath: '/stats', healthPath: '/health' }, redis: undefined, help: false });
+  });
+
+  it('takes one positional APP module', () => {
+    expect(parseServeArgs(['app.ts', '--port', '1']).options).toMatchObject({ app: 'app.ts', port: 1 });
+    expect(parseServeArgs(['--port', '1', 'app.ts']).options.app).toBe('app.ts');
+    const error = usageError(['a.ts', 'b.ts']);
+    expect(error).toBeInstanceOf(UsageError);
+    expect(error.message).toBe('serve takes one APP module, got 2: a.ts b.ts');
+  });
+
+  it.each(TABLE_FLAGS)('--%s sets %s', (flag, option, raw, value) => {
+    expect(parseServeArgs([`--${flag}`, raw]).options[option]).toEqual(value);
+    expect(parseServeArgs([`--${flag}=${raw}`]).options[option]).toEqual(value);
+  });
+
+  it('maps every flag in the help to an option, and has a flag for every option the table gives one', () => {
+    const inHelp = helpFlags().map((f) => f.flag);
+    expect(inHelp.sort()).toEqual([...TABLE_FLAGS.map(([flag]) => flag), ...BOOLEAN_FLAGS.map((f) => `[no-]${f}`), ...EXTRA_FLAGS].sort());
+    const withFlag = (Object.entries(OPTIONS) as [OptionName, OptionSpec][]).filter(([, spec]) => spec.cli !== false).map(([name]) => name);
+    expect([...TABLE_FLAGS.map(([, option]) => option), 'sendPings'].sort()).toEqual(withFlag.sort());
+  });
+
+  it('turns pings on and off', () => {
+    expect(parseServeArgs([]).options.sendPings).toBeUndefined();
+    expect(parseServeArgs(['--send-pings']).options.sendPings).toBe(true);
+    expect(parseServeArgs(['--no-send-pings']).options.sendPings).toBe(false);
+  });
+
+  it('gives what all the table flags produce to resolveConfig, which accepts it', () => {
+    const args = TABLE_FLAGS.flatMap(([flag, , raw]) => [`--${flag}`, raw]);
+    const { options } = parseServeArgs([...args, '--no-send-pings', '--deflate', '--origin', 'https://a.example']);
+    const config = resolveConfig(options, 2);
+    for (const [, option, , value] of TABLE_FLAGS) expect(config[option], option).toEqual(value);
+    expect(config.sendPings).toBe(false);
+    expect(config.deflate?.mode).toBe('shared');
+    expect(config.origins).toEqual(['https://a.example']);
+  });
+
+  it('accepts an empty path to turn the stats and health endpoints off', () => {
+    expect(parseServeArgs(['--stats-path', '', '--health-path=']).options).toMatchObject({ statsPath: '', healthPath: '' });
+  });
+
+  it.each([
+    [['--max-payload', '65536'], 65536],
+    [['--max-payload', '64K'], 64 * 1024],
+    [['--max-payload', '64kib'], 64 * 1024],
+    [['--max-payload', '16M'], 16 * 1024 * 1024],
+    [['--max-payload', '1G'], 1024 ** 3],
+  ])('reads sizes with suffixes: %j', (args, bytes) => {
+    expect(parseServeArgs(args).options.maxPayloadLength).toBe(bytes);
+  });
+
+  it.each([
+    [['--port', '-5'], '--port must be a whole number, got "-5"'],
+    [['--port=-5'], '--port must be a whole number, got "-5"'],
+    [['--port', 'abc'], '--port must be a whole number, got "abc"'],
+    [['--workers', '-2'], '--workers must be a whole number, got "-2"'],
+    [['--idle-timeout', '-1'], '--idle-timeout must be a number >= 0, got "-1"'],
+    [['--idle-timeout', 'soon'], '--idle-timeout must be a number >= 0, got "soon"'],
+    [['--max-payload', '-64K'], '--max-payload must be a size in bytes (e.g. 65536, 64K, 16M), got "-64K"'],
+    [['--max-payload', '16T'], '--max-payload must be a size in bytes (e.g. 65536, 64K, 16M), got "16T"'],
+  ])('refuses a bad number with our own message: %j', (args, message) => {
+    const error = usageError(args);
+    expect(error).toBeInstanceOf(UsageError);
+    expect(error.message).toBe(message);
+  });
+
+  it.each([
+    [['--workers', '0'], '--workers must be an integer from 1 to 256, got 0'],
+    [['--workers', '257'], '--workers must be an integer from 1 to 256, got 257'],
+    [['--port', '65536'], '--port must be an integer from 0 to 65535, got 65536'],
+    [['--max-payload', '0'], `--max-payload must be an integer from 1 to ${2 ** 31 - 1} (bytes), got 0`],
+    [['--worker-young-size', '2G'], `--worker-young-size must be an integer from 0 to ${1024 ** 3} (bytes), got ${2 * 1024 ** 3}`],
+    [['--idle-timeout', '86401'], '--idle-timeout must be a number of seconds from 0 to 86400, got 86401'],
+    [['--handshake-timeout', '10000'], '--handshake-timeout must be a number of seconds from 0 to 120, got 10000 (it is in seconds now, no longer milliseconds)'],
+    [['--slow-client', 'kill'], '--slow-client must be one of close, drop, custom, got kill'],
+    [['--log-level', 'loud'], '--log-level must be one of fatal, error, warn, info, debug, trace, silent, got loud'],
+    [['--stats-path', 'stats'], '--stats-path must start with "/", got stats'],
+  ])('refuses an out-of-range value naming the flag, not the option: %j', (args, message) => {
+    const error = usageError(args);
+    expect(error).toBeInstanceOf(UsageError);
+    expect(error.message).toBe(message);
+  });
+
+  it('turns deflate on: alone it means shared, =MODE picks the mode', () => {
+    expect(parseServeArgs([]).options.deflate).toBeUndefined();
+    expect(parseServeArgs(['--deflate']).options.deflate).toBe('shared');
+    expect(parseServeArgs(['--deflate', 'app.ts']).options).toMatchObject({ deflate: 'shared', app: 'app.ts' });
+    expect(parseServeArgs(['--deflate=shared']).options.deflate).toBe('shared');
+    expect(parseServeArgs(['--deflate=dedicated']).options.deflate).toBe('dedicated');
+    // The mode may follow as its own argument, as the other flags' values do.
+    expect(parseServeArgs(['--deflate', 'dedicated', 'app.ts']).options).toMatchObject({ deflate: 'dedicated', app: 'app.ts' });
+    expect(parseServeArgs(['--deflate', 'shared']).options).toMatchObject({ deflate: 'shared', app: undefined });
+    const error = usageError(['--deflate=fast']);
+    expect(error).toBeInstanceOf(UsageError);
+    expect(error.message).toBe('--deflate must be shared or dedicated, got "fast"');
+  });
+
+  it('collects repeated --origin flags', () => {
+    expect(parseServeArgs([]).options.origins).toBeUndefined();
+    expect(parseServeArgs(['--origin', 'https://a.example']).options.origins).toEqual(['https://a.example']);
+    expect(parseServeArgs(['--origin', 'https://a.example', '--origin=https://b.example']).options.origins).toEqual(['https://a.example', 'https://b.example']);
+  });
+
+  it('takes TLS files in pairs, the CA optional', () => {
+    expect(parseServeArgs([]).options.tls).toBeUndefined();
+    expect(parseServeArgs(['--tls-cert', 'c.pem', '--tls-key', 'k.pem']).options.tls).toEqual({ certFile: 'c.pem', keyFile: 'k.pem', caFile: undefined });
+    expect(parseServeArgs(['--tls-cert', 'c.pem', '--tls-key', 'k.pem', '--tls-ca', 'ca.pem']).options.tls).toEqual({ certFile: 'c.pem', keyFile: 'k.pem', caFile: 'ca.pem' });
+    for (const args of [['--tls-cert', 'c.pem'], ['--tls-key', 'k.pem'], ['--tls-key', 'k.pem', '--tls-ca', 'ca.pem']]) {
+      const error = usageError(args);
+      expect(error).toBeInstanceOf(UsageError);
+      expect(error.message).toBe('--tls-cert and --tls-key go together');
+    }
+    const lonely = usageError(['--tls-ca', 'ca.pem']);
+    expect(lonely).toBeInstanceOf(UsageError);
+    expect(lonely.message).toBe('--tls-ca needs --tls-cert and --tls-key');
+    // What the flags produce, resolveConfig accepts.
+    const { options } = parseServeArgs(['--tls-cert', 'c.pem', '--tls-key', 'k.pem']);
+    expect(resolveConfig(options, 1).tls).toMatchObject({ certFile: 'c.pem', keyFile: 'k.pem' });
+  });
+
+  it('takes a redis:// or rediss:// URL for the bridge, apart from the listen options', () => {
+    expect(parseServeArgs([]).redis).toBeUndefined();
+    const plain = parseServeArgs(['--redis', 'redis://127.0.0.1:6379/2']);
+    expect(plain.redis).toBe('redis://127.0.0.1:6379/2');
+    expect(plain.options).not.toHaveProperty('redis');
+    expect(parseServeArgs(['--redis=rediss://cache.example:6380']).redis).toBe('rediss://cache.example:6380');
+    for (const url of ['127.0.0.1:6379', 'http://127.0.0.1:6379', 'redis:/x']) {
+      const error = usageError(['--redis', url]);
+      expect(error).toBeInstanceOf(UsageError);
+      expect(error.message).toBe(`--redis must be a redis:// or rediss:// URL, got "${url}"`);
+    }
+  });
+
+  it('asks for help with -h or --help', () => {
+    expect(parseServeArgs([]).help).toBe(false);
+    expect(parseServeArgs(['-h']).help).toBe(true);
+    expect(parseServeArgs(['--help', '--port', '1']).help).toBe(true);
+    // Help wins over a bad value or an unknown flag on the same line.
+    expect(parseServeArgs(['--workers', '0', '--help']).help).toBe(true);
+    expect(parseServeArgs(['--bogus', '-h']).help).toBe(true);
+  });
+
+  it('refuses unknown flags and a value on an on/off flag (through util.parseArgs)', () => {
+    expect(usageError(['--bogus'])).toMatchObject({ code: 'ERR_PARSE_ARGS_UNKNOWN_OPTION' });
+    expect(usageError(['--max-payload-length', '1'])).toMatchObject({ code: 'ERR_PARSE_ARGS_UNKNOWN_OPTION' });
+    expect(usageError(['--send-pings=yes'])).toMatchObject({ code: 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' });
+  });
+});
+
+describe('SERVE_HELP', () => {
+  it('lists every option of the table that has a flag, with its placeholder', () => {
+    const lines = helpFlags();
+    for (const [flag, option] of TABLE_FLAGS) {
+      const entry = lines.find((l) => l.flag === flag);
+      expect(entry, flag).toBeDefined();
+      expect(entry!.placeholder, flag).toBe(OPTIONS[option].cli);
+      expect(entry!.line, flag).toContain(OPTIONS[option].doc);
+    }
+    expect(SERVE_HELP).toContain('\n  --[no-]send-pings ');
+    expect(SERVE_HELP).toContain('-h, --help');
+  });
+
+  it('states a default on every line that starts with "--"', () => {
+    const lines = helpFlags();
+    expect(lines.length).toBeGreaterThan(25);
+    for (const { line } of lines) {
+      expect(line).toMatch(/\(default|; default /);
+      // Once: a flag whose doc has its own default does not get a second one.
+      expect(line.match(/default/g), line).toHaveLength(1);
+    }
+  });
+
+  it('states the defaults the CLI uses', () => {
+    const line = (flag: string): string => helpFlags().find((l) => l.flag === flag)!.line;
+    expect(line('port')).toContain('(default 8080)');
+    expect(line('workers')).toContain('one per core');
+    expect(line('host')).toContain('(default: all, IPv4 and IPv6)');
+    expect(line('max-payload')).toContain('(default 16M)');
+    expect(line('high-water-mark')).toContain('(default 64K)');
+    expect(line('idle-timeout')).toContain('(default 120)');
+    expect(line('stats-path')).toContain('(default /stats)');
+    expect(line('health-path')).toContain('(default /health)');
+    expect(line('metrics-path')).toContain('(default off)');
+    expect(line('[no-]send-pings')).toContain('(default on)');
+    expect(line('log-level')).toContain('(default info)');
+  });
+});

@@ -1,0 +1,165 @@
+import { describe, it, expect, vi } from 'vitest';
+import { randomBytes } from 'node:crypto';
+import { ProtocolError } from '../src/shared/errors.ts';
+import { SYNC_COMPRESS_LIMIT, SYNC_INFLATE_LIMIT, compressionWanted, messageCompression } from '../src/shared/message-compression.ts';
+import { PerMessageDeflate, deflateMessageShared } from '../src/shared/permessage-deflate.ts';
+import type { DeflateParams, WindowBits } from '../src/shared/permessage-deflate.ts';
+
+const params = (overrides: Partial<DeflateParams> = {}): DeflateParams => ({
+  serverNoContextTakeover: true,
+  clientNoContextTakeover: true,
+  serverMaxWindowBits: 15,
+  clientMaxWindowBits: 15,
+  ...overrides,
+});
+
+const codec = (role: 'server' | 'client' = 'server', p: Partial<DeflateParams> = {}, threshold = 32): PerMessageDeflate =>
+  new PerMessageDeflate(role, params(p), { maxMessageSize: 1 << 20, threshold });
+
+/** Runs one decompress and tells whether its callback ran before the call returned. */
+function decompress(compression: ReturnType<typeof messageCompression>, data: Buffer, fin: boolean) {
+  let result: { error: ProtocolError | null; data?: Buffer } | null = null;
+  const settled = new Promise<{ error: ProtocolError | null; data?: Buffer }>((resolve) =>
+    compression.inflater.decompress(data, fin, (error, out) => {
+      result = { error, data: out };
+      resolve(result);
+    }),
+  );
+  return { sync: result !== null, settled };
+}
+
+describe('compressionWanted', () => {
+  it('compresses from the threshold up unless the sender says no', () => {
+    expect(compressionWanted(128, 128, undefined)).toBe(true);
+    expect(compressionWanted(128, 127, undefined)).toBe(false);
+    expect(compressionWanted(0, 0, undefined)).toBe(true);
+    expect(compressionWanted(0, 1000, false)).toBe(false);
+    expect(compressionWanted(0, 1000, true)).toBe(true);
+    // Asking for compression does not lift the threshold.
+    expect(compressionWanted(128, 10, true)).toBe(false);
+  });
+});
+
+describe('messageCompression inflater', () => {
+  it('inflates a small single-frame message from a peer without context on this thread', async () => {
+    const c = codec();
+    const compression = messageCompression(c, 15);
+    const message = Buffer.from('hello hello hello hello');
+    const run = decompress(compression, deflateMessageShared(message, 15), true);
+    expect(run.sync).toBe(true);
+    const { error, data } = await run.settled;
+    expect(error).toBeNull();
+    expect(data!.equals(message)).toBe(true);
+    compression.close();
+  });
+
+  it('reports corrupt data of a sync inflate through the callback as 1007', async () => {
+    const compression = messageCompression(codec(), 15);
+    const run = decompress(compression, Buffer.from([0xff, 0xff, 0xff, 0xff]), true);
+    expect(run.sync).toBe(true);
+    const { error } = await run.settled;
+    expect(error).toBeInstanceOf(ProtocolError);
+    expect(error!.closeCode).toBe(1007);
+    compression.close();
+  });
+
+  it('inflates on the thread pool above SYNC_INFLATE_LIMIT compressed bytes', async () => {
+    const c = codec();
+    const sync = vi.spyOn(c, 'decompressSync');
+    const compression = messageCompression(c, 15);
+    // Random bytes do not compress: the frame stays above the limit.
+    const big = randomBytes(SYNC_INFLATE_LIMIT + 100);
+    const compressed = deflateMessageShared(big, 15);
+    expect(compressed.length).toBeGreaterThan(SYNC_INFLATE_LIMIT);
+    const run = decompress(compression, compressed, true);
+    expect(run.sync).toBe(false);
+    const { error, data } = await run.settled;
+    expect(error).toBeNull();
+    expect(data!.equals(big)).toBe(true);
+    expect(sync).not.toHaveBeenCalled();
+    compression.close();
+  });
+
+  it('takes the sync path up to exactly SYNC_INFLATE_LIMIT bytes', () => {
+    const c = codec();
+    const sync = vi.spyOn(c, 'decompressSync').mockReturnValue(Buffer.from('x'));
+    const async = vi.spyOn(c, 'decompress').mockImplementation(() => {});
+    const compression = messageCompression(c, 15);
+    compression.inflater.decompress(Buffer.alloc(SYNC_INFLATE_LIMIT), true, () => {});
+    expect(sync).toHaveBeenCalledTimes(1);
+    compression.inflater.decompress(Buffer.alloc(SYNC_INFLATE_LIMIT + 1), true, () => {});
+    expect(async).toHaveBeenCalledTimes(1);
+    expect(sync).toHaveBeenCalledTimes(1);
+  });
+
+  it('inflates every frame of a fragmented message on the thread pool, then goes back to sync', () => {
+    const c = codec();
+    const sync = vi.spyOn(c, 'decompressSync').mockReturnValue(Buffer.from('x'));
+    const async = vi.spyOn(c, 'decompress').mockImplementation(() => {});
+    const compression = messageCompression(c, 15);
+    compression.inflater.decompress(Buffer.alloc(10), false, () => {});
+    compression.inflater.decompress(Buffer.alloc(10), false, () => {});
+    // The last frame is small and final, but belongs to a message that began asynchronously.
+    compression.inflater.decompress(Buffer.alloc(10), true, () => {});
+    expect(async.mock.calls.map(([, fin]) => fin)).toEqual([false, false, true]);
+    expect(sync).not.toHaveBeenCalled();
+    compression.inflater.decompress(Buffer.alloc(10), true, () => {});
+    expect(sync).toHaveBeenCalledTimes(1);
+    expect(async).toHaveBeenCalledTimes(3);
+  });
+
+  it('inflates on the thread pool when the peer keeps context', async () => {
+    const c = codec('server', { clientNoContextTakeover: false });
+    const compression = messageCompression(c, 15);
+    const message = Buffer.from('context kept');
+    const run = decompress(compression, deflateMessageShared(message, 15), true);
+    expect(run.sync).toBe(false);
+    const { data } = await run.settled;
+    expect(data!.equals(message)).toBe(true);
+    compression.close();
+  });
+});
+
+describe('messageCompression sending side', () => {
+  it('offers compressSync only when our direction keeps no context, with the codec’s threshold', () => {
+    const shared = messageCompression(codec('server', {}, 77), 15);
+    expect(shared.threshold).toBe(77);
+    expect(shared.syncLimit).toBe(SYNC_COMPRESS_LIMIT);
+    const message = Buffer.from('abc'.repeat(100));
+    expect(shared.compressSync!(message).equals(deflateMessageShared(message, 15))).toBe(true);
+    expect(messageCompression(codec('server', { serverNoContextTakeover: false }), 15).compressSync).toBeNull();
+    // A client's direction is client_no_context_takeover.
+    expect(messageCompression(codec('client', { clientNoContextTakeover: false }), null).compressSync).toBeNull();
+    expect(messageCompression(codec('client', { serverNoContextTakeover: false }), null).compressSync).not.toBeNull();
+  });
+
+  it('close() closes the codec', () => {
+    const c = codec();
+    const close = vi.spyOn(c, 'close');
+    messageCompression(c, 15).close();
+    expect(close).toHaveBeenCalledTimes(1);
+  });
+});
+
+describe('acceptsSharedFrames', () => {
+  const accepts = (role: 'server' | 'client', p: Partial<DeflateParams>, shared: WindowBits | null): boolean =>
+    messageCompression(codec(role, p), shared).acceptsSharedFrames;
+
+  it('holds for a server without context whose window is at least the shared one', () => {
+    expect(accepts('server', {}, 15)).toBe(true);
+    expect(accepts('server', { serverMaxWindowBits: 15 }, 12)).toBe(true);
+    expect(accepts('server', { serverMaxWindowBits: 12 }, 12)).toBe(true);
+  });
+
+  it('fails without a shared compressor, with context takeover, or with a smaller window', () => {
+    expect(accepts('server', {}, null)).toBe(false);
+    expect(accepts('server', { serverNoContextTakeover: false }, 15)).toBe(false);
+    expect(accepts('server', { serverMaxWindowBits: 12 }, 15)).toBe(false);
+  });
+
+  it('reads the client’s own direction on the client side', () => {
+    expect(accepts('client', { serverNoContextTakeover: false, serverMaxWindowBits: 9 }, 15)).toBe(true);
+    expect(accepts('client', { clientNoContextTakeover: false }, 15)).toBe(false);
+    expect(accepts('client', { clientMaxWindowBits: 10 }, 15)).toBe(false);
+  });
+});

@@ -1,0 +1,162 @@
+/**
+ * Stand-ins for the worker-side unit tests (test/worker): a silent logger, a connection that
+ * records the prepared frames a TopicRegistry hands it, a mesh that records what it is asked to
+ * announce and publish, a topic registry as a PeerMesh sees it, an in-memory socket that records
+ * what is written to it, and a bounded wait.
+ */
+import { Duplex } from 'node:stream';
+import { pino } from 'pino';
+import type { Logger } from 'pino';
+import type { MessageData, Priority, SendOptions, SendStatus } from '../../src/shared/app.ts';
+import type { PeerPublish } from '../../src/shared/thread-messages.ts';
+import { kSendPrepared } from '../../src/worker/connection.ts';
+import type { Connection } from '../../src/worker/connection.ts';
+import type { MeshTopics, PeerMesh } from '../../src/worker/peer-mesh.ts';
+
+export const silentLogger = (): Logger => pino({ level: 'silent' });
+
+/** One call of `[kSendPrepared]`. */
+export interface PreparedSend {
+  readonly plain: Buffer;
+  readonly compressed: Buffer | null;
+  readonly priority: Priority;
+  readonly release: (() => void) | null;
+}
+
+/**
+ * A connection as the TopicRegistry sees it: records every prepared send, and (when
+ * `releaseAtOnce`) runs the release it was given before returning, as a connection that wrote
+ * the frames straight away (or dropped them) would.
+ */
+export class FakeConnection {
+  readonly sends: PreparedSend[] = [];
+  releaseAtOnce = false;
+
+  [kSendPrepared](plain: Buffer, compressed: Buffer | null, priority: Priority, release: (() => void) | null): SendStatus {
+    this.sends.push({ plain, compressed, priority, release });
+    if (this.releaseAtOnce) release?.();
+    return 'written';
+  }
+
+  /** Typed as what the registry takes. */
+  get asConnection(): Connection {
+    return this as unknown as Connection;
+  }
+}
+
+/** What a FakeMesh was asked to do. */
+export type MeshCall =
+  | { readonly kind: 'announce'; readonly topics: readonly string[]; readonly subscribed: boolean; readonly only: number | undefined }
+  | {
+      readonly kind: 'publish';
+      readonly workers: readonly number[];
+      readonly topic: string;
+      readonly plain: Buffer;
+      readonly compressed: Buffer | null;
+      readonly priority: Priority;
+    };
+
+/** The PeerMesh surface a TopicRegistry uses, recording each call. */
+export class FakeMesh {
+  readonly calls: MeshCall[] = [];
+  attached: MeshTopics | null = null;
+
+  attach(topics: MeshTopics): void {
+    this.attached = topics;
+  }
+
+  announce(topics: readonly string[], subscribed: boolean, only?: number): void {
+    this.calls.push({ kind: 'announce', topics: [...topics], subscribed, only });
+  }
+
+  publish(workers: ReadonlySet<number>, topic: string, plain: Buffer, compressed: Buffer | null, priority: Priority): void {
+    this.calls.push({ kind: 'publish', workers: [...workers], topic, plain, compressed, priority });
+  }
+
+  get asMesh(): PeerMesh {
+    return this as unknown as PeerMesh;
+  }
+
+  ofKind<K extends MeshCall['kind']>(kind: K): Extract<MeshCall, { kind: K }>[] {
+    return this.calls.filter((call): call is Extract<MeshCall, { kind: K }> => call.kind === kind);
+  }
+}
+
+/** One `deliver` a RecordingTopics received; `frames` is copied at delivery (pooled pages get reused). */
+export interface Delivery {
+  readonly message: PeerPublish;
+  readonly frames: Buffer;
+  readonly release: (() => void) | null;
+}
+
+/** The topic registry as a PeerMesh sees it, recording what the mesh tells it. */
+export class RecordingTopics implements MeshTopics {
+  localTopics: string[] = [];
+  readonly interest: { readonly worker: number; readonly topics: readonly string[]; readonly subscribed: boolean }[] = [];
+  readonly deliveries: Delivery[] = [];
+  readonly forgotten: number[] = [];
+
+  setRemoteInterest(worker: number, topics: readonly string[], subscribed: boolean): void {
+    this.interest.push({ worker, topics: [...topics], subscribed });
+  }
+
+  deliver(message: PeerPublish, frames: Buffer, release: (() => void) | null): void {
+    this.deliveries.push({ message, frames: Buffer.from(frames), release });
+  }
+
+  forgetWorker(worker: number): void {
+    this.forgotten.push(worker);
+  }
+}
+
+/** What a TopicMembership stand-in records (Connection contexts that need a `topics`). */
+export class RecordingMembership {
+  readonly calls: string[] = [];
+  subscribe(_connection: Connection, topic: string): void {
+    this.calls.push(`subscribe ${topic}`);
+  }
+  unsubscribe(_connection: Connection, topic: string): void {
+    this.calls.push(`unsubscribe ${topic}`);
+  }
+  publish(topic: string, _data: MessageData, _options: SendOptions | undefined, _except: Connection | null): void {
+    this.calls.push(`publish ${topic}`);
+  }
+}
+
+/**
+ * An in-memory socket: records every byte written to it (`text`, Latin-1 as the handshake
+ * writes), never produces data of its own, and counts as ended once `end()` ran.
+ */
+export class RecordingSocket extends Duplex {
+  readonly chunks: Buffer[] = [];
+  ended = false;
+
+  constructor() {
+    super({ allowHalfOpen: true });
+  }
+
+  override _read(): void {}
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    this.chunks.push(chunk);
+    callback();
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    this.ended = true;
+    callback();
+  }
+
+  get text(): string {
+    return Buffer.concat(this.chunks).toString('latin1');
+  }
+}
+
+/** Polls `predicate` on every turn of the event loop until it holds; rejects after `timeout` ms naming `what`. */
+export async function until(predicate: () => boolean, what: string, timeout = 2000): Promise<void> {
+  const deadline = Date.now() + timeout;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeout} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+}

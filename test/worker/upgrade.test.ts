@@ -1,0 +1,289 @@
+import { describe, it, expect, afterEach, vi } from 'vitest';
+import type { IncomingMessage } from 'node:http';
+import type { App, Shard, UpgradeRequest } from '../../src/shared/app.ts';
+import type { ServerOptions } from '../../src/shared/config.ts';
+import { resolveConfig } from '../../src/shared/config.ts';
+import { PerMessageDeflate } from '../../src/shared/permessage-deflate.ts';
+import { Counter, WorkerCounters } from '../../src/shared/worker-counters.ts';
+import type { AcceptedUpgrade } from '../../src/worker/upgrade.ts';
+import { UpgradeHandler } from '../../src/worker/upgrade.ts';
+import { RecordingSocket, silentLogger } from '../support/worker-fakes.ts';
+
+const RFC_KEY = 'dGhlIHNhbXBsZSBub25jZQ==';
+const RFC_ACCEPT = 's3pPLMBiTxaQ9kYGzzhZRbK+xOo=';
+
+const shard: Shard = {
+  id: 3,
+  count: 4,
+  logger: silentLogger(),
+  publish: () => {},
+  subscriberCount: () => 0,
+  stats: () => [],
+};
+
+/** An upgrade request as Node's HTTP parser hands it over. */
+function request(headers: Record<string, string | undefined> = {}, overrides: { method?: string; url?: string; httpVersion?: string } = {}): IncomingMessage {
+  const all: Record<string, string> = {
+    host: 'example.com',
+    upgrade: 'websocket',
+    connection: 'Upgrade',
+    'sec-websocket-key': RFC_KEY,
+    'sec-websocket-version': '13',
+  };
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined) delete all[name];
+    else all[name] = value;
+  }
+  return {
+    method: overrides.method ?? 'GET',
+    url: overrides.url ?? '/chat?room=1',
+    httpVersion: overrides.httpVersion ?? '1.1',
+    headers: all,
+    socket: { remoteAddress: '203.0.113.9' },
+  } as unknown as IncomingMessage;
+}
+
+const compressions: AcceptedUpgrade[] = [];
+afterEach(() => {
+  for (const accepted of compressions.splice(0)) accepted.compression?.close();
+  vi.restoreAllMocks();
+});
+
+function handler(options: ServerOptions = {}, app: App<unknown> = {}) {
+  const counters = new WorkerCounters(1).slot(0);
+  const upgrade = new UpgradeHandler(resolveConfig(options, 1), app, shard, silentLogger(), counters);
+  const run = async (req: IncomingMessage = request()) => {
+    const socket = new RecordingSocket();
+    const accepted = await upgrade.handle(req, socket);
+    if (accepted !== null) compressions.push(accepted);
+    return { accepted, socket };
+  };
+  return { counters, run };
+}
+
+/** The status of the response a refused socket was sent (NaN when none). */
+const statusOf = (socket: RecordingSocket): number => Number(/^HTTP\/1\.1 (\d{3}) /.exec(socket.text)?.[1]);
+
+describe('UpgradeHandler', () => {
+  it('accepts a valid request with a 101 carrying the RFC 6455 accept key, written by no one yet', async () => {
+    const { counters, run } = handler();
+    const { accepted, socket } = await run();
+    expect(accepted).toEqual({
+      data: undefined,
+      protocol: '',
+      extensions: '',
+      compression: null,
+      remoteAddress: '203.0.113.9',
+      response: `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${RFC_ACCEPT}\r\n\r\n`,
+    });
+    expect(socket.chunks).toEqual([]);
+    expect(socket.ended).toBe(false);
+    expect(counters[Counter.HandshakesTotal]).toBe(1);
+    expect(counters[Counter.HandshakesRejected]).toBe(0);
+  });
+
+  it('refuses another version with 426 naming version 13, and counts the rejection', async () => {
+    const { counters, run } = handler();
+    const { accepted, socket } = await run(request({ 'sec-websocket-version': '8' }));
+    expect(accepted).toBeNull();
+    expect(statusOf(socket)).toBe(426);
+    expect(socket.text).toContain('\r\nSec-WebSocket-Version: 13\r\n');
+    expect(socket.ended).toBe(true);
+    expect(counters[Counter.HandshakesTotal]).toBe(1);
+    expect(counters[Counter.HandshakesRejected]).toBe(1);
+  });
+
+  it('refuses malformed requests with the status the handshake names', async () => {
+    const { counters, run } = handler();
+    expect(statusOf((await run(request({}, { method: 'POST' }))).socket)).toBe(405);
+    expect(statusOf((await run(request({ 'sec-websocket-key': 'short' }))).socket)).toBe(400);
+    expect(statusOf((await run(request({ upgrade: undefined }))).socket)).toBe(426);
+    expect(counters[Counter.HandshakesTotal]).toBe(3);
+    expect(counters[Counter.HandshakesRejected]).toBe(3);
+  });
+
+  it('refuses an origin that is not listed (or none) with 403 and accepts a listed one', async () => {
+    const { counters, run } = handler({ origins: ['https://good.example'] });
+    const bad = await run(request({ origin: 'https://evil.example' }));
+    expect(bad.accepted).toBeNull();
+    expect(statusOf(bad.socket)).toBe(403);
+    const none = await run(request());
+    expect(statusOf(none.socket)).toBe(403);
+    const good = await run(request({ origin: 'https://good.example' }));
+    expect(good.accepted).not.toBeNull();
+    expect(good.socket.chunks).toEqual([]);
+    expect(counters[Counter.HandshakesTotal]).toBe(3);
+    expect(counters[Counter.HandshakesRejected]).toBe(2);
+  });
+
+  it('negotiates permessage-deflate in shared mode: no context on either side, shared frames fit', async () => {
+    const { run } = handler({ deflate: 'shared' });
+    const { accepted } = await run(request({ 'sec-websocket-extensions': 'permessage-deflate; client_max_window_bits' }));
+    expect(accepted!.extensions).toBe('permessage-deflate; server_no_context_takeover; client_no_context_takeover');
+    expect(accepted!.response).toContain(`\r\nSec-WebSocket-Extensions: ${accepted!.extensions}\r\n`);
+    const compression = accepted!.compression!;
+    expect(compression).not.toBeNull();
+    expect(compression.acceptsSharedFrames).toBe(true);
+    expect(compression.compressSync).not.toBeNull();
+    expect(compression.threshold).toBe(resolveConfig({ deflate: 'shared' }, 1).deflate!.threshold);
+  });
+
+  it('negotiates permessage-deflate in dedicated mode: context kept, no shared frames', async () => {
+    const { run } = handler({ deflate: { mode: 'dedicated', threshold: 10 } });
+    const { accepted } = await run(request({ 'sec-websocket-extensions': 'permessage-deflate' }));
+    expect(accepted!.extensions).toBe('permessage-deflate');
+    const compression = accepted!.compression!;
+    expect(compression.acceptsSharedFrames).toBe(false);
+    expect(compression.compressSync).toBeNull();
+    expect(compression.threshold).toBe(10);
+  });
+
+  it('leaves compression off when the server has it off or the client offers nothing acceptable', async () => {
+    const off = await handler().run(request({ 'sec-websocket-extensions': 'permessage-deflate' }));
+    expect(off.accepted).toMatchObject({ extensions: '', compression: null });
+    expect(off.accepted!.response).not.toContain('Extensions');
+    const other = await handler({ deflate: true }).run(request({ 'sec-websocket-extensions': 'x-webkit-deflate-frame' }));
+    expect(other.accepted).toMatchObject({ extensions: '', compression: null });
+  });
+
+  it('refuses a malformed extension header with 400 when deflate is on', async () => {
+    const { counters, run } = handler({ deflate: true });
+    const { accepted, socket } = await run(request({ 'sec-websocket-extensions': 'permessage-deflate; =' }));
+    expect(accepted).toBeNull();
+    expect(statusOf(socket)).toBe(400);
+    expect(counters[Counter.HandshakesRejected]).toBe(1);
+  });
+});
+
+describe('UpgradeHandler with an app upgrade hook', () => {
+  it('passes the request and the shard to the hook, and its data, protocol and headers through', async () => {
+    const seen: { req: UpgradeRequest; shard: Shard }[] = [];
+    const req = request({ 'sec-websocket-protocol': 'superchat, chat' });
+    const { run } = handler(
+      {},
+      {
+        upgrade(r, s) {
+          seen.push({ req: r, shard: s });
+          return { data: { user: 'alice' }, protocol: 'chat', headers: { 'X-Shard': String(s.id), 'X-Skipped': undefined } };
+        },
+      },
+    );
+    const { accepted } = await run(req);
+    expect(seen).toHaveLength(1);
+    expect(seen[0]!.shard).toBe(shard);
+    expect(seen[0]!.req).toMatchObject({
+      method: 'GET',
+      url: '/chat?room=1',
+      remoteAddress: '203.0.113.9',
+      protocols: ['superchat', 'chat'],
+    });
+    expect(seen[0]!.req.raw).toBe(req);
+    expect(seen[0]!.req.headers).toBe(req.headers);
+    expect(accepted).toMatchObject({ data: { user: 'alice' }, protocol: 'chat' });
+    expect(accepted!.response).toContain('\r\nSec-WebSocket-Protocol: chat\r\n');
+    expect(accepted!.response).toContain('\r\nX-Shard: 3\r\n');
+    expect(accepted!.response).not.toContain('X-Skipped');
+  });
+
+  it('answers no subprotocol when the hook picks none, even if the client offered some', async () => {
+    const { run } = handler({}, { upgrade: () => ({ data: 1 }) });
+    const { accepted } = await run(request({ 'sec-websocket-protocol': 'chat' }));
+    expect(accepted).toMatchObject({ data: 1, protocol: '' });
+    expect(accepted!.response).not.toContain('Sec-WebSocket-Protocol');
+  });
+
+  it('waits for an async hook', async () => {
+    const { run } = handler(
+      {},
+      {
+        async upgrade() {
+          await new Promise((resolve) => setTimeout(resolve, 5));
+          return { data: 'later' };
+        },
+      },
+    );
+    expect((await run()).accepted).toMatchObject({ data: 'later' });
+  });
+
+  it('refuses with the status, message and headers of a rejection, closing the negotiated codec', async () => {
+    const close = vi.spyOn(PerMessageDeflate.prototype, 'close');
+    const { counters, run } = handler(
+      { deflate: true },
+      { upgrade: () => ({ reject: 401, message: 'token required', headers: { 'WWW-Authenticate': 'Bearer', 'X-Skipped': undefined } }) },
+    );
+    const { accepted, socket } = await run(request({ 'sec-websocket-extensions': 'permessage-deflate' }));
+    expect(accepted).toBeNull();
+    expect(statusOf(socket)).toBe(401);
+    expect(socket.text).toContain('\r\nWWW-Authenticate: Bearer\r\n');
+    expect(socket.text).not.toContain('X-Skipped');
+    expect(socket.text.endsWith('\r\n\r\ntoken required')).toBe(true);
+    expect(counters[Counter.HandshakesRejected]).toBe(1);
+    expect(close).toHaveBeenCalledTimes(1);
+  });
+
+  it('answers 500 when the hook rejects with a status or headers no response can carry', async () => {
+    for (const rejection of [{ reject: 402 }, { reject: 401, headers: { 'WWW-Authenticate': 'Basic realm="café"' } }, { reject: 403, headers: { 'Content-Length': '5' } }]) {
+      const { counters, run } = handler({}, { upgrade: () => rejection as never });
+      const { accepted, socket } = await run();
+      expect(accepted).toBeNull();
+      expect(statusOf(socket)).toBe(500);
+      expect(socket.text).not.toContain('café');
+      expect(counters[Counter.HandshakesRejected]).toBe(1);
+    }
+  });
+
+  it('answers 500 when the hook throws, sync or async', async () => {
+    const sync = handler({}, { upgrade: () => { throw new Error('boom'); } });
+    const thrown = await sync.run();
+    expect(thrown.accepted).toBeNull();
+    expect(statusOf(thrown.socket)).toBe(500);
+    expect(thrown.socket.text.endsWith('Internal Server Error')).toBe(true);
+    expect(thrown.socket.text).not.toContain('boom');
+    expect(sync.counters[Counter.HandshakesRejected]).toBe(1);
+
+    const rejected = await handler({}, { upgrade: () => Promise.reject(new Error('boom')) }).run();
+    expect(statusOf(rejected.socket)).toBe(500);
+  });
+
+  it('answers 500 when the hook picks a subprotocol the client did not offer', async () => {
+    const close = vi.spyOn(PerMessageDeflate.prototype, 'close');
+    const { counters, run } = handler({ deflate: true }, { upgrade: () => ({ protocol: 'mqtt' }) });
+    const { accepted, socket } = await run(request({ 'sec-websocket-protocol': 'chat', 'sec-websocket-extensions': 'permessage-deflate' }));
+    expect(accepted).toBeNull();
+    expect(statusOf(socket)).toBe(500);
+    expect(counters[Counter.HandshakesRejected]).toBe(1);
+    expect(close).toHaveBeenCalledTimes(1);
+  });
+
+  it('answers 500 when the hook adds a header that is invalid or overrides the handshake', async () => {
+    const injected = await handler({}, { upgrade: () => ({ headers: { 'X-A': 'v\r\nSet-Cookie: evil=1' } }) }).run();
+    expect(injected.accepted).toBeNull();
+    expect(statusOf(injected.socket)).toBe(500);
+    expect(injected.socket.text).not.toContain('evil');
+    const override = await handler({}, { upgrade: () => ({ headers: { 'Sec-WebSocket-Accept': 'x' } }) }).run();
+    expect(statusOf(override.socket)).toBe(500);
+  });
+
+  it('gives up without writing anything when the socket closed while the hook ran', async () => {
+    const close = vi.spyOn(PerMessageDeflate.prototype, 'close');
+    const counters = new WorkerCounters(1).slot(0);
+    const socket = new RecordingSocket();
+    const upgrade = new UpgradeHandler(
+      resolveConfig({ deflate: true }, 1),
+      {
+        async upgrade() {
+          socket.destroy();
+          return { data: 1 };
+        },
+      },
+      shard,
+      silentLogger(),
+      counters,
+    );
+    expect(await upgrade.handle(request({ 'sec-websocket-extensions': 'permessage-deflate' }), socket)).toBeNull();
+    expect(socket.chunks).toEqual([]);
+    expect(close).toHaveBeenCalledTimes(1);
+    expect(counters[Counter.HandshakesTotal]).toBe(1);
+    expect(counters[Counter.HandshakesRejected]).toBe(0);
+  });
+});
