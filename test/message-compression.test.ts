@@ -13,8 +13,9 @@ const params = (overrides: Partial<DeflateParams> = {}): DeflateParams => ({
   ...overrides,
 });
 
-const codec = (role: 'server' | 'client' = 'server', p: Partial<DeflateParams> = {}, threshold = 32): PerMessageDeflate =>
-  new PerMessageDeflate(role, params(p), { maxMessageSize: 1 << 20, threshold });
+/** A codec on the older split (one-shot sync calls, zlib's pool): what most tests here pin down. */
+const codec = (role: 'server' | 'client' = 'server', p: Partial<DeflateParams> = {}, threshold = 32, onThread = false): PerMessageDeflate =>
+  new PerMessageDeflate(role, params(p), { maxMessageSize: 1 << 20, threshold, onThread });
 
 /** Runs one decompress and tells whether its callback ran before the call returned. */
 function decompress(compression: ReturnType<typeof messageCompression>, data: Buffer, fin: boolean) {
@@ -161,5 +162,58 @@ describe('acceptsSharedFrames', () => {
     expect(accepts('client', { serverNoContextTakeover: false, serverMaxWindowBits: 9 }, 15)).toBe(true);
     expect(accepts('client', { clientNoContextTakeover: false }, 15)).toBe(false);
     expect(accepts('client', { clientMaxWindowBits: 10 }, 15)).toBe(false);
+  });
+});
+
+describe('messageCompression with zlib contexts on the thread', () => {
+  it('inflates every frame synchronously, fragmented or not, with context kept or not', () => {
+    for (const serverNoContextTakeover of [false, true]) {
+      const server = codec('server', { serverNoContextTakeover }, 0, true);
+      const client = messageCompression(codec('client', { serverNoContextTakeover }, 0, true), null);
+      const text = Buffer.from('{"n":1,"text":"hello hello hello"}'.repeat(300));
+      for (let round = 0; round < 3; round++) {
+        const wire = server.compressSync(text);
+        const half = wire.length >> 1;
+        const got: Buffer[] = [];
+        let calledBack = 0;
+        for (const [frame, fin] of [[wire.subarray(0, half), false], [wire.subarray(half), true]] as const) {
+          client.inflater.decompress(frame, fin, (error, data) => {
+            expect(error).toBeNull();
+            got.push(data!);
+            calledBack++;
+          });
+          // Called back before decompress returns: nothing waits for zlib's pool.
+          expect(calledBack).toBe(fin ? 2 : 1);
+        }
+        expect(Buffer.concat(got)).toEqual(text);
+      }
+      server.close();
+      client.close();
+    }
+  });
+
+  it('compresses synchronously in both context modes, at any size', () => {
+    const kept = messageCompression(codec('server', { serverNoContextTakeover: false }, 0, true), 15);
+    const fresh = messageCompression(codec('server', {}, 0, true), 15);
+    for (const compression of [kept, fresh]) {
+      expect(compression.compressSync).not.toBeNull();
+      expect(compression.syncLimit).toBe(Infinity);
+    }
+    expect(kept.acceptsSharedFrames).toBe(false);
+    expect(fresh.acceptsSharedFrames).toBe(true);
+    kept.close();
+    fresh.close();
+  });
+
+  it('reports corrupt data and oversized messages through the callback, synchronously', () => {
+    const client = messageCompression(new PerMessageDeflate('client', params({}), { maxMessageSize: 100, onThread: true }), null);
+    const errors: number[] = [];
+    client.inflater.decompress(deflateMessageShared(Buffer.alloc(1000, 0x61), 15), true, (error) => errors.push(error!.closeCode));
+    expect(errors).toEqual([1009]);
+    client.close();
+    const other = messageCompression(new PerMessageDeflate('client', params({}), { maxMessageSize: 100, onThread: true }), null);
+    other.inflater.decompress(Buffer.from([0xff, 0xff, 0xff]), true, (error) => errors.push(error!.closeCode));
+    expect(errors).toEqual([1009, 1007]);
+    other.close();
   });
 });

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { constants, inflateRawSync } from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SYNC_COMPRESS_LIMIT, messageCompression } from '../src/shared/message-compression.ts';
@@ -52,9 +53,12 @@ afterEach(() => {
   for (const codec of codecs.splice(0)) codec.close();
 });
 
-/** A server-side encoder over the real codec; `noContext` decides whether compressSync exists. */
-function setup(noContext: boolean, counters: Float64Array | null = new Float64Array(32)) {
-  const codec = new PerMessageDeflate('server', params(noContext), { maxMessageSize: 1 << 24 });
+/**
+ * A server-side encoder over the real codec, on the older split unless `onThread` (then every
+ * message compresses on the thread); `noContext` decides whether compressSync exists there.
+ */
+function setup(noContext: boolean, counters: Float64Array | null = new Float64Array(32), onThread = false) {
+  const codec = new PerMessageDeflate('server', params(noContext), { maxMessageSize: 1 << 24, onThread });
   codecs.push(codec);
   const compression = messageCompression(codec, null);
   return fromCompression(compression, counters, codec);
@@ -167,7 +171,7 @@ describe('MessageEncoder: on zlib’s pool (our direction keeps context)', () =>
     expect(target.frames.map((f) => f.opcode)).toEqual([Opcode.Text, Opcode.Text, Opcode.Binary]);
     // With context takeover the second copy compresses to almost nothing.
     expect(target.frames[1]!.payload.length).toBeLessThan(target.frames[0]!.payload.length / 2);
-    const peer = new PerMessageDeflate('client', params(false), { maxMessageSize: 1 << 24 });
+    const peer = new PerMessageDeflate('client', params(false), { maxMessageSize: 1 << 24, onThread: false });
     codecs.push(peer);
     const inflated: Buffer[] = [];
     for (const frame of target.frames) {
@@ -228,3 +232,23 @@ function fakeCompression(compress: MessageCompression['compress']): MessageCompr
     close: () => undefined,
   };
 }
+
+describe('MessageEncoder with zlib contexts on the thread', () => {
+  it('frames every message at once, large ones and context-takeover ones included, never busy', () => {
+    const { encoder, target } = setup(false, new Float64Array(32), true);
+    const framed = target.frames;
+    const peer = new PerMessageDeflate('client', params(false), { maxMessageSize: 1 << 24, onThread: true });
+    codecs.push(peer);
+    // Base64 of random bytes: it compresses only so far on its own, but a copy within the
+    // window is one long match.
+    const big = Buffer.from(randomBytes(15_000).toString('base64'));
+    const messages = [big, Buffer.from('small'.repeat(40)), big, Buffer.alloc(200_000, 0x61)];
+    for (const message of messages) {
+      expect(encoder.encode(Opcode.Binary, message)).toBe(true);
+      expect(encoder.busy).toBe(false);
+    }
+    expect(framed.map((f) => peer.inflateFrame(f.payload, true))).toEqual(messages);
+    // Context kept: the third message refers back to the first and is a fraction of its size.
+    expect(framed[2]!.payload.length).toBeLessThan(framed[0]!.payload.length / 4);
+  });
+});

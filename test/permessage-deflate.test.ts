@@ -582,29 +582,49 @@ describe('PerMessageDeflate codec', () => {
     Buffer.from('{"type":"tick","symbol":"ACME","price":101.25}'.repeat(60)),
   ];
 
-  it('round-trips in both directions under every parameter combination', async () => {
-    for (const p of ALL_PARAMS) {
-      const server = new PerMessageDeflate('server', p, { maxMessageSize: 1 << 20 });
-      const client = new PerMessageDeflate('client', p, { maxMessageSize: 1 << 20 });
-      for (const [from, to] of [
-        [server, client],
-        [client, server],
-      ] as const) {
-        const wire = await Promise.all(MESSAGES.map((m) => compress(from, m)));
-        for (let i = 0; i < MESSAGES.length; i++) {
-          const frames = split(wire[i]!, [wire[i]!.length >> 2, wire[i]!.length >> 1]);
-          expect(await decompressFrames(to, frames)).toEqual(MESSAGES[i]);
+  it('round-trips in both directions under every parameter combination, on zlib\'s pool and on the thread', async () => {
+    for (const onThread of [false, true]) {
+      for (const p of ALL_PARAMS) {
+        const options = { maxMessageSize: 1 << 20, onThread };
+        const server = new PerMessageDeflate('server', p, options);
+        const client = new PerMessageDeflate('client', p, options);
+        expect(server.onThread).toBe(onThread);
+        for (const [from, to] of [
+          [server, client],
+          [client, server],
+        ] as const) {
+          const wire = await Promise.all(MESSAGES.map((m) => compress(from, m)));
+          for (let i = 0; i < MESSAGES.length; i++) {
+            const frames = split(wire[i]!, [wire[i]!.length >> 2, wire[i]!.length >> 1]);
+            expect(await decompressFrames(to, frames)).toEqual(MESSAGES[i]);
+          }
+          const noContext = from === server ? p.serverNoContextTakeover : p.clientNoContextTakeover;
+          expect(from.canCompressSync).toBe(onThread || noContext);
+          if (to.canDecompressSync) {
+            for (let i = 0; i < MESSAGES.length; i++) expect(to.decompressSync(wire[i]!)).toEqual(MESSAGES[i]);
+          }
         }
-        expect(from.canCompressSync).toBe(from === server ? p.serverNoContextTakeover : p.clientNoContextTakeover);
-        if (from.canCompressSync) {
-          for (const m of MESSAGES) expect(await decompress(to, from.compressSync(m), true)).toEqual(m);
+        server.close();
+        client.close();
+        // The synchronous paths, on a fresh pair: with context takeover both sides must see the
+        // same stream of messages from the start.
+        const syncServer = new PerMessageDeflate('server', p, options);
+        const syncClient = new PerMessageDeflate('client', p, options);
+        for (const [from, to] of [
+          [syncServer, syncClient],
+          [syncClient, syncServer],
+        ] as const) {
+          if (!from.canCompressSync) continue;
+          for (const m of MESSAGES) {
+            const wire = from.compressSync(m);
+            const frames = split(wire, [wire.length >> 1]);
+            const back = to.onThread ? Buffer.concat(frames.map((f, i) => to.inflateFrame(f, i === frames.length - 1))) : await decompressFrames(to, frames);
+            expect(back).toEqual(m);
+          }
         }
-        if (to.canDecompressSync) {
-          for (let i = 0; i < MESSAGES.length; i++) expect(to.decompressSync(wire[i]!)).toEqual(MESSAGES[i]);
-        }
+        syncServer.close();
+        syncClient.close();
       }
-      server.close();
-      client.close();
     }
   });
 
@@ -761,18 +781,161 @@ describe('PerMessageDeflate codec', () => {
     expect(called).toBe(0);
   });
 
-  it('refuses the sync paths when context takeover applies', () => {
-    const server = new PerMessageDeflate('server', params({ clientNoContextTakeover: true }), { maxMessageSize: 1024 });
+  it('refuses the one-shot sync paths when context takeover applies (zlib contexts off)', () => {
+    const server = new PerMessageDeflate('server', params({ clientNoContextTakeover: true }), { maxMessageSize: 1024, onThread: false });
     expect(server.canCompressSync).toBe(false);
     expect(server.canDecompressSync).toBe(true);
     expect(() => server.compressSync(HELLO)).toThrow(/no_context_takeover/);
-    const client = new PerMessageDeflate('client', params({ clientNoContextTakeover: true }), { maxMessageSize: 1024 });
+    const client = new PerMessageDeflate('client', params({ clientNoContextTakeover: true }), { maxMessageSize: 1024, onThread: false });
     expect(client.canCompressSync).toBe(true);
     expect(client.canDecompressSync).toBe(false);
     expect(() => client.decompressSync(hex('00'))).toThrow(/no_context_takeover/);
     expect(server.threshold).toBe(DEFAULT_THRESHOLD);
     server.close();
     client.close();
+  });
+});
+
+// --- on the thread: zlib contexts kept between messages ----------------------------------------
+
+describe('PerMessageDeflate on the thread (zlib contexts)', () => {
+  const onThread = { maxMessageSize: 1 << 20, onThread: true };
+  /** Inflates a message's frames on the thread, as the reader does. */
+  const inflate = (c: PerMessageDeflate, frames: readonly Buffer[]): Buffer =>
+    Buffer.concat(frames.map((f, i) => c.inflateFrame(f, i === frames.length - 1)));
+
+  it('is the default wherever this Node allows it', () => {
+    const codec = new PerMessageDeflate('server', params(), { maxMessageSize: 1024 });
+    expect(codec.onThread).toBe(true);
+    expect(codec.canCompressSync).toBe(true);
+    codec.close();
+  });
+
+  it('§7.2.3.1: with context takeover the second "Hello" refers back to the first', () => {
+    const server = new PerMessageDeflate('server', params(), onThread);
+    const client = new PerMessageDeflate('client', params(), onThread);
+    const first = server.compressSync(HELLO);
+    const second = server.compressSync(HELLO);
+    expect(first).toEqual(hex('f2 48 cd c9 c9 07 00'));
+    expect(second).toEqual(hex('f2 00 11 00 00'));
+    expect(inflate(client, [first])).toEqual(HELLO);
+    expect(inflate(client, [second])).toEqual(HELLO);
+    server.close();
+    client.close();
+  });
+
+  it('§7.2.3.2–§7.2.3.6: the RFC examples inflate on the thread', () => {
+    const client = new PerMessageDeflate('client', params(), onThread);
+    expect(inflate(client, [hex('f3 48 cd c9 c9 07 00 00')])).toEqual(HELLO); // BFINAL set
+    expect(inflate(client, [hex('f2 48 cd c9 c9 07 00')])).toEqual(HELLO); // a new stream after it
+    expect(inflate(client, [hex('f3 48 cd c9 c9 07 00'), hex('00 01 02')])).toEqual(HELLO); // what follows BFINAL is ignored
+    expect(inflate(client, [hex('f2 48 cd c9 c9 07 00')])).toEqual(HELLO);
+    // A stored block, then the header of the empty block the sender's flush ended with (§7.2.1):
+    // with context takeover the next message is read after it.
+    expect(inflate(client, [hex('00 05 00 fa ff 48 65 6c 6c 6f 00')])).toEqual(HELLO);
+    expect(inflate(client, [hex('f2 48 05 00 00 00 ff ff ca c9 c9 07 00')])).toEqual(HELLO); // two blocks
+    expect(inflate(client, [hex('00')])).toEqual(Buffer.alloc(0)); // an empty message
+    client.close();
+    const server = new PerMessageDeflate('server', params(), onThread);
+    expect(server.compressSync(Buffer.alloc(0))).toEqual(hex('00'));
+    expect(server.compressSync(HELLO)).toEqual(hex('f2 48 cd c9 c9 07 00'));
+    server.close();
+  });
+
+  it('inflates a fragmented message from a peer without context on a context of its own, then shares again', () => {
+    const p = params({ clientNoContextTakeover: true, serverNoContextTakeover: true });
+    const client = new PerMessageDeflate('client', p, onThread);
+    const server = new PerMessageDeflate('server', p, onThread);
+    const text = Buffer.from('{"type":"tick","symbol":"ACME","price":101.25}'.repeat(100));
+    for (let round = 0; round < 3; round++) {
+      const wire = client.compressSync(text);
+      expect(inflate(server, split(wire, [7, wire.length >> 1]))).toEqual(text);
+      expect(inflate(server, [wire])).toEqual(text);
+    }
+    client.close();
+    server.close();
+  });
+
+  it('keeps messages of interleaved connections apart on the shared thread contexts', () => {
+    const p = params({ clientNoContextTakeover: true, serverNoContextTakeover: true });
+    const fragmented = [0, 1, 2].map(() => new PerMessageDeflate('server', p, onThread));
+    const whole = [0, 1, 2].map(() => new PerMessageDeflate('server', p, onThread));
+    const clients = [0, 1, 2].map(() => new PerMessageDeflate('client', p, onThread));
+    const texts = [0, 1, 2].map((i) => Buffer.from(`connection ${i}: `.repeat(200 + i * 50)));
+    const wires = clients.map((c, i) => c.compressSync(texts[i]!));
+    // Frame 1 on three connections, whole messages on three others (the thread's shared
+    // inflater), then frame 2 on the first three: a fragmented message has a context of its own.
+    const halves = wires.map((w) => split(w, [w.length >> 1]));
+    const firsts = fragmented.map((s, i) => s.inflateFrame(halves[i]![0]!, false));
+    const wholes = whole.map((s, i) => s.inflateFrame(wires[(i + 1) % 3]!, true));
+    const seconds = fragmented.map((s, i) => s.inflateFrame(halves[i]![1]!, true));
+    for (let i = 0; i < 3; i++) {
+      expect(Buffer.concat([firsts[i]!, seconds[i]!])).toEqual(texts[i]);
+      expect(wholes[i]).toEqual(texts[(i + 1) % 3]);
+    }
+    for (const c of [...fragmented, ...whole, ...clients]) c.close();
+  });
+
+  it('fails corrupt data with 1007, and keeps failing, without breaking the shared inflater', () => {
+    const p = params({ serverNoContextTakeover: true });
+    const bad = new PerMessageDeflate('client', p, onThread);
+    const good = new PerMessageDeflate('client', p, onThread);
+    for (let i = 0; i < 2; i++) {
+      try {
+        bad.inflateFrame(hex('ff ff ff ff'), true);
+        expect.fail('expected a ProtocolError');
+      } catch (err) {
+        expectProtocolError(err, 'WS_ERR_INVALID_COMPRESSED_DATA', 1007);
+      }
+    }
+    expect(good.inflateFrame(hex('f2 48 cd c9 c9 07 00'), true)).toEqual(HELLO);
+    bad.close();
+    good.close();
+  });
+
+  it('fails a message past maxMessageSize with 1009, counting all its frames, and stops a bomb near the limit', () => {
+    const text = Buffer.from('abcdefgh'.repeat(1000)); // 8000 bytes
+    const server = new PerMessageDeflate('server', params(), onThread);
+    const wire = server.compressSync(text);
+    const exact = new PerMessageDeflate('client', params(), { maxMessageSize: 8000, onThread: true });
+    expect(inflate(exact, split(wire, [5, 10]))).toEqual(text);
+    const small = new PerMessageDeflate('client', params(), { maxMessageSize: 7999, onThread: true });
+    expect(() => inflate(small, split(wire, [5, 10]))).toThrow(/exceeds 7999/);
+
+    const run = deflateRawSync(Buffer.alloc(1 << 20), { level: 9, finishFlush: constants.Z_SYNC_FLUSH });
+    const bomb = Buffer.concat(Array.from({ length: 1024 }, () => run)); // 1 GiB of zeros in ~1 MiB
+    const limit = 4 << 20;
+    const shared = new PerMessageDeflate('client', params({ serverNoContextTakeover: true }), { maxMessageSize: limit, onThread: true });
+    const before = process.memoryUsage().arrayBuffers;
+    try {
+      shared.inflateFrame(bomb, true);
+      expect.fail('expected 1009');
+    } catch (err) {
+      expectProtocolError(err, 'WS_ERR_MESSAGE_TOO_BIG', 1009);
+    }
+    // At most the limit and one 64 KiB chunk were ever produced.
+    expect(process.memoryUsage().arrayBuffers - before).toBeLessThan(limit + 2 * 65536);
+    // The thread's shared inflater is fine for the next connection.
+    const next = new PerMessageDeflate('client', params({ serverNoContextTakeover: true }), onThread);
+    expect(next.inflateFrame(hex('f2 48 cd c9 c9 07 00'), true)).toEqual(HELLO);
+    for (const c of [server, exact, small, shared, next]) c.close();
+  });
+
+  it('compresses better with context takeover than without, as the peer inflates it', () => {
+    const tick = Buffer.from('{"type":"tick","symbol":"ACME","price":101.25,"volume":3000}');
+    const kept = new PerMessageDeflate('server', params(), onThread);
+    const fresh = new PerMessageDeflate('server', params({ serverNoContextTakeover: true }), onThread);
+    const peer = new PerMessageDeflate('client', params(), onThread);
+    let keptBytes = 0;
+    let freshBytes = 0;
+    for (let i = 0; i < 20; i++) {
+      const out = kept.compressSync(tick);
+      keptBytes += out.length;
+      freshBytes += fresh.compressSync(tick).length;
+      expect(peer.inflateFrame(out, true)).toEqual(tick);
+    }
+    expect(keptBytes).toBeLessThan(freshBytes / 2);
+    for (const c of [kept, fresh, peer]) c.close();
   });
 });
 

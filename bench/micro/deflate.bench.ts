@@ -3,14 +3,17 @@
  * codec compresses it, the client's codec inflates it back. Both libraries run zlib level 1,
  * memLevel 8, 15-bit windows unless a row says otherwise (ws's default level is zlib's 6).
  *
- * The last rows decide where deflate runs (docs/design.md): our sync path (deflateRawSync /
- * inflateRawSync on the calling thread) against our async path (zlib streams, libuv's pool), at
- * 4 KiB and 64 KiB, one message at a time and 8 at once; plus `cpuSplit`, which reports how much
- * of each path's CPU lands on the calling (worker) thread.
+ * The design rows decide where deflate runs (docs/design.md): on the calling thread with zlib
+ * contexts kept between messages (zlib-context.ts, the default), Node's one-shot sync calls
+ * (deflateRawSync / inflateRawSync, a stream built and freed per message) and zlib streams on
+ * libuv's pool, at 4 KiB and 64 KiB, one message at a time and 8 at once; the contexts against
+ * the one-shot calls alone at 1, 4, 16 and 64 KiB; and `cpuSplit`, which reports how much of each
+ * path's CPU lands on the calling (worker) thread.
  */
 import { constants, deflateRaw, deflateRawSync, inflateRaw, inflateRawSync } from 'node:zlib';
 import type { DeflateParams } from '../../src/shared/permessage-deflate.ts';
 import { PerMessageDeflate as OursDeflate } from '../../src/shared/permessage-deflate.ts';
+import { ZlibContext } from '../../src/shared/zlib-context.ts';
 import type { BenchCase, Subject } from './case.ts';
 import { assertSameBytes } from './case.ts';
 import { jsonDocument } from './fixtures.ts';
@@ -23,19 +26,20 @@ const LEVEL = 1;
 type RoundTrip = () => Promise<Buffer>;
 type SyncRoundTrip = () => Buffer;
 
-function oursPair(noContext: boolean): { server: OursDeflate; client: OursDeflate } {
+function oursPair(noContext: boolean, onThread: boolean): { server: OursDeflate; client: OursDeflate } {
   const params: DeflateParams = {
     serverNoContextTakeover: noContext,
     clientNoContextTakeover: noContext,
     serverMaxWindowBits: 15,
     clientMaxWindowBits: 15,
   };
-  const opts = { maxMessageSize: MAX_MESSAGE, level: LEVEL };
+  const opts = { maxMessageSize: MAX_MESSAGE, level: LEVEL, onThread };
   return { server: new OursDeflate('server', params, opts), client: new OursDeflate('client', params, opts) };
 }
 
+/** zlib streams on libuv's pool (the path without on-thread contexts). */
 function oursAsync(data: Buffer, noContext: boolean): RoundTrip {
-  const { server, client } = oursPair(noContext);
+  const { server, client } = oursPair(noContext, false);
   return () =>
     new Promise((resolve, reject) => {
       server.compress(data, (error, compressed) => {
@@ -45,9 +49,29 @@ function oursAsync(data: Buffer, noContext: boolean): RoundTrip {
     });
 }
 
-function oursSync(data: Buffer): SyncRoundTrip {
-  const { server, client } = oursPair(true);
+/** Node's one-shot sync calls (no context only): a zlib stream built and freed per message. */
+function oursOneShot(data: Buffer): SyncRoundTrip {
+  const { server, client } = oursPair(true, false);
   return () => client.decompressSync(server.compressSync(data));
+}
+
+/** On the calling thread with zlib contexts kept between messages (the default). */
+function oursOnThread(data: Buffer, noContext: boolean): SyncRoundTrip {
+  const { server, client } = oursPair(noContext, true);
+  return () => client.inflateFrame(server.compressSync(data), true);
+}
+
+/** zlib alone: one deflate and one inflate context kept and reset, against the one-shot calls. */
+function contexts(data: Buffer): SyncRoundTrip {
+  const deflate = ZlibContext.create('deflate', { windowBits: 15, level: LEVEL, memLevel: 8 })!;
+  const inflate = ZlibContext.create('inflate', { windowBits: 15 })!;
+  return () => {
+    const compressed = deflate.process(data);
+    deflate.reset();
+    const out = inflate.process(compressed);
+    inflate.reset();
+    return out;
+  };
 }
 
 /** A negotiated ws pair, as ws's handshake code would set it up. */
@@ -122,45 +146,51 @@ function deflateCase(name: string, data: Buffer, ours: Side, baseline: Side): Be
   };
 }
 
+const json1k = jsonDocument(1024, 24);
 const json4k = jsonDocument(4096, 21);
 const json16k = jsonDocument(16384, 23);
 const json64k = jsonDocument(65536, 22);
 
-const size = (data: Buffer): string => (data.length >= 65536 - 1024 ? '64 KiB' : '4 KiB');
+const size = (data: Buffer): string => `${Math.round(data.length / 1024)} KiB`;
 
 function rows(data: Buffer): BenchCase[] {
   const s = size(data);
-  const oursAsyncNoContext = asyncSide('ours async (pool)', oursAsync(data, true));
-  const oursSyncNoContext = syncSide('ours sync', oursSync(data));
+  const onThreadNoContext = syncSide('ours on thread', oursOnThread(data, true));
+  const poolNoContext = asyncSide('ours async (pool)', oursAsync(data, true));
   const out = [
-    deflateCase(`deflate+inflate ${s} JSON, context takeover`, data, asyncSide('ours async', oursAsync(data, false)), asyncSide('ws', wsAsync(data, false))),
+    deflateCase(`deflate+inflate ${s} JSON, context takeover`, data, syncSide('ours on thread', oursOnThread(data, false)), asyncSide('ws', wsAsync(data, false))),
+    deflateCase(`deflate+inflate ${s} JSON, context takeover`, data, asyncSide('ours async (pool)', oursAsync(data, false)), asyncSide('ws', wsAsync(data, false))),
   ];
   if (s === '4 KiB') {
     out.push(
       deflateCase(
         `deflate+inflate ${s} JSON, context takeover, default levels (ours 1, ws 6)`,
         data,
-        asyncSide('ours async', oursAsync(data, false)),
+        syncSide('ours on thread', oursOnThread(data, false)),
         asyncSide('ws level 6', wsAsync(data, false, undefined)),
       ),
     );
   }
   out.push(
-    deflateCase(`deflate+inflate ${s} JSON, no context takeover`, data, oursAsyncNoContext, asyncSide('ws', wsAsync(data, true))),
-    deflateCase(`deflate+inflate ${s} JSON, no context takeover`, data, oursSyncNoContext, asyncSide('ws', wsAsync(data, true))),
-    deflateCase(`deflate+inflate ${s} JSON, no context: sync vs pool (design)`, data, oursSyncNoContext, oursAsyncNoContext),
+    deflateCase(`deflate+inflate ${s} JSON, no context takeover`, data, onThreadNoContext, asyncSide('ws', wsAsync(data, true))),
+    deflateCase(`deflate+inflate ${s} JSON, no context: on thread vs one-shot sync (design)`, data, onThreadNoContext, syncSide('ours one-shot sync', oursOneShot(data))),
+    deflateCase(`deflate+inflate ${s} JSON, no context: on thread vs pool (design)`, data, onThreadNoContext, poolNoContext),
     deflateCase(
-      `deflate+inflate ${s} JSON, no context, 8 connections at once: sync vs pool`,
+      `deflate+inflate ${s} JSON, no context, 8 connections at once: on thread vs pool`,
       data,
-      syncSide('ours sync ×8', syncTimes(8, oursSync(data)), 8),
+      syncSide('ours on thread ×8', syncTimes(8, oursOnThread(data, true)), 8),
       asyncSide('ours async ×8 (pool)', inFlight(8, () => oursAsync(data, true)), 8),
     ),
-    deflateCase(`zlib one-shot deflateRaw+inflateRaw ${s}: sync vs pool`, data, syncSide('zlib *Sync', zlibSync(data)), asyncSide('zlib async (pool)', zlibPool(data))),
   );
   return out;
 }
 
-export const cases: BenchCase[] = [...rows(json4k), ...rows(json64k)];
+/** zlib contexts against Node's one-shot calls, nothing else in the way. */
+const zlibRows = [json1k, json4k, json16k, json64k].map((data) =>
+  deflateCase(`zlib deflateRaw+inflateRaw ${size(data)} JSON: contexts vs one-shot sync`, data, syncSide('zlib contexts', contexts(data)), syncSide('zlib *Sync', zlibSync(data))),
+);
+
+export const cases: BenchCase[] = [...rows(json4k), ...rows(json64k), ...zlibRows, deflateCase('zlib one-shot deflateRaw+inflateRaw 4 KiB: sync vs pool', json4k, syncSide('zlib *Sync', zlibSync(json4k)), asyncSide('zlib async (pool)', zlibPool(json4k)))];
 
 export interface CpuSplitRow {
   readonly path: string;
@@ -180,7 +210,8 @@ export async function cpuSplit(timeMs: number): Promise<CpuSplitRow[]> {
   const out: CpuSplitRow[] = [];
   for (const data of [json4k, json16k, json64k]) {
     const paths: [string, RoundTrip | SyncRoundTrip][] = [
-      ['ours sync', oursSync(data)],
+      ['ours on thread', oursOnThread(data, true)],
+      ['ours one-shot sync', oursOneShot(data)],
       ['ours async (pool)', oursAsync(data, true)],
       ['ws async (pool)', wsAsync(data, true)],
     ];

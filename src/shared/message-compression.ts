@@ -29,17 +29,47 @@ export interface MessageCompression {
 export const compressionWanted = (threshold: number, size: number, compress: boolean | undefined): boolean =>
   compress !== false && size >= threshold;
 
-/** Largest message compressed on the calling thread (measured: docs/performance.md). */
+/**
+ * Without on-thread contexts: the largest message compressed on the calling thread, and the
+ * largest compressed frame inflated there (one-shot calls; measured: docs/performance.md).
+ */
 export const SYNC_COMPRESS_LIMIT = 16 * 1024;
-/** Largest compressed frame inflated on the calling thread. */
 export const SYNC_INFLATE_LIMIT = 4 * 1024;
 
 /**
- * Wraps a PerMessageDeflate. Small single-frame messages from a peer that keeps no context
- * inflate synchronously (no thread-pool round trip, no per-connection zlib state); fragmented ones, and
- * peers with context takeover, go through the asynchronous, stateful path.
+ * Wraps a PerMessageDeflate. With `onThread` codecs (the default wherever Node allows it) every
+ * message compresses and every frame inflates synchronously on the calling thread, on zlib
+ * contexts kept between messages: measured cheaper in total CPU and on the calling thread than
+ * zlib's pool at every size (docs/performance.md). Otherwise small single-frame messages from a
+ * peer that keeps no context inflate with Node's one-shot call, and the rest go through the
+ * asynchronous, stateful path on zlib's thread pool.
  */
 export function messageCompression(codec: PerMessageDeflate, sharedWindowBits: WindowBits | null): MessageCompression {
+  const ourParams = codec.params;
+  const ourNoContext = codec.role === 'server' ? ourParams.serverNoContextTakeover : ourParams.clientNoContextTakeover;
+  const ourWindow = codec.role === 'server' ? ourParams.serverMaxWindowBits : ourParams.clientMaxWindowBits;
+  const common = {
+    threshold: codec.threshold,
+    compressSync: codec.canCompressSync ? (data: Buffer) => codec.compressSync(data) : null,
+    compress: (data: Buffer, callback: (error: Error | null, data?: Buffer) => void) => codec.compress(data, callback),
+    acceptsSharedFrames: sharedWindowBits !== null && ourNoContext && ourWindow >= sharedWindowBits,
+    close: () => codec.close(),
+  };
+  if (codec.onThread) {
+    const inflater: MessageInflater = {
+      decompress(data, fin, callback) {
+        let out: Buffer;
+        try {
+          out = codec.inflateFrame(data, fin);
+        } catch (error) {
+          callback(error as ProtocolError);
+          return;
+        }
+        callback(null, out);
+      },
+    };
+    return { ...common, inflater, syncLimit: Infinity };
+  }
   let fragmented = false;
   const inflater: MessageInflater = {
     decompress(data: Buffer, fin: boolean, callback: (error: ProtocolError | null, data?: Buffer) => void): void {
@@ -58,16 +88,5 @@ export function messageCompression(codec: PerMessageDeflate, sharedWindowBits: W
       codec.decompress(data, fin, callback);
     },
   };
-  const ourParams = codec.params;
-  const ourNoContext = codec.role === 'server' ? ourParams.serverNoContextTakeover : ourParams.clientNoContextTakeover;
-  const ourWindow = codec.role === 'server' ? ourParams.serverMaxWindowBits : ourParams.clientMaxWindowBits;
-  return {
-    inflater,
-    threshold: codec.threshold,
-    compressSync: codec.canCompressSync ? (data) => codec.compressSync(data) : null,
-    syncLimit: SYNC_COMPRESS_LIMIT,
-    compress: (data, callback) => codec.compress(data, callback),
-    acceptsSharedFrames: sharedWindowBits !== null && ourNoContext && ourWindow >= sharedWindowBits,
-    close: () => codec.close(),
-  };
+  return { ...common, inflater, syncLimit: SYNC_COMPRESS_LIMIT };
 }

@@ -15,6 +15,7 @@ import { constants, createDeflateRaw, createInflateRaw, deflateRawSync, inflateR
 import type { DeflateRaw, InflateRaw } from 'node:zlib';
 import { kMaxLength } from 'node:buffer';
 import { HandshakeError, ProtocolError } from './errors.ts';
+import { OutputLimitError, ZlibContext, zlibContextSupported } from './zlib-context.ts';
 import { formatExtension } from './extension-header.ts';
 import type { ExtensionOffer } from './extension-header.ts';
 
@@ -70,6 +71,12 @@ export interface DeflateCodecOptions {
   level?: number;
   memLevel?: number;
   threshold?: number;
+  /**
+   * Run zlib on the calling thread with contexts kept between messages (zlib-context.ts), in
+   * both directions and with or without context takeover. Default: wherever this Node allows
+   * it; false keeps the older split (one-shot sync calls without context, the thread pool with).
+   */
+  onThread?: boolean;
 }
 
 export type CompressCallback = (err: Error | null, out?: Buffer) => void;
@@ -324,6 +331,33 @@ const concat = (chunks: Buffer[], length: number): Buffer =>
   chunks.length === 1 ? chunks[0]! : chunks.length === 0 ? EMPTY : Buffer.concat(chunks, length);
 
 /**
+ * Deflate contexts of this thread for messages compressed without context (one per window,
+ * level and memory level in use; a server typically has one): reset after every message, so the
+ * ~256 KiB of zlib state is set up once per thread instead of once per message.
+ */
+const noContextDeflaters = new Map<number, ZlibContext>();
+
+function threadDeflater(windowBits: number, level: number, memLevel: number): ZlibContext | null {
+  if (!zlibContextSupported) return null;
+  const key = (windowBits << 8) | (level << 4) | memLevel;
+  let context = noContextDeflaters.get(key);
+  if (context === undefined || context.failed) {
+    context = ZlibContext.create('deflate', { windowBits, level, memLevel })!;
+    noContextDeflaters.set(key, context);
+  }
+  return context;
+}
+
+/** Inflates any message sent without context: a 15-bit window reads every smaller one. */
+let noContextInflater: ZlibContext | null = null;
+
+function threadInflater(): ZlibContext | null {
+  if (!zlibContextSupported) return null;
+  if (noContextInflater === null || noContextInflater.failed) noContextInflater = ZlibContext.create('inflate', { windowBits: 15 });
+  return noContextInflater;
+}
+
+/**
  * deflateMessageShared compresses one whole message with no context (as under
  * `server_no_context_takeover`), so the same bytes can go to every connection whose negotiated
  * server window is at least `windowBits`. Synchronous: use it for a broadcast compressed once.
@@ -335,8 +369,15 @@ export function deflateMessageShared(
   memLevel: number = DEFAULT_MEM_LEVEL,
 ): Buffer {
   if (data.length === 0) return emptyMessage();
-  const out = deflateRawSync(data, { windowBits: zlibBits(windowBits), level, memLevel, finishFlush: constants.Z_SYNC_FLUSH });
-  return stripTrailer(out);
+  const context = threadDeflater(zlibBits(windowBits), level, memLevel);
+  if (context === null) {
+    return stripTrailer(deflateRawSync(data, { windowBits: zlibBits(windowBits), level, memLevel, finishFlush: constants.Z_SYNC_FLUSH }));
+  }
+  try {
+    return stripTrailer(context.process(data));
+  } finally {
+    context.reset();
+  }
 }
 
 interface CompressJob {
@@ -375,7 +416,15 @@ export class PerMessageDeflate {
   readonly #inflateBits: WindowBits;
   readonly #deflateNoContext: boolean;
   readonly #inflateNoContext: boolean;
+  /** zlib runs on the calling thread with contexts kept (DeflateCodecOptions.onThread). */
+  readonly onThread: boolean;
   #closed = false;
+  /** This connection's own contexts (on-thread mode): ours when we keep context, the peer's when
+   * it does or while one of its messages comes in fragments. */
+  #deflateContext: ZlibContext | null = null;
+  #inflateContext: ZlibContext | null = null;
+  /** Inflated bytes of the message arriving on the thread (its frames so far). */
+  #syncMessageLength = 0;
 
   #deflate: DeflateRaw | null = null;
   readonly #compressQueue: CompressJob[] = [];
@@ -412,14 +461,18 @@ export class PerMessageDeflate {
     this.#inflateBits = isServer ? params.clientMaxWindowBits : params.serverMaxWindowBits;
     this.#deflateNoContext = isServer ? params.serverNoContextTakeover : params.clientNoContextTakeover;
     this.#inflateNoContext = isServer ? params.clientNoContextTakeover : params.serverNoContextTakeover;
+    this.onThread = (opts.onThread ?? true) && zlibContextSupported;
   }
 
-  /** Whether compressSync may be used: our direction keeps no context (zlib's sync API can't). */
+  /**
+   * Whether compressSync may be used: on the thread with a kept context, or (without) when our
+   * direction keeps no context, which Node's one-shot calls can do.
+   */
   get canCompressSync(): boolean {
-    return this.#deflateNoContext;
+    return this.onThread || this.#deflateNoContext;
   }
 
-  /** Whether decompressSync may be used: the peer's direction keeps no context. */
+  /** Whether decompressSync (a whole message, one-shot) may be used: the peer's direction keeps no context. */
   get canDecompressSync(): boolean {
     return this.#inflateNoContext;
   }
@@ -436,8 +489,54 @@ export class PerMessageDeflate {
 
   /** compressSync is compress without the thread pool; only when canCompressSync. */
   compressSync(data: Buffer): Buffer {
-    if (!this.#deflateNoContext) throw new Error('compressSync needs no_context_takeover in our direction (RFC 7692 §7.1.1)');
-    return deflateMessageShared(data, this.#deflateBits, this.#level, this.#memLevel);
+    if (this.#deflateNoContext) return deflateMessageShared(data, this.#deflateBits, this.#level, this.#memLevel);
+    if (!this.onThread) throw new Error('compressSync needs no_context_takeover in our direction (RFC 7692 §7.1.1)');
+    if (this.#closed) throw new Error('the codec is closed');
+    if (data.length === 0) return emptyMessage();
+    // §7.1.1: with context takeover the next message may refer back into this one, so the
+    // connection keeps its own context and never resets it.
+    const context = (this.#deflateContext ??= ZlibContext.create('deflate', { windowBits: zlibBits(this.#deflateBits), level: this.#level, memLevel: this.#memLevel })!);
+    return stripTrailer(context.process(data));
+  }
+
+  /**
+   * inflateFrame inflates one frame of a compressed message on the calling thread (`fin` on its
+   * last frame) and returns what it produced; only when `onThread`. A whole message in one frame
+   * from a peer without context uses the thread's shared inflater; anything else (context
+   * takeover, fragments) the connection's own. Throws ProtocolError: 1009 once the message
+   * passes maxMessageSize (no more than one 64 KiB chunk is inflated past it), 1007 for corrupt
+   * data; after an error every later call throws the same.
+   */
+  inflateFrame(data: Buffer, fin: boolean): Buffer {
+    if (this.#inflateError !== null) throw this.#inflateError;
+    if (!this.onThread || this.#closed) throw new Error('inflateFrame needs an open codec with onThread');
+    const limit = this.maxMessageSize - this.#syncMessageLength;
+    const whole = fin && this.#syncMessageLength === 0 && this.#inflateContext === null;
+    const shared = whole && this.#inflateNoContext;
+    const context = shared ? threadInflater()! : (this.#inflateContext ??= ZlibContext.create('inflate', { windowBits: zlibBits(this.#inflateBits) })!);
+    let out: Buffer;
+    try {
+      // §7.2.2: the message's last frame gets back the 00 00 ff ff its sender removed. Without
+      // context it adds nothing; with context it ends the empty stored block the next message
+      // is read after.
+      out = context.process(data, limit, fin ? TRAILER : null);
+    } catch (error) {
+      if (shared) context.reset();
+      throw (this.#inflateError = error instanceof OutputLimitError ? tooBig(this.maxMessageSize) : invalidData(error as Error));
+    }
+    this.#syncMessageLength += out.length;
+    if (fin) {
+      this.#syncMessageLength = 0;
+      // §7.1.1: a peer without context starts every message from an empty window; a peer that
+      // ended its DEFLATE stream (a final block, §7.2.3.3) starts a new one.
+      if (shared || this.#inflateNoContext || context.ended) context.reset();
+      // A fragmented message from a peer without context is done with the connection's own.
+      if (!shared && this.#inflateNoContext) {
+        this.#inflateContext?.close();
+        this.#inflateContext = null;
+      }
+    }
+    return out;
   }
 
   /**
@@ -494,6 +593,10 @@ export class PerMessageDeflate {
     this.#deflate = null;
     this.#inflate?.destroy();
     this.#inflate = null;
+    this.#deflateContext?.close();
+    this.#deflateContext = null;
+    this.#inflateContext?.close();
+    this.#inflateContext = null;
   }
 
   // --- compress -------------------------------------------------------------------------------

@@ -161,9 +161,12 @@ const summary = (socket: FakeSocket): string[] =>
 
 const PARAMS = { serverNoContextTakeover: true, clientNoContextTakeover: true, serverMaxWindowBits: 15 as WindowBits, clientMaxWindowBits: 15 as WindowBits };
 
-/** permessage-deflate as negotiated with a client; `noContext` keeps our direction synchronous. */
+/**
+ * permessage-deflate as negotiated with a client, on the older split (zlib contexts off) so the
+ * pool path is exercised: `noContext` keeps our direction synchronous there.
+ */
 function deflate(options: { noContext?: boolean; sharedWindowBits?: WindowBits | null; threshold?: number } = {}): MessageCompression {
-  const codec = new PerMessageDeflate('server', { ...PARAMS, serverNoContextTakeover: options.noContext ?? true }, { maxMessageSize: 1 << 22, threshold: options.threshold ?? 0 });
+  const codec = new PerMessageDeflate('server', { ...PARAMS, serverNoContextTakeover: options.noContext ?? true }, { maxMessageSize: 1 << 22, threshold: options.threshold ?? 0, onThread: false });
   return messageCompression(codec, options.sharedWindowBits ?? null);
 }
 

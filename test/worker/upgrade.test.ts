@@ -134,7 +134,9 @@ describe('UpgradeHandler', () => {
     expect(accepted!.extensions).toBe('permessage-deflate');
     const compression = accepted!.compression!;
     expect(compression.acceptsSharedFrames).toBe(false);
-    expect(compression.compressSync).toBeNull();
+    // The connection's own zlib context, kept between messages, on the worker's thread.
+    expect(compression.compressSync).not.toBeNull();
+    expect(compression.syncLimit).toBe(Infinity);
     expect(compression.threshold).toBe(10);
   });
 
