@@ -223,7 +223,7 @@ describe('MessageEncoder: on zlib’s pool (our direction keeps context)', () =>
 /** A MessageCompression with only the pool path, compressing as `compress` says. */
 function fakeCompression(compress: MessageCompression['compress']): MessageCompression {
   return {
-    inflater: { decompress: () => undefined },
+    inflater: { synchronous: false, decompress: () => undefined },
     threshold: 0,
     compressSync: null,
     syncLimit: SYNC_COMPRESS_LIMIT,

@@ -39,6 +39,10 @@ class FakeInflater implements MessageInflater {
     this.maxSize = maxSize;
   }
 
+  get synchronous(): boolean {
+    return this.mode === 'sync';
+  }
+
   decompress(data: Buffer, fin: boolean, callback: (error: ProtocolError | null, data?: Buffer) => void): void {
     this.calls++;
     // The payload may be a view of a socket chunk, valid only during this call: copy it.
@@ -411,6 +415,34 @@ describe('MessageReader: property tests', () => {
           expect(h.events.filter((e) => e[0] === 'ping').map((e) => e[1])).toEqual(
             pings.flatMap((p, k) => (p && k < messages.length ? [String(k)] : [])),
           );
+        },
+      ),
+      { numRuns: 120 },
+    );
+  });
+
+  it('the same through one reused read buffer (transient pushes), overwritten after every read', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fragmented, { maxLength: 6 }),
+        fc.array(fc.boolean(), { minLength: 6, maxLength: 6 }),
+        fc.uniqueArray(fc.nat(), { maxLength: 6 }),
+        (messages, pings, rawCuts) => {
+          const wire = encode(messages, pings);
+          const cuts = rawCuts.map((c) => (wire.length ? c % wire.length : 0)).sort((a, b) => a - b);
+          const h = harness({ role: 'server', maxMessageSize: 1024 * 1024 });
+          const readBuffer = Buffer.alloc(wire.length + 1);
+          let start = 0;
+          for (const cut of [...cuts, wire.length]) {
+            const n = wire.copy(readBuffer, 0, start, cut);
+            h.reader.push(readBuffer.subarray(0, n), true);
+            // The next read lands in the same memory: whatever the reader kept must be its own.
+            readBuffer.fill(0xee);
+            start = cut;
+          }
+          expect(h.errors()).toEqual([]);
+          expect(h.messages.map((m) => m.isBinary)).toEqual(messages.map((m) => m.binary));
+          h.messages.forEach((m, i) => expect(m.data.equals(messages[i]!.data)).toBe(true));
         },
       ),
       { numRuns: 120 },

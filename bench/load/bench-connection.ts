@@ -6,6 +6,7 @@
  * every connection written in that turn with one writev (runtime/frame-flush.ts, as the server's).
  */
 import type { Socket } from 'node:net';
+import { arrival, nowMicros } from './clock.ts';
 import { CloseCode, encodeClosePayload } from '../../src/shared/close.ts';
 import type { ProtocolError } from '../../src/shared/errors.ts';
 import { ByteArena } from '../../src/shared/frame-writer.ts';
@@ -84,7 +85,12 @@ export class BenchConnection {
       inflater: opened.compression?.inflater ?? null,
     });
     const socket = this.socket;
-    socket.on('data', (chunk: Buffer) => this.#reader.push(chunk));
+    // Reads land in the thread's shared buffer: messages are checked while their event runs,
+    // and the reader copies whatever it keeps (transient pushes).
+    opened.reads.handle = (chunk: Buffer) => {
+      arrival.micros = nowMicros();
+      this.#reader.push(chunk, true);
+    };
     socket.on('error', (error: Error) => this.#end(`socket error: ${error.message}`));
     socket.on('end', () => socket.end());
     socket.on('close', () => this.#end('connection closed by the server'));

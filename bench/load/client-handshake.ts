@@ -7,6 +7,7 @@
 import { isIP, connect as netConnect } from 'node:net';
 import type { Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
+import type { ConnectionOptions } from 'node:tls';
 import { parseExtensionHeader } from '../../src/shared/extension-header.ts';
 import { buildUpgradeRequest, generateKey, validateUpgradeResponse } from '../../src/shared/handshake.ts';
 import { messageCompression } from '../../src/shared/message-compression.ts';
@@ -62,14 +63,26 @@ export interface HandshakeOptions {
   readonly maxMessageSize: number;
 }
 
+/**
+ * Where a connection's reads go. Every socket of a thread reads into one buffer (net's `onread`):
+ * no Buffer is allocated per read, and a chunk is valid only while its handler runs.
+ */
+export interface ReadTarget {
+  handle: (chunk: Buffer) => void;
+}
+
 export interface OpenedSocket {
   readonly socket: Socket;
+  /** Set `handle` to receive the socket's reads from now on (each valid only during the call). */
+  readonly reads: ReadTarget;
   readonly compression: MessageCompression | null;
   /** Bytes that followed the response head: the first frames. */
   readonly head: Buffer;
 }
 
 const MAX_RESPONSE_HEAD = 16 * 1024;
+/** The thread's one read buffer (64 KiB: what a read asks the kernel for anyway). */
+const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
 const HEAD_END = Buffer.from('\r\n\r\n', 'latin1');
 const EMPTY = Buffer.alloc(0);
 
@@ -84,9 +97,18 @@ const DEFLATE_OFFER_HEADER = buildDeflateOffer(DEFLATE_OFFER);
 /** Opens one connection and completes the opening handshake; rejects with a one-line reason. */
 export function openSocket(target: Target, options: HandshakeOptions): Promise<OpenedSocket> {
   return new Promise<OpenedSocket>((resolve, reject) => {
+    const reads: ReadTarget = { handle: () => {} };
+    const onread = {
+      buffer: READ_BUFFER,
+      callback: (n: number, buffer: Uint8Array): boolean => {
+        reads.handle((buffer as Buffer).subarray(0, n));
+        return true;
+      },
+    };
     const socket: Socket = target.secure
-      ? tlsConnect({ host: target.host, port: target.port, servername: isIP(target.host) === 0 ? target.host : undefined, rejectUnauthorized: !options.insecure })
-      : netConnect({ host: target.host, port: target.port });
+      ? // tls.connect takes onread too (Node's docs); its type declarations leave it out.
+        tlsConnect({ host: target.host, port: target.port, servername: isIP(target.host) === 0 ? target.host : undefined, rejectUnauthorized: !options.insecure, onread } as ConnectionOptions)
+      : netConnect({ host: target.host, port: target.port, onread });
     socket.setNoDelay(true);
     const key = options.rawEcho ? '' : generateKey();
     let received: Buffer = EMPTY;
@@ -98,7 +120,7 @@ export function openSocket(target: Target, options: HandshakeOptions): Promise<O
       clearTimeout(timer);
       socket.off('error', onError);
       socket.off('close', onClose);
-      socket.off('data', onData);
+      reads.handle = () => {};
       if (error !== null) {
         socket.destroy();
         reject(error);
@@ -109,7 +131,8 @@ export function openSocket(target: Target, options: HandshakeOptions): Promise<O
     const onError = (error: Error): void => finish(new Error(`connect failed: ${error.message}`));
     const onClose = (): void => finish(new Error('connection closed during the opening handshake'));
     const onData = (chunk: Buffer): void => {
-      received = received.length === 0 ? chunk : Buffer.concat([received, chunk]);
+      // The chunk lives in the shared read buffer: keep a copy.
+      received = Buffer.concat([received, chunk]);
       const end = received.indexOf(HEAD_END);
       if (end < 0) {
         if (received.length > MAX_RESPONSE_HEAD) finish(new Error('the handshake response head is larger than 16 KiB'));
@@ -117,7 +140,7 @@ export function openSocket(target: Target, options: HandshakeOptions): Promise<O
       }
       try {
         const compression = readResponse(received.toString('latin1', 0, end), key, options);
-        finish(null, { socket, compression, head: received.subarray(end + HEAD_END.length) });
+        finish(null, { socket, reads, compression, head: received.subarray(end + HEAD_END.length) });
       } catch (error) {
         finish(error as Error);
       }
@@ -128,10 +151,10 @@ export function openSocket(target: Target, options: HandshakeOptions): Promise<O
     socket.on('close', onClose);
     socket.once(target.secure ? 'secureConnect' : 'connect', () => {
       if (options.rawEcho) {
-        finish(null, { socket, compression: null, head: EMPTY });
+        finish(null, { socket, reads, compression: null, head: EMPTY });
         return;
       }
-      socket.on('data', onData);
+      reads.handle = onData;
       socket.write(
         buildUpgradeRequest({
           host: target.hostHeader,

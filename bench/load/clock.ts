@@ -12,3 +12,10 @@ const OFFSET_MICROS = Number(process.hrtime.bigint() / 1000n) - performance.now(
 export function nowMicros(): number {
   return performance.now() * 1000 + OFFSET_MICROS;
 }
+
+/**
+ * When this thread's current socket read arrived (set by the connection before it parses the
+ * read): every message in one read arrived at once, so one clock reading serves for their
+ * latencies and for stamping the replies they trigger.
+ */
+export const arrival = { micros: 0 };

@@ -141,17 +141,36 @@ export class MessageTemplate {
       target[i] = HEX[s & 15]!;
       s >>>= 4;
     }
+    // 48 bits as two 24-bit halves: integer shifts, no floating-point division per digit.
     const time = Math.floor(micros);
-    let t = time;
-    for (let i = this.timeOffset + TIME_DIGITS - 1; i >= this.timeOffset; i--) {
-      target[i] = HEX[t % 16]!;
-      t = Math.floor(t / 16);
+    let low = time % 0x1000000;
+    let high = (time - low) / 0x1000000;
+    const end = this.timeOffset + TIME_DIGITS;
+    for (let i = end - 1; i >= end - 6; i--) {
+      target[i] = HEX[low & 15]!;
+      low >>>= 4;
+    }
+    for (let i = end - 7; i >= this.timeOffset; i--) {
+      target[i] = HEX[high & 15]!;
+      high >>>= 4;
     }
     let c = checkOf(seq >>> 0, time);
-    for (let i = this.timeOffset + TIME_DIGITS + CHECK_DIGITS - 1; i >= this.timeOffset + TIME_DIGITS; i--) {
+    for (let i = end + CHECK_DIGITS - 1; i >= end; i--) {
       target[i] = HEX[c & 15]!;
       c >>>= 4;
     }
+  }
+
+  /**
+   * Whether data[start, end) equals the template's bytes there. Short runs compare in a loop:
+   * a native Buffer.compare call costs more than comparing a few dozen bytes (it was a fifth of
+   * the generator's time on 64-byte echoes).
+   */
+  #same(data: Buffer, start: number, end: number): boolean {
+    if (end - start > 128) return data.compare(this.bytes, start, end, start, end) === 0;
+    const bytes = this.bytes;
+    for (let i = start; i < end; i++) if (data[i] !== bytes[i]) return false;
+    return true;
   }
 
   /** Checks a received message against the template; on Ok, `seq` and `micros` hold its fields. */
@@ -177,14 +196,9 @@ export class MessageTemplate {
       check = check * 16 + v;
     }
     if (check !== checkOf(seq, micros)) return Verdict.BadTimestamp;
-    const bytes = this.bytes;
     const seqEnd = this.seqOffset + SEQ_DIGITS;
     const timeEnd = this.timeOffset + TIME_DIGITS + CHECK_DIGITS;
-    if (
-      (this.seqOffset > 0 && data.compare(bytes, 0, this.seqOffset, 0, this.seqOffset) !== 0) ||
-      data.compare(bytes, seqEnd, this.timeOffset, seqEnd, this.timeOffset) !== 0 ||
-      data.compare(bytes, timeEnd, this.size, timeEnd, this.size) !== 0
-    ) {
+    if (!this.#same(data, 0, this.seqOffset) || !this.#same(data, seqEnd, this.timeOffset) || !this.#same(data, timeEnd, this.size)) {
       return Verdict.WrongContent;
     }
     this.seq = seq;

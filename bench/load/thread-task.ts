@@ -3,7 +3,7 @@
  * itself ready, drive traffic through the phases the main thread sets (RunState), then close
  * everything and return this thread's histograms and counters for merging.
  */
-import { nowMicros } from './clock.ts';
+import { arrival, nowMicros } from './clock.ts';
 import { BenchConnection, threadMaskKeys } from './bench-connection.ts';
 import type { ConnectionListener, ConnectionOptions } from './bench-connection.ts';
 import { openSocket, parseTarget } from './client-handshake.ts';
@@ -152,9 +152,10 @@ class MessageSender {
     connection.frames = frames;
   }
 
-  send(connection: BenchConnection): void {
+  /** Sends the next message; `micros` is its send time when the caller has just read the clock. */
+  send(connection: BenchConnection, micros = nowMicros()): void {
     const seq = connection.sent++;
-    this.#template.stamp(this.#scratch, seq, nowMicros());
+    this.#template.stamp(this.#scratch, seq, micros);
     const frames = connection.frames;
     if (frames === null) {
       connection.send(this.#scratch, this.#template.binary);
@@ -204,12 +205,12 @@ class EchoDriver implements Driver {
       connection.expected = template.seq + 1;
     } else {
       connection.expected++;
-      this.#tally.delivered(data.length, nowMicros() - template.micros, phase === Phase.Measure);
+      this.#tally.delivered(data.length, arrival.micros - template.micros, phase === Phase.Measure);
     }
-    // Keep the connection's window full, wrong echo or not.
+    // Keep the connection's window full, wrong echo or not: the reply goes out with this read's flush.
     if (running(phase)) {
       if (phase === Phase.Measure) this.#tally.sent++;
-      this.#sender.send(connection);
+      this.#sender.send(connection, arrival.micros);
     }
   }
 
@@ -304,7 +305,7 @@ class BroadcastDriver implements Driver {
       this.#tally.lost += seq - connection.expected;
     }
     connection.expected = seq + 1;
-    this.#tally.delivered(data.length, nowMicros() - template.micros, phase === Phase.Measure);
+    this.#tally.delivered(data.length, arrival.micros - template.micros, phase === Phase.Measure);
     if (connection === this.#probe && this.#publisher !== null) {
       if (seq + 1 > this.#acked) this.#acked = seq + 1;
       this.#lastProgress = nowMicros();

@@ -94,7 +94,10 @@ export class FrameSink<O = null> extends FrameWriter implements Flushable {
     const chunks = this.take();
     if (chunks === null) return false;
     const socket = this.#socket;
-    if (socket === null || socket.destroyed) return false;
+    if (socket === null || socket.destroyed) {
+      this.recycle(chunks);
+      return false;
+    }
     let done: ((error?: Error | null) => void) | undefined;
     if (this.#onFlush !== null) {
       let bytes = 0;
@@ -102,6 +105,7 @@ export class FrameSink<O = null> extends FrameWriter implements Flushable {
       done = this.#onFlush(this.#owner, bytes);
     }
     writeChunks(socket, chunks, done);
+    this.recycle(chunks);
     return true;
   }
 

@@ -114,11 +114,31 @@ export class FrameParser {
     this.#rsv1Allowed = allowed;
   }
 
-  push(chunk: Buffer): void {
+  /**
+   * Parses `chunk`. A `transient` chunk is valid only during this call (a read buffer reused for
+   * the next read): whatever of it is still unparsed when the call returns (a frame not yet
+   * complete, bytes held while paused) is copied out, so nothing refers to it afterwards.
+   */
+  push(chunk: Buffer, transient = false): void {
     if (this.#state === STOPPED || chunk.length === 0) return;
     this.#chunks.push(chunk);
     this.#buffered += chunk.length;
     if (!this.#paused && !this.#running) this.#run();
+    if (transient && !this.stopped) this.#detach(chunk);
+  }
+
+  /** Replaces `chunk`, if still held, with a copy of its unparsed part. */
+  #detach(chunk: Buffer): void {
+    const chunks = this.#chunks;
+    const at = chunks.lastIndexOf(chunk);
+    if (at < 0) return;
+    if (at === 0) {
+      // Parsing resumes at #offset; keep the copy's first byte where it was (see #showPartial).
+      chunks[0] = Buffer.from(chunk.subarray(this.#offset));
+      this.#offset = 0;
+    } else {
+      chunks[at] = Buffer.from(chunk);
+    }
   }
 
   /** Stops delivering frames (e.g. while a message inflates); bytes keep being buffered. */

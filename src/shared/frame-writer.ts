@@ -40,6 +40,7 @@ export class FrameWriter {
   readonly #arena: ByteArena;
   readonly #maskKeys: MaskKeySource | null;
   #chunks: Buffer[] = [];
+  #spare: Buffer[] | null = null;
   #bytes = 0;
   // The open run of bytes in the arena that this writer is extending.
   #runBuffer: Buffer | null = null;
@@ -97,9 +98,19 @@ export class FrameWriter {
     this.#closeRun();
     if (this.#chunks.length === 0) return null;
     const chunks = this.#chunks;
-    this.#chunks = [];
+    this.#chunks = this.#spare ?? [];
+    this.#spare = null;
     this.#bytes = 0;
     return chunks;
+  }
+
+  /**
+   * Gives back an array take() returned once its chunks are handed on (written), to be reused:
+   * a connection that flushes every turn then allocates no array for it.
+   */
+  recycle(chunks: Buffer[]): void {
+    chunks.length = 0;
+    this.#spare = chunks;
   }
 
   /** Reserves `n` bytes right after this writer's open run, or starts a new run. */

@@ -3,14 +3,17 @@ import { createRequire } from 'node:module';
 
 /**
  * RFC 6455 §5.3 masking: byte i of the payload is XORed with byte (i mod 4) of the key.
- * Masking and unmasking are the same operation. Payloads from 32 bytes go through a
+ * Masking and unmasking are the same operation. In place, payloads from 32 bytes go through a
  * Uint32Array view, four bytes per step; from 512 bytes through a BigUint64Array view, eight
  * bytes per step (on V8 about twice the speed of 32-bit words there, but its BigInt key costs
  * more than it saves on short payloads); shorter ones stay in a byte loop, where creating a view
  * would cost more than it saves. From 8 KiB, the optional `bufferutil` addon (the one ws uses)
- * is faster still when installed.
+ * is faster still when installed. Masking into another buffer (a client's send) copies natively
+ * and masks in place from 96 bytes; below, one unrolled loop does both.
  */
 const WORD_PATH_MIN = 32;
+/** Below this, maskInto copies and masks in one unrolled loop (measured faster up to ~96 bytes). */
+const MASK_INTO_LOOP_MAX = 96;
 const WIDE_PATH_MIN = 512;
 const NATIVE_PATH_MIN = 8 * 1024;
 const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
@@ -74,8 +77,18 @@ export function unmask(buf: Uint8Array, key: Uint8Array, keyOffset = 0): void {
 /** Writes `src` masked into `dst` at `dstOffset`, leaving `src` untouched (client sends). */
 export function maskInto(src: Uint8Array, key: Uint8Array, keyOffset: number, dst: Uint8Array, dstOffset: number): void {
   const len = src.length;
-  if (len < WORD_PATH_MIN) {
-    for (let i = 0; i < len; i++) dst[dstOffset + i] = src[i]! ^ key[keyOffset + (i & 3)]!;
+  if (len < MASK_INTO_LOOP_MAX) {
+    // Four bytes a step with the key in locals: no view to create, which short frames (a chat
+    // line, a game tick) cannot repay.
+    const k0 = key[keyOffset]!, k1 = key[keyOffset + 1]!, k2 = key[keyOffset + 2]!, k3 = key[keyOffset + 3]!;
+    let i = 0;
+    for (; i + 4 <= len; i += 4) {
+      dst[dstOffset + i] = src[i]! ^ k0;
+      dst[dstOffset + i + 1] = src[i + 1]! ^ k1;
+      dst[dstOffset + i + 2] = src[i + 2]! ^ k2;
+      dst[dstOffset + i + 3] = src[i + 3]! ^ k3;
+    }
+    for (; i < len; i++) dst[dstOffset + i] = src[i]! ^ key[keyOffset + (i & 3)]!;
     return;
   }
   // A native copy then an in-place mask beats any byte loop, whatever the alignments. The key

@@ -57,6 +57,7 @@ export function messageCompression(codec: PerMessageDeflate, sharedWindowBits: W
   };
   if (codec.onThread) {
     const inflater: MessageInflater = {
+      synchronous: true,
       decompress(data, fin, callback) {
         let out: Buffer;
         try {
@@ -72,6 +73,7 @@ export function messageCompression(codec: PerMessageDeflate, sharedWindowBits: W
   }
   let fragmented = false;
   const inflater: MessageInflater = {
+    synchronous: false,
     decompress(data: Buffer, fin: boolean, callback: (error: ProtocolError | null, data?: Buffer) => void): void {
       if (fin && !fragmented && codec.canDecompressSync && data.length <= SYNC_INFLATE_LIMIT) {
         let out: Buffer;

@@ -7,6 +7,8 @@ import { Utf8Validator, isValidUtf8 } from './utf8.ts';
 
 /** The inflating half of a negotiated permessage-deflate (see permessage-deflate.ts). */
 export interface MessageInflater {
+  /** Whether every callback runs before decompress() returns (inflating on the calling thread). */
+  readonly synchronous: boolean;
   /**
    * Inflates one frame of a compressed message; `fin` marks its last frame. The callback
    * (synchronous or not) gets the bytes this frame inflated to, or a ProtocolError (1009 when
@@ -70,6 +72,8 @@ export class MessageReader<T> implements FrameHandler {
   #length = 0;
   #inflating = false;
   #readStopped = false;
+  /** Inside push() of a transient chunk. */
+  #transient = false;
   #failed = false;
 
   constructor(events: MessageEvents<T>, target: T, options: MessageReaderOptions) {
@@ -85,12 +89,28 @@ export class MessageReader<T> implements FrameHandler {
     });
   }
 
-  push(chunk: Buffer): void {
-    this.#parser.push(chunk);
+  /**
+   * Parses `chunk`; messages and control frames reach the events before this returns, or later
+   * when they complete. With `transient`, `chunk` is valid only during this call (a reused read
+   * buffer): what is kept past it is copied (an incomplete frame, a first fragment), and the
+   * messages handed out during the call are views of `chunk`, valid only while their event runs
+   * (`transientMessages` tells the events).
+   */
+  push(chunk: Buffer, transient = false): void {
+    this.#transient = transient;
+    this.#parser.push(chunk, transient);
+    this.#transient = false;
+    // The first piece of a message still arriving is kept as is: it must not stay a view.
+    if (transient && this.#first !== null && this.#first.length > 0 && this.#first.buffer === chunk.buffer) this.#first = Buffer.from(this.#first);
     if (!this.#readStopped && this.#parser.paused && this.#parser.bufferedBytes > this.#highWaterMark) {
       this.#readStopped = true;
       this.#events.readPressure(this.#target, true);
     }
+  }
+
+  /** Whether the message or frame being handed out is a view of a transient chunk (see push). */
+  get transientMessages(): boolean {
+    return this.#transient;
   }
 
   /** Ignores everything from now on (the connection is going away). */
@@ -176,7 +196,10 @@ export class MessageReader<T> implements FrameHandler {
     this.#inflating = true;
     this.#parser.pause();
     let synchronous = true;
-    this.#inflater!.decompress(payload, fin, (error, data) => {
+    // An inflation that completes later reads its input then: a view of a transient chunk would
+    // have been overwritten by the next read. (Inflating on the thread copies nothing.)
+    const input = this.#transient && !this.#inflater!.synchronous ? Buffer.from(payload) : payload;
+    this.#inflater!.decompress(input, fin, (error, data) => {
       this.#inflating = false;
       // Stopped (or failed) while this frame inflated: its result goes nowhere.
       if (this.#failed || this.#parser.stopped) return;

@@ -548,7 +548,7 @@ describe('Connection: reading', () => {
     let finish: ((error: null, data: Buffer) => void) | null = null;
     const held: MessageCompression = {
       ...fakeCompression(),
-      inflater: { decompress: (_data, _fin, callback) => void (finish = callback) },
+      inflater: { synchronous: false, decompress: (_data, _fin, callback) => void (finish = callback) },
     };
     const { socket, events } = setup({ compression: held, maxPayloadLength: 1 << 21 });
     socket.receive(encodeFrame(Opcode.Text, Buffer.from('zzz'), { rsv1: true, maskKeys: keys }));
@@ -669,7 +669,7 @@ describe('Connection: closing', () => {
     let finish: ((error: null, data: Buffer) => void) | null = null;
     const held: MessageCompression = {
       ...fakeCompression(),
-      inflater: { decompress: (_data, _fin, callback) => void (finish = callback) },
+      inflater: { synchronous: false, decompress: (_data, _fin, callback) => void (finish = callback) },
     };
     const { app, events } = recordingApp({ message: (ws, data) => ws.send(data.toString(), { compress: false }) });
     const { socket } = setup({ app, compression: held });
@@ -1119,7 +1119,7 @@ describe('Connection: permessage-deflate on sends', () => {
 /** A MessageCompression whose parts a test replaces: compresses on the pool only, never inflates. */
 function fakeCompression(): MessageCompression {
   return {
-    inflater: { decompress: () => undefined },
+    inflater: { synchronous: false, decompress: () => undefined },
     threshold: 0,
     compressSync: null,
     syncLimit: SYNC_COMPRESS_LIMIT,
