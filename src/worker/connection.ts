@@ -10,6 +10,7 @@
  * closing handshake and flush call back through static tables, so a connection carries no
  * closures of its own.
  */
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { App, MessageData, Priority, SendOptions, SendStatus, ServerWebSocket, Shard } from '../shared/app.ts';
@@ -29,6 +30,7 @@ import { FrameSink } from '../runtime/frame-flush.ts';
 import type { FlushHook, FlushScheduler } from '../runtime/frame-flush.ts';
 import { CloseHandshake } from './close-handshake.ts';
 import type { CloseOps, CloseSettings } from './close-handshake.ts';
+import type { ReadBuffer } from './socket-rehome.ts';
 import { OutboundQueue } from './outbound-queue.ts';
 import type { QueuedMessage } from './outbound-queue.ts';
 import { admit } from './send-admission.ts';
@@ -79,6 +81,24 @@ export const kStart: unique symbol = Symbol('shardws.start');
 export const kSendPrepared: unique symbol = Symbol('shardws.sendPrepared');
 /** The idle sweep's tick at this connection's last read. */
 export const kLastActive: unique symbol = Symbol('shardws.lastActive');
+/** The `onread` every plain TCP connection of the worker reads through (socket-rehome.ts). */
+export const kReads: unique symbol = Symbol('shardws.reads');
+
+/**
+ * The worker's one read buffer: every plain TCP connection reads into it (net's `onread`), so no
+ * Buffer is allocated per read. A read is parsed before the next one lands; what outlives the
+ * read (an incomplete frame, a message handed to the app) is copied (MessageReader's transient
+ * pushes, `ownBytes`).
+ */
+const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
+
+/** `data`, or a copy of it when it is a view of the read buffer (the app may keep what it gets). */
+function ownBytes(data: Buffer): Buffer {
+  if (data.buffer !== READ_BUFFER.buffer) return data;
+  const copy = Buffer.allocUnsafe(data.length);
+  copy.set(data);
+  return copy;
+}
 
 const EMPTY = Buffer.alloc(0);
 
@@ -110,7 +130,11 @@ export class Connection implements ServerWebSocket<unknown> {
   #inFlight: (() => void)[] | null = null;
   #lastActive: number;
 
-  constructor(socket: Duplex, ctx: ConnectionContext, init: ConnectionInit) {
+  /**
+   * `socket` is either a plain TCP socket created with `Connection[kReads]` as its `onread`, or
+   * any Duplex that emits 'data' (TLS): `reads` says which.
+   */
+  constructor(socket: Duplex, ctx: ConnectionContext, init: ConnectionInit, reads: 'read-buffer' | 'data-events' = 'data-events') {
     this.#socket = socket;
     this.#ctx = ctx;
     this.data = init.data;
@@ -130,7 +154,7 @@ export class Connection implements ServerWebSocket<unknown> {
       inflater: init.compression?.inflater ?? null,
     });
     (socket as OwnedSocket)[kConnection] = this;
-    socket.on('data', Connection.#onData);
+    if (reads === 'data-events') socket.on('data', Connection.#onData);
     socket.on('end', Connection.#onEnd);
     socket.on('close', Connection.#onClose);
     socket.on('error', Connection.#onError);
@@ -160,7 +184,8 @@ export class Connection implements ServerWebSocket<unknown> {
     return this.#lastActive;
   }
 
-  [kStart](head: Buffer): void {
+  /** Runs `open`, then parses what arrived with the upgrade request (`head`, then `pending`). */
+  [kStart](head: Buffer, pending: readonly Buffer[] = []): void {
     const app = this.#ctx.app;
     if (app.open) {
       try {
@@ -169,7 +194,9 @@ export class Connection implements ServerWebSocket<unknown> {
         this.#handlerThrew('open', error);
       }
     }
-    if (head.length > 0 && this.readyState !== ReadyState.Closed) this.#read(head);
+    for (const chunk of [head, ...pending]) {
+      if (chunk.length > 0 && this.readyState !== ReadyState.Closed) this.#read(chunk, false);
+    }
   }
 
   // ---- sending --------------------------------------------------------------------------
@@ -390,8 +417,16 @@ export class Connection implements ServerWebSocket<unknown> {
   // Socket listeners: one function each for every connection (`this` is the socket), instead of
   // five closures per connection; they find the connection through kConnection.
   static #onData(this: OwnedSocket, chunk: Buffer): void {
-    this[kConnection].#read(chunk);
+    this[kConnection].#read(chunk, false);
   }
+
+  static readonly [kReads]: ReadBuffer = {
+    buffer: READ_BUFFER,
+    callback(this: Socket, bytes: number, buffer: Buffer): boolean {
+      (this as unknown as OwnedSocket)[kConnection].#read(buffer.subarray(0, bytes), true);
+      return true;
+    },
+  };
   static #onEnd(this: OwnedSocket): void {
     this[kConnection].#closing().peerEnded();
   }
@@ -406,10 +441,11 @@ export class Connection implements ServerWebSocket<unknown> {
     this[kConnection].#pump();
   }
 
-  #read(chunk: Buffer): void {
+  /** A read; `transient` when it is a view of the worker's read buffer, valid only now. */
+  #read(chunk: Buffer, transient: boolean): void {
     this.#lastActive = this.#ctx.idle.tick;
     this.#ctx.counters[Counter.BytesIn]! += chunk.length;
-    this.#reader.push(chunk);
+    this.#reader.push(chunk, transient);
   }
 
   static readonly #readerEvents: MessageEvents<Connection> = {
@@ -418,7 +454,8 @@ export class Connection implements ServerWebSocket<unknown> {
       const handler = connection.#ctx.app.message;
       if (handler === undefined || connection.readyState !== ReadyState.Open) return;
       try {
-        handler(connection, data, isBinary);
+        // The app's `data` stays valid after the handler returns (App.message's contract).
+        handler(connection, ownBytes(data), isBinary);
       } catch (error) {
         connection.#handlerThrew('message', error);
       }
@@ -448,7 +485,7 @@ export class Connection implements ServerWebSocket<unknown> {
     const handler = this.#ctx.app[name];
     if (handler === undefined) return;
     try {
-      handler(this, payload);
+      handler(this, ownBytes(payload));
     } catch (error) {
       this.#handlerThrew(name, error);
     }

@@ -17,7 +17,8 @@ import type { ServerConfig, TlsOptions } from '../shared/config.ts';
 import { Counter } from '../shared/worker-counters.ts';
 import type { WorkerCounters } from '../shared/worker-counters.ts';
 import { refuse } from '../runtime/refuse.ts';
-import { Connection, kStart } from './connection.ts';
+import { Connection, kReads, kStart } from './connection.ts';
+import { rehomeForReading } from './socket-rehome.ts';
 import type { ConnectionContext } from './connection.ts';
 import type { HttpEndpoints } from './http-endpoints.ts';
 import { loadSecureContext } from './tls-context.ts';
@@ -201,16 +202,19 @@ export class SocketIntake {
           accepted.compression?.close();
           return;
         }
-        (socket as Socket).setNoDelay?.(true);
-        const connection = new Connection(socket, parts.context, accepted);
         socket.off('error', destroyOnError);
+        // A plain TCP connection reads into the worker's one read buffer from here on.
+        const rehomed = rehomeForReading(socket as Socket, Connection[kReads]);
+        const live: Duplex = rehomed?.socket ?? socket;
+        (live as Socket).setNoDelay?.(true);
+        const connection = new Connection(live, parts.context, accepted, rehomed === null ? 'data-events' : 'read-buffer');
         parts.connections.add(connection);
         // The connection counts itself when constructed: only then does the handshake stop counting.
         this.#handshakeEnded(socket);
         // The 101 goes out only now: a client that reacts to it (opens another connection, say)
         // finds this one counted once, as a connection, by the primary's maxConnections check.
-        socket.write(accepted.response, 'latin1');
-        connection[kStart](head);
+        live.write(accepted.response, 'latin1');
+        connection[kStart](head, rehomed?.pending);
       },
       (error: unknown) => {
         this.#handshakeEnded(socket);

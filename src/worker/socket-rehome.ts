@@ -30,3 +30,31 @@ export function rehomeSocket(arrived: Socket): Socket {
   holder._handle = null;
   return new Socket({ handle, allowHalfOpen: arrived.allowHalfOpen, readable: true, writable: true } as ConstructorParameters<typeof Socket>[0]);
 }
+
+/** net's `onread`: reads land in `buffer`, and `callback` (called with the socket as `this`) gets them. */
+export interface ReadBuffer {
+  readonly buffer: Buffer;
+  callback(this: Socket, bytes: number, buffer: Buffer): boolean;
+}
+
+/**
+ * Moves an upgraded socket's TCP handle to a fresh `net.Socket` created with `onread`, so every
+ * read lands in one reused buffer instead of a Buffer allocated per read (net's documented
+ * option; a socket can only be given it when created). Returns the new socket and the bytes the
+ * old one had already read and buffered (they come first), or null where it cannot: a TLS
+ * socket (its reads come out of the TLS layer) or one without a handle.
+ *
+ * After the upgrade nothing else holds the socket: Node's HTTP server has let go of it (its
+ * parser no longer consumes the handle, `readableFlowing` is null, so what arrived since sits in
+ * the readable buffer, which is drained here).
+ */
+export function rehomeForReading(upgraded: Socket, reads: ReadBuffer): { readonly socket: Socket; readonly pending: readonly Buffer[] } | null {
+  const holder = upgraded as unknown as HandleHolder;
+  const handle = holder._handle;
+  if (handle === null || handle === undefined || upgraded.destroyed || !(upgraded instanceof Socket) || 'encrypted' in upgraded) return null;
+  const pending: Buffer[] = [];
+  for (let chunk = upgraded.read() as Buffer | null; chunk !== null; chunk = upgraded.read() as Buffer | null) pending.push(chunk);
+  holder._handle = null;
+  const socket = new Socket({ handle, allowHalfOpen: true, readable: true, writable: true, onread: reads } as ConstructorParameters<typeof Socket>[0]);
+  return { socket, pending };
+}
