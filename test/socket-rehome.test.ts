@@ -3,7 +3,9 @@ import { createServer, connect } from 'node:net';
 import type { AddressInfo, Server, Socket } from 'node:net';
 import { once } from 'node:events';
 import { Worker } from 'node:worker_threads';
-import { rehomeSocket } from '../src/worker/socket-rehome.ts';
+import { connect as tlsConnect, createServer as createTlsServer } from 'node:tls';
+import { readFileSync } from 'node:fs';
+import { rehomeForReading, rehomeSocket } from '../src/worker/socket-rehome.ts';
 
 const FIXTURE = new URL('./fixtures/socket-rehome/worker.ts', import.meta.url);
 
@@ -84,5 +86,53 @@ describe('rehomeSocket', () => {
     await once(client, 'connect');
     client.destroy();
     expect(rehomeSocket(client)).toBe(client);
+  });
+});
+
+describe('rehomeForReading', () => {
+  it('moves a socket to one that reads into a reused buffer, handing back what the old one had buffered, then echoes through it', async () => {
+    const buffer = Buffer.alloc(16);
+    const pending: Buffer[] = [];
+    const port = await listen((accepted) => {
+      // As after Node's HTTP upgrade: not flowing, what arrives waits in the readable buffer.
+      accepted.readableFlowing = null;
+      accepted.once('readable', () => {
+        const moved = rehomeForReading(accepted, {
+          buffer,
+          callback(this: Socket, bytes, into) {
+            // Reads land in the one buffer, and this is the new socket.
+            expect(into.buffer).toBe(buffer.buffer);
+            this.write(Buffer.from(into.subarray(0, bytes)).toString('latin1').toUpperCase(), 'latin1');
+            return true;
+          },
+        })!;
+        pending.push(...moved.pending);
+        moved.socket.write(Buffer.concat(pending).toString('latin1'), 'latin1');
+        moved.socket.on('end', () => moved.socket.end());
+      });
+    });
+    const client = connect(port, '127.0.0.1');
+    client.write('first;');
+    const received = readAll(client);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    // Longer than the 16-byte buffer: arrives in several reads.
+    client.end(' and then more than sixteen bytes');
+    expect(Buffer.concat(pending).toString()).toBe('first;');
+    expect(await received).toBe('first; AND THEN MORE THAN SIXTEEN BYTES');
+  });
+
+  it('leaves a TLS socket alone (its reads come out of the TLS layer)', async () => {
+    const key = readFileSync(new URL('./fixtures/tls/key.pem', import.meta.url));
+    const cert = readFileSync(new URL('./fixtures/tls/cert.pem', import.meta.url));
+    const tlsServer = createTlsServer({ key, cert }, (secure) => {
+      expect(rehomeForReading(secure as unknown as Socket, { buffer: Buffer.alloc(16), callback: () => true })).toBeNull();
+      secure.end('ok');
+    });
+    tlsServer.listen(0, '127.0.0.1');
+    await once(tlsServer, 'listening');
+    const client = tlsConnect({ port: (tlsServer.address() as AddressInfo).port, host: '127.0.0.1', rejectUnauthorized: false });
+    const text = await readAll(client as unknown as Socket);
+    tlsServer.close();
+    expect(text).toBe('ok');
   });
 });
