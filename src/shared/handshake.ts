@@ -8,7 +8,7 @@
  * write it with `socket.write(text, 'latin1')`.
  */
 import { Buffer } from 'node:buffer';
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, hash, randomBytes } from 'node:crypto';
 import { HandshakeError, type HandshakeStatus } from './errors.ts';
 import { WEBSOCKET_GUID } from './opcodes.ts';
 import { parseSubprotocolHeader } from './subprotocol-header.ts';
@@ -63,8 +63,12 @@ const VERSION_REQUIRED: Readonly<Record<string, string>> = Object.freeze({
 /** computeAcceptKey answers a Sec-WebSocket-Key: base64(SHA-1(key + GUID)), RFC 6455 §4.2.2. */
 export function computeAcceptKey(key: string): string {
   // Latin-1 keeps the hashed bytes equal to the wire bytes: Node decodes header bytes as Latin-1.
+  // A valid key is ASCII, where UTF-8 is the same: the one-shot hash (no Hash object) does.
+  if (ASCII.test(key)) return hash('sha1', key + WEBSOCKET_GUID, 'base64');
   return createHash('sha1').update(key + WEBSOCKET_GUID, 'latin1').digest('base64');
 }
+
+const ASCII = /^[\x00-\x7f]*$/;
 
 const BASE64 = new Uint8Array(128);
 for (const c of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/') BASE64[c.charCodeAt(0)] = 1;

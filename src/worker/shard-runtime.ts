@@ -15,7 +15,6 @@ import { HttpEndpoints } from './http-endpoints.ts';
 import { IdleSweep } from './idle-sweep.ts';
 import { PeerMesh } from './peer-mesh.ts';
 import { slowClientPolicy } from './send-admission.ts';
-import { rehomeSocket } from './socket-rehome.ts';
 import { SocketIntake } from './socket-intake.ts';
 import { TopicRegistry, primaryBridgeLink } from './topic-registry.ts';
 import { UpgradeHandler } from './upgrade.ts';
@@ -115,7 +114,7 @@ export class ShardRuntime {
   onMessage(message: PrimaryMessage): void {
     switch (message.type) {
       case 'socket':
-        this.#intake!.adopt(rehomeSocket(message.socket));
+        this.#intake!.adopt(message.socket);
         return;
       case 'peer':
         this.#mesh.add(message.worker, message.generation, message.port);

@@ -1,12 +1,16 @@
 /**
  * How a socket enters a worker and becomes a connection: sockets from the primary (or, on Node
- * < 26.6, from the worker's own SO_REUSEPORT listener) are admitted against maxHandshakes,
- * wrapped in TLS when configured, timed until their first request, and fed to a non-listening
- * `http.Server`; an upgrade goes through the UpgradeHandler and becomes a Connection, any other
- * request goes to the HTTP endpoints, and a malformed one gets its 4xx here.
+ * < 26.6, from the worker's own SO_REUSEPORT listener) are admitted against maxHandshakes and
+ * timed until their first request. A plain TCP socket reads into the worker's one read buffer
+ * from the start, and its request head is read here (request-head.ts): a WebSocket upgrade in
+ * the common form goes straight to the UpgradeHandler and becomes a Connection on the same
+ * socket, with none of Node's HTTP objects made for it; anything else (another request, an
+ * unusual or malformed head) is handed, with the bytes read so far, to a non-listening
+ * `http.Server`, as every TLS socket is. There an upgrade goes the same way, any other request
+ * goes to the HTTP endpoints, and a malformed one gets its 4xx.
  */
-import { createServer } from 'node:http';
-import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { IncomingMessage, createServer } from 'node:http';
+import type { Server, ServerResponse } from 'node:http';
 import { createServer as createNetServer } from 'node:net';
 import type { Server as NetServer, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -17,17 +21,36 @@ import type { ServerConfig, TlsOptions } from '../shared/config.ts';
 import { Counter } from '../shared/worker-counters.ts';
 import type { WorkerCounters } from '../shared/worker-counters.ts';
 import { refuse } from '../runtime/refuse.ts';
+import { headEnd, parseRequestHead } from '../shared/request-head.ts';
+import type { RequestHead } from '../shared/request-head.ts';
 import { Connection, kReads, kStart } from './connection.ts';
-import { rehomeForReading } from './socket-rehome.ts';
+import { rehomeForReading, rehomeSocket } from './socket-rehome.ts';
+import type { ReadBuffer } from './socket-rehome.ts';
 import type { ConnectionContext } from './connection.ts';
 import type { HttpEndpoints } from './http-endpoints.ts';
 import { loadSecureContext } from './tls-context.ts';
-import type { UpgradeHandler } from './upgrade.ts';
+import { fromIncomingMessage } from './upgrade.ts';
+import type { AcceptedUpgrade, HandshakeRequest, UpgradeHandler } from './upgrade.ts';
 
 /** The error listener of a socket between its upgrade and its Connection (`this` is the socket). */
 function destroyOnError(this: Duplex): void {
   this.destroy();
 }
+
+/** A plain TCP socket before its Connection: where its reads go, set to null once it has one. */
+const kHead = Symbol('shardws.head');
+/** Reads that go nowhere: after a refusal, what the peer still sends is dropped. */
+const DISCARD = 'discard';
+/** The head is read and the upgrade runs: later bytes (a client that did not wait) are kept. */
+interface Upgrading {
+  rest: Buffer;
+}
+type HeadState = { bytes: Buffer } | Upgrading | typeof DISCARD | null;
+type IntakeSocket = Socket & { [kHead]: HeadState };
+
+const EMPTY = Buffer.alloc(0);
+/** Bytes kept from a client that sends before its upgrade is answered; reading pauses past it. */
+const EARLY_DATA_LIMIT = 16 * 1024;
 
 export interface IntakeParts {
   readonly config: ServerConfig;
@@ -54,6 +77,7 @@ export class SocketIntake {
   readonly #onHandshakeSocketClose: (this: Duplex) => void;
   /** A failed TLS handshake (a plain-TCP client, a bad certificate) closes only that socket. */
   readonly #onTlsError: (this: TLSSocket, error: Error) => void;
+  readonly #reads: ReadBuffer;
   #secureContext: SecureContext | null;
   /** The worker's own listener, in SO_REUSEPORT mode only. */
   #listener: NetServer | null = null;
@@ -66,6 +90,17 @@ export class SocketIntake {
     const intake = this;
     this.#onHandshakeSocketClose = function (this: Duplex): void {
       intake.#handshakeEnded(this);
+    };
+    const connectionReads = Connection[kReads];
+    // Every plain TCP socket of the worker reads through this: its request head first, then
+    // (once it is a Connection) frames.
+    this.#reads = {
+      buffer: connectionReads.buffer,
+      callback(this: Socket, bytes: number, buffer: Buffer): boolean {
+        if ((this as IntakeSocket)[kHead] === null) return connectionReads.callback.call(this, bytes, buffer);
+        intake.#read(this as IntakeSocket, buffer.subarray(0, bytes));
+        return true;
+      },
     };
     this.#onTlsError = function (this: TLSSocket, error: Error): void {
       logger.info({ remote: this.remoteAddress, err: error.message }, 'TLS handshake failed; closing the connection');
@@ -89,36 +124,132 @@ export class SocketIntake {
   }
 
   /** A socket from the primary (or this worker's listener): it enters as if this worker accepted it. */
-  adopt(socket: Socket): void {
+  adopt(arrived: Socket): void {
     const { config, logger, slot } = this.#parts;
     slot[Counter.SocketsAdopted]!++;
     if (this.#stopping) {
-      refuse(socket, 503, 'server shutting down');
+      refuse(arrived, 503, 'server shutting down');
       return;
     }
     if (slot[Counter.Handshakes]! >= config.maxHandshakes) {
-      logger.warn({ remote: socket.remoteAddress }, 'too many handshakes in progress; refusing with 503');
-      refuse(socket, 503, 'too many handshakes in progress');
+      logger.warn({ remote: arrived.remoteAddress }, 'too many handshakes in progress; refusing with 503');
+      refuse(arrived, 503, 'too many handshakes in progress');
       return;
     }
     slot[Counter.Handshakes]!++;
-    let entering: Duplex = socket;
     if (this.#secureContext !== null) {
-      const secure = new TLSSocket(socket, { isServer: true, secureContext: this.#secureContext, ALPNProtocols: ['http/1.1'] });
+      const secure = new TLSSocket(rehomeSocket(arrived), { isServer: true, secureContext: this.#secureContext, ALPNProtocols: ['http/1.1'] });
+      // A failed TLS handshake (a plain-TCP client, a bad certificate) closes only that socket.
       secure.on('error', this.#onTlsError);
-      entering = secure;
+      this.#track(secure);
+      this.#server.emit('connection', secure);
+      return;
     }
-    // Node's parser bounds a request once it has started (headersTimeout); this also bounds a
-    // client that connects and sends nothing, or stalls in the TLS handshake.
+    const socket = rehomeSocket(arrived, this.#reads) as IntakeSocket;
+    socket[kHead] = { bytes: EMPTY };
+    socket.on('error', destroyOnError);
+    this.#track(socket);
+  }
+
+  /**
+   * Times a socket until its first request, and counts it as a handshake until then: Node's
+   * parser bounds a request once it has started (headersTimeout); this also bounds a client that
+   * connects and sends nothing, or stalls in the TLS handshake.
+   */
+  #track(socket: Duplex): void {
     const timer = setTimeout(() => {
-      if (!this.#handshaking.has(entering)) return;
-      logger.info({ remote: socket.remoteAddress }, 'handshake timed out; closing the connection');
-      entering.destroy();
-    }, config.handshakeTimeout * 1000);
+      if (!this.#handshaking.has(socket)) return;
+      // The address is read (a getpeername call) only when it is logged.
+      this.#parts.logger.info({ remote: (socket as Socket).remoteAddress }, 'handshake timed out; closing the connection');
+      socket.destroy();
+    }, this.#parts.config.handshakeTimeout * 1000);
     timer.unref();
-    this.#handshaking.set(entering, timer);
-    entering.on('close', this.#onHandshakeSocketClose);
-    this.#server.emit('connection', entering);
+    this.#handshaking.set(socket, timer);
+    socket.on('close', this.#onHandshakeSocketClose);
+  }
+
+  /** One read of a plain TCP socket, in the worker's read buffer (valid only during the call). */
+  #read(socket: IntakeSocket, chunk: Buffer): void {
+    const state = socket[kHead];
+    if (state === DISCARD) return;
+    if ('rest' in state!) {
+      // A client that did not wait for the 101: keep what it sent, up to a bound. Reading goes on
+      // below it, so a peer that resets or closes meanwhile is noticed.
+      state.rest = Buffer.concat([state.rest, chunk]);
+      if (state.rest.length >= EARLY_DATA_LIMIT) socket.pause();
+      return;
+    }
+    const before = state!.bytes.length;
+    const bytes = Buffer.concat([state!.bytes, chunk]);
+    state!.bytes = bytes;
+    // Only a complete head is parsed; until then, only its end is looked for, in the new bytes.
+    const end = headEnd(bytes, before - 3);
+    const parsed = end >= 0 || bytes.length > this.#parts.config.maxHeaderSize ? parseRequestHead(bytes) : parseRequestHead(bytes.subarray(0, 4));
+    if (parsed.kind === 'incomplete' && bytes.length <= this.#parts.config.maxHeaderSize) return;
+    if (parsed.kind === 'upgrade' && end <= this.#parts.config.maxHeaderSize) {
+      const upgrading: Upgrading = { rest: bytes.subarray(parsed.length) };
+      socket[kHead] = upgrading;
+      this.#upgrade(socket, parsed.head, upgrading);
+      return;
+    }
+    this.#toNodeParser(socket, bytes);
+  }
+
+  /**
+   * Hands a socket whose head is not ours to read to Node's HTTP server, bytes read so far
+   * first: on a fresh Socket over the same handle (one without the read buffer, which the
+   * server reads the usual way), tracked in its place.
+   */
+  #toNodeParser(socket: IntakeSocket, bytes: Buffer): void {
+    socket.pause();
+    socket[kHead] = DISCARD;
+    const timer = this.#handshaking.get(socket);
+    this.#handshaking.delete(socket);
+    socket.off('close', this.#onHandshakeSocketClose);
+    socket.off('error', destroyOnError);
+    const plain = rehomeSocket(socket);
+    if (timer === undefined || plain === socket) {
+      // Closed meanwhile: it was counted out already, or is counted out now.
+      if (timer !== undefined) {
+        clearTimeout(timer);
+        this.#parts.slot[Counter.Handshakes]!--;
+      }
+      socket.destroy();
+      return;
+    }
+    this.#handshaking.set(plain, timer);
+    plain.on('close', this.#onHandshakeSocketClose);
+    plain.unshift(bytes);
+    this.#server.emit('connection', plain);
+  }
+
+  /** A head read here, as a HandshakeRequest; its IncomingMessage is made only if the app asks. */
+  #handshakeRequest(socket: Socket, head: RequestHead): HandshakeRequest {
+    let raw: IncomingMessage | null = null;
+    return {
+      method: head.method,
+      url: head.url,
+      httpVersion: head.httpVersion,
+      headers: head.headers,
+      remoteAddress: socket.remoteAddress ?? '',
+      raw: () => (raw ??= incomingMessage(socket, head)),
+    };
+  }
+
+  /** The fast path's upgrade: the Connection reads on the same socket, through the read buffer. */
+  #upgrade(socket: IntakeSocket, head: RequestHead, upgrading: Upgrading): void {
+    this.#runUpgrade(
+      socket,
+      this.#handshakeRequest(socket, head),
+      (accepted) => {
+        const connection = this.#connect(socket, socket, accepted, 'read-buffer');
+        socket[kHead] = null;
+        connection[kStart](upgrading.rest);
+        socket.resume();
+      },
+      // Refused with a response (or failed): what the peer still sends goes nowhere.
+      () => (socket[kHead] = DISCARD),
+    );
   }
 
   /** Node < 26.6: this worker accepts on the shared port itself (SO_REUSEPORT). */
@@ -179,21 +310,39 @@ export class SocketIntake {
     this.#parts.slot[Counter.Handshakes]!--;
   }
 
+  /** An upgrade from Node's HTTP server (TLS, or a head the fast path left to it). */
   #onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    const parts = this.#parts;
+    // Node's HTTP server stops listening for the socket's errors when it hands it over: until the
+    // Connection listens, a reset (say, during an async upgrade handler) only closes it.
+    socket.on('error', destroyOnError);
+    this.#runUpgrade(
+      socket,
+      fromIncomingMessage(req),
+      (accepted) => {
+        // A plain TCP connection reads into the worker's one read buffer from here on.
+        const rehomed = rehomeForReading(socket as Socket, Connection[kReads]);
+        const connection = this.#connect(rehomed?.socket ?? socket, socket, accepted, rehomed === null ? 'data-events' : 'read-buffer');
+        connection[kStart](head, rehomed?.pending);
+      },
+      () => {},
+    );
+  }
+
+  /**
+   * Runs the UpgradeHandler. The socket counts as a handshake until it counts as a connection:
+   * maxConnections and the balancer must see it while an async upgrade handler runs.
+   */
+  #runUpgrade(socket: Duplex, request: HandshakeRequest, accept: (accepted: AcceptedUpgrade) => void, refused: () => void): void {
     if (this.#stopping) {
+      refused();
       this.#handshakeEnded(socket);
       refuse(socket, 503, 'server shutting down');
       return;
     }
-    // Node's HTTP server stops listening for the socket's errors when it hands it over: until the
-    // Connection listens, a reset (say, during an async upgrade handler) only closes it.
-    socket.on('error', destroyOnError);
-    // The socket counts as a handshake until it counts as a connection: maxConnections and the
-    // balancer must see it while an async upgrade handler runs.
-    parts.upgrade.handle(req, socket).then(
+    this.#parts.upgrade.handle(request, socket).then(
       (accepted) => {
         if (accepted === null) {
+          refused();
           this.#handshakeEnded(socket);
           return;
         }
@@ -203,25 +352,29 @@ export class SocketIntake {
           return;
         }
         socket.off('error', destroyOnError);
-        // A plain TCP connection reads into the worker's one read buffer from here on.
-        const rehomed = rehomeForReading(socket as Socket, Connection[kReads]);
-        const live: Duplex = rehomed?.socket ?? socket;
-        (live as Socket).setNoDelay?.(true);
-        const connection = new Connection(live, parts.context, accepted, rehomed === null ? 'data-events' : 'read-buffer');
-        parts.connections.add(connection);
-        // The connection counts itself when constructed: only then does the handshake stop counting.
-        this.#handshakeEnded(socket);
-        // The 101 goes out only now: a client that reacts to it (opens another connection, say)
-        // finds this one counted once, as a connection, by the primary's maxConnections check.
-        live.write(accepted.response, 'latin1');
-        connection[kStart](head, rehomed?.pending);
+        accept(accepted);
       },
       (error: unknown) => {
+        refused();
         this.#handshakeEnded(socket);
-        parts.logger.error({ err: error }, 'upgrade failed');
+        this.#parts.logger.error({ err: error }, 'upgrade failed');
         socket.destroy();
       },
     );
+  }
+
+  /** Makes the Connection on `live` and writes the 101; `tracked` stops counting as a handshake. */
+  #connect(live: Duplex, tracked: Duplex, accepted: AcceptedUpgrade, reads: 'read-buffer' | 'data-events'): Connection {
+    const parts = this.#parts;
+    (live as Socket).setNoDelay?.(true);
+    const connection = new Connection(live, parts.context, accepted, reads);
+    parts.connections.add(connection);
+    // The connection counts itself when constructed: only then does the handshake stop counting.
+    this.#handshakeEnded(tracked);
+    // The 101 goes out only now: a client that reacts to it (opens another connection, say)
+    // finds this one counted once, as a connection, by the primary's maxConnections check.
+    live.write(accepted.response, 'latin1');
+    return connection;
   }
 
   #onClientError(error: NodeJS.ErrnoException, socket: Duplex): void {
@@ -237,4 +390,22 @@ export class SocketIntake {
     const reason = status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : 'Bad Request';
     socket.end(`HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
   }
+}
+
+/**
+ * The IncomingMessage Node's HTTP server would have made for a head read here, for an app that
+ * reads `req.raw` (the request line, the headers, the socket; no body: an upgrade has none).
+ */
+function incomingMessage(socket: Socket, head: RequestHead): IncomingMessage {
+  const req = new IncomingMessage(socket);
+  req.httpVersionMajor = 1;
+  req.httpVersionMinor = 1;
+  req.httpVersion = head.httpVersion;
+  req.method = head.method;
+  req.url = head.url;
+  req.headers = head.headers;
+  req.rawHeaders = [...head.rawHeaders];
+  req.complete = true;
+  req.push(null);
+  return req;
 }

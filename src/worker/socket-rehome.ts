@@ -18,17 +18,20 @@ interface HandleHolder {
  * docs/performance.md). The arrived socket has not read yet, so nothing is lost: the new one
  * owns the handle from here, and starts reading as an accepted socket does.
  *
+ * With `reads`, the new socket reads into that buffer (net's `onread`) instead of emitting 'data'.
+ *
  * If this Node's sockets do not look like that (no `_handle`), the arrived socket is used as is.
  * Only for sockets that arrived by transfer: one accepted by a net.Server of this thread would
  * stay counted in that server's connections, since the server watches the object it created.
  */
-export function rehomeSocket(arrived: Socket): Socket {
+export function rehomeSocket(arrived: Socket, reads?: ReadBuffer): Socket {
   const holder = arrived as unknown as HandleHolder;
   const handle = holder._handle;
   if (handle === null || handle === undefined || arrived.destroyed) return arrived;
   // Detach first, so nothing the old object still does (a destroy, say) can reach the handle.
   holder._handle = null;
-  return new Socket({ handle, allowHalfOpen: arrived.allowHalfOpen, readable: true, writable: true } as ConstructorParameters<typeof Socket>[0]);
+  const options = { handle, allowHalfOpen: arrived.allowHalfOpen, readable: true, writable: true, ...(reads === undefined ? {} : { onread: reads }) };
+  return new Socket(options as ConstructorParameters<typeof Socket>[0]);
 }
 
 /** net's `onread`: reads land in `buffer`, and `callback` (called with the socket as `this`) gets them. */

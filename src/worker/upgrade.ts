@@ -1,4 +1,4 @@
-import type { IncomingMessage } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { App, ResponseHeaders, Shard, UpgradeRequest } from '../shared/app.ts';
@@ -13,6 +13,32 @@ import type { MessageCompression } from '../shared/message-compression.ts';
 import { PerMessageDeflate, acceptDeflateOffer } from '../shared/permessage-deflate.ts';
 import { refuse } from '../runtime/refuse.ts';
 import { Counter } from '../shared/worker-counters.ts';
+
+/**
+ * An upgrade request as the handler reads it: from Node's HTTP parser (an IncomingMessage), or
+ * read by the worker itself (request-head.ts), in which case `raw()` builds the IncomingMessage
+ * an app may ask for, on first use.
+ */
+export interface HandshakeRequest {
+  readonly method: string;
+  readonly url: string;
+  readonly httpVersion: string;
+  readonly headers: IncomingHttpHeaders;
+  readonly remoteAddress: string;
+  raw(): IncomingMessage;
+}
+
+/** An IncomingMessage from Node's parser, as a HandshakeRequest. */
+export function fromIncomingMessage(req: IncomingMessage): HandshakeRequest {
+  return {
+    method: req.method ?? 'GET',
+    url: req.url ?? '/',
+    httpVersion: req.httpVersion,
+    headers: req.headers,
+    remoteAddress: req.socket.remoteAddress ?? '',
+    raw: () => req,
+  };
+}
 
 export interface AcceptedUpgrade {
   readonly data: unknown;
@@ -53,8 +79,8 @@ export class UpgradeHandler {
     this.#counters = counters;
   }
 
-  async handle(req: IncomingMessage, socket: Duplex): Promise<AcceptedUpgrade | null> {
-    const remoteAddress = req.socket.remoteAddress ?? '';
+  async handle(req: HandshakeRequest, socket: Duplex): Promise<AcceptedUpgrade | null> {
+    const remoteAddress = req.remoteAddress;
     this.#counters[Counter.HandshakesTotal]!++;
     const refused = (status: HandshakeStatus, reason: string, headers?: Readonly<Record<string, string>>, message?: string): null => {
       this.#counters[Counter.HandshakesRejected]!++;
@@ -114,12 +140,15 @@ export class UpgradeHandler {
     const app = this.#app;
     if (app.upgrade) {
       const request: UpgradeRequest = {
-        method: req.method ?? 'GET',
-        url: req.url ?? '/',
+        method: req.method,
+        url: req.url,
         headers: req.headers,
         remoteAddress,
         protocols: info.protocols,
-        raw: req,
+        // Made only if the app reads it: most never do.
+        get raw() {
+          return req.raw();
+        },
       };
       let result;
       try {

@@ -6,7 +6,7 @@ import { resolveConfig } from '../../src/shared/config.ts';
 import { PerMessageDeflate } from '../../src/shared/permessage-deflate.ts';
 import { Counter, WorkerCounters } from '../../src/shared/worker-counters.ts';
 import type { AcceptedUpgrade } from '../../src/worker/upgrade.ts';
-import { UpgradeHandler } from '../../src/worker/upgrade.ts';
+import { UpgradeHandler, fromIncomingMessage } from '../../src/worker/upgrade.ts';
 import { RecordingSocket, silentLogger } from '../support/worker-fakes.ts';
 
 const RFC_KEY = 'dGhlIHNhbXBsZSBub25jZQ==';
@@ -54,7 +54,7 @@ function handler(options: ServerOptions = {}, app: App<unknown> = {}) {
   const upgrade = new UpgradeHandler(resolveConfig(options, 1), app, shard, silentLogger(), counters);
   const run = async (req: IncomingMessage = request()) => {
     const socket = new RecordingSocket();
-    const accepted = await upgrade.handle(req, socket);
+    const accepted = await upgrade.handle(fromIncomingMessage(req), socket);
     if (accepted !== null) compressions.push(accepted);
     return { accepted, socket };
   };
@@ -282,7 +282,7 @@ describe('UpgradeHandler with an app upgrade hook', () => {
       silentLogger(),
       counters,
     );
-    expect(await upgrade.handle(request({ 'sec-websocket-extensions': 'permessage-deflate' }), socket)).toBeNull();
+    expect(await upgrade.handle(fromIncomingMessage(request({ 'sec-websocket-extensions': 'permessage-deflate' })), socket)).toBeNull();
     expect(socket.chunks).toEqual([]);
     expect(close).toHaveBeenCalledTimes(1);
     expect(counters[Counter.HandshakesTotal]).toBe(1);
