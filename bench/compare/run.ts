@@ -94,7 +94,7 @@ const SERVERS: readonly ServerSpec[] = [
   },
   {
     id: 'raw-echo',
-    describe: 'raw TCP echo (net, socket.pipe(socket)): the ceiling of Node socket I/O',
+    describe: 'generator ceiling: a raw TCP echo (net, socket.pipe(socket)) that never parses a frame',
     supports: (w) => w.rawEcho,
     command: (port, _deflate, flags) => [node, [...flags, `${SERVERS_DIR}/raw-echo.ts`, '--port', String(port)]],
   },
@@ -338,7 +338,12 @@ interface Summary {
   readonly rssPerConnectionKiB: number | null;
   readonly held: number | null;
   readonly ratioToWs: number | null;
+  /** The same against Bun's, when Bun ran (the bar for per-core efficiency). */
+  readonly ratioToBun?: number | null;
 }
+
+/** A generator at or above this much of its threads' CPU measured itself as much as the server. */
+const GENERATOR_BOUND_PERCENT = 90;
 
 function headline(workload: Workload, r: BenchResult): number {
   if (workload.metric === 'p50') return r.latency.p50;
@@ -346,7 +351,7 @@ function headline(workload: Workload, r: BenchResult): number {
   return r.messagesPerSecond;
 }
 
-function summarize(workload: Workload, server: string, runs: readonly Run[]): Omit<Summary, 'ratioToWs'> {
+function summarize(workload: Workload, server: string, runs: readonly Run[]): Omit<Summary, 'ratioToWs' | 'ratioToBun'> {
   const ok = runs.filter((r) => r.result !== null).map((r) => r.result!);
   const values = ok.map((r) => headline(workload, r));
   const nullable = (xs: (number | null)[]): number | null => (xs.some((x) => x === null) || xs.length === 0 ? null : median(xs as number[]));
@@ -382,22 +387,24 @@ function summarize(workload: Workload, server: string, runs: readonly Run[]): Om
 const fmt = (n: number | null, digits = 0): string =>
   n === null || !Number.isFinite(n) ? '–' : n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
 
-function table(summaries: readonly Summary[]): string {
+function table(summaries: readonly Summary[], generatorThreads: number): string {
   const lines = [
-    '| workload | server | median | range | × ws | p50 ms | p99 ms | errors | generator CPU % | server CPU % | server µs/op | others CPU % | extra |',
-    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
+    '| workload | server | median | range | × ws | × bun | p50 ms | p99 ms | errors | generator CPU % | server CPU % | server µs/op | others CPU % | extra |',
+    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
   ];
+  const ratio = (r: number | null | undefined): string => (r === null || r === undefined ? '–' : r.toFixed(2));
   for (const s of summaries) {
     const w = WORKLOADS.find((x) => x.id === s.workload)!;
     const digits = w.metric === 'p50' ? 3 : 0;
-    const extra = w.metric === 'handshakesPerSecond' ? `held ${fmt(s.held)}, ${fmt(s.rssPerConnectionKiB, 1)} KiB/conn` : '';
+    const bound = s.generatorCpu >= GENERATOR_BOUND_PERCENT * generatorThreads ? 'generator-bound' : '';
+    const extra = [w.metric === 'handshakesPerSecond' ? `held ${fmt(s.held)}, ${fmt(s.rssPerConnectionKiB, 1)} KiB/conn` : '', bound].filter((x) => x !== '').join('; ');
     if (s.runs === 0) {
-      lines.push(`| ${s.workload} | ${s.server} | failed | | | | | | | | | | ${s.failures[0]?.slice(0, 120) ?? ''} |`);
+      lines.push(`| ${s.workload} | ${s.server} | failed | | | | | | | | | | | ${s.failures[0]?.slice(0, 120) ?? ''} |`);
       continue;
     }
     lines.push(
       `| ${s.workload} | ${s.server} | ${fmt(s.value, digits)} ${w.unit} | ${fmt(s.min, digits)}–${fmt(s.max, digits)} | ` +
-        `${s.ratioToWs === null ? '–' : s.ratioToWs.toFixed(2)} | ${fmt(s.p50, 3)} | ${fmt(s.p99, 3)} | ${fmt(s.errors)} | ` +
+        `${ratio(s.ratioToWs)} | ${ratio(s.ratioToBun)} | ${fmt(s.p50, 3)} | ${fmt(s.p99, 3)} | ${fmt(s.errors)} | ` +
         `${fmt(s.generatorCpu)} | ${fmt(s.serverCpu)} | ${fmt(s.serverMicrosPerOp, s.serverMicrosPerOp !== null && s.serverMicrosPerOp < 10 ? 2 : 1)} | ${fmt(s.othersCpu)} | ${extra} |`,
     );
   }
@@ -452,18 +459,18 @@ function summarizeAll(runs: readonly Run[]): Summary[] {
     const order = (id: string): number => SERVERS.findIndex((server) => server.id === id);
     const serverIds = [...new Set(runs.filter((r) => r.workload === workload.id).map((r) => r.server))].sort((a, b) => order(a) - order(b));
     const partial = serverIds.map((id) => summarize(workload, id, runs.filter((r) => r.workload === workload.id && r.server === id)));
-    const ws = partial.find((x) => x.server === 'ws');
-    for (const x of partial) {
-      const ratio = ws !== undefined && ws.runs > 0 && x.runs > 0 && ws.value > 0 ? x.value / ws.value : null;
-      summaries.push({ ...x, ratioToWs: ratio });
-    }
+    const against = (id: string, x: (typeof partial)[number]): number | null => {
+      const base = partial.find((y) => y.server === id);
+      return base !== undefined && base.runs > 0 && x.runs > 0 && base.value > 0 ? x.value / base.value : null;
+    };
+    for (const x of partial) summaries.push({ ...x, ratioToWs: against('ws', x), ratioToBun: against('bun', x) });
   }
   return summaries;
 }
 
 interface Saved {
   readonly date: string;
-  readonly machine: { readonly cpus: number; readonly pinned: boolean };
+  readonly machine: { readonly cpus: number; readonly pinned: boolean; readonly generatorThreads?: number };
   readonly placement: string;
   readonly duration: number;
   readonly repeat: number;
@@ -478,10 +485,14 @@ function render(saved: Saved, jsonPath: string): void {
   const title = `shardws bench:compare ${saved.date}, ${saved.machine.cpus} CPUs, ${saved.machine.pinned ? 'pinned' : 'unpinned'}, ${saved.duration} s × ${saved.repeat}`;
   const stem = jsonPath.replace(/\.json$/, '');
   const notes = saved.notes.map((n) => `\nnote: ${n}`).join('');
-  const legend = '× ws: the median over ws\'s, same workload (W6 is latency: below 1 is better). server µs/op: server CPU time per message, delivery or handshake.';
+  const legend =
+    '× ws, × bun: the median over ws\'s or Bun\'s, same workload (W6 is latency: below 1 is better). server µs/op: server CPU time per message, delivery or handshake. ' +
+    `generator-bound: the generator used ${GENERATOR_BOUND_PERCENT} % or more of its threads, so the rate says as much about it as about the server (compare server µs/op). ` +
+    'raw-echo is the generator ceiling: a TCP echo that never parses a frame, the most the generator can drive through Node sockets.';
   writeFileSync(`${stem}.svg`, svgChart(summaries, title));
-  writeFileSync(`${stem}.md`, `${title}\n\n\`${saved.command}\`; ${saved.placement}\n\n${table(summaries)}\n\n${legend}\n${notes}\n`);
-  process.stdout.write(`\n${title}\n${saved.placement}\n\n${table(summaries)}\n\n${legend}\n${notes}\n`);
+  const threads = saved.machine.generatorThreads ?? 1;
+  writeFileSync(`${stem}.md`, `${title}\n\n\`${saved.command}\`; ${saved.placement}\n\n${table(summaries, threads)}\n\n${legend}\n${notes}\n`);
+  process.stdout.write(`\n${title}\n${saved.placement}\n\n${table(summaries, threads)}\n\n${legend}\n${notes}\n`);
   process.stdout.write(`wrote ${stem}.{json,md,svg}\n`);
 }
 
