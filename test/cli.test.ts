@@ -24,7 +24,7 @@ describe('shardws CLI', () => {
   it.each([
     [['serve', '--port', 'abc'], /--port must be a whole number/],
     [['serve', '--bogus'], /unknown option --bogus/],
-    [['serve', '--deflate=fast'], /--deflate must be shared or dedicated/],
+    [['serve', '--deflate=fast'], /--deflate takes a preset/],
     [['serve', '--workers', '0'], /workers must be an integer from 1/],
     [['serve', '--tls-cert', 'x.pem'], /--tls-cert and --tls-key go together/],
     [['frobnicate'], /unknown command/],

@@ -13,7 +13,6 @@ import {
   acceptDeflateResponse,
   buildDeflateOffer,
   deflateMessageShared,
-  validateDeflateOptions,
 } from '../src/shared/permessage-deflate.ts';
 import type {
   DeflateOfferOptions,
@@ -363,7 +362,8 @@ describe('RFC 7692 §7.2.3 examples', () => {
 // --- negotiation --------------------------------------------------------------------------------
 
 const offerOf = (header: string) => parseExtensionHeader(header);
-const dedicated: DeflateOptions = { mode: 'dedicated' };
+const dedicated: DeflateOptions = { compressor: 'dedicated', decompressor: 'dedicated' };
+const shared: DeflateOptions = { compressor: 'shared', decompressor: 'shared' };
 
 describe('acceptDeflateOffer (server)', () => {
   it('accepts a bare offer with defaults', () => {
@@ -371,10 +371,27 @@ describe('acceptDeflateOffer (server)', () => {
     expect(r).toEqual({ params: params(), response: 'permessage-deflate' });
   });
 
-  it("answers server_no_context_takeover in 'shared' mode even when not asked", () => {
-    const r = acceptDeflateOffer(offerOf('permessage-deflate; client_max_window_bits'), { mode: 'shared' });
+  it('answers server_no_context_takeover for a shared compressor even when not asked', () => {
+    const r = acceptDeflateOffer(offerOf('permessage-deflate; client_max_window_bits'), { compressor: 'shared', decompressor: 'dedicated' });
     expect(r!.params).toEqual(params({ serverNoContextTakeover: true }));
     expect(r!.response).toBe('permessage-deflate; server_no_context_takeover');
+  });
+
+  it('answers client_no_context_takeover for a shared decompressor even when not asked (§7.1.1.2)', () => {
+    const r = acceptDeflateOffer(offerOf('permessage-deflate; client_max_window_bits'), { compressor: 'dedicated', decompressor: 'shared' });
+    expect(r!.params).toEqual(params({ clientNoContextTakeover: true }));
+    expect(r!.response).toBe('permessage-deflate; client_no_context_takeover');
+    expect(acceptDeflateOffer(offerOf('permessage-deflate'), shared)).toEqual({
+      params: params({ serverNoContextTakeover: true, clientNoContextTakeover: true }),
+      response: 'permessage-deflate; server_no_context_takeover; client_no_context_takeover',
+    });
+  });
+
+  it('honours a request for server_no_context_takeover with a dedicated compressor', () => {
+    expect(acceptDeflateOffer(offerOf('permessage-deflate; server_no_context_takeover'), dedicated)).toEqual({
+      params: params({ serverNoContextTakeover: true }),
+      response: 'permessage-deflate; server_no_context_takeover',
+    });
   });
 
   it('honours every requested window 8..15 in both directions', () => {
@@ -393,7 +410,7 @@ describe('acceptDeflateOffer (server)', () => {
   });
 
   it('lowers windows to its own limits but never raises them', () => {
-    const opts: DeflateOptions = { mode: 'dedicated', serverMaxWindowBits: 10, clientMaxWindowBits: 11 };
+    const opts: DeflateOptions = { ...dedicated, serverMaxWindowBits: 10, clientMaxWindowBits: 11 };
     expect(acceptDeflateOffer(offerOf('permessage-deflate; client_max_window_bits'), opts)).toEqual({
       params: params({ serverMaxWindowBits: 10, clientMaxWindowBits: 11 }),
       response: 'permessage-deflate; server_max_window_bits=10; client_max_window_bits=11',
@@ -403,13 +420,18 @@ describe('acceptDeflateOffer (server)', () => {
     ).toEqual(params({ serverMaxWindowBits: 9, clientMaxWindowBits: 8 }));
   });
 
-  it('declines an offer without client_max_window_bits when it must limit the client (§7.1.2.2)', () => {
-    const opts: DeflateOptions = { mode: 'dedicated', clientMaxWindowBits: 10 };
-    expect(acceptDeflateOffer(offerOf('permessage-deflate'), opts)).toBeNull();
-    expect(acceptDeflateOffer(offerOf('permessage-deflate, permessage-deflate; client_max_window_bits'), opts)!.params)
-      .toEqual(params({ clientMaxWindowBits: 10 }));
+  it('asks a client it cannot limit (no client_max_window_bits, §7.1.2.2) for client_no_context_takeover instead', () => {
+    const opts: DeflateOptions = { ...dedicated, clientMaxWindowBits: 10 };
+    expect(acceptDeflateOffer(offerOf('permessage-deflate'), opts)).toEqual({
+      params: params({ clientNoContextTakeover: true }),
+      response: 'permessage-deflate; client_no_context_takeover',
+    });
+    expect(acceptDeflateOffer(offerOf('permessage-deflate; client_max_window_bits'), opts)).toEqual({
+      params: params({ clientMaxWindowBits: 10 }),
+      response: 'permessage-deflate; client_max_window_bits=10',
+    });
     // A limit of 15 is no limit.
-    expect(acceptDeflateOffer(offerOf('permessage-deflate'), { mode: 'dedicated', clientMaxWindowBits: 15 })).not.toBeNull();
+    expect(acceptDeflateOffer(offerOf('permessage-deflate'), { ...dedicated, clientMaxWindowBits: 15 })).toEqual({ params: params(), response: 'permessage-deflate' });
   });
 
   it('echoes client_no_context_takeover, and may impose it', () => {
@@ -417,7 +439,7 @@ describe('acceptDeflateOffer (server)', () => {
       params: params({ clientNoContextTakeover: true }),
       response: 'permessage-deflate; client_no_context_takeover',
     });
-    expect(acceptDeflateOffer(offerOf('permessage-deflate'), { mode: 'dedicated', clientNoContextTakeover: true })!.params)
+    expect(acceptDeflateOffer(offerOf('permessage-deflate'), { compressor: 'dedicated', decompressor: 'shared' })!.params)
       .toEqual(params({ clientNoContextTakeover: true }));
   });
 
@@ -475,30 +497,31 @@ describe('acceptDeflateOffer (server)', () => {
           for (const clientMaxWindowBits of [undefined, true as const, ...ALL_BITS])
             offers.push({ serverNoContextTakeover, clientNoContextTakeover, serverMaxWindowBits, clientMaxWindowBits });
     const settings: DeflateOptions[] = [];
-    for (const mode of ['shared', 'dedicated'] as const)
-      for (const serverMaxWindowBits of [undefined, 8, 12, 15] as const)
-        for (const clientMaxWindowBits of [undefined, 8, 12, 15] as const)
-          for (const clientNoContextTakeover of [undefined, true])
-            settings.push({ mode, serverMaxWindowBits, clientMaxWindowBits, clientNoContextTakeover });
+    for (const compressor of ['shared', 'dedicated'] as const)
+      for (const decompressor of ['shared', 'dedicated'] as const)
+        for (const serverMaxWindowBits of [undefined, 8, 12, 15] as const)
+          for (const clientMaxWindowBits of [undefined, 8, 12, 15] as const)
+            settings.push({ compressor, decompressor, serverMaxWindowBits, clientMaxWindowBits });
 
     for (const offered of offers) {
       const offerHeader = buildDeflateOffer(offered);
       for (const opts of settings) {
         const r = acceptDeflateOffer(parseExtensionHeader(offerHeader), opts);
-        const clientLimited = opts.clientMaxWindowBits !== undefined && opts.clientMaxWindowBits < 15;
-        if (clientLimited && offered.clientMaxWindowBits === undefined) {
-          expect(r).toBeNull();
-          continue;
-        }
+        // Every offer is accepted: a client that cannot be limited is asked to drop context.
         expect(r).not.toBeNull();
         const p = r!.params;
         // The client reaches exactly the same parameters from the response.
         expect(acceptDeflateResponse(parseExtensionHeader(r!.response), offered)).toEqual(p);
-        expect(p.serverNoContextTakeover).toBe(offered.serverNoContextTakeover || opts.mode === 'shared');
-        expect(p.clientNoContextTakeover).toBe(offered.clientNoContextTakeover || opts.clientNoContextTakeover === true);
+        expect(p.serverNoContextTakeover).toBe(offered.serverNoContextTakeover || opts.compressor === 'shared');
+        const unlimitable = (opts.clientMaxWindowBits ?? 15) < 15 && offered.clientMaxWindowBits === undefined;
+        expect(p.clientNoContextTakeover).toBe(offered.clientNoContextTakeover || opts.decompressor === 'shared' || unlimitable);
         expect(p.serverMaxWindowBits).toBe(Math.min(offered.serverMaxWindowBits ?? 15, opts.serverMaxWindowBits ?? 15));
         const clientOffered = typeof offered.clientMaxWindowBits === 'number' ? offered.clientMaxWindowBits : 15;
-        expect(p.clientMaxWindowBits).toBe(Math.min(clientOffered, opts.clientMaxWindowBits ?? 15));
+        expect(p.clientMaxWindowBits).toBe(offered.clientMaxWindowBits === undefined ? 15 : Math.min(clientOffered, opts.clientMaxWindowBits ?? 15));
+        // What the server holds per connection stays within its settings: a dedicated
+        // decompressor's window, and a context only where the server keeps one.
+        if (!p.clientNoContextTakeover) expect(p.clientMaxWindowBits).toBeLessThanOrEqual(opts.clientMaxWindowBits ?? 15);
+        if (opts.decompressor === 'shared') expect(p.clientNoContextTakeover).toBe(true);
       }
     }
   });
@@ -556,15 +579,8 @@ describe('buildDeflateOffer / acceptDeflateResponse (client)', () => {
   });
 });
 
-describe('validateDeflateOptions', () => {
-  it('accepts good options and rejects bad ones', () => {
-    validateDeflateOptions({ mode: 'shared', serverMaxWindowBits: 8, clientMaxWindowBits: 15, level: 9, memLevel: 1, threshold: 0 });
-    expect(() => validateDeflateOptions({ mode: 'other' as 'shared' })).toThrow(TypeError);
-    expect(() => validateDeflateOptions({ mode: 'shared', serverMaxWindowBits: 7 as WindowBits })).toThrow(RangeError);
-    expect(() => validateDeflateOptions({ mode: 'shared', clientMaxWindowBits: 10.5 as WindowBits })).toThrow(RangeError);
-    expect(() => validateDeflateOptions({ mode: 'shared', level: 10 })).toThrow(RangeError);
-    expect(() => validateDeflateOptions({ mode: 'shared', memLevel: 0 })).toThrow(RangeError);
-    expect(() => validateDeflateOptions({ mode: 'shared', threshold: -1 })).toThrow(RangeError);
+describe('PerMessageDeflate options', () => {
+  it('rejects bad codec options', () => {
     expect(() => new PerMessageDeflate('server', params(), { maxMessageSize: -1 })).toThrow(RangeError);
     expect(() => new PerMessageDeflate('server', params(), { maxMessageSize: 1.5 })).toThrow(RangeError);
     expect(() => new PerMessageDeflate('server', params({ serverMaxWindowBits: 16 as WindowBits }), { maxMessageSize: 1 })).toThrow(RangeError);
@@ -1022,17 +1038,19 @@ describe('interop with ws', () => {
   }
 
   const wsOffers: Record<string, unknown>[] = [];
+  // A ws client given clientNoContextTakeover: false refuses a server that asks for it (ws's
+  // own rule, RFC 7692 lets the server ask), so `undefined`, ws's default, stands for "not offered".
   for (const serverNoContextTakeover of [false, true])
-    for (const clientNoContextTakeover of [false, true])
+    for (const clientNoContextTakeover of [undefined, true])
       for (const bits of [undefined, 8, 9, 15])
         wsOffers.push({ serverNoContextTakeover, clientNoContextTakeover, serverMaxWindowBits: bits, clientMaxWindowBits: bits });
 
   it('our server with a ws client: negotiation and data both ways', async () => {
     for (const wsOptions of wsOffers) {
-      for (const mode of ['shared', 'dedicated'] as const) {
+      for (const opts of [shared, dedicated, { compressor: 'dedicated', decompressor: 'shared' }, { compressor: 'shared', decompressor: 'dedicated', serverMaxWindowBits: 10, clientMaxWindowBits: 9 }] as const) {
         const wsClient = new WsPerMessageDeflate({ ...wsOptions, isServer: false });
         const offer = wsExtension.format({ 'permessage-deflate': wsClient.offer() });
-        const r = acceptDeflateOffer(parseExtensionHeader(offer), { mode });
+        const r = acceptDeflateOffer(parseExtensionHeader(offer), opts);
         expect(r, offer).not.toBeNull();
         wsClient.accept(wsExtension.parse(r!.response)['permessage-deflate']!);
         const server = new PerMessageDeflate('server', r!.params, { maxMessageSize: 1 << 20 });

@@ -190,5 +190,5 @@ function readResponse(head: string, key: string, options: HandshakeOptions): Mes
   if (!options.deflate) throw new Error('server sent Sec-WebSocket-Extensions that were not offered');
   const params = acceptDeflateResponse(parseExtensionHeader(info.extensionsHeader), DEFLATE_OFFER);
   const codec = new PerMessageDeflate('client', params, { maxMessageSize: options.maxMessageSize, threshold: 0 });
-  return messageCompression(codec, null);
+  return messageCompression(codec);
 }

@@ -237,7 +237,7 @@ export class WebSocket extends EventTarget {
             threshold: tuning.threshold ?? DEFAULT_THRESHOLD,
             level: tuning.level,
           });
-          compression = messageCompression(codec, null);
+          compression = messageCompression(codec);
           this.extensions = info.extensionsHeader;
         }
         this.protocol = info.protocol;

@@ -135,7 +135,7 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
   const address = server.address() as AddressInfo;
   if (mode === 'reuseport') server.close();
   logger.info(
-    { address: address.address, port: address.port, workers: config.workers, deflate: config.deflate?.mode ?? 'off', tls: config.tls !== null, accept: mode },
+    { address: address.address, port: address.port, workers: config.workers, deflate: config.deflate?.preset ?? 'off', tls: config.tls !== null, accept: mode },
     mode === 'transfer'
       ? 'shardws listening: the primary accepts and transfers sockets to workers'
       : `shardws listening: Node ${process.versions.node} cannot transfer sockets between threads, so each worker accepts on the port (SO_REUSEPORT) and the kernel spreads connections`,

@@ -6,8 +6,8 @@
  */
 import { parseArgs } from 'node:util';
 import type { ParseArgsConfig } from 'node:util';
-import { OPTIONS, optionValue } from '../shared/config.ts';
-import type { CompressionMode, OptionSpec, ServerOptions } from '../shared/config.ts';
+import { DEFLATE_PRESETS, OPTIONS, optionValue } from '../shared/config.ts';
+import type { DeflateOptions, DeflatePreset, OptionSpec, ServerOptions } from '../shared/config.ts';
 import { UsageError, byteSize, decimal, joinNegativeValues, wholeNumber } from '../runtime/cli-args.ts';
 
 type OptionName = keyof typeof OPTIONS;
@@ -28,7 +28,11 @@ const FLAGS = new Map<string, [OptionName, OptionSpec]>(
 
 /** Hand-made flags, with their placeholder and help line. */
 const EXTRA_FLAGS: readonly (readonly [flag: string, placeholder: string, doc: string])[] = [
-  ['deflate[=MODE]', '', 'permessage-deflate: shared (the mode when given alone) or dedicated (default off)'],
+  [
+    'deflate[=PRESET[,FIELD=VALUE…]]',
+    '',
+    `permessage-deflate: a preset (${Object.keys(DEFLATE_PRESETS).join(', ')}; shared when given alone), then fields of the deflate option, e.g. --deflate=dedicated,serverMaxWindowBits=12,threshold=256 (default off)`,
+  ],
   ['origin', 'ORIGIN', 'allow upgrades only from this Origin; repeat for more (default any)'],
   ['tls-cert', 'FILE', 'serve wss:// with this PEM certificate; SIGHUP reloads it (default off)'],
   ['tls-key', 'FILE', "the certificate's PEM private key (default none)"],
@@ -113,15 +117,51 @@ export interface ServeCommand {
   readonly help: boolean;
 }
 
-/** `--deflate` alone means shared mode, `--deflate MODE` that mode: parseArgs has no optional values. */
+const isPreset = (name: string): name is DeflatePreset => Object.hasOwn(DEFLATE_PRESETS, name);
+
+/** `--deflate` alone means the shared preset, `--deflate PRESET[,…]` that: parseArgs has no optional values. */
 function spellOutDeflate(args: readonly string[]): string[] {
   const out: string[] = [];
   for (let i = 0; i < args.length; i++) {
     if (args[i] !== '--deflate') out.push(args[i]!);
-    else if (args[i + 1] === 'shared' || args[i + 1] === 'dedicated') out.push(`--deflate=${args[++i]!}`);
+    else if (args[i + 1] !== undefined && isPreset(args[i + 1]!.split(',')[0]!)) out.push(`--deflate=${args[++i]!}`);
     else out.push('--deflate=shared');
   }
   return out;
+}
+
+/** Fields whose values are words; the rest are numbers, and the *NoContextTakeover ones true/false. */
+const WORD_FIELDS = new Set(['compressor', 'decompressor']);
+
+/**
+ * `PRESET[,FIELD=VALUE…]` as the deflate option (resolveConfig checks the fields and values);
+ * a field alone (`--deflate=threshold=0`) starts from the shared preset.
+ */
+function deflateFlag(value: string): DeflatePreset | DeflateOptions {
+  const parts = value.split(',');
+  const options: Record<string, unknown> = {};
+  if (!parts[0]!.includes('=')) {
+    const preset = parts.shift()!;
+    if (!isPreset(preset)) throw new UsageError(`--deflate takes a preset (${Object.keys(DEFLATE_PRESETS).join(', ')}), got "${preset}"`);
+    if (parts.length === 0) return preset;
+    options.preset = preset;
+  }
+  for (const part of parts) {
+    const at = part.indexOf('=');
+    if (at <= 0) throw new UsageError(`--deflate fields are FIELD=VALUE, got "${part}"`);
+    const field = part.slice(0, at);
+    const raw = part.slice(at + 1);
+    if (WORD_FIELDS.has(field)) options[field] = raw;
+    else if (field.endsWith('NoContextTakeover')) {
+      if (raw !== 'true' && raw !== 'false') throw new UsageError(`--deflate ${field} is true or false, got "${raw}"`);
+      options[field] = raw === 'true';
+    } else {
+      const number = Number(raw);
+      if (raw === '' || !Number.isFinite(number)) throw new UsageError(`--deflate ${field} takes a number, got "${raw}"`);
+      options[field] = number;
+    }
+  }
+  return options as DeflateOptions;
 }
 
 export function parseServeArgs(args: readonly string[]): ServeCommand {
@@ -153,8 +193,7 @@ export function parseServeArgs(args: readonly string[]): ServeCommand {
   options.port ??= OPTIONS.port.default;
 
   const deflate = values.deflate as string | undefined;
-  if (deflate !== undefined && deflate !== 'shared' && deflate !== 'dedicated') throw new UsageError(`--deflate must be shared or dedicated, got "${deflate}"`);
-  if (deflate !== undefined) options.deflate = deflate as CompressionMode;
+  if (deflate !== undefined) options.deflate = deflateFlag(deflate);
   const origins = values.origin as string[] | undefined;
   if (origins !== undefined) options.origins = origins;
   const certFile = values['tls-cert'] as string | undefined;

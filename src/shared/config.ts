@@ -6,22 +6,77 @@
  *
  * Units: every duration is in seconds (fractions allowed), every size in bytes.
  */
-import type { WindowBits } from './permessage-deflate.ts';
-import { DEFAULT_LEVEL, DEFAULT_MEM_LEVEL, DEFAULT_THRESHOLD } from './permessage-deflate.ts';
+import type { DeflateSide, WindowBits } from './permessage-deflate.ts';
+import { DEFAULT_LEVEL, DEFAULT_MEM_LEVEL, DEFAULT_THRESHOLD, isWindowBits } from './permessage-deflate.ts';
 
+export type { DeflateSide } from './permessage-deflate.ts';
+/** The two presets `deflate` has always taken (shared is what `deflate: true` means). */
 export type CompressionMode = 'shared' | 'dedicated';
+/**
+ * Named compression settings (DEFLATE_PRESETS). uWebSockets.js users: `shared` is
+ * SHARED_COMPRESSOR | SHARED_DECOMPRESSOR, `dedicated` DEDICATED_COMPRESSOR |
+ * DEDICATED_DECOMPRESSOR, `dedicated-compressor` DEDICATED_COMPRESSOR | SHARED_DECOMPRESSOR,
+ * `dedicated-compressor-small` the settings of DEDICATED_COMPRESSOR_4KB | SHARED_DECOMPRESSOR
+ * (which cost far more than 4 KiB in Node: docs/operations.md).
+ */
+export type DeflatePreset = CompressionMode | 'dedicated-compressor' | 'dedicated-compressor-small';
 export type SlowClientPolicy = 'close' | 'drop' | 'custom';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
+/**
+ * The `deflate` option as an object: a preset, then any field changed from it. The names of
+ * ws's perMessageDeflate options are taken too: `serverNoContextTakeover: true` is
+ * `compressor: 'shared'`, `clientNoContextTakeover: true` is `decompressor: 'shared'` (giving
+ * both names with different answers is an error).
+ */
+export interface DeflateOptions {
+  /** Where the other fields start from. Default 'shared'. */
+  readonly preset?: DeflatePreset;
+  /** The old name of `preset` (0.1), for 'shared' and 'dedicated'. */
+  readonly mode?: CompressionMode;
+  /**
+   * Server→client. 'shared': one compressor per worker, reset after every message
+   * (server_no_context_takeover), so a connection holds no compressor and a broadcast is
+   * compressed once. 'dedicated': each connection's own, keeping context between messages
+   * (better ratios; its zlib state per connection, see docs/operations.md).
+   */
+  readonly compressor?: DeflateSide;
+  /**
+   * Client→server. 'shared': clients are asked for client_no_context_takeover and one inflater
+   * per worker reads them all. 'dedicated': a client may keep context; the connection holds
+   * the client's window (2^clientMaxWindowBits bytes plus zlib's ~7 KiB).
+   */
+  readonly decompressor?: DeflateSide;
+  readonly serverNoContextTakeover?: boolean;
+  readonly clientNoContextTakeover?: boolean;
+  /** The compressor's window, 8–15 (a client may ask for less). */
+  readonly serverMaxWindowBits?: WindowBits;
+  /**
+   * The largest window a client may compress with, 8–15. Below 15 it is answered to clients
+   * that offer client_max_window_bits (RFC 7692 §7.1.2.2); the others are asked for
+   * client_no_context_takeover instead.
+   */
+  readonly clientMaxWindowBits?: WindowBits;
+  /** zlib level 0–9 (default 1: see DEFAULT_LEVEL). */
+  readonly level?: number;
+  /** zlib memLevel 1–9: the compressor's hash table, 2^(memLevel+9) bytes. */
+  readonly memLevel?: number;
+  /** Messages smaller than this many bytes are sent uncompressed (default 128). */
+  readonly threshold?: number;
+}
+
+/** The `deflate` option resolved: every field set, checked once at startup. */
 export interface DeflateConfig {
-  /** `shared`: server_no_context_takeover, one compressor per worker; `dedicated`: one per connection. */
-  readonly mode: CompressionMode;
-  /** Messages smaller than this many bytes are sent uncompressed. */
-  readonly threshold: number;
+  /** The preset the settings started from (for logs; the fields below are what counts). */
+  readonly preset: DeflatePreset;
+  readonly compressor: DeflateSide;
+  readonly decompressor: DeflateSide;
+  readonly serverMaxWindowBits: WindowBits;
+  readonly clientMaxWindowBits: WindowBits;
   readonly level: number;
   readonly memLevel: number;
-  /** Largest window we compress with (dedicated mode; a client may ask for less). */
-  readonly serverMaxWindowBits: WindowBits;
+  /** Messages smaller than this many bytes are sent uncompressed. */
+  readonly threshold: number;
 }
 
 /**
@@ -49,8 +104,11 @@ export interface ServerOptions {
   readonly workers?: number;
   /** Open connections across all workers; past it new sockets are refused with 503. 0 = no limit. */
   readonly maxConnections?: number;
-  /** permessage-deflate: off by default; `true` means shared mode. */
-  readonly deflate?: boolean | CompressionMode | Partial<DeflateConfig>;
+  /**
+   * permessage-deflate: off by default; `true` is the 'shared' preset; a preset name
+   * (DEFLATE_PRESETS); or an object (DeflateOptions) for every setting.
+   */
+  readonly deflate?: boolean | DeflatePreset | DeflateOptions;
   /** Largest message, in bytes after inflation (RFC 6455 close 1009 past it). */
   readonly maxPayloadLength?: number;
   /** Seconds without any data from the peer before close 1001; 0 disables. */
@@ -194,13 +252,28 @@ const RENAMED: Readonly<Record<string, string>> = {
   workerYoungGenerationMb: 'workerYoungGenerationSize (bytes, e.g. 16 * 1024 * 1024)',
 };
 
-/** Defaults of the deflate option when it is on. */
+type PresetSettings = Omit<DeflateConfig, 'preset' | 'level' | 'threshold'>;
+
+/**
+ * The presets of the `deflate` option. Memory per connection for each is measured in
+ * docs/operations.md ("Choosing the compression mode", `node bench/deflate-memory.ts`). The
+ * small compressor takes uWebSockets' DEDICATED_COMPRESSOR_4KB window and memLevel; Node's zlib
+ * (Chromium's) keeps a 64 KiB hash table whatever the memLevel, so it saves about half of a
+ * full compressor's memory, not 98%.
+ */
+export const DEFLATE_PRESETS: Readonly<Record<DeflatePreset, PresetSettings>> = Object.freeze({
+  shared: { compressor: 'shared', decompressor: 'shared', serverMaxWindowBits: 15, clientMaxWindowBits: 15, memLevel: DEFAULT_MEM_LEVEL },
+  dedicated: { compressor: 'dedicated', decompressor: 'dedicated', serverMaxWindowBits: 15, clientMaxWindowBits: 15, memLevel: DEFAULT_MEM_LEVEL },
+  'dedicated-compressor': { compressor: 'dedicated', decompressor: 'shared', serverMaxWindowBits: 15, clientMaxWindowBits: 15, memLevel: DEFAULT_MEM_LEVEL },
+  'dedicated-compressor-small': { compressor: 'dedicated', decompressor: 'shared', serverMaxWindowBits: 9, clientMaxWindowBits: 15, memLevel: 2 },
+});
+
+/** Defaults of the deflate option when it is on: the shared preset. */
 export const DEFLATE_DEFAULTS: DeflateConfig = Object.freeze({
-  mode: 'shared',
+  preset: 'shared',
+  ...DEFLATE_PRESETS.shared,
   threshold: DEFAULT_THRESHOLD,
   level: DEFAULT_LEVEL,
-  memLevel: DEFAULT_MEM_LEVEL,
-  serverMaxWindowBits: 15,
 });
 
 // ---- validation --------------------------------------------------------------------------
@@ -237,18 +310,52 @@ export function optionValue(name: string, spec: OptionSpec, value: unknown): unk
   }
 }
 
+const DEFLATE_FIELDS: ReadonlySet<string> = new Set<keyof DeflateOptions>([
+  'preset', 'mode', 'compressor', 'decompressor', 'serverNoContextTakeover', 'clientNoContextTakeover',
+  'serverMaxWindowBits', 'clientMaxWindowBits', 'level', 'memLevel', 'threshold',
+]);
+const SIDES: readonly DeflateSide[] = ['shared', 'dedicated'];
+
+/** One side's setting, from our name or ws's (`*NoContextTakeover: true` is 'shared'); both must agree. */
+function deflateSide(name: string, side: unknown, wsName: string, noContext: unknown, fallback: DeflateSide): DeflateSide {
+  const chosen = side === undefined ? undefined : (optionValue(`deflate.${name}`, { kind: 'choice', default: fallback, values: SIDES, cli: false, doc: '' }, side) as DeflateSide);
+  if (noContext === undefined) return chosen ?? fallback;
+  if (typeof noContext !== 'boolean') throw new TypeError(`option deflate.${wsName} must be true or false, got ${String(noContext)}`);
+  const implied: DeflateSide = noContext ? 'shared' : 'dedicated';
+  if (chosen !== undefined && chosen !== implied) {
+    throw new RangeError(`option deflate.${name} '${chosen}' contradicts deflate.${wsName}: ${String(noContext)} (${wsName}: true means ${name} 'shared')`);
+  }
+  return implied;
+}
+
 function resolveDeflate(value: ServerOptions['deflate']): DeflateConfig | null {
   if (value === undefined || value === false) return null;
-  const partial: Partial<DeflateConfig> = value === true ? {} : typeof value === 'string' ? { mode: value } : value;
-  const d = DEFLATE_DEFAULTS;
-  const int = (name: string, v: number | undefined, fallback: number, min: number, max: number): number =>
-    optionValue(`deflate.${name}`, { kind: 'count', default: fallback, min, max, cli: false, doc: '' }, v) as number;
+  if (value !== true && typeof value !== 'string' && (typeof value !== 'object' || value === null || Array.isArray(value))) {
+    throw new TypeError(`option deflate must be true, false, a preset name or an object, got ${String(value)}`);
+  }
+  const options: DeflateOptions = value === true ? {} : typeof value === 'string' ? { preset: value } : value;
+  for (const key of Object.keys(options)) {
+    if (!DEFLATE_FIELDS.has(key)) throw new TypeError(`option deflate has no field ${key} (fields: ${[...DEFLATE_FIELDS].join(', ')})`);
+  }
+  if (options.mode !== undefined && options.preset !== undefined) throw new TypeError('option deflate takes preset or its old name mode, not both');
+  const presetName = optionValue('deflate.preset', { kind: 'choice', default: 'shared', values: Object.keys(DEFLATE_PRESETS), cli: false, doc: '' }, options.preset ?? options.mode) as DeflatePreset;
+  const preset = DEFLATE_PRESETS[presetName];
+  const int = (name: keyof DeflateOptions, fallback: number, min: number, max: number): number =>
+    optionValue(`deflate.${name}`, { kind: 'count', default: fallback, min, max, cli: false, doc: '' }, options[name]) as number;
+  const windowBits = (name: 'serverMaxWindowBits' | 'clientMaxWindowBits'): WindowBits => {
+    const bits = int(name, preset[name], 8, 15);
+    if (!isWindowBits(bits)) throw new RangeError(`option deflate.${name} must be an integer from 8 to 15`);
+    return bits;
+  };
   return Object.freeze({
-    mode: optionValue('deflate.mode', { kind: 'choice', default: d.mode, values: ['shared', 'dedicated'], cli: false, doc: '' }, partial.mode) as CompressionMode,
-    threshold: int('threshold', partial.threshold, d.threshold, 0, Number.MAX_SAFE_INTEGER),
-    level: int('level', partial.level, d.level, 0, 9),
-    memLevel: int('memLevel', partial.memLevel, d.memLevel, 1, 9),
-    serverMaxWindowBits: int('serverMaxWindowBits', partial.serverMaxWindowBits, d.serverMaxWindowBits, 8, 15) as WindowBits,
+    preset: presetName,
+    compressor: deflateSide('compressor', options.compressor, 'serverNoContextTakeover', options.serverNoContextTakeover, preset.compressor),
+    decompressor: deflateSide('decompressor', options.decompressor, 'clientNoContextTakeover', options.clientNoContextTakeover, preset.decompressor),
+    serverMaxWindowBits: windowBits('serverMaxWindowBits'),
+    clientMaxWindowBits: windowBits('clientMaxWindowBits'),
+    level: int('level', DEFLATE_DEFAULTS.level, 0, 9),
+    memLevel: int('memLevel', preset.memLevel, 1, 9),
+    threshold: int('threshold', DEFLATE_DEFAULTS.threshold, 0, Number.MAX_SAFE_INTEGER),
   });
 }
 

@@ -31,6 +31,7 @@ import type { FlushHook, FlushScheduler } from '../runtime/frame-flush.ts';
 import { CloseHandshake } from './close-handshake.ts';
 import type { CloseOps, CloseSettings } from './close-handshake.ts';
 import type { ReadBuffer } from './socket-rehome.ts';
+import type { PreparedMessage } from '../shared/prepared-message.ts';
 import { OutboundQueue } from './outbound-queue.ts';
 import type { QueuedMessage } from './outbound-queue.ts';
 import { admit } from './send-admission.ts';
@@ -213,28 +214,28 @@ export class Connection implements ServerWebSocket<unknown> {
       this.#frame(binary ? Opcode.Binary : Opcode.Text, payload);
       return 'written';
     }
-    const message: QueuedMessage = { priority: options?.priority ?? 'normal', size: payload.length, payload, binary, compress, frames: null, release: null };
+    const message: QueuedMessage = { kind: 'data', priority: options?.priority ?? 'normal', size: payload.length, payload, binary, compress, release: null };
     return this.#admitted(admission, message);
   }
 
   /**
-   * Sends a message framed once for many connections: `plain` is the uncompressed frame,
-   * `compressed` the same message compressed without context takeover (or null). `release`
-   * returns pooled frames once written, on every path.
+   * Sends a message framed once for many connections (a broadcast), compressed or not as this
+   * connection negotiated. `release` returns pooled frames once written, on every path.
    */
-  [kSendPrepared](plain: Buffer, compressed: Buffer | null, priority: Priority, release: (() => void) | null): SendStatus {
+  [kSendPrepared](message: PreparedMessage, priority: Priority, release: (() => void) | null): SendStatus {
     if (this.readyState !== ReadyState.Open) {
       release?.();
       return 'dropped';
     }
-    const frames = compressed !== null && this.#compression !== null && this.#compression.acceptsSharedFrames ? compressed : plain;
+    const frames = message.frameFor(this.#compression);
+    const compressed = frames !== message.plain;
     const admission = admit(this.#ctx.limits, this.bufferedAmount, this.#waiting, frames.length);
     // A broadcast reaches many connections at once: no queue entry when it can go now.
     if (admission === 'write') {
-      this.#writeFrames(frames, release);
+      this.#writeFrames(frames, compressed, release);
       return 'written';
     }
-    return this.#admitted(admission, { priority, size: frames.length, payload: null, binary: false, compress: false, frames, release });
+    return this.#admitted(admission, { kind: 'frames', priority, size: frames.length, message, frames, compressed, release });
   }
 
   ping(data: MessageData = EMPTY): void {
@@ -330,17 +331,17 @@ export class Connection implements ServerWebSocket<unknown> {
 
   /** Moves one admitted message to the sink, compressing it first if it should be. */
   #write(message: QueuedMessage): void {
-    if (message.frames !== null) {
-      this.#writeFrames(message.frames, message.release);
+    if (message.kind === 'frames') {
+      this.#writeFrames(message.frames, message.compressed, message.release);
       return;
     }
     const opcode = message.binary ? Opcode.Binary : Opcode.Text;
     if (!message.compress || this.#encoder === null) {
-      this.#frame(opcode, message.payload!);
+      this.#frame(opcode, message.payload);
       return;
     }
     this.#ctx.counters[Counter.MessagesOut]!++;
-    this.#encoder.encode(opcode, message.payload!);
+    this.#encoder.encode(opcode, message.payload);
   }
 
   #frame(opcode: Opcode, payload: Buffer): void {
@@ -348,7 +349,9 @@ export class Connection implements ServerWebSocket<unknown> {
     this.#ctx.counters[Counter.MessagesOut]!++;
   }
 
-  #writeFrames(frames: Buffer, release: (() => void) | null): void {
+  /** `compressed`: made without this connection's context, which therefore starts over. */
+  #writeFrames(frames: Buffer, compressed: boolean, release: (() => void) | null): void {
+    if (compressed) this.#compression!.afterSharedFrame();
     this.#sink.raw(frames);
     if (release !== null) (this.#inFlight ??= []).push(release);
     this.#ctx.counters[Counter.MessagesOut]!++;

@@ -1,15 +1,29 @@
 import type { Priority } from '../shared/app.ts';
+import type { PreparedMessage } from '../shared/prepared-message.ts';
 
 /** A message waiting behind a slow socket. `release` returns a pooled frame on every path. */
-export interface QueuedMessage {
+export type QueuedMessage = QueuedData | QueuedFrames;
+
+/** A data message to frame (and maybe compress) when it leaves the queue. */
+export interface QueuedData {
+  readonly kind: 'data';
   readonly priority: Priority;
   readonly size: number;
-  /** A data message to frame (and maybe compress) when it leaves the queue... */
-  readonly payload: Buffer | null;
+  readonly payload: Buffer;
   readonly binary: boolean;
   readonly compress: boolean;
-  /** ...or bytes that are already complete frames (a broadcast), with their release hook. */
-  readonly frames: Buffer | null;
+  readonly release: null;
+}
+
+/** A broadcast: complete frames, chosen for this connection, with their release hook. */
+export interface QueuedFrames {
+  readonly kind: 'frames';
+  readonly priority: Priority;
+  readonly size: number;
+  readonly message: PreparedMessage;
+  readonly frames: Buffer;
+  /** The frames were compressed without this connection's context (see afterSharedFrame). */
+  readonly compressed: boolean;
   readonly release: (() => void) | null;
 }
 

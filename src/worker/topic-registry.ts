@@ -1,12 +1,13 @@
 import type { MessageData, SendOptions } from '../shared/app.ts';
 import { exactCopy, messageBytes, sendsBinary } from '../shared/app.ts';
 import type { DeflateConfig } from '../shared/config.ts';
-import { encodeFrame } from '../shared/frame-encoder.ts';
 import { compressionWanted } from '../shared/message-compression.ts';
 import { Opcode } from '../shared/opcodes.ts';
-import { deflateMessageShared } from '../shared/permessage-deflate.ts';
+import type { WindowBits } from '../shared/permessage-deflate.ts';
+import { PreparedMessage } from '../shared/prepared-message.ts';
+import type { BroadcastDeflate } from '../shared/prepared-message.ts';
 import type { PeerPublish, WorkerMessage } from '../shared/thread-messages.ts';
-import { Counter, recordDeflate } from '../shared/worker-counters.ts';
+import { Counter } from '../shared/worker-counters.ts';
 import { kSendPrepared } from './connection.ts';
 import type { Connection, TopicMembership } from './connection.ts';
 import type { MeshTopics, PeerMesh } from './peer-mesh.ts';
@@ -27,9 +28,6 @@ export function primaryBridgeLink(post: (message: WorkerMessage) => void): Bridg
   };
 }
 
-/** Compresses a whole message once, without context takeover, for every subscriber. */
-type SharedCompressor = (payload: Buffer) => Buffer;
-
 /**
  * TopicRegistry is a worker's pub/sub: which local connections subscribe to a topic, and which
  * other workers have subscribers (learned from their interest messages through the PeerMesh),
@@ -39,22 +37,24 @@ export class TopicRegistry implements TopicMembership, MeshTopics {
   readonly #local = new Map<string, Set<Connection>>();
   readonly #remote = new Map<string, Set<number>>();
   readonly #mesh: PeerMesh;
-  readonly #compressor: SharedCompressor | null;
+  /** How broadcasts are compressed; null without permessage-deflate. */
+  readonly #deflate: BroadcastDeflate | null;
+  /** The window most subscribers negotiated (the configured one): what other workers get. */
+  readonly #window: WindowBits;
   readonly #threshold: number;
   readonly #counters: Float64Array;
   readonly #bridge: BridgeLink | null;
 
   /**
-   * `deflate` in shared mode compresses each broadcast once for every subscriber that
-   * negotiated it; in dedicated mode (or off) broadcasts go out uncompressed.
+   * With `deflate`, each broadcast is compressed once without context per window its
+   * subscribers negotiated (PreparedMessage), in every compressor mode, for the subscribers of
+   * every worker that negotiated permessage-deflate.
    */
   constructor(mesh: PeerMesh, deflate: DeflateConfig | null, counters: Float64Array, bridge: BridgeLink | null) {
     this.#mesh = mesh;
     this.#bridge = bridge;
-    this.#compressor =
-      deflate !== null && deflate.mode === 'shared'
-        ? (payload) => deflateMessageShared(payload, deflate.serverMaxWindowBits, deflate.level, deflate.memLevel)
-        : null;
+    this.#deflate = deflate === null ? null : { level: deflate.level, memLevel: deflate.memLevel };
+    this.#window = deflate?.serverMaxWindowBits ?? 15;
     this.#threshold = deflate?.threshold ?? 0;
     this.#counters = counters;
     mesh.attach(this);
@@ -126,23 +126,17 @@ export class TopicRegistry implements TopicMembership, MeshTopics {
     bridge?.publish(topic, payload, binary);
     if (localCount === 0 && remote === undefined) return;
 
-    // Framed once (and compressed once) for every subscriber on every worker.
-    const opcode = binary ? Opcode.Binary : Opcode.Text;
-    const plain = encodeFrame(opcode, payload);
-    let compressed: Buffer | null = null;
-    if (this.#compressor !== null && compressionWanted(this.#threshold, payload.length, options?.compress)) {
-      const deflated = this.#compressor(payload);
-      recordDeflate(this.#counters, payload.length, deflated.length);
-      compressed = encodeFrame(opcode, deflated, { rsv1: true });
-    }
+    // Framed once (and compressed once per window in use) for every subscriber on every worker.
+    const compressible = this.#deflate !== null && compressionWanted(this.#threshold, payload.length, options?.compress);
+    const prepared = PreparedMessage.of(binary ? Opcode.Binary : Opcode.Text, payload, compressible ? this.#deflate : null, this.#counters);
     const priority = options?.priority ?? 'normal';
 
     if (localCount > 0) {
       for (const connection of local!) {
-        if (connection !== except) connection[kSendPrepared](plain, compressed, priority, null);
+        if (connection !== except) connection[kSendPrepared](prepared, priority, null);
       }
     }
-    if (remote !== undefined) this.#mesh.publish(remote, topic, plain, compressed, priority);
+    if (remote !== undefined) this.#mesh.publish(remote, topic, prepared.plain, compressible ? prepared.compressedAt(this.#window) : null, priority);
   }
 
   /** A publish from another worker: write its frames to local subscribers. */
@@ -156,8 +150,10 @@ export class TopicRegistry implements TopicMembership, MeshTopics {
     }
     const plain = frames.subarray(0, message.plainLength);
     const compressed = message.compressedLength > 0 ? frames.subarray(message.plainLength, message.plainLength + message.compressedLength) : null;
+    // The publisher compressed it at the configured window; other windows are compressed here.
+    const prepared = PreparedMessage.fromFrames(plain, compressed, this.#window, this.#deflate, this.#counters);
     if (release === null) {
-      for (const connection of set) connection[kSendPrepared](plain, compressed, priority, null);
+      for (const connection of set) connection[kSendPrepared](prepared, priority, null);
       return;
     }
     // Pooled frames: one hold for this loop and one per connection; the last one out returns
@@ -169,7 +165,7 @@ export class TopicRegistry implements TopicMembership, MeshTopics {
     for (const connection of set) {
       holds++;
       let released = false;
-      connection[kSendPrepared](plain, compressed, priority, () => {
+      connection[kSendPrepared](prepared, priority, () => {
         if (released) return;
         released = true;
         drop();

@@ -112,16 +112,7 @@ export class UpgradeHandler {
         if (error instanceof HandshakeError) return refused(error.status, error.message);
         throw error;
       }
-      const shared = deflate.mode === 'shared';
-      const accepted = acceptDeflateOffer(offers, {
-        mode: deflate.mode,
-        serverMaxWindowBits: deflate.serverMaxWindowBits,
-        // Shared mode keeps no zlib state per connection in either direction.
-        clientNoContextTakeover: shared,
-        threshold: deflate.threshold,
-        level: deflate.level,
-        memLevel: deflate.memLevel,
-      });
+      const accepted = acceptDeflateOffer(offers, deflate);
       if (accepted !== null) {
         const codec = new PerMessageDeflate('server', accepted.params, {
           maxMessageSize: this.#config.maxPayloadLength,
@@ -129,7 +120,7 @@ export class UpgradeHandler {
           memLevel: deflate.memLevel,
           threshold: deflate.threshold,
         });
-        compression = messageCompression(codec, shared ? deflate.serverMaxWindowBits : null);
+        compression = messageCompression(codec);
         extensions = accepted.response;
       }
     }

@@ -36,7 +36,7 @@ const TABLE_FLAGS: readonly (readonly [flag: string, option: OptionName, raw: st
 /** The on/off flag: `--send-pings` / `--no-send-pings`. */
 const BOOLEAN_FLAGS = ['send-pings'];
 /** Hand-made flags, as the help spells them. */
-const EXTRA_FLAGS = ['deflate[=MODE]', 'origin', 'tls-cert', 'tls-key', 'tls-ca', 'redis'];
+const EXTRA_FLAGS = ['deflate[=PRESET[,FIELD=VALUE…]]', 'origin', 'tls-cert', 'tls-key', 'tls-ca', 'redis'];
 
 /** Flag name and placeholder of every help line that starts with "--". */
 function helpFlags(): { flag: string; placeholder: string; line: string }[] {
@@ -94,7 +94,7 @@ describe('parseServeArgs', () => {
     const config = resolveConfig(options, 2);
     for (const [, option, , value] of TABLE_FLAGS) expect(config[option], option).toEqual(value);
     expect(config.sendPings).toBe(false);
-    expect(config.deflate?.mode).toBe('shared');
+    expect(config.deflate?.preset).toBe('shared');
     expect(config.origins).toEqual(['https://a.example']);
   });
 
@@ -144,7 +144,7 @@ describe('parseServeArgs', () => {
     expect(error.message).toBe(message);
   });
 
-  it('turns deflate on: alone it means shared, =MODE picks the mode', () => {
+  it('turns deflate on: alone it means shared, =PRESET picks a preset', () => {
     expect(parseServeArgs([]).options.deflate).toBeUndefined();
     expect(parseServeArgs(['--deflate']).options.deflate).toBe('shared');
     expect(parseServeArgs(['--deflate', 'app.ts']).options).toMatchObject({ deflate: 'shared', app: 'app.ts' });
@@ -153,9 +153,23 @@ describe('parseServeArgs', () => {
     // The mode may follow as its own argument, as the other flags' values do.
     expect(parseServeArgs(['--deflate', 'dedicated', 'app.ts']).options).toMatchObject({ deflate: 'dedicated', app: 'app.ts' });
     expect(parseServeArgs(['--deflate', 'shared']).options).toMatchObject({ deflate: 'shared', app: undefined });
+    expect(parseServeArgs(['--deflate', 'dedicated-compressor-small']).options.deflate).toBe('dedicated-compressor-small');
     const error = usageError(['--deflate=fast']);
     expect(error).toBeInstanceOf(UsageError);
-    expect(error.message).toBe('--deflate must be shared or dedicated, got "fast"');
+    expect(error.message).toBe('--deflate takes a preset (shared, dedicated, dedicated-compressor, dedicated-compressor-small), got "fast"');
+  });
+
+  it('takes fields of the deflate option after the preset, which resolveConfig checks', () => {
+    const { options } = parseServeArgs(['--deflate=dedicated,serverMaxWindowBits=12,decompressor=shared,clientNoContextTakeover=true,threshold=0', 'app.ts']);
+    expect(options.deflate).toEqual({ preset: 'dedicated', serverMaxWindowBits: 12, decompressor: 'shared', clientNoContextTakeover: true, threshold: 0 });
+    expect(resolveConfig(options, 1).deflate).toMatchObject({ preset: 'dedicated', compressor: 'dedicated', decompressor: 'shared', serverMaxWindowBits: 12, threshold: 0 });
+    // A field alone starts from the shared preset; the preset may follow as its own argument.
+    expect(parseServeArgs(['--deflate=level=6']).options.deflate).toEqual({ level: 6 });
+    expect(parseServeArgs(['--deflate', 'shared,memLevel=4']).options.deflate).toEqual({ preset: 'shared', memLevel: 4 });
+    expect(usageError(['--deflate=shared,threshold']).message).toBe('--deflate fields are FIELD=VALUE, got "threshold"');
+    expect(usageError(['--deflate=shared,level=fast']).message).toBe('--deflate level takes a number, got "fast"');
+    expect(usageError(['--deflate=shared,serverNoContextTakeover=1']).message).toBe('--deflate serverNoContextTakeover is true or false, got "1"');
+    expect(() => resolveConfig(parseServeArgs(['--deflate=shared,windowBits=9']).options, 1)).toThrow(/deflate has no field windowBits/);
   });
 
   it('collects repeated --origin flags', () => {

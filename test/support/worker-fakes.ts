@@ -8,6 +8,8 @@ import { Duplex } from 'node:stream';
 import { pino } from 'pino';
 import type { Logger } from 'pino';
 import type { MessageData, Priority, SendOptions, SendStatus } from '../../src/shared/app.ts';
+import type { WindowBits } from '../../src/shared/permessage-deflate.ts';
+import type { PreparedMessage } from '../../src/shared/prepared-message.ts';
 import type { PeerPublish } from '../../src/shared/thread-messages.ts';
 import { kSendPrepared } from '../../src/worker/connection.ts';
 import type { Connection } from '../../src/worker/connection.ts';
@@ -17,23 +19,32 @@ export const silentLogger = (): Logger => pino({ level: 'silent' });
 
 /** One call of `[kSendPrepared]`. */
 export interface PreparedSend {
+  readonly message: PreparedMessage;
   readonly plain: Buffer;
+  /** The frame compressed at the connection's window, when the message is to be compressed. */
   readonly compressed: Buffer | null;
   readonly priority: Priority;
   readonly release: (() => void) | null;
 }
 
 /**
- * A connection as the TopicRegistry sees it: records every prepared send, and (when
- * `releaseAtOnce`) runs the release it was given before returning, as a connection that wrote
- * the frames straight away (or dropped them) would.
+ * A connection as the TopicRegistry sees it: records every prepared send (compressed at
+ * `window`, as a connection that negotiated it asks), and (when `releaseAtOnce`) runs the
+ * release it was given before returning, as a connection that wrote the frames straight away
+ * (or dropped them) would.
  */
 export class FakeConnection {
   readonly sends: PreparedSend[] = [];
   releaseAtOnce = false;
+  readonly window: WindowBits;
 
-  [kSendPrepared](plain: Buffer, compressed: Buffer | null, priority: Priority, release: (() => void) | null): SendStatus {
-    this.sends.push({ plain, compressed, priority, release });
+  constructor(window: WindowBits = 15) {
+    this.window = window;
+  }
+
+  [kSendPrepared](message: PreparedMessage, priority: Priority, release: (() => void) | null): SendStatus {
+    const compressed = message.compressible ? message.compressedAt(this.window) : null;
+    this.sends.push({ message, plain: message.plain, compressed, priority, release });
     if (this.releaseAtOnce) release?.();
     return 'written';
   }

@@ -8,6 +8,7 @@ import { SYNC_COMPRESS_LIMIT, messageCompression } from '../../src/shared/messag
 import type { MessageCompression } from '../../src/shared/message-compression.ts';
 import { Opcode } from '../../src/shared/opcodes.ts';
 import { PerMessageDeflate, deflateMessageShared } from '../../src/shared/permessage-deflate.ts';
+import { PreparedMessage } from '../../src/shared/prepared-message.ts';
 import type { WindowBits } from '../../src/shared/permessage-deflate.ts';
 import { Counter } from '../../src/shared/worker-counters.ts';
 import { FlushScheduler } from '../../src/runtime/frame-flush.ts';
@@ -165,9 +166,13 @@ const PARAMS = { serverNoContextTakeover: true, clientNoContextTakeover: true, s
  * permessage-deflate as negotiated with a client, on the older split (zlib contexts off) so the
  * pool path is exercised: `noContext` keeps our direction synchronous there.
  */
-function deflate(options: { noContext?: boolean; sharedWindowBits?: WindowBits | null; threshold?: number } = {}): MessageCompression {
-  const codec = new PerMessageDeflate('server', { ...PARAMS, serverNoContextTakeover: options.noContext ?? true }, { maxMessageSize: 1 << 22, threshold: options.threshold ?? 0, onThread: false });
-  return messageCompression(codec, options.sharedWindowBits ?? null);
+function deflate(options: { noContext?: boolean; window?: WindowBits; threshold?: number; onThread?: boolean } = {}): MessageCompression {
+  const codec = new PerMessageDeflate(
+    'server',
+    { ...PARAMS, serverNoContextTakeover: options.noContext ?? true, serverMaxWindowBits: options.window ?? 15 },
+    { maxMessageSize: 1 << 22, threshold: options.threshold ?? 0, onThread: options.onThread ?? false },
+  );
+  return messageCompression(codec);
 }
 
 /** The server's compressed frame, inflated back. */
@@ -888,13 +893,14 @@ describe('Connection: topics', () => {
 });
 
 describe('Connection: prepared frames (kSendPrepared, a broadcast)', () => {
-  const prepared = (text: string): Buffer => encodeFrame(Opcode.Text, Buffer.from(text));
+  const prepared = (text: string): PreparedMessage => PreparedMessage.of(Opcode.Text, Buffer.from(text), null);
+  const binary = (size: number): PreparedMessage => PreparedMessage.of(Opcode.Binary, Buffer.alloc(size), null);
 
   it('writes the plain frame as is, in order with other sends, and releases it once written', async () => {
     const { ws, socket, counters } = setup();
     const release = vi.fn();
     ws.send('before');
-    expect(ws[kSendPrepared](prepared('broadcast'), null, 'normal', release)).toBe('written');
+    expect(ws[kSendPrepared](prepared('broadcast'), 'normal', release)).toBe('written');
     ws.send('after');
     expect(release).not.toHaveBeenCalled();
     await settle();
@@ -907,7 +913,7 @@ describe('Connection: prepared frames (kSendPrepared, a broadcast)', () => {
     const { ws, socket } = setup();
     const release = vi.fn();
     socket.stall();
-    ws[kSendPrepared](encodeFrame(Opcode.Binary, Buffer.alloc(5000)), null, 'normal', release);
+    ws[kSendPrepared](binary(5000), 'normal', release);
     await settle();
     expect(socket.writes).toHaveLength(1);
     expect(release).not.toHaveBeenCalled();
@@ -916,21 +922,54 @@ describe('Connection: prepared frames (kSendPrepared, a broadcast)', () => {
     expect(release).toHaveBeenCalledTimes(1);
   });
 
-  it('sends the compressed frame to a peer that takes shared frames, the plain one otherwise', async () => {
+  it('sends each peer the message compressed at its own window, and the plain frame to a peer without deflate', async () => {
     const message = 'shared '.repeat(40);
-    const plain = prepared(message);
-    const compressed = encodeFrame(Opcode.Text, deflateMessageShared(Buffer.from(message), 15), { rsv1: true });
+    const broadcast = PreparedMessage.of(Opcode.Text, Buffer.from(message), { level: 1, memLevel: 8 });
     const w = world();
-    const takes = connect(w, 'a', { compression: deflate({ sharedWindowBits: 15 }) });
-    const declines = connect(w, 'b', { compression: deflate({ sharedWindowBits: null }) });
+    const wide = connect(w, 'a', { compression: deflate() });
+    const narrow = connect(w, 'b', { compression: deflate({ window: 9 }) });
+    const kept = connect(w, 'k', { compression: deflate({ noContext: false }) });
     const none = connect(w, 'c');
-    for (const { ws } of [takes, declines, none]) ws[kSendPrepared](plain, compressed, 'normal', null);
+    for (const { ws } of [wide, narrow, kept, none]) ws[kSendPrepared](broadcast, 'normal', null);
     await settle();
-    expect(takes.socket.output).toEqual(compressed);
-    expect(inflate(frames(takes.socket)[0]!)).toBe(message);
-    expect(declines.socket.output).toEqual(plain);
-    expect(none.socket.output).toEqual(plain);
+    expect(wide.socket.output).toEqual(encodeFrame(Opcode.Text, deflateMessageShared(Buffer.from(message), 15), { rsv1: true }));
+    expect(narrow.socket.output).toEqual(encodeFrame(Opcode.Text, deflateMessageShared(Buffer.from(message), 9), { rsv1: true }));
+    // The same bytes, made once: a connection that keeps context takes the shared frame too.
+    expect(kept.socket.output).toEqual(wide.socket.output);
+    for (const { socket } of [wide, narrow, kept]) expect(inflate(frames(socket)[0]!)).toBe(message);
+    expect(none.socket.output).toEqual(broadcast.plain);
   });
+
+  it.each([true, false])(
+    'keeps a context-takeover stream decodable around shared frames (zlib contexts on the thread: %s)',
+    async (onThread) => {
+      // The peer inflates with context kept (no server_no_context_takeover), as a browser does.
+      const peer = new PerMessageDeflate('client', { ...PARAMS, serverNoContextTakeover: false }, { maxMessageSize: 1 << 22, onThread: true });
+      const { ws, socket } = setup({ compression: deflate({ noContext: false, onThread }) });
+      const own = (i: number) => `{"type":"own","seq":${i},"body":"${'context takeover '.repeat(20)}"}`;
+      const shared = (i: number) => `{"type":"broadcast","seq":${i},"body":"${'context takeover '.repeat(20)}"}`;
+      const sent: string[] = [];
+      for (let i = 0; i < 6; i++) {
+        ws.send(own(i));
+        sent.push(own(i));
+        if (i % 2 === 0) {
+          ws[kSendPrepared](PreparedMessage.of(Opcode.Text, Buffer.from(shared(i)), { level: 1, memLevel: 8 }), 'normal', null);
+          sent.push(shared(i));
+        }
+        ws.send(own(i + 100));
+        sent.push(own(i + 100));
+        await settle();
+      }
+      // On zlib's pool the last compression may still be running.
+      for (let turn = 0; turn < 200 && frames(socket).length < sent.length; turn++) await new Promise((resolve) => setTimeout(resolve, 5));
+      const got = frames(socket).map((f) => {
+        expect(f.rsv1).toBe(true);
+        return peer.inflateFrame(f.payload, true).toString();
+      });
+      expect(got).toEqual(sent);
+      peer.close();
+    },
+  );
 
   describe('release runs exactly once on every path', () => {
     const once = async (release: ReturnType<typeof vi.fn>) => {
@@ -942,7 +981,7 @@ describe('Connection: prepared frames (kSendPrepared, a broadcast)', () => {
       const { ws, socket } = setup();
       ws.close();
       const release = vi.fn();
-      expect(ws[kSendPrepared](prepared('x'), null, 'normal', release)).toBe('dropped');
+      expect(ws[kSendPrepared](prepared('x'), 'normal', release)).toBe('dropped');
       expect(release).toHaveBeenCalledTimes(1);
       await once(release);
       expect(summary(socket)).toEqual(['close 1000']);
@@ -953,7 +992,7 @@ describe('Connection: prepared frames (kSendPrepared, a broadcast)', () => {
       socket.stall();
       ws.send(Buffer.alloc(1500));
       const release = vi.fn();
-      expect(ws[kSendPrepared](encodeFrame(Opcode.Binary, Buffer.alloc(2000)), null, 'normal', release)).toBe('dropped');
+      expect(ws[kSendPrepared](binary(2000), 'normal', release)).toBe('dropped');
       expect(release).toHaveBeenCalledTimes(1);
       socket.unstall();
       await once(release);
@@ -964,7 +1003,7 @@ describe('Connection: prepared frames (kSendPrepared, a broadcast)', () => {
       socket.stall();
       ws.send(Buffer.alloc(200));
       const release = vi.fn();
-      expect(ws[kSendPrepared](prepared('queued'), null, 'normal', release)).toBe('buffered');
+      expect(ws[kSendPrepared](prepared('queued'), 'normal', release)).toBe('buffered');
       await settle();
       expect(release).not.toHaveBeenCalled();
       socket.unstall();
@@ -977,7 +1016,7 @@ describe('Connection: prepared frames (kSendPrepared, a broadcast)', () => {
       socket.stall();
       ws.send(Buffer.alloc(1500));
       const release = vi.fn();
-      expect(ws[kSendPrepared](encodeFrame(Opcode.Binary, Buffer.alloc(900)), null, 'low', release)).toBe('buffered');
+      expect(ws[kSendPrepared](binary(900), 'low', release)).toBe('buffered');
       expect(release).not.toHaveBeenCalled();
       expect(ws.send(Buffer.alloc(1000))).toBe('buffered');
       expect(release).toHaveBeenCalledTimes(1);
@@ -991,7 +1030,7 @@ describe('Connection: prepared frames (kSendPrepared, a broadcast)', () => {
       socket.stall();
       ws.send(Buffer.alloc(200));
       const release = vi.fn();
-      ws[kSendPrepared](prepared('queued'), null, 'normal', release);
+      ws[kSendPrepared](prepared('queued'), 'normal', release);
       socket.receive(clientClose(1000));
       expect(release).toHaveBeenCalledTimes(1);
       socket.unstall();
@@ -1001,7 +1040,7 @@ describe('Connection: prepared frames (kSendPrepared, a broadcast)', () => {
     it('handed to the socket’s writer, then the socket closed before the flush', async () => {
       const { ws, socket } = setup();
       const release = vi.fn();
-      ws[kSendPrepared](prepared('x'), null, 'normal', release);
+      ws[kSendPrepared](prepared('x'), 'normal', release);
       socket.destroy();
       await once(release);
       expect(socket.writes).toEqual([]);
@@ -1011,7 +1050,7 @@ describe('Connection: prepared frames (kSendPrepared, a broadcast)', () => {
       const { ws, socket } = setup();
       const release = vi.fn();
       socket.stall();
-      ws[kSendPrepared](encodeFrame(Opcode.Binary, Buffer.alloc(5000)), null, 'normal', release);
+      ws[kSendPrepared](binary(5000), 'normal', release);
       await settle();
       expect(release).not.toHaveBeenCalled();
       socket.destroy();
@@ -1022,7 +1061,7 @@ describe('Connection: prepared frames (kSendPrepared, a broadcast)', () => {
       const { ws, socket } = setup({ limits: { highWaterMark: 100, maxBackpressure: 100_000 } });
       socket.stall();
       const releases = [vi.fn(), vi.fn(), vi.fn()];
-      for (const release of releases) ws[kSendPrepared](encodeFrame(Opcode.Binary, Buffer.alloc(300)), null, 'normal', release);
+      for (const release of releases) ws[kSendPrepared](binary(300), 'normal', release);
       await settle(); // the first is in the kernel, the others queued
       socket.destroy();
       await settle();
@@ -1124,7 +1163,8 @@ function fakeCompression(): MessageCompression {
     compressSync: null,
     syncLimit: SYNC_COMPRESS_LIMIT,
     compress: (data, callback) => setImmediate(() => callback(null, data)),
-    acceptsSharedFrames: false,
+    window: 15,
+    afterSharedFrame: () => undefined,
     close: () => undefined,
   };
 }

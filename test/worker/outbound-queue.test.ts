@@ -2,21 +2,20 @@ import { describe, expect, it, vi } from 'vitest';
 import type { Priority } from '../../src/shared/app.ts';
 import { OutboundQueue } from '../../src/worker/outbound-queue.ts';
 import type { QueuedMessage } from '../../src/worker/outbound-queue.ts';
+import { Opcode } from '../../src/shared/opcodes.ts';
+import { PreparedMessage } from '../../src/shared/prepared-message.ts';
 
 /** A queued data message named by its payload, `size` bytes long as the queue counts it. */
-const message = (name: string, priority: Priority, size = 10, release: (() => void) | null = null): QueuedMessage => ({
-  priority,
-  size,
-  payload: Buffer.from(name),
-  binary: false,
-  compress: false,
-  frames: null,
-  release,
-});
+const message = (name: string, priority: Priority, size = 10, release: (() => void) | null = null): QueuedMessage => {
+  const prepared = PreparedMessage.of(Opcode.Text, Buffer.from(name), null);
+  return { kind: 'frames', priority, size, message: prepared, frames: prepared.plain, compressed: false, release };
+};
+
+const nameOf = (m: QueuedMessage): string => (m.kind === 'data' ? m.payload : m.message.payload).toString();
 
 const drain = (queue: OutboundQueue): string[] => {
   const names: string[] = [];
-  for (let m = queue.shift(); m !== undefined; m = queue.shift()) names.push(m.payload!.toString());
+  for (let m = queue.shift(); m !== undefined; m = queue.shift()) names.push(nameOf(m));
   return names;
 };
 
@@ -42,7 +41,7 @@ describe('OutboundQueue', () => {
     const queue = new OutboundQueue();
     queue.push(message('n1', 'normal'));
     queue.push(message('n2', 'normal'));
-    expect(queue.shift()!.payload!.toString()).toBe('n1');
+    expect(nameOf(queue.shift()!)).toBe('n1');
     queue.push(message('h', 'high'));
     expect(drain(queue)).toEqual(['h', 'n2']);
   });
@@ -65,7 +64,7 @@ describe('OutboundQueue', () => {
 
   it('counts `size`, not the payload length (a broadcast carries frames, no payload)', () => {
     const queue = new OutboundQueue();
-    queue.push({ priority: 'normal', size: 1234, payload: null, binary: false, compress: false, frames: Buffer.alloc(1234), release: null });
+    queue.push({ kind: 'data', priority: 'normal', size: 1234, payload: Buffer.alloc(10), binary: false, compress: false, release: null });
     expect(queue.bytes).toBe(1234);
   });
 

@@ -116,28 +116,37 @@ describe('UpgradeHandler', () => {
     expect(counters[Counter.HandshakesRejected]).toBe(2);
   });
 
-  it('negotiates permessage-deflate in shared mode: no context on either side, shared frames fit', async () => {
+  it('negotiates permessage-deflate in shared mode: no context on either side', async () => {
     const { run } = handler({ deflate: 'shared' });
     const { accepted } = await run(request({ 'sec-websocket-extensions': 'permessage-deflate; client_max_window_bits' }));
     expect(accepted!.extensions).toBe('permessage-deflate; server_no_context_takeover; client_no_context_takeover');
     expect(accepted!.response).toContain(`\r\nSec-WebSocket-Extensions: ${accepted!.extensions}\r\n`);
     const compression = accepted!.compression!;
     expect(compression).not.toBeNull();
-    expect(compression.acceptsSharedFrames).toBe(true);
+    expect(compression.window).toBe(15);
     expect(compression.compressSync).not.toBeNull();
     expect(compression.threshold).toBe(resolveConfig({ deflate: 'shared' }, 1).deflate!.threshold);
   });
 
-  it('negotiates permessage-deflate in dedicated mode: context kept, no shared frames', async () => {
+  it('negotiates permessage-deflate in dedicated mode: context kept', async () => {
     const { run } = handler({ deflate: { mode: 'dedicated', threshold: 10 } });
     const { accepted } = await run(request({ 'sec-websocket-extensions': 'permessage-deflate' }));
     expect(accepted!.extensions).toBe('permessage-deflate');
     const compression = accepted!.compression!;
-    expect(compression.acceptsSharedFrames).toBe(false);
     // The connection's own zlib context, kept between messages, on the worker's thread.
     expect(compression.compressSync).not.toBeNull();
     expect(compression.syncLimit).toBe(Infinity);
     expect(compression.threshold).toBe(10);
+  });
+
+  it('negotiates each side as the deflate option says, with the windows it sets', async () => {
+    const { run } = handler({ deflate: { compressor: 'dedicated', decompressor: 'shared', serverMaxWindowBits: 11, clientMaxWindowBits: 10 } });
+    const offered = await run(request({ 'sec-websocket-extensions': 'permessage-deflate; client_max_window_bits' }));
+    expect(offered.accepted!.extensions).toBe('permessage-deflate; client_no_context_takeover; server_max_window_bits=11; client_max_window_bits=10');
+    expect(offered.accepted!.compression!.window).toBe(11);
+    const asked = await run(request({ 'sec-websocket-extensions': 'permessage-deflate; server_no_context_takeover; server_max_window_bits=9' }));
+    expect(asked.accepted!.extensions).toBe('permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=9');
+    expect(asked.accepted!.compression!.window).toBe(9);
   });
 
   it('leaves compression off when the server has it off or the client offers nothing acceptable', async () => {
