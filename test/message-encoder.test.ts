@@ -228,6 +228,7 @@ function fakeCompression(compress: MessageCompression['compress']): MessageCompr
     compressSync: null,
     syncLimit: SYNC_COMPRESS_LIMIT,
     compress,
+    compressFragment: null,
     window: 15,
     afterSharedFrame: () => undefined,
     close: () => undefined,

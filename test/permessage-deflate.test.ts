@@ -1079,3 +1079,61 @@ describe('interop with ws', () => {
     }
   });
 });
+
+describe('compressFragmentSync (a message sent in fragments, RFC 7692 §6.1)', () => {
+  const pieces = (text: string, cuts: readonly number[]): Buffer[] => split(Buffer.from(text), cuts);
+  const TEXT = '{"token":"streamed","n":1} '.repeat(300);
+  const CASES: readonly [string, readonly number[]][] = [
+    ['two halves', [TEXT.length >> 1]],
+    ['many pieces', [1, 2, 100, 101, 2000, 5000]],
+    ['an empty first piece', [0]],
+    ['an empty last piece', [TEXT.length]],
+  ];
+
+  // Our direction without context (on the thread, and on the older split's one-shot calls), and with it.
+  const servers = [
+    { name: 'no context, on the thread', p: params({ serverNoContextTakeover: true }), onThread: true },
+    { name: 'no context, one-shot calls', p: params({ serverNoContextTakeover: true }), onThread: false },
+    { name: 'context kept', p: params(), onThread: true },
+    { name: 'context kept, window 9', p: params({ serverMaxWindowBits: 9 }), onThread: true },
+  ];
+
+  it.each(servers)('$name: each fragmented message inflates back, and so does a whole one after it, for us and for ws', async ({ p, onThread }) => {
+    const server = new PerMessageDeflate('server', p, { maxMessageSize: 1 << 22, onThread });
+    const ours = new PerMessageDeflate('client', p, { maxMessageSize: 1 << 22, onThread: true });
+    const theirs = new WsPerMessageDeflate({ isServer: false, serverNoContextTakeover: p.serverNoContextTakeover, serverMaxWindowBits: p.serverMaxWindowBits });
+    const response = `permessage-deflate${p.serverNoContextTakeover ? '; server_no_context_takeover' : ''}; server_max_window_bits=${p.serverMaxWindowBits}`;
+    theirs.accept(wsExtension.parse(response)['permessage-deflate']!);
+    const inflate = (payloads: readonly Buffer[]): string => Buffer.concat(payloads.map((payload, i) => ours.inflateFrame(payload, i === payloads.length - 1))).toString();
+    for (const [, cuts] of CASES) {
+      const fragments = pieces(TEXT, cuts);
+      const payloads = fragments.map((piece, i) => server.compressFragmentSync(piece, i === fragments.length - 1));
+      // Every piece but the last ends on a sync flush: the receiver inflates as it arrives.
+      for (const payload of payloads.slice(0, -1)) if (payload.length > 0) expect(payload.subarray(-4)).toEqual(hex('0000ffff'));
+      expect(inflate(payloads)).toBe(TEXT);
+      expect((await wsDecompress(theirs, Buffer.concat(payloads))).toString()).toBe(TEXT);
+      const whole = server.compressSync(Buffer.from('after the stream '.repeat(20)));
+      expect(inflate([whole])).toBe('after the stream '.repeat(20));
+      expect((await wsDecompress(theirs, whole)).toString()).toBe('after the stream '.repeat(20));
+    }
+    server.close();
+    ours.close();
+    theirs.cleanup();
+  });
+
+  it('makes an empty message of empty pieces the one byte 0x00 (§7.2.3.6)', async () => {
+    for (const p of [params({ serverNoContextTakeover: true }), params()]) {
+      const server = new PerMessageDeflate('server', p, { maxMessageSize: 1024 });
+      expect(server.compressFragmentSync(Buffer.alloc(0), false)).toEqual(Buffer.alloc(0));
+      expect(server.compressFragmentSync(Buffer.alloc(0), true)).toEqual(hex('00'));
+      server.close();
+    }
+  });
+
+  it('is not there where our direction keeps context on the older split (zlib pool)', () => {
+    const server = new PerMessageDeflate('server', params(), { maxMessageSize: 1024, onThread: false });
+    expect(server.canCompressSync).toBe(false);
+    expect(() => server.compressFragmentSync(HELLO, true)).toThrow(/canCompressSync/);
+    server.close();
+  });
+});

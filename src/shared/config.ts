@@ -111,10 +111,18 @@ export interface ServerOptions {
   readonly deflate?: boolean | DeflatePreset | DeflateOptions;
   /** Largest message, in bytes after inflation (RFC 6455 close 1009 past it). */
   readonly maxPayloadLength?: number;
+  /** Largest payload of one received data frame (1009 past it); 0: the message limit. */
+  readonly maxFrameSize?: number;
+  /** Most frames a received message may arrive in (1009 past it); 0: no count limit. */
+  readonly maxFragments?: number;
+  /** Take text messages and close reasons unchecked (trusted peers only: the app gets what they send). */
+  readonly skipUtf8Validation?: boolean;
   /** Seconds without any data from the peer before close 1001; 0 disables. */
   readonly idleTimeout?: number;
   /** Ping a quiet peer halfway through the idle timeout so a live one answers in time. */
   readonly sendPings?: boolean;
+  /** Answer pings with a pong; false leaves it to the app's `ping` handler (`ws.pong`). */
+  readonly autoPong?: boolean;
   /** Seconds to wait for the peer's close frame (or TCP close) before destroying the socket. */
   readonly closeTimeout?: number;
   /** Bytes queued for one connection beyond which the slow-client policy applies. */
@@ -123,6 +131,8 @@ export interface ServerOptions {
   readonly highWaterMark?: number;
   readonly lowWaterMark?: number;
   readonly slowClient?: SlowClientPolicy;
+  /** Seconds a connection may stay backlogged (a send said 'buffered' and it has not drained) before the slow-client policy applies; 0 disables. */
+  readonly slowClientTimeout?: number;
   /** Seconds a client has to send a complete upgrade request (and finish TLS). */
   readonly handshakeTimeout?: number;
   /** Handshakes in progress per worker; past it new sockets get 503. */
@@ -167,13 +177,18 @@ export interface ServerConfig {
   readonly maxConnections: number;
   readonly deflate: DeflateConfig | null;
   readonly maxPayloadLength: number;
+  readonly maxFrameSize: number;
+  readonly maxFragments: number;
+  readonly skipUtf8Validation: boolean;
   readonly idleTimeout: number;
   readonly sendPings: boolean;
+  readonly autoPong: boolean;
   readonly closeTimeout: number;
   readonly maxBackpressure: number;
   readonly highWaterMark: number;
   readonly lowWaterMark: number;
   readonly slowClient: SlowClientPolicy;
+  readonly slowClientTimeout: number;
   readonly handshakeTimeout: number;
   readonly maxHandshakes: number;
   readonly maxHeaderSize: number;
@@ -226,13 +241,18 @@ export const OPTIONS: { readonly [K in ScalarOption]: OptionSpec } = {
   backlog: { kind: 'count', default: 511, min: 1, max: 65535, cli: 'N', doc: 'pending connections the kernel queues before accept()' },
   maxConnections: { kind: 'count', default: 0, min: 0, max: Number.MAX_SAFE_INTEGER, cli: 'N', doc: 'refuse new sockets with 503 past N open connections (0: no limit)' },
   maxPayloadLength: { kind: 'bytes', default: 16 * MiB, min: 1, max: 2 ** 31 - 1, cli: 'BYTES', doc: 'largest message after inflation (1009 past it)' },
+  maxFrameSize: { kind: 'bytes', default: 0, min: 0, max: 2 ** 31 - 1, cli: 'BYTES', doc: 'largest payload of one received frame (1009 past it; 0: the message limit)' },
+  maxFragments: { kind: 'count', default: 0, min: 0, max: Number.MAX_SAFE_INTEGER, cli: 'N', doc: 'most frames one received message may take (1009 past it; 0: no count)' },
+  skipUtf8Validation: { kind: 'boolean', default: false, cli: '', doc: 'take text and close reasons unchecked (trusted peers only)' },
   idleTimeout: { kind: 'seconds', default: 120, max: 86_400, cli: 'SECS', doc: 'close quiet connections with 1001 (0 disables)' },
   sendPings: { kind: 'boolean', default: true, cli: '', doc: 'ping a quiet peer halfway through the idle timeout' },
+  autoPong: { kind: 'boolean', default: true, cli: '', doc: "answer pings (off: the app's ping handler calls ws.pong)" },
   closeTimeout: { kind: 'seconds', default: 10, max: 3600, cli: 'SECS', doc: 'wait for the peer to finish the close handshake' },
   maxBackpressure: { kind: 'bytes', default: 4 * MiB, min: 1, max: Number.MAX_SAFE_INTEGER, cli: 'BYTES', doc: 'bytes queued per connection before the slow-client policy applies' },
   highWaterMark: { kind: 'bytes', default: 64 * KiB, min: 1, max: Number.MAX_SAFE_INTEGER, cli: 'BYTES', doc: "buffered bytes above which send() answers 'buffered'" },
   lowWaterMark: { kind: 'bytes', default: 16 * KiB, min: 0, max: Number.MAX_SAFE_INTEGER, cli: 'BYTES', doc: 'buffered bytes at which drain fires' },
   slowClient: { kind: 'choice', default: 'close', values: ['close', 'drop', 'custom'], cli: 'POLICY', doc: 'past maxBackpressure: close (1008), drop, or custom (the app decides)' },
+  slowClientTimeout: { kind: 'seconds', default: 0, max: 3600, cli: 'SECS', doc: 'apply the slow-client policy to a connection backlogged this long (0 disables)' },
   handshakeTimeout: { kind: 'seconds', default: 10, max: 120, wasMilliseconds: true, cli: 'SECS', doc: 'time a client has for TLS and its upgrade request' },
   maxHandshakes: { kind: 'count', default: 4096, min: 1, max: Number.MAX_SAFE_INTEGER, cli: 'N', doc: 'handshakes in progress per worker before 503' },
   maxHeaderSize: { kind: 'bytes', default: 16 * KiB, min: KiB, max: MiB, cli: 'BYTES', doc: 'largest upgrade request head (431 past it)' },

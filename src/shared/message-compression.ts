@@ -14,6 +14,12 @@ export interface MessageCompression {
    */
   readonly compressSync: ((data: Buffer) => Buffer) | null;
   readonly syncLimit: number;
+  /**
+   * Compresses one piece of a message sent in fragments, on this thread (`fin` on the last);
+   * present where compressSync is (PerMessageDeflate.compressFragmentSync). Without it a
+   * fragmented message goes out uncompressed (compression is per message, RFC 7692 §6).
+   */
+  readonly compressFragment: ((data: Buffer, fin: boolean) => Buffer) | null;
   /** Compresses on zlib's thread pool, completing in call order (context takeover). */
   compress(data: Buffer, callback: (error: Error | null, data?: Buffer) => void): void;
   /**
@@ -57,6 +63,7 @@ export function messageCompression(codec: PerMessageDeflate): MessageCompression
   const common = {
     threshold: codec.threshold,
     compressSync: codec.canCompressSync ? (data: Buffer) => codec.compressSync(data) : null,
+    compressFragment: codec.canCompressSync ? (data: Buffer, fin: boolean) => codec.compressFragmentSync(data, fin) : null,
     compress: (data: Buffer, callback: (error: Error | null, data?: Buffer) => void) => codec.compress(data, callback),
     window: codec.role === 'server' ? ourParams.serverMaxWindowBits : ourParams.clientMaxWindowBits,
     afterSharedFrame: () => codec.restartDeflate(),

@@ -356,12 +356,17 @@ export function deflateMessageShared(
   memLevel: number = DEFAULT_MEM_LEVEL,
 ): Buffer {
   if (data.length === 0) return emptyMessage();
+  return stripTrailer(deflateWithoutContext(data, windowBits, level, memLevel));
+}
+
+/** `data` deflated from an empty window with a sync flush, trailer and all (not empty). */
+function deflateWithoutContext(data: Buffer, windowBits: WindowBits, level: number, memLevel: number): Buffer {
   const context = threadDeflater(zlibBits(windowBits), level, memLevel);
   if (context === null) {
-    return stripTrailer(deflateRawSync(data, { windowBits: zlibBits(windowBits), level, memLevel, finishFlush: constants.Z_SYNC_FLUSH }));
+    return deflateRawSync(data, { windowBits: zlibBits(windowBits), level, memLevel, finishFlush: constants.Z_SYNC_FLUSH });
   }
   try {
-    return stripTrailer(context.process(data));
+    return context.process(data);
   } finally {
     context.reset();
   }
@@ -482,14 +487,47 @@ export class PerMessageDeflate {
     if (!this.onThread) throw new Error('compressSync needs no_context_takeover in our direction (RFC 7692 §7.1.1)');
     if (this.#closed) throw new Error('the codec is closed');
     if (data.length === 0) return emptyMessage();
-    // §7.1.1: with context takeover the next message may refer back into this one, so the
-    // connection keeps its own context and resets it only when restartDeflate asks.
+    return stripTrailer(this.#ownDeflater().process(data));
+  }
+
+  /**
+   * The connection's own deflate context (on-thread mode, our direction keeps context). §7.1.1:
+   * with context takeover the next message may refer back into this one, so the context is
+   * kept and reset only when restartDeflate asks.
+   */
+  #ownDeflater(): ZlibContext {
     const context = (this.#deflateContext ??= ZlibContext.create('deflate', { windowBits: zlibBits(this.#deflateBits), level: this.#level, memLevel: this.#memLevel })!);
     if (this.#deflateStale) {
       this.#deflateStale = false;
       context.reset();
     }
-    return stripTrailer(context.process(data));
+    return context;
+  }
+
+  /**
+   * compressFragmentSync compresses one piece of a message sent in fragments (`fin` on its last
+   * piece); only when canCompressSync. RFC 7692 §6.1: a compressed message's payload is the
+   * concatenation of its frames' payloads, so each piece ends on a sync flush (byte-aligned,
+   * the receiver can inflate it as it comes), and only the last drops the 00 00 ff ff the
+   * receiver puts back (§7.2.1; an empty last piece is the empty stored block's first byte,
+   * 0x00, as an empty message is, §7.2.3.6). Without context in our direction each piece is
+   * compressed from an empty window on the thread's shared context, as a message of its own:
+   * its blocks refer only to itself, so the concatenation is still one valid DEFLATE stream, and
+   * the connection holds no context between pieces. With context, the connection's own context
+   * runs across the pieces and on into the next message.
+   */
+  compressFragmentSync(data: Buffer, fin: boolean): Buffer {
+    if (!this.canCompressSync) throw new Error('compressFragmentSync needs canCompressSync');
+    if (this.#closed) throw new Error('the codec is closed');
+    if (data.length === 0) return fin ? emptyMessage() : EMPTY;
+    let out: Buffer;
+    if (this.#deflateNoContext) {
+      out = deflateWithoutContext(data, this.#deflateBits, this.#level, this.#memLevel);
+    } else {
+      const context = this.#ownDeflater();
+      out = context.process(data);
+    }
+    return fin ? stripTrailer(out) : out;
   }
 
   /**

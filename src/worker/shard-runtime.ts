@@ -16,6 +16,7 @@ import { IdleSweep } from './idle-sweep.ts';
 import { PeerMesh } from './peer-mesh.ts';
 import { slowClientPolicy } from './send-admission.ts';
 import { SocketIntake } from './socket-intake.ts';
+import { StallWatch } from './stall-watch.ts';
 import { TopicRegistry, primaryBridgeLink } from './topic-registry.ts';
 import { UpgradeHandler } from './upgrade.ts';
 
@@ -39,6 +40,7 @@ export class ShardRuntime {
   /** Connections with messages queued behind a slow socket: only their backlog counts for load. */
   readonly #backlogged = new Set<Connection>();
   readonly #idle: IdleSweep<Connection>;
+  readonly #stalls: StallWatch;
   readonly #post: (message: WorkerMessage) => void;
   #app: App<unknown> = {};
   #intake: SocketIntake | null = null;
@@ -61,6 +63,7 @@ export class ShardRuntime {
       sendPings: init.config.sendPings,
       logger: this.#logger,
     });
+    this.#stalls = new StallWatch(this.#backlogged, init.config.slowClientTimeout * 1000);
     const topics = this.#topics;
     const counters = this.#counters;
     this.shard = {
@@ -93,6 +96,8 @@ export class ShardRuntime {
         scheduler: new FlushScheduler(),
         counters: this.#slot,
         maxPayloadLength: config.maxPayloadLength,
+        reading: { maxFrameSize: config.maxFrameSize || Infinity, maxFragments: config.maxFragments || Infinity, validateUtf8: !config.skipUtf8Validation },
+        autoPong: config.autoPong,
         limits: { highWaterMark: config.highWaterMark, maxBackpressure: config.maxBackpressure },
         lowWaterMark: config.lowWaterMark,
         slowClient: slowClientPolicy(config.slowClient, app, this.#logger),
@@ -106,6 +111,7 @@ export class ShardRuntime {
     this.#beat();
     this.#heartbeat = setInterval(() => this.#beat(), HEARTBEAT_MS);
     this.#idle.start();
+    this.#stalls.start();
     await app.start?.(this.shard);
     if (this.#init.accept.mode === 'reuseport') await this.#intake.listenReusePort(this.#init.accept);
     this.#post({ type: 'ready' });
@@ -161,6 +167,7 @@ export class ShardRuntime {
     intake.closeAll();
     if (this.#heartbeat !== null) clearInterval(this.#heartbeat);
     this.#idle.stop();
+    this.#stalls.stop();
     try {
       await this.#app.stop?.(this.shard);
     } catch (error) {

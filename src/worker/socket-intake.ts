@@ -348,7 +348,7 @@ export class SocketIntake {
         }
         if (socket.destroyed) {
           this.#handshakeEnded(socket);
-          accepted.compression?.close();
+          this.#parts.upgrade.abort(accepted, 'the client went away before the 101');
           return;
         }
         socket.off('error', destroyOnError);

@@ -48,6 +48,8 @@ export interface AcceptedUpgrade {
   readonly remoteAddress: string;
   /** The 101 response, for the caller to write once it counts the socket as a connection. */
   readonly response: string;
+  /** The request as the app's `upgrade` saw it (null: the app has none), for `upgradeAborted`. */
+  readonly request: UpgradeRequest | null;
 }
 
 /** Drops the header entries an app left undefined. */
@@ -128,9 +130,10 @@ export class UpgradeHandler {
     let data: unknown = undefined;
     let protocol = '';
     let headers: Readonly<Record<string, string>> | undefined;
+    let request: UpgradeRequest | null = null;
     const app = this.#app;
     if (app.upgrade) {
-      const request: UpgradeRequest = {
+      request = {
         method: req.method,
         url: req.url,
         headers: req.headers,
@@ -167,8 +170,8 @@ export class UpgradeHandler {
         headers = definedHeaders(result.headers);
         if (result.protocol !== undefined) {
           if (!info.protocols.includes(result.protocol)) {
-            compression?.close();
             this.#logger.error({ protocol: result.protocol, offered: info.protocols }, 'app chose a subprotocol the client did not offer');
+            this.abort({ compression, request, data }, 'the app chose a subprotocol the client did not offer');
             return refused(500, 'invalid subprotocol choice', undefined, 'Internal Server Error');
           }
           protocol = result.protocol;
@@ -176,17 +179,34 @@ export class UpgradeHandler {
       }
     }
     if (socket.destroyed) {
-      compression?.close();
+      this.abort({ compression, request, data }, 'the client went away during the upgrade');
       return null;
     }
     let response;
     try {
       response = buildUpgradeResponse({ key: info.key, protocol: protocol || undefined, extensions, headers });
     } catch (error) {
-      compression?.close();
       this.#logger.error({ err: error }, 'invalid upgrade response headers from the app');
+      this.abort({ compression, request, data }, 'invalid response headers from the app');
       return refused(500, 'invalid response headers', undefined, 'Internal Server Error');
     }
-    return { data, protocol, extensions, compression, remoteAddress, response };
+    return { data, protocol, extensions, compression, remoteAddress, response, request };
+  }
+
+  /**
+   * An upgrade the app accepted will not open (the client left, or the response could not be
+   * made): the codec's memory goes, and the app's `upgradeAborted` releases what `upgrade`
+   * allocated for `data` (without it the data would be dropped silently).
+   */
+  abort(accepted: Pick<AcceptedUpgrade, 'compression' | 'request' | 'data'>, reason: string): void {
+    accepted.compression?.close();
+    const handler = this.#app.upgradeAborted;
+    if (handler === undefined || accepted.request === null) return;
+    this.#logger.debug({ url: accepted.request.url, reason }, 'upgrade aborted after the app accepted it');
+    try {
+      handler(accepted.request, accepted.data, reason);
+    } catch (error) {
+      this.#logger.error({ err: error }, 'app upgradeAborted handler threw');
+    }
   }
 }

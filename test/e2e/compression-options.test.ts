@@ -4,11 +4,9 @@
  * data both ways, and broadcasts mixed into connections that keep context (the bytes on the
  * wire, and ws and Chromium decoding them).
  */
-import { existsSync } from 'node:fs';
 import { constants, inflateRawSync } from 'node:zlib';
-import { chromium } from 'playwright-core';
-import type { Browser } from 'playwright-core';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { chromiumAvailable, useChromium } from './chromium.ts';
+import { afterEach, describe, expect, it } from 'vitest';
 import type { ClientOptions } from 'ws';
 import type { ShardServer } from '../../src/main/listen.ts';
 import type { DeflateOptions, DeflatePreset } from '../../src/shared/config.ts';
@@ -140,22 +138,12 @@ describe('broadcasts in every compressor mode', () => {
   );
 });
 
-const CHROMIUM = '/usr/bin/chromium';
-const runBrowser = existsSync(CHROMIUM) || process.env.CI === 'true';
-
-describe.skipIf(!runBrowser)('Chromium decodes broadcasts mixed into a context-takeover stream', () => {
-  let browser: Browser;
-
-  beforeAll(async () => {
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking'] });
-  }, 60_000);
-  afterAll(async () => {
-    await browser?.close();
-  });
+describe.skipIf(!chromiumAvailable)('Chromium decodes broadcasts mixed into a context-takeover stream', () => {
+  const browser = useChromium();
 
   it.each(['dedicated', 'dedicated-compressor-small', 'shared'] as const)('%s', async (deflate) => {
     const server = await startMix(deflate);
-    const page = await browser.newPage();
+    const page = await browser().newPage();
     const rounds = 20;
     const result = await page.evaluate(
       async ({ url, rounds, size }) => {

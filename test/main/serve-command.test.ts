@@ -14,12 +14,15 @@ const TABLE_FLAGS: readonly (readonly [flag: string, option: OptionName, raw: st
   ['backlog', 'backlog', '100', 100],
   ['max-connections', 'maxConnections', '5000', 5000],
   ['max-payload', 'maxPayloadLength', '1M', 1024 * 1024],
+  ['max-frame-size', 'maxFrameSize', '64K', 64 * 1024],
+  ['max-fragments', 'maxFragments', '1000', 1000],
   ['idle-timeout', 'idleTimeout', '2.5', 2.5],
   ['close-timeout', 'closeTimeout', '3', 3],
   ['max-backpressure', 'maxBackpressure', '8M', 8 * 1024 * 1024],
   ['high-water-mark', 'highWaterMark', '128K', 128 * 1024],
   ['low-water-mark', 'lowWaterMark', '32K', 32 * 1024],
   ['slow-client', 'slowClient', 'drop', 'drop'],
+  ['slow-client-timeout', 'slowClientTimeout', '30', 30],
   ['handshake-timeout', 'handshakeTimeout', '5', 5],
   ['max-handshakes', 'maxHandshakes', '100', 100],
   ['max-header-size', 'maxHeaderSize', '8K', 8 * 1024],
@@ -33,8 +36,8 @@ const TABLE_FLAGS: readonly (readonly [flag: string, option: OptionName, raw: st
   ['pool-size', 'poolSize', '64M', 64 * 1024 * 1024],
   ['pool-threshold', 'poolThreshold', '4K', 4 * 1024],
 ];
-/** The on/off flag: `--send-pings` / `--no-send-pings`. */
-const BOOLEAN_FLAGS = ['send-pings'];
+/** The on/off flags: `--send-pings` / `--no-send-pings`… */
+const BOOLEAN_FLAGS = ['send-pings', 'auto-pong', 'skip-utf8-validation'];
 /** Hand-made flags, as the help spells them. */
 const EXTRA_FLAGS = ['deflate[=PRESET[,FIELD=VALUE…]]', 'origin', 'tls-cert', 'tls-key', 'tls-ca', 'redis'];
 
@@ -79,13 +82,19 @@ describe('parseServeArgs', () => {
     const inHelp = helpFlags().map((f) => f.flag);
     expect(inHelp.sort()).toEqual([...TABLE_FLAGS.map(([flag]) => flag), ...BOOLEAN_FLAGS.map((f) => `[no-]${f}`), ...EXTRA_FLAGS].sort());
     const withFlag = (Object.entries(OPTIONS) as [OptionName, OptionSpec][]).filter(([, spec]) => spec.cli !== false).map(([name]) => name);
-    expect([...TABLE_FLAGS.map(([, option]) => option), 'sendPings'].sort()).toEqual(withFlag.sort());
+    expect([...TABLE_FLAGS.map(([, option]) => option), 'sendPings', 'autoPong', 'skipUtf8Validation'].sort()).toEqual(withFlag.sort());
   });
 
   it('turns pings on and off', () => {
     expect(parseServeArgs([]).options.sendPings).toBeUndefined();
     expect(parseServeArgs(['--send-pings']).options.sendPings).toBe(true);
     expect(parseServeArgs(['--no-send-pings']).options.sendPings).toBe(false);
+  });
+
+  it('turns the opt-outs for trusted peers on and off', () => {
+    expect(parseServeArgs(['--no-auto-pong', '--skip-utf8-validation']).options).toMatchObject({ autoPong: false, skipUtf8Validation: true });
+    expect(parseServeArgs([]).options.autoPong).toBeUndefined();
+    expect(resolveConfig(parseServeArgs([]).options, 1)).toMatchObject({ autoPong: true, skipUtf8Validation: false, maxFrameSize: 0, maxFragments: 0, slowClientTimeout: 0 });
   });
 
   it('gives what all the table flags produce to resolveConfig, which accepts it', () => {

@@ -48,6 +48,8 @@ async function start(options: ServerOptions = {}, app: App<unknown> = {}) {
     scheduler: new FlushScheduler(),
     counters: slot,
     maxPayloadLength: config.maxPayloadLength,
+    reading: { maxFrameSize: Infinity, maxFragments: Infinity, validateUtf8: true },
+    autoPong: true,
     limits: { highWaterMark: config.highWaterMark, maxBackpressure: config.maxBackpressure },
     lowWaterMark: config.lowWaterMark,
     slowClient: closeSlowClients,

@@ -75,6 +75,7 @@ describe('UpgradeHandler', () => {
       compression: null,
       remoteAddress: '203.0.113.9',
       response: `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${RFC_ACCEPT}\r\n\r\n`,
+      request: null,
     });
     expect(socket.chunks).toEqual([]);
     expect(socket.ended).toBe(false);
@@ -296,5 +297,58 @@ describe('UpgradeHandler with an app upgrade hook', () => {
     expect(close).toHaveBeenCalledTimes(1);
     expect(counters[Counter.HandshakesTotal]).toBe(1);
     expect(counters[Counter.HandshakesRejected]).toBe(0);
+  });
+
+  describe('upgradeAborted: the app accepted, the connection never opens', () => {
+    const aborting = (upgrade: App<unknown>['upgrade'], onAbort: App<unknown>['upgradeAborted'] = vi.fn()) => {
+      const app: App<unknown> = { upgrade, upgradeAborted: onAbort };
+      return { app, onAbort: onAbort as ReturnType<typeof vi.fn> };
+    };
+
+    it('gets the request and the data when the client went away while upgrade ran', async () => {
+      const socket = new RecordingSocket();
+      const { app, onAbort } = aborting(async () => {
+        socket.destroy();
+        return { data: { session: 42 } };
+      });
+      const upgrade = new UpgradeHandler(resolveConfig({}, 1), app, shard, silentLogger(), new WorkerCounters(1).slot(0));
+      expect(await upgrade.handle(fromIncomingMessage(request()), socket)).toBeNull();
+      expect(onAbort).toHaveBeenCalledTimes(1);
+      const [req, data, reason] = onAbort.mock.calls[0]!;
+      expect((req as UpgradeRequest).url).toBe('/chat?room=1');
+      expect(data).toEqual({ session: 42 });
+      expect(reason).toBe('the client went away during the upgrade');
+    });
+
+    it('gets them when the response the app asked for cannot be made (500)', async () => {
+      const badProtocol = aborting(() => ({ data: 'a', protocol: 'mqtt' }));
+      const first = await handler({}, badProtocol.app).run(request({ 'sec-websocket-protocol': 'chat' }));
+      expect(statusOf(first.socket)).toBe(500);
+      expect(badProtocol.onAbort.mock.calls.map(([, data, reason]) => [data, reason])).toEqual([['a', 'the app chose a subprotocol the client did not offer']]);
+      const badHeader = aborting(() => ({ data: 'b', headers: { 'X-A': 'v\r\nX-B: w' } }));
+      await handler({}, badHeader.app).run();
+      expect(badHeader.onAbort.mock.calls.map(([, data, reason]) => [data, reason])).toEqual([['b', 'invalid response headers from the app']]);
+    });
+
+    it('is called from abort() (the socket closed after the handler, before the 101), once, its error logged', async () => {
+      const onAbort = vi.fn(() => {
+        throw new Error('cleanup failed');
+      });
+      const { accepted } = await handler({}, { upgrade: () => ({ data: 7 }), upgradeAborted: onAbort }).run();
+      const upgrade = new UpgradeHandler(resolveConfig({}, 1), { upgradeAborted: onAbort }, shard, silentLogger(), new WorkerCounters(1).slot(0));
+      expect(() => upgrade.abort(accepted!, 'the client went away before the 101')).not.toThrow();
+      expect(onAbort).toHaveBeenCalledWith(accepted!.request, 7, 'the client went away before the 101');
+    });
+
+    it('is not called for a refusal, nor when the app has no upgrade handler', async () => {
+      const refusing = aborting(() => ({ reject: 401 }));
+      await handler({}, refusing.app).run();
+      expect(refusing.onAbort).not.toHaveBeenCalled();
+      const onAbort = vi.fn();
+      const socket = new RecordingSocket();
+      socket.destroy();
+      await new UpgradeHandler(resolveConfig({}, 1), { upgradeAborted: onAbort }, shard, silentLogger(), new WorkerCounters(1).slot(0)).handle(fromIncomingMessage(request()), socket);
+      expect(onAbort).not.toHaveBeenCalled();
+    });
   });
 });

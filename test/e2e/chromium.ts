@@ -1,0 +1,33 @@
+/**
+ * Headless Chromium for the browser suites: Debian's `/usr/bin/chromium`, driven by
+ * playwright-core (never a downloaded browser). CI installs it (.ci/run): there a missing
+ * browser is a failure, not a skip.
+ */
+import { existsSync } from 'node:fs';
+import { chromium } from 'playwright-core';
+import type { Browser } from 'playwright-core';
+import { afterAll, beforeAll } from 'vitest';
+
+export const CHROMIUM = '/usr/bin/chromium';
+
+/** Whether the browser suites run here. */
+export const chromiumAvailable = existsSync(CHROMIUM) || process.env.CI === 'true';
+
+export function launchChromium(): Promise<Browser> {
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+}
+
+/** One browser for the describe block that calls this (launched before its tests, closed after). */
+export function useChromium(): () => Browser {
+  let browser: Browser | undefined;
+  beforeAll(async () => {
+    browser = await launchChromium();
+  }, 60_000);
+  afterAll(async () => {
+    await browser?.close();
+  });
+  return () => browser!;
+}
