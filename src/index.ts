@@ -8,12 +8,14 @@ export type { BridgeStats, TopicBridge } from './main/topic-bridge.ts';
 export { defineApp, ReadyState } from './shared/app.ts';
 export type {
   App,
+  FragmentOptions,
   MessageData,
   Priority,
   SendOptions,
   SendStatus,
   ServerWebSocket,
   Shard,
+  SlowClientCause,
   SlowClientDecision,
   UpgradeAccept,
   UpgradeRejection,
@@ -22,6 +24,7 @@ export type {
   ResponseHeaders,
   WorkerStats,
 } from './shared/app.ts';
-export type { CompressionMode, DeflateConfig, LogLevel, ServerOptions, SlowClientPolicy } from './shared/config.ts';
+export type { CompressionMode, DeflateConfig, DeflateOptions, DeflatePreset, DeflateSide, LogLevel, ServerOptions, SlowClientPolicy } from './shared/config.ts';
+export { DEFLATE_PRESETS } from './shared/config.ts';
 export { CloseCode } from './shared/close.ts';
 export { HandshakeError, ProtocolError } from './shared/errors.ts';
