@@ -39,6 +39,12 @@ function written(socket: FakeSocket): { opcode: Opcode; payload: string }[] {
   return frames;
 }
 
+/** Waits (polling, at most 5 s) until `log` holds `count` reports: timers may run late on a loaded machine. */
+async function reports(log: Log, count: number): Promise<void> {
+  const deadline = Date.now() + 5000;
+  while (log.length < count && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+}
+
 function open(closeTimeout = 10): { socket: FakeSocket; connection: ClientConnection<Log>; log: Log } {
   const socket = new FakeSocket();
   const log: Log = [];
@@ -88,7 +94,8 @@ describe('ClientConnection', () => {
     expect(connection.state).toBe(2);
     await settle();
     expect(written(socket)).toEqual([{ opcode: Opcode.Close, payload: '\x03\xe8' }]);
-    await new Promise((resolve) => setTimeout(resolve, 150));
+    expect(log).toEqual([]);
+    await reports(log, 1);
     // No close frame came back: the handshake did not complete.
     expect(log).toEqual(['closed 1006 "" false']);
     expect(socket.destroyed).toBe(true);
@@ -101,7 +108,7 @@ describe('ClientConnection', () => {
     expect(connection.state).toBe(2);
     await settle();
     expect(written(socket)).toEqual([{ opcode: Opcode.Close, payload: '\x03\xea' }]);
-    await new Promise((resolve) => setTimeout(resolve, 150));
+    await reports(log, 2);
     expect(log).toEqual(['error WS_ERR_INVALID_OPCODE', 'closed 1006 "" false']);
   });
 
