@@ -63,7 +63,7 @@ export interface Backoff {
  * it, so that the clients of one restarted server do not all return in the same instant.
  */
 export function reconnectDelay(step: number, backoff: Backoff, random: () => number = Math.random): number {
-  // 2 ** 1023 would still be finite; capping the exponent keeps the product so.
+  // The exponent stops growing long after maxDelay is reached, so no run of failures overflows it.
   const base = Math.min(backoff.maxDelay, backoff.minDelay * 2 ** Math.min(step - 1, 64));
   return base * (1 - backoff.jitter * random());
 }

@@ -64,7 +64,7 @@ export function openTransport(target: Endpoint, options: ResolvedClientOptions, 
       return NOTHING_PENDING;
     }
     callback(null, socket);
-    return NOTHING_PENDING;
+    return { abort: () => socket.destroy() };
   }
   let made: Duplex | null = null;
   const tunnel = openProxyTunnel(options.proxy, authorityOf(target), options.proxyTls, (error, socket) => {
