@@ -1,11 +1,50 @@
 /** The `shardws` command, run as a user runs it (a child process on this Node). */
 import { spawn, spawnSync } from 'node:child_process';
+import type { ChildProcessByStdio } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 
 const CLI = fileURLToPath(new URL('../src/cli.ts', import.meta.url));
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const run = (...args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 20_000 });
+
+/** Broken apps live outside the project, where the type check does not see them. */
+const apps = mkdtempSync(join(tmpdir(), 'shardws-cli-'));
+afterAll(() => rmSync(apps, { recursive: true, force: true }));
+function app(name: string, source: string): string {
+  const path = join(apps, name);
+  writeFileSync(path, source);
+  return path;
+}
+
+type Child = ChildProcessByStdio<null, Readable, Readable>;
+
+/** Collects a child's output and resolves when `pattern` shows up in it (rejects if it exits first). */
+function waitFor(child: Child, stream: 'stdout' | 'stderr', pattern: RegExp): Promise<RegExpExecArray> {
+  return new Promise((resolve, reject) => {
+    let out = '';
+    child[stream].on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+      const match = pattern.exec(out);
+      if (match) resolve(match);
+    });
+    child.once('exit', (code) => reject(new Error(`exited with ${code} before ${pattern}: ${out}`)));
+  });
+}
+
+function collect(child: Child): { stdout: string; stderr: string } {
+  const output = { stdout: '', stderr: '' };
+  child.stdout.on('data', (chunk: Buffer) => (output.stdout += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (output.stderr += chunk.toString()));
+  return output;
+}
 
 describe('shardws CLI', () => {
   it('prints its version and help', () => {
@@ -35,6 +74,125 @@ describe('shardws CLI', () => {
     expect(result.stderr.trim().split('\n')).toHaveLength(1);
   });
 
+  it('documents its exit codes in both helps', () => {
+    for (const args of [['--help'], ['serve', '--help']]) {
+      const help = run(...args).stdout;
+      expect(help).toMatch(/Exit codes: 0 [^]*1 failed at run time[^]*2 bad command line/);
+    }
+  });
+
+  it.each([
+    [['serve', '--port', '-5'], '--port must be a whole number, got "-5"'],
+    [['serve', '--idle-timeout', '-1'], '--idle-timeout must be a number >= 0, got "-1"'],
+    [['serve', '--log-format', 'xml'], '--log-format must be one of auto, json, pretty, got xml'],
+  ])('reads a negative or bad value as its own flag: %j', (args, message) => {
+    const result = run(...args);
+    expect(result.status).toBe(2);
+    expect(result.stderr).toBe(`shardws: ${message}\n`);
+  });
+
+  it('checks the app path before starting any worker: one line, exit code 2', () => {
+    const result = run('serve', join(apps, 'missing.ts'), '--port', '0', '--workers', '2');
+    expect(result.status).toBe(2);
+    expect(result.stderr).toBe(`shardws: app not found: ${join(apps, 'missing.ts')}\n`);
+    expect(result.stdout).toBe('');
+  });
+
+  it.each([
+    ['a syntax error', 'syntax.ts', 'export default {\n  message(ws, d) {\n    ws.send(d\n  }\n};\n', ':4: SyntaxError: '],
+    ['a throw at the top level', 'throws.ts', 'const a = 1;\nthrow new Error(`broken ${a}`);\nexport default {};\n', ':2: Error: broken 1'],
+    ['an enum (not type-strippable)', 'enum.ts', 'enum Mode { A }\nexport default { mode: Mode.A };\n', ':1: SyntaxError: TypeScript enum is not supported'],
+  ])('reports %s in the app as one line with its file:line, exit code 1, no stack', (_what, file, source, expected) => {
+    const path = app(file, source);
+    const result = run('serve', path, '--port', '0', '--workers', '2', '--log-format', 'json');
+    expect(result.status).toBe(1);
+    const lines = result.stderr.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toContain(`shardws: ${path}${expected}`);
+    // Nothing on stdout repeats it (no log record with a stack per worker).
+    expect(result.stdout).not.toContain('stack');
+    expect(result.stdout).not.toContain('"level":50');
+  });
+
+  it('hints that the enum needs a build', () => {
+    const result = run('serve', app('enum2.ts', 'enum E { A }\nexport default {};\n'), '--port', '0', '--workers', '1');
+    expect(result.stderr).toContain('compile with tsc');
+  });
+
+  it('says in one line that the port is taken, with --port, exit code 1', async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const { port } = taken.address() as AddressInfo;
+    try {
+      const result = await new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
+        const child = spawn(process.execPath, [CLI, 'serve', '--port', String(port), '--host', '127.0.0.1', '--workers', '2', '--log-format', 'json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+        const output = collect(child);
+        child.once('exit', (status) => resolve({ status, ...output }));
+      });
+      expect(result.status).toBe(1);
+      expect(result.stderr).toBe(`shardws: port ${port} on 127.0.0.1 is already in use (another server?); pick another with --port\n`);
+      expect(result.stdout).not.toContain('"level":50');
+      expect(result.stdout).not.toContain('stack');
+    } finally {
+      taken.close();
+    }
+  });
+
+  it('prints one human line when ready: on stderr beside JSON logs, as the pretty log line otherwise', async () => {
+    for (const format of ['json', 'pretty'] as const) {
+      const child = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--host', '127.0.0.1', '--workers', '2', '--log-format', format], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const output = collect(child);
+      try {
+        const ready = await waitFor(child, format === 'json' ? 'stderr' : 'stdout', /listening on http:\/\/127\.0\.0\.1:(\d+) — 2 workers; demo at \/, echo at \/echo(\n|  )/);
+        const exited = new Promise((resolve) => child.once('exit', resolve));
+        child.kill('SIGTERM');
+        await exited;
+        const human = `${output.stdout}${output.stderr}`.split('\n').filter((line) => !line.startsWith('{'));
+        expect(human.filter((line) => line.includes('listening on http:')), format).toHaveLength(1);
+        if (format === 'json') {
+          expect(output.stderr).toBe(`shardws: ${ready[0]}`);
+          for (const line of output.stdout.trim().split('\n')) expect(() => JSON.parse(line), line).not.toThrow();
+        } else {
+          expect(output.stderr).toBe('');
+          expect(output.stdout).not.toContain('{"level"');
+          expect(output.stdout).toMatch(/^\d\d:\d\d:\d\d\.\d{3} INFO  primary listening on http:/m);
+        }
+      } finally {
+        child.kill('SIGKILL');
+      }
+    }
+  });
+
+  it('npm start hands SIGTERM on to the server (no shell left between npm and node)', async () => {
+    const npm = spawnSync('npm', ['--version'], { encoding: 'utf8' });
+    if (npm.status !== 0) return expect.soft(npm.status, 'npm is not on PATH').toBe(0);
+    const child = spawn('npm', ['start', '--silent', '--', '--port', '0', '--host', '127.0.0.1', '--workers', '1', '--log-format', 'json'], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    try {
+      const [, pid] = await waitFor(child, 'stdout', /"pid":(\d+)[^\n]*listening on/);
+      const server = Number(pid);
+      expect(server).not.toBe(child.pid);
+      const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+      child.kill('SIGTERM'); // what a supervisor sends: to npm's pid only
+      expect(await exited).toBe(0);
+      // The server got the signal and stopped, rather than running on without a parent.
+      const alive = (): boolean => {
+        try {
+          process.kill(server, 0);
+          return true;
+        } catch {
+          return false;
+        }
+      };
+      for (let i = 0; i < 100 && alive(); i++) await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(alive()).toBe(false);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+
   it('serves the demo: /echo works and SIGTERM shuts it down gracefully', async () => {
     const child = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--host', '127.0.0.1', '--workers', '2', '--deflate'], {
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -44,7 +202,7 @@ describe('shardws CLI', () => {
         let out = '';
         child.stdout.on('data', (chunk: Buffer) => {
           out += chunk.toString();
-          const match = /"port":(\d+).*shardws listening/.exec(out);
+          const match = /"port":(\d+).*listening on/.exec(out);
           if (match) resolve(Number(match[1]));
         });
         child.once('exit', (code) => reject(new Error(`exited with ${code}: ${out}`)));

@@ -9,10 +9,13 @@ describe('resolveConfig defaults', () => {
   it('takes every scalar default from the OPTIONS table, and the workers from the caller', () => {
     const config = resolveConfig({}, 6);
     for (const [name, spec] of Object.entries(OPTIONS) as [keyof typeof OPTIONS, OptionSpec][]) {
-      if (name === 'workers') continue;
+      if (name === 'workers' || name === 'logFormat') continue;
       expect(config[name], name).toBe(spec.default);
     }
     expect(config.workers).toBe(6);
+    // `auto` is listen()'s to decide from its stdout; a config made without it logs JSON.
+    expect(config.logFormat).toBe('json');
+    expect(resolveConfig({ logFormat: 'pretty' }, 1).logFormat).toBe('pretty');
     expect(config).toMatchObject({ app: null, deflate: null, tls: null, origins: null, bridged: false });
     // Nothing beyond the table and the structured options.
     expect(Object.keys(config).sort()).toEqual([...Object.keys(OPTIONS), 'app', 'deflate', 'tls', 'origins', 'bridged'].sort());

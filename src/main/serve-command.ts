@@ -79,7 +79,14 @@ export const SERVE_HELP = (() => {
     lines.push(helpLine(`--${flag} ${spec.cli as string}`, doc));
   }
   for (const [flag, placeholder, doc] of EXTRA_FLAGS) lines.push(helpLine(`--${flag}${placeholder === '' ? '' : ` ${placeholder}`}`, doc));
-  lines.push(helpLine('-h, --help', 'this help'), '');
+  lines.push(
+    helpLine('-h, --help', 'this help'),
+    '',
+    'Logs go to stdout: pretty lines on a terminal, JSON lines (pino) otherwise (--log-format).',
+    'Exit codes: 0 stopped by SIGINT or SIGTERM; 1 failed at run time (the app does not load, the',
+    'port is taken); 2 bad command line (unknown option, bad value, app file not found).',
+    '',
+  );
   return lines.join('\n');
 })();
 

@@ -12,6 +12,8 @@ import { DEFAULT_LEVEL, DEFAULT_MEM_LEVEL, DEFAULT_THRESHOLD } from './permessag
 export type CompressionMode = 'shared' | 'dedicated';
 export type SlowClientPolicy = 'close' | 'drop' | 'custom';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+/** `pretty`: one readable line per record, for people; `json`: one JSON object per line (pino); `auto`: pretty when stdout is a terminal. */
+export type LogFormat = 'auto' | 'json' | 'pretty';
 
 export interface DeflateConfig {
   /** `shared`: server_no_context_takeover, one compressor per worker; `dedicated`: one per connection. */
@@ -80,6 +82,7 @@ export interface ServerOptions {
   /** Path of the JSON health endpoint (200 when every worker beats, else 503); empty disables. */
   readonly healthPath?: string;
   readonly logLevel?: LogLevel;
+  readonly logFormat?: LogFormat;
   /** Seconds to wait for close handshakes on shutdown. */
   readonly shutdownGrace?: number;
   /** Seconds without a heartbeat after which a worker is deemed hung and replaced. */
@@ -124,6 +127,8 @@ export interface ServerConfig {
   readonly metricsPath: string;
   readonly healthPath: string;
   readonly logLevel: LogLevel;
+  /** `auto` is decided by listen() from the primary's stdout before any worker starts. */
+  readonly logFormat: Exclude<LogFormat, 'auto'>;
   readonly shutdownGrace: number;
   readonly heartbeatTimeout: number;
   readonly poolSize: number;
@@ -182,6 +187,7 @@ export const OPTIONS: { readonly [K in ScalarOption]: OptionSpec } = {
   metricsPath: { kind: 'path', default: '', cli: 'PATH', doc: 'serve Prometheus metrics at PATH' },
   healthPath: { kind: 'path', default: '', cliDefault: '/health', cli: 'PATH', doc: 'serve a JSON health check at PATH' },
   logLevel: { kind: 'choice', default: 'info', values: LOG_LEVELS, cli: 'LEVEL', doc: 'log level' },
+  logFormat: { kind: 'choice', default: 'auto', values: ['auto', 'json', 'pretty'], cli: 'FORMAT', doc: 'log lines as json or pretty; auto: pretty when stdout is a terminal' },
   shutdownGrace: { kind: 'seconds', default: 10, max: 300, wasMilliseconds: true, cli: 'SECS', doc: 'time connections get to close on shutdown' },
   heartbeatTimeout: { kind: 'seconds', default: 10, max: 300, wasMilliseconds: true, cli: 'SECS', doc: 'replace a worker whose heartbeat is this late' },
   workerYoungGenerationSize: { kind: 'bytes', default: 16 * MiB, min: 0, max: 1024 * MiB, cli: 'BYTES', doc: "each worker's V8 young generation (whole MiB; 0: V8 decides)" },
@@ -270,6 +276,8 @@ export function resolveConfig(options: ServerOptions, defaultWorkers: number, br
   }
   // One per core by default, on a host of any size.
   if (options.workers === undefined) scalars.workers = Math.max(1, Math.min(MAX_WORKERS, Math.floor(defaultWorkers)));
+  // listen() decides `auto` from its stdout first; a config made without it gets JSON.
+  if (scalars.logFormat === 'auto') scalars.logFormat = 'json';
   const values = scalars as Omit<ServerConfig, 'app' | 'deflate' | 'tls' | 'origins' | 'bridged'>;
   if (values.lowWaterMark > values.highWaterMark) throw new RangeError('option lowWaterMark must not exceed highWaterMark');
   if (values.maxBackpressure < values.highWaterMark) throw new RangeError('option maxBackpressure must be at least highWaterMark');

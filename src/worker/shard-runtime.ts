@@ -50,7 +50,7 @@ export class ShardRuntime {
     this.#init = init;
     this.#config = init.config;
     this.#post = post;
-    this.#logger = createLogger(init.config.logLevel, { worker: init.id });
+    this.#logger = createLogger(init.config.logLevel, init.config.logFormat, { worker: init.id });
     this.#counters = new WorkerCounters(init.counters);
     this.#slot = this.#counters.slot(init.id);
     const pool = SlabPool.attach(init.pool, { worker: init.id });
@@ -151,7 +151,8 @@ export class ShardRuntime {
     this.#stopping = true;
     const intake = this.#intake!;
     intake.stop();
-    this.#logger.info({ connections: this.#connections.size }, 'shutting down: closing connections with 1001');
+    const open = this.#connections.size;
+    this.#logger[open > 0 ? 'info' : 'debug']({ connections: open }, 'shutting down: closing connections with 1001');
     for (const connection of this.#connections) connection.close(CloseCode.GoingAway, 'server shutting down');
     const deadline = Date.now() + grace * 1000;
     while (this.#connections.size > 0 && Date.now() < deadline) {

@@ -27,6 +27,7 @@ const TABLE_FLAGS: readonly (readonly [flag: string, option: OptionName, raw: st
   ['metrics-path', 'metricsPath', '/metrics', '/metrics'],
   ['health-path', 'healthPath', '/h', '/h'],
   ['log-level', 'logLevel', 'warn', 'warn'],
+  ['log-format', 'logFormat', 'pretty', 'pretty'],
   ['shutdown-grace', 'shutdownGrace', '0.5', 0.5],
   ['heartbeat-timeout', 'heartbeatTimeout', '20', 20],
   ['worker-young-size', 'workerYoungGenerationSize', '32M', 32 * 1024 * 1024],
