@@ -27,15 +27,16 @@ app file not found).
 `;
 
 /** One line for the errors a person meets when a server cannot start, with what to change. */
-function startFailure(error: NodeJS.ErrnoException & { port?: number; address?: string }): string | null {
+function startFailure(error: NodeJS.ErrnoException & { port?: number; address?: string; flag?: string }): string | null {
+  const flag = error.flag ?? '--port';
   const where = error.address === undefined || error.address === '::' || error.address === '0.0.0.0' ? '' : ` on ${error.address}`;
   switch (error.code) {
     case 'EADDRINUSE':
-      return `port ${error.port}${where} is already in use (another server?); pick another with --port`;
+      return `port ${error.port}${where} is already in use (another server?); pick another with ${flag}`;
     case 'EACCES':
-      return `no permission to listen on port ${error.port}${where} (ports below 1024 need privileges); pick another with --port`;
+      return `no permission to listen on port ${error.port}${where} (ports below 1024 need privileges); pick another with ${flag}`;
     case 'EADDRNOTAVAIL':
-      return `cannot listen on ${error.address ?? 'that address'}: it is not an address of this machine (--host)`;
+      return `cannot listen on ${error.address ?? 'that address'}: it is not an address of this machine (${flag === '--port' ? '--host' : '--admin-host'})`;
     case 'ENOTFOUND':
       return `cannot listen on --host ${(error as { hostname?: string }).hostname ?? ''}: the name does not resolve`;
     default:
@@ -79,7 +80,8 @@ async function main(argv: string[]): Promise<number> {
   const server = await listen({ ...options, handleSignals: true, bridge });
   // One human line that the server is up: the pretty log already says it when it shows info.
   if (server.config.logFormat === 'json' || !server.logger.isLevelEnabled('info')) {
-    process.stderr.write(`shardws: ${readyMessage(serverUrl(server.address(), server.config.tls !== null), server.config)}\n`);
+    const admin = server.adminAddress();
+    process.stderr.write(`shardws: ${readyMessage(serverUrl(server.address(), server.config.tls !== null), server.config, admin === null ? null : serverUrl(admin, false))}\n`);
   }
   return -1; // keep running until a signal closes the server
 }

@@ -138,6 +138,20 @@ describe('shardws CLI', () => {
     }
   });
 
+  it('names the admin listener in the ready line, and --admin-port when its port is taken', async () => {
+    const child = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--host', '127.0.0.1', '--workers', '1', '--admin-port', '0', '--log-format', 'json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    try {
+      const [, admin] = await waitFor(child, 'stderr', /; metrics at http:\/\/127\.0\.0\.1:(\d+)\/metrics\n/);
+      const metrics = await fetch(`http://127.0.0.1:${admin}/metrics`);
+      expect(metrics.status).toBe(200);
+      const taken = run('serve', '--port', '0', '--workers', '1', '--admin-port', admin!, '--log-format', 'json');
+      expect(taken.status).toBe(1);
+      expect(taken.stderr).toBe(`shardws: port ${admin} on 127.0.0.1 is already in use (another server?); pick another with --admin-port\n`);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+
   it('prints one human line when ready: on stderr beside JSON logs, as the pretty log line otherwise', async () => {
     for (const format of ['json', 'pretty'] as const) {
       const child = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--host', '127.0.0.1', '--workers', '2', '--log-format', format], { stdio: ['ignore', 'pipe', 'pipe'] });

@@ -188,6 +188,17 @@ describe('resolveConfig validation, by kind', () => {
     expect(resolveConfig({ statsPath: '/stats', metricsPath: '/metrics', healthPath: '' }, 1)).toMatchObject({ statsPath: '/stats', metricsPath: '/metrics', healthPath: '' });
   });
 
+  it('port: takes a port, 0 (a free one) or null (no listener), and refuses anything else', () => {
+    expect(resolveConfig({}, 1).adminPort).toBeNull();
+    expect(resolveConfig({ adminPort: 0 }, 1).adminPort).toBe(0);
+    expect(resolveConfig({ adminPort: 9464 }, 1).adminPort).toBe(9464);
+    expect(resolveConfig({ adminPort: null }, 1).adminPort).toBeNull();
+    for (const value of [-1, 65536, 1.5, '9464']) {
+      expect(() => resolve({ adminPort: value })).toThrow(RangeError);
+      expect(() => resolve({ adminPort: value })).toThrow(`option adminPort must be a port from 0 to 65535 (or null for none), got ${String(value)}`);
+    }
+  });
+
   it('boolean: refuses anything but true and false', () => {
     for (const value of ['yes', 1, 0, 'false', null]) {
       expect(() => resolve({ sendPings: value })).toThrow(TypeError);

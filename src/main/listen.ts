@@ -14,6 +14,8 @@ import { LeastLoadedBalancer } from './balancer.ts';
 import { acceptModeFor } from './accept-mode.ts';
 import { BridgeRouter } from './bridge-router.ts';
 import { ShardSupervisor } from './shard-supervisor.ts';
+import { AdminListener } from './admin-listener.ts';
+import { ThreadSampler } from '../runtime/thread-sampler.ts';
 import { assertAppExists } from '../worker/app-loader.ts';
 import type { BridgeStats, TopicBridge } from './topic-bridge.ts';
 
@@ -38,6 +40,8 @@ export interface ShardServer {
   readonly config: ServerConfig;
   readonly logger: Logger;
   address(): AddressInfo;
+  /** Where the admin listener (adminPort) listens; null without one. */
+  adminAddress(): AddressInfo | null;
   stats(): ServerStats;
   /** Sends to every subscriber of `topic` on every worker. */
   publish(topic: string, data: MessageData, options?: SendOptions): void;
@@ -57,9 +61,10 @@ export function serverUrl(address: AddressInfo, tls: boolean): string {
 }
 
 /** The one line that says the server is up, where, and (for the demo) what to open. */
-export function readyMessage(url: string, config: ServerConfig): string {
+export function readyMessage(url: string, config: ServerConfig, adminUrl: string | null = null): string {
   const workers = `${config.workers} worker${config.workers === 1 ? '' : 's'}`;
-  return `listening on ${url} — ${workers}${config.app === null ? '; demo at /, echo at /echo' : ''}`;
+  const admin = adminUrl === null ? '' : `; metrics at ${adminUrl}/metrics`;
+  return `listening on ${url} — ${workers}${config.app === null ? '; demo at /, echo at /echo' : ''}${admin}`;
 }
 
 /**
@@ -71,6 +76,7 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
   const config = resolveConfig({ ...options, logFormat: concreteLogFormat(options.logFormat) }, availableParallelism(), options.bridge !== undefined);
   assertAppExists(config.app);
   const logger = createLogger(config.logLevel, config.logFormat, { role: 'primary' });
+  let admin: AdminListener | null = null;
   const counters = new WorkerCounters(config.workers);
   const pool = SlabPool.create({ pageSize: POOL_PAGE, pageCount: Math.max(4, Math.floor(config.poolSize / POOL_PAGE)), maxWorkers: config.workers });
   const balancer = new LeastLoadedBalancer(counters);
@@ -140,6 +146,7 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
       const { port } = server.address() as AddressInfo;
       await supervisor.start({ mode, port, host: config.host, backlog: config.backlog });
     }
+    if (config.adminPort !== null) admin = await AdminListener.start(config.adminPort, config.adminHost, counters, logger.child({ component: 'admin' }));
   } catch (error) {
     await supervisor.stop(0);
     await router?.close();
@@ -151,10 +158,16 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
   const address = server.address() as AddressInfo;
   if (mode === 'reuseport') server.close();
   const url = serverUrl(address, config.tls !== null);
+  const adminUrl = admin === null ? null : serverUrl(admin.address(), false);
   logger.info(
-    { url, address: address.address, port: address.port, workers: config.workers, deflate: config.deflate?.mode ?? 'off', tls: config.tls !== null, accept: mode },
-    readyMessage(url, config),
+    { url, address: address.address, port: address.port, workers: config.workers, deflate: config.deflate?.mode ?? 'off', tls: config.tls !== null, accept: mode, ...(adminUrl === null ? {} : { admin: adminUrl }) },
+    readyMessage(url, config, adminUrl),
   );
+  // The primary's own row in the per-thread metrics (its event loop accepts every connection).
+  const sampler = new ThreadSampler(counters.server);
+  sampler.sample();
+  const sampling = setInterval(() => sampler.sample(), 1000);
+  sampling.unref();
   if (mode === 'reuseport') {
     logger.info(`Node ${process.versions.node} cannot transfer sockets between threads, so each worker accepts on the port (SO_REUSEPORT) and the kernel spreads connections`);
   }
@@ -168,7 +181,9 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
       process.off('SIGHUP', onHangup);
       const listenerClosed = new Promise<void>((resolve) => (server.listening ? server.close(() => resolve()) : resolve()));
       for (const socket of refusing) socket.destroy();
-      await Promise.all([listenerClosed, supervisor.stop(config.shutdownGrace)]);
+      clearInterval(sampling);
+      sampler.stop();
+      await Promise.all([listenerClosed, supervisor.stop(config.shutdownGrace), admin?.close()]);
       await router?.close();
       logger.info('stopped');
     })();
@@ -196,6 +211,7 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
     config,
     logger,
     address: () => address,
+    adminAddress: () => admin?.address() ?? null,
     stats: (): ServerStats => {
       const workers = counters.allStats();
       return {

@@ -46,7 +46,8 @@ function describeDefault(name: OptionName, spec: OptionSpec): string {
     case 'seconds':
       return `${spec.default}`;
     case 'path':
-      return spec.cliDefault ?? 'off';
+    case 'port':
+      return spec.default === null || spec.default === '' ? 'off' : String(spec.default);
     case 'boolean':
       return spec.default ? 'on' : 'off';
     case 'text':
@@ -95,6 +96,7 @@ function flagValue(flag: string, name: OptionName, spec: OptionSpec, raw: string
   let value: unknown = raw;
   switch (spec.kind) {
     case 'count':
+    case 'port':
       value = wholeNumber(flag, raw as string);
       break;
     case 'bytes':
@@ -155,7 +157,6 @@ export function parseServeArgs(args: readonly string[]): ServeCommand {
   for (const [flag, [name, spec]] of FLAGS) {
     const raw = values[flag] as string | boolean | undefined;
     if (raw !== undefined) options[name] = flagValue(flag, name, spec, raw);
-    else if (spec.kind === 'path' && spec.cliDefault !== undefined) options[name] = spec.cliDefault;
   }
   options.port ??= OPTIONS.port.default;
 

@@ -75,7 +75,14 @@ export interface ServerOptions {
   readonly maxHeaderSize?: number;
   /** When set, upgrades whose Origin is not listed get 403. */
   readonly origins?: readonly string[];
-  /** Path that serves per-worker counters as JSON; empty string disables. */
+  /**
+   * Port of the admin listener, which serves /metrics, /stats and /health from the primary, apart
+   * from the clients' port; null (the default) for none, 0 for a free one.
+   */
+  readonly adminPort?: number | null;
+  /** Address of the admin listener; localhost by default, so that only this machine reaches it. */
+  readonly adminHost?: string;
+  /** Path on the clients' port that serves per-worker counters as JSON; empty string (the default) disables. */
   readonly statsPath?: string;
   /** Path of the Prometheus text endpoint; empty string (the default) disables. */
   readonly metricsPath?: string;
@@ -123,6 +130,8 @@ export interface ServerConfig {
   readonly maxHandshakes: number;
   readonly maxHeaderSize: number;
   readonly origins: readonly string[] | null;
+  readonly adminPort: number | null;
+  readonly adminHost: string;
   readonly statsPath: string;
   readonly metricsPath: string;
   readonly healthPath: string;
@@ -153,7 +162,9 @@ export type OptionSpec = { readonly doc: string; readonly cli: string | false } 
   | { readonly kind: 'bytes'; readonly default: number; readonly min: number; readonly max: number }
   | { readonly kind: 'seconds'; readonly default: number; readonly max: number; readonly wasMilliseconds?: true }
   | { readonly kind: 'choice'; readonly default: string; readonly values: readonly string[] }
-  | { readonly kind: 'path'; readonly default: string; readonly cliDefault?: string }
+  | { readonly kind: 'path'; readonly default: string }
+  /** A TCP port, or null for no listener at all. */
+  | { readonly kind: 'port'; readonly default: number | null }
   | { readonly kind: 'boolean'; readonly default: boolean }
   | { readonly kind: 'text'; readonly default: string | undefined }
 );
@@ -183,9 +194,11 @@ export const OPTIONS: { readonly [K in ScalarOption]: OptionSpec } = {
   handshakeTimeout: { kind: 'seconds', default: 10, max: 120, wasMilliseconds: true, cli: 'SECS', doc: 'time a client has for TLS and its upgrade request' },
   maxHandshakes: { kind: 'count', default: 4096, min: 1, max: Number.MAX_SAFE_INTEGER, cli: 'N', doc: 'handshakes in progress per worker before 503' },
   maxHeaderSize: { kind: 'bytes', default: 16 * KiB, min: KiB, max: MiB, cli: 'BYTES', doc: 'largest upgrade request head (431 past it)' },
-  statsPath: { kind: 'path', default: '', cliDefault: '/stats', cli: 'PATH', doc: 'serve per-worker counters as JSON at PATH' },
-  metricsPath: { kind: 'path', default: '', cli: 'PATH', doc: 'serve Prometheus metrics at PATH' },
-  healthPath: { kind: 'path', default: '', cliDefault: '/health', cli: 'PATH', doc: 'serve a JSON health check at PATH' },
+  adminPort: { kind: 'port', default: null, cli: 'N', doc: 'serve /metrics, /stats and /health on this port, apart from the clients (0 picks a free one)' },
+  adminHost: { kind: 'text', default: '127.0.0.1', cli: 'ADDR', doc: 'address of the admin listener' },
+  statsPath: { kind: 'path', default: '', cli: 'PATH', doc: "also serve per-worker counters as JSON at PATH on the clients' port" },
+  metricsPath: { kind: 'path', default: '', cli: 'PATH', doc: "also serve Prometheus metrics at PATH on the clients' port" },
+  healthPath: { kind: 'path', default: '', cli: 'PATH', doc: "also serve a JSON health check at PATH on the clients' port" },
   logLevel: { kind: 'choice', default: 'info', values: LOG_LEVELS, cli: 'LEVEL', doc: 'log level' },
   logFormat: { kind: 'choice', default: 'auto', values: ['auto', 'json', 'pretty'], cli: 'FORMAT', doc: 'log lines as json or pretty; auto: pretty when stdout is a terminal' },
   shutdownGrace: { kind: 'seconds', default: 10, max: 300, wasMilliseconds: true, cli: 'SECS', doc: 'time connections get to close on shutdown' },
@@ -233,6 +246,12 @@ export function optionValue(name: string, spec: OptionSpec, value: unknown): unk
     case 'path':
       if (value === '') return '';
       if (typeof value !== 'string' || !value.startsWith('/')) throw new RangeError(`option ${name} must start with "/", got ${String(value)}`);
+      return value;
+    case 'port':
+      if (value === null) return null;
+      if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > 65535) {
+        throw new RangeError(`option ${name} must be a port from 0 to 65535 (or null for none), got ${String(value)}`);
+      }
       return value;
     case 'boolean':
       if (typeof value !== 'boolean') throw new TypeError(`option ${name} must be true or false, got ${String(value)}`);

@@ -8,6 +8,7 @@ import type { PrimaryMessage, WorkerInit, WorkerMessage } from '../shared/thread
 import { Counter, WorkerCounters } from '../shared/worker-counters.ts';
 import { FlushScheduler } from '../runtime/frame-flush.ts';
 import { createLogger } from '../runtime/logger.ts';
+import { ThreadSampler } from '../runtime/thread-sampler.ts';
 import { loadApp } from './app-loader.ts';
 import { kLastActive } from './connection.ts';
 import type { Connection } from './connection.ts';
@@ -43,6 +44,7 @@ export class ShardRuntime {
   #app: App<unknown> = {};
   #intake: SocketIntake | null = null;
   #heartbeat: NodeJS.Timeout | null = null;
+  #sampler: ThreadSampler | null = null;
   #stopping = false;
   readonly shard: Shard;
 
@@ -103,6 +105,7 @@ export class ShardRuntime {
         closed: (connection) => this.#connections.delete(connection),
       },
     });
+    this.#sampler = new ThreadSampler(this.#slot);
     this.#beat();
     this.#heartbeat = setInterval(() => this.#beat(), HEARTBEAT_MS);
     this.#idle.start();
@@ -143,6 +146,7 @@ export class ShardRuntime {
     let buffered = 0;
     for (const connection of this.#backlogged) buffered += connection.bufferedAmount;
     this.#slot[Counter.BufferedBytes] = buffered;
+    this.#sampler?.sample();
   }
 
   /** Closes every connection with 1001, waits up to `grace` seconds for them, then stops. */
@@ -161,6 +165,7 @@ export class ShardRuntime {
     for (const connection of this.#connections) connection.terminate();
     intake.closeAll();
     if (this.#heartbeat !== null) clearInterval(this.#heartbeat);
+    this.#sampler?.stop();
     this.#idle.stop();
     try {
       await this.#app.stop?.(this.shard);

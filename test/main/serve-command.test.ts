@@ -23,6 +23,8 @@ const TABLE_FLAGS: readonly (readonly [flag: string, option: OptionName, raw: st
   ['handshake-timeout', 'handshakeTimeout', '5', 5],
   ['max-handshakes', 'maxHandshakes', '100', 100],
   ['max-header-size', 'maxHeaderSize', '8K', 8 * 1024],
+  ['admin-port', 'adminPort', '9464', 9464],
+  ['admin-host', 'adminHost', '0.0.0.0', '0.0.0.0'],
   ['stats-path', 'statsPath', '/s', '/s'],
   ['metrics-path', 'metricsPath', '/metrics', '/metrics'],
   ['health-path', 'healthPath', '/h', '/h'],
@@ -59,8 +61,8 @@ const usageError = (args: string[]): Error => {
 };
 
 describe('parseServeArgs', () => {
-  it('sets the CLI defaults: port 8080, /stats and /health on, nothing else', () => {
-    expect(parseServeArgs([])).toEqual({ options: { app: undefined, port: 8080, statsPath: '/stats', healthPath: '/health' }, redis: undefined, help: false });
+  it('sets the CLI default port 8080 and nothing else: no stats, health or metrics on the clients\' port', () => {
+    expect(parseServeArgs([])).toEqual({ options: { app: undefined, port: 8080 }, redis: undefined, help: false });
   });
 
   it('takes one positional APP module', () => {
@@ -242,9 +244,11 @@ describe('SERVE_HELP', () => {
     expect(line('max-payload')).toContain('(default 16M)');
     expect(line('high-water-mark')).toContain('(default 64K)');
     expect(line('idle-timeout')).toContain('(default 120)');
-    expect(line('stats-path')).toContain('(default /stats)');
-    expect(line('health-path')).toContain('(default /health)');
+    expect(line('stats-path')).toContain('(default off)');
+    expect(line('health-path')).toContain('(default off)');
     expect(line('metrics-path')).toContain('(default off)');
+    expect(line('admin-port')).toContain('(default off)');
+    expect(line('admin-host')).toContain('(default 127.0.0.1)');
     expect(line('[no-]send-pings')).toContain('(default on)');
     expect(line('log-level')).toContain('(default info)');
   });
