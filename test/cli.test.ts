@@ -66,6 +66,9 @@ describe('shardws CLI', () => {
     [['serve', '--deflate=fast'], /--deflate must be shared or dedicated/],
     [['serve', '--workers', '0'], /workers must be an integer from 1/],
     [['serve', '--tls-cert', 'x.pem'], /--tls-cert and --tls-key go together/],
+    [['serve', '--app-options', '{a'], /--app-options must be JSON/],
+    [['serve', '--deflate-level', '3'], /--deflate-level needs --deflate/],
+    [['serve', '--admin-port', '70000'], /--admin-port must be a port from 0 to 65535/],
     [['frobnicate'], /unknown command/],
   ])('refuses %j with one clear line and exit code 2', (args, message) => {
     const result = run(...args);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DEFLATE_DEFAULTS, OPTIONS, optionValue, resolveConfig } from '../src/shared/config.ts';
+import { DEFLATE_DEFAULTS, DEFLATE_OPTIONS, OPTIONS, optionValue, resolveConfig } from '../src/shared/config.ts';
 import type { OptionSpec, ServerOptions } from '../src/shared/config.ts';
 
 /** resolveConfig with options a type checker would refuse (what plain JavaScript callers may pass). */
@@ -18,7 +18,7 @@ describe('resolveConfig defaults', () => {
     expect(resolveConfig({ logFormat: 'pretty' }, 1).logFormat).toBe('pretty');
     expect(config).toMatchObject({ app: null, deflate: null, tls: null, origins: null, bridged: false });
     // Nothing beyond the table and the structured options.
-    expect(Object.keys(config).sort()).toEqual([...Object.keys(OPTIONS), 'app', 'deflate', 'tls', 'origins', 'bridged'].sort());
+    expect(Object.keys(config).sort()).toEqual([...Object.keys(OPTIONS), 'app', 'appOptions', 'deflate', 'tls', 'origins', 'bridged'].sort());
   });
 
   it('runs one worker per core by default, at most 256 of them', () => {
@@ -245,6 +245,27 @@ describe('resolveConfig across options', () => {
     expect(() => resolveConfig({ highWaterMark: 2000, lowWaterMark: 0, maxBackpressure: 1999 }, 1)).toThrow('option maxBackpressure must be at least highWaterMark');
     expect(() => resolveConfig({ highWaterMark: 8 * 1024 * 1024 }, 1)).toThrow('option maxBackpressure must be at least highWaterMark');
     expect(resolveConfig({ highWaterMark: 2000, lowWaterMark: 0, maxBackpressure: 2000 }, 1)).toMatchObject({ maxBackpressure: 2000 });
+  });
+});
+
+describe('resolveConfig appOptions', () => {
+  it('passes plain data through, as given, and nothing by default', () => {
+    expect(resolveConfig({}, 1).appOptions).toBeUndefined();
+    const appOptions = { greeting: 'hi', limits: [1, 2], at: new Date(0), bytes: new Uint8Array([1]) };
+    expect(resolveConfig({ appOptions }, 1).appOptions).toBe(appOptions);
+  });
+
+  it('refuses what cannot cross to a worker (a function, a socket, a class with methods is copied as data)', () => {
+    expect(() => resolveConfig({ appOptions: { onMessage: () => 1 } }, 1)).toThrow(TypeError);
+    expect(() => resolveConfig({ appOptions: { onMessage: () => 1 } }, 1)).toThrow(/^option appOptions must be plain data \(what structuredClone copies\): /);
+  });
+});
+
+describe('DEFLATE_OPTIONS', () => {
+  it('holds the defaults of every deflate field, the mode aside', () => {
+    const { mode, ...fields } = DEFLATE_DEFAULTS;
+    expect(mode).toBe('shared');
+    expect(Object.fromEntries(Object.entries(DEFLATE_OPTIONS).map(([name, spec]) => [name, spec.default]))).toEqual(fields);
   });
 });
 

@@ -44,6 +44,11 @@ export interface TlsOptions {
 export interface ServerOptions {
   /** Module (path or file: URL) whose default export is the app (see defineApp); default: the demo. */
   readonly app?: string | URL;
+  /**
+   * Configuration for the app, given to its `start(shard, appOptions)` in every worker: plain
+   * data that survives structuredClone (each worker gets its own copy). `--app-options JSON`.
+   */
+  readonly appOptions?: unknown;
   readonly port?: number;
   readonly host?: string;
   /** Pending connections the kernel queues before accept(). */
@@ -112,6 +117,7 @@ export interface ServerOptions {
 
 export interface ServerConfig {
   readonly app: string | null;
+  readonly appOptions: unknown;
   readonly port: number;
   readonly host: string | undefined;
   readonly backlog: number;
@@ -175,7 +181,7 @@ export const MAX_WORKERS = 256;
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 /** Options with one scalar value, in the order `shardws serve --help` lists them. */
-type ScalarOption = Exclude<keyof ServerOptions, 'app' | 'deflate' | 'tls' | 'origins'>;
+type ScalarOption = Exclude<keyof ServerOptions, 'app' | 'appOptions' | 'deflate' | 'tls' | 'origins'>;
 
 export const OPTIONS: { readonly [K in ScalarOption]: OptionSpec } = {
   port: { kind: 'count', default: 8080, min: 0, max: 65535, cli: 'N', doc: 'TCP port (0 picks a free one)' },
@@ -213,13 +219,21 @@ const RENAMED: Readonly<Record<string, string>> = {
   workerYoungGenerationMb: 'workerYoungGenerationSize (bytes, e.g. 16 * 1024 * 1024)',
 };
 
+/**
+ * The fields of the deflate option (when it is on), as the table's options are: checked by
+ * resolveConfig, and each a `shardws serve` flag `--deflate-<name>` (the mode is `--deflate=MODE`).
+ */
+export const DEFLATE_OPTIONS: { readonly [K in Exclude<keyof DeflateConfig, 'mode'>]: OptionSpec } = {
+  threshold: { kind: 'bytes', default: DEFAULT_THRESHOLD, min: 0, max: Number.MAX_SAFE_INTEGER, cli: 'BYTES', doc: 'messages smaller than this go uncompressed' },
+  level: { kind: 'count', default: DEFAULT_LEVEL, min: 0, max: 9, cli: 'N', doc: 'zlib compression level, 0-9' },
+  memLevel: { kind: 'count', default: DEFAULT_MEM_LEVEL, min: 1, max: 9, cli: 'N', doc: 'zlib memory level, 1-9' },
+  serverMaxWindowBits: { kind: 'count', default: 15, min: 8, max: 15, cli: 'BITS', doc: 'largest window compressed with (dedicated mode), 8-15' },
+};
+
 /** Defaults of the deflate option when it is on. */
 export const DEFLATE_DEFAULTS: DeflateConfig = Object.freeze({
   mode: 'shared',
-  threshold: DEFAULT_THRESHOLD,
-  level: DEFAULT_LEVEL,
-  memLevel: DEFAULT_MEM_LEVEL,
-  serverMaxWindowBits: 15,
+  ...(Object.fromEntries(Object.entries(DEFLATE_OPTIONS).map(([name, spec]) => [name, spec.default])) as Omit<DeflateConfig, 'mode'>),
 });
 
 // ---- validation --------------------------------------------------------------------------
@@ -265,16 +279,21 @@ export function optionValue(name: string, spec: OptionSpec, value: unknown): unk
 function resolveDeflate(value: ServerOptions['deflate']): DeflateConfig | null {
   if (value === undefined || value === false) return null;
   const partial: Partial<DeflateConfig> = value === true ? {} : typeof value === 'string' ? { mode: value } : value;
-  const d = DEFLATE_DEFAULTS;
-  const int = (name: string, v: number | undefined, fallback: number, min: number, max: number): number =>
-    optionValue(`deflate.${name}`, { kind: 'count', default: fallback, min, max, cli: false, doc: '' }, v) as number;
-  return Object.freeze({
-    mode: optionValue('deflate.mode', { kind: 'choice', default: d.mode, values: ['shared', 'dedicated'], cli: false, doc: '' }, partial.mode) as CompressionMode,
-    threshold: int('threshold', partial.threshold, d.threshold, 0, Number.MAX_SAFE_INTEGER),
-    level: int('level', partial.level, d.level, 0, 9),
-    memLevel: int('memLevel', partial.memLevel, d.memLevel, 1, 9),
-    serverMaxWindowBits: int('serverMaxWindowBits', partial.serverMaxWindowBits, d.serverMaxWindowBits, 8, 15) as WindowBits,
-  });
+  const fields: Record<string, unknown> = {
+    mode: optionValue('deflate.mode', { kind: 'choice', default: DEFLATE_DEFAULTS.mode, values: ['shared', 'dedicated'], cli: false, doc: '' }, partial.mode),
+  };
+  for (const [name, spec] of Object.entries(DEFLATE_OPTIONS)) fields[name] = optionValue(`deflate.${name}`, spec, partial[name as keyof DeflateConfig]);
+  return Object.freeze(fields as unknown as DeflateConfig);
+}
+
+/** The app's options cross to every worker by structured clone: what cannot, fails here, once. */
+function resolveAppOptions(value: unknown): unknown {
+  try {
+    structuredClone(value);
+  } catch (error) {
+    throw new TypeError(`option appOptions must be plain data (what structuredClone copies): ${(error as Error).message}`);
+  }
+  return value;
 }
 
 function resolveTls(tls: TlsOptions | undefined): TlsOptions | null {
@@ -297,7 +316,7 @@ export function resolveConfig(options: ServerOptions, defaultWorkers: number, br
   if (options.workers === undefined) scalars.workers = Math.max(1, Math.min(MAX_WORKERS, Math.floor(defaultWorkers)));
   // listen() decides `auto` from its stdout first; a config made without it gets JSON.
   if (scalars.logFormat === 'auto') scalars.logFormat = 'json';
-  const values = scalars as Omit<ServerConfig, 'app' | 'deflate' | 'tls' | 'origins' | 'bridged'>;
+  const values = scalars as Omit<ServerConfig, 'app' | 'appOptions' | 'deflate' | 'tls' | 'origins' | 'bridged'>;
   if (values.lowWaterMark > values.highWaterMark) throw new RangeError('option lowWaterMark must not exceed highWaterMark');
   if (values.maxBackpressure < values.highWaterMark) throw new RangeError('option maxBackpressure must be at least highWaterMark');
   if (options.origins !== undefined && (!Array.isArray(options.origins) || options.origins.some((o) => typeof o !== 'string'))) {
@@ -306,6 +325,7 @@ export function resolveConfig(options: ServerOptions, defaultWorkers: number, br
   return Object.freeze({
     ...values,
     app: options.app === undefined ? null : options.app instanceof URL ? options.app.href : String(options.app),
+    appOptions: resolveAppOptions(options.appOptions),
     deflate: resolveDeflate(options.deflate),
     tls: resolveTls(options.tls),
     origins: options.origins ? Object.freeze([...options.origins]) : null,
