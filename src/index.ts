@@ -22,6 +22,6 @@ export type {
   ResponseHeaders,
   WorkerStats,
 } from './shared/app.ts';
-export type { CompressionMode, DeflateConfig, LogLevel, ServerOptions, SlowClientPolicy } from './shared/config.ts';
+export type { CompressionMode, DeflateConfig, LogFormat, LogLevel, ServerOptions, SlowClientPolicy, TlsOptions } from './shared/config.ts';
 export { CloseCode } from './shared/close.ts';
 export { HandshakeError, ProtocolError } from './shared/errors.ts';

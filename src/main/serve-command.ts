@@ -1,12 +1,13 @@
 /**
  * `shardws serve [APP] [options]`: its flags, their help and their checks, generated from the
- * option table (shared/config.ts OPTIONS), so every listen() option with a scalar value has a
- * flag, and a default or a bound is written down once. The few structured options (deflate,
- * TLS, origins, the Redis bridge) have hand-made flags here.
+ * option tables (shared/config.ts OPTIONS, and DEFLATE_OPTIONS for `--deflate-*`), so every
+ * listen() option with a scalar value has a flag, and a default or a bound is written down once.
+ * The few structured options (the deflate mode, TLS, origins, appOptions, the Redis bridge) have
+ * hand-made flags here.
  */
 import { parseArgs } from 'node:util';
 import type { ParseArgsConfig } from 'node:util';
-import { OPTIONS, optionValue } from '../shared/config.ts';
+import { DEFLATE_OPTIONS, OPTIONS, optionValue } from '../shared/config.ts';
 import type { CompressionMode, OptionSpec, ServerOptions } from '../shared/config.ts';
 import { UsageError, byteSize, decimal, joinNegativeValues, wholeNumber } from '../runtime/cli-args.ts';
 
@@ -26,19 +27,37 @@ const FLAGS = new Map<string, [OptionName, OptionSpec]>(
   (Object.entries(OPTIONS) as [OptionName, OptionSpec][]).filter(([, spec]) => spec.cli !== false).map(([name, spec]) => [flagOf(name), [name, spec]]),
 );
 
+type DeflateField = keyof typeof DEFLATE_OPTIONS;
+
+/** The deflate option's fields, by flag name (`--deflate-level`...). */
+const DEFLATE_FLAGS = new Map<string, [DeflateField, OptionSpec]>(
+  (Object.entries(DEFLATE_OPTIONS) as [DeflateField, OptionSpec][]).map(([name, spec]) => [`deflate-${name === 'serverMaxWindowBits' ? 'window-bits' : kebab(name)}`, [name, spec]]),
+);
+
+/** The environment variable `--tls-key`'s passphrase is read from (never on the command line, where ps shows it). */
+export const TLS_PASSPHRASE_ENV = 'SHARDWS_TLS_PASSPHRASE';
+
 /** Hand-made flags, with their placeholder and help line. */
 const EXTRA_FLAGS: readonly (readonly [flag: string, placeholder: string, doc: string])[] = [
-  ['deflate[=MODE]', '', 'permessage-deflate: shared (the mode when given alone) or dedicated (default off)'],
   ['origin', 'ORIGIN', 'allow upgrades only from this Origin; repeat for more (default any)'],
   ['tls-cert', 'FILE', 'serve wss:// with this PEM certificate; SIGHUP reloads it (default off)'],
-  ['tls-key', 'FILE', "the certificate's PEM private key (default none)"],
+  ['tls-key', 'FILE', `the certificate's PEM private key; its passphrase, if any, from $${TLS_PASSPHRASE_ENV} (default none)`],
   ['tls-ca', 'FILE', 'PEM CA chain sent with the certificate (default none)'],
+  ['app-options', 'JSON', "the app's options, given to its start(shard, options) in every worker (default none)"],
   ['redis', 'URL', "join other servers' topics through Redis (redis://host:port[/db]; default off)"],
 ];
+const DEFLATE_MODE_HELP = ['deflate[=MODE]', 'permessage-deflate: shared (the mode when given alone) or dedicated (default off)'] as const;
+
+/** The flag that sets a table option (`maxPayloadLength` → `max-payload`) or a deflate field (`deflate.level`). */
+export function flagForOption(name: string): string | undefined {
+  for (const [flag, [option]] of FLAGS) if (option === name) return flag;
+  for (const [flag, [field]] of DEFLATE_FLAGS) if (`deflate.${field}` === name) return flag;
+  return undefined;
+}
 
 const MiB = 1024 * 1024;
 
-function describeDefault(name: OptionName, spec: OptionSpec): string {
+function describeDefault(name: string, spec: OptionSpec): string {
   if (name === 'workers') return 'one per core';
   switch (spec.kind) {
     case 'bytes':
@@ -46,7 +65,8 @@ function describeDefault(name: OptionName, spec: OptionSpec): string {
     case 'seconds':
       return `${spec.default}`;
     case 'path':
-      return spec.cliDefault ?? 'off';
+    case 'port':
+      return spec.default === null || spec.default === '' ? 'off' : String(spec.default);
     case 'boolean':
       return spec.default ? 'on' : 'off';
     case 'text':
@@ -70,24 +90,32 @@ export const SERVE_HELP = (() => {
     '',
     'Options:',
   ];
-  for (const [flag, [name, spec]] of FLAGS) {
-    if (spec.kind === 'boolean') {
-      lines.push(helpLine(`--[no-]${flag}`, `${spec.doc} (default ${describeDefault(name, spec)})`));
-      continue;
-    }
+  const tableLine = (flag: string, name: string, spec: OptionSpec): string => {
+    if (spec.kind === 'boolean') return helpLine(`--[no-]${flag}`, `${spec.doc} (default ${describeDefault(name, spec)})`);
     const doc = spec.doc.includes('(default') ? spec.doc : `${spec.doc} (default ${describeDefault(name, spec)})`;
-    lines.push(helpLine(`--${flag} ${spec.cli as string}`, doc));
-  }
+    return helpLine(`--${flag} ${spec.cli as string}`, doc);
+  };
+  for (const [flag, [name, spec]] of FLAGS) lines.push(tableLine(flag, name, spec));
+  lines.push(helpLine(`--${DEFLATE_MODE_HELP[0]}`, DEFLATE_MODE_HELP[1]));
+  for (const [flag, [name, spec]] of DEFLATE_FLAGS) lines.push(tableLine(flag, name, { ...spec, doc: `${spec.doc}, with --deflate` }));
   for (const [flag, placeholder, doc] of EXTRA_FLAGS) lines.push(helpLine(`--${flag}${placeholder === '' ? '' : ` ${placeholder}`}`, doc));
-  lines.push(helpLine('-h, --help', 'this help'), '');
+  lines.push(
+    helpLine('-h, --help', 'this help'),
+    '',
+    'Logs go to stdout: pretty lines on a terminal, JSON lines (pino) otherwise (--log-format).',
+    'Exit codes: 0 stopped by SIGINT or SIGTERM; 1 failed at run time (the app does not load, the',
+    'port is taken); 2 bad command line (unknown option, bad value, app file not found).',
+    '',
+  );
   return lines.join('\n');
 })();
 
 /** The value of one table flag, converted and checked against its spec. */
-function flagValue(flag: string, name: OptionName, spec: OptionSpec, raw: string | boolean): unknown {
+function flagValue(flag: string, name: string, spec: OptionSpec, raw: string | boolean): unknown {
   let value: unknown = raw;
   switch (spec.kind) {
     case 'count':
+    case 'port':
       value = wholeNumber(flag, raw as string);
       break;
     case 'bytes':
@@ -124,12 +152,12 @@ function spellOutDeflate(args: readonly string[]): string[] {
   return out;
 }
 
-export function parseServeArgs(args: readonly string[]): ServeCommand {
+export function parseServeArgs(args: readonly string[], env: NodeJS.ProcessEnv = process.env): ServeCommand {
   // Help wins over anything else on the line, bad values included.
   if (args.includes('--help') || args.includes('-h')) return { options: {}, redis: undefined, help: true };
   const normalized = joinNegativeValues(
     spellOutDeflate(args),
-    (flag) => (FLAGS.has(flag) && FLAGS.get(flag)![1].kind !== 'boolean') || EXTRA_FLAGS.some(([f, placeholder]) => f === flag && placeholder !== ''),
+    (flag) => (FLAGS.has(flag) && FLAGS.get(flag)![1].kind !== 'boolean') || DEFLATE_FLAGS.has(flag) || EXTRA_FLAGS.some(([f, placeholder]) => f === flag && placeholder !== ''),
   );
   const config: NonNullable<ParseArgsConfig['options']> = {
     deflate: { type: 'string' },
@@ -137,10 +165,12 @@ export function parseServeArgs(args: readonly string[]): ServeCommand {
     'tls-cert': { type: 'string' },
     'tls-key': { type: 'string' },
     'tls-ca': { type: 'string' },
+    'app-options': { type: 'string' },
     redis: { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   };
   for (const [flag, [, spec]] of FLAGS) config[flag] = { type: spec.kind === 'boolean' ? 'boolean' : 'string' };
+  for (const flag of DEFLATE_FLAGS.keys()) config[flag] = { type: 'string' };
   const { values, positionals } = parseArgs({ args: normalized, allowPositionals: true, allowNegative: true, strict: true, options: config });
   if (positionals.length > 1) throw new UsageError(`serve takes one APP module, got ${positionals.length}: ${positionals.join(' ')}`);
 
@@ -148,20 +178,35 @@ export function parseServeArgs(args: readonly string[]): ServeCommand {
   for (const [flag, [name, spec]] of FLAGS) {
     const raw = values[flag] as string | boolean | undefined;
     if (raw !== undefined) options[name] = flagValue(flag, name, spec, raw);
-    else if (spec.kind === 'path' && spec.cliDefault !== undefined) options[name] = spec.cliDefault;
   }
   options.port ??= OPTIONS.port.default;
 
   const deflate = values.deflate as string | undefined;
   if (deflate !== undefined && deflate !== 'shared' && deflate !== 'dedicated') throw new UsageError(`--deflate must be shared or dedicated, got "${deflate}"`);
-  if (deflate !== undefined) options.deflate = deflate as CompressionMode;
+  const fields: Record<string, unknown> = {};
+  for (const [flag, [name, spec]] of DEFLATE_FLAGS) {
+    const raw = values[flag] as string | undefined;
+    if (raw === undefined) continue;
+    if (deflate === undefined) throw new UsageError(`--${flag} needs --deflate (or --deflate=dedicated)`);
+    fields[name] = flagValue(flag, `deflate.${name}`, spec, raw);
+  }
+  if (deflate !== undefined) options.deflate = Object.keys(fields).length === 0 ? (deflate as CompressionMode) : { mode: deflate as CompressionMode, ...fields };
   const origins = values.origin as string[] | undefined;
   if (origins !== undefined) options.origins = origins;
   const certFile = values['tls-cert'] as string | undefined;
   const keyFile = values['tls-key'] as string | undefined;
   if ((certFile === undefined) !== (keyFile === undefined)) throw new UsageError('--tls-cert and --tls-key go together');
   if (certFile === undefined && values['tls-ca'] !== undefined) throw new UsageError('--tls-ca needs --tls-cert and --tls-key');
-  if (certFile !== undefined) options.tls = { certFile, keyFile, caFile: values['tls-ca'] as string | undefined };
+  const passphrase = env[TLS_PASSPHRASE_ENV];
+  if (certFile !== undefined) options.tls = { certFile, keyFile, caFile: values['tls-ca'] as string | undefined, ...(passphrase === undefined ? {} : { passphrase }) };
+  const appOptions = values['app-options'] as string | undefined;
+  if (appOptions !== undefined) {
+    try {
+      options.appOptions = JSON.parse(appOptions);
+    } catch (error) {
+      throw new UsageError(`--app-options must be JSON (${(error as Error).message}), got ${JSON.stringify(appOptions)}`);
+    }
+  }
   const redis = values.redis as string | undefined;
   if (redis !== undefined && !/^rediss?:\/\//.test(redis)) throw new UsageError(`--redis must be a redis:// or rediss:// URL, got "${redis}"`);
   return { options: options as ServerOptions, redis, help: values.help === true };

@@ -130,9 +130,16 @@ export type UpgradeResult<T> = UpgradeAccept<T> | UpgradeRejection | void;
 /** What the `custom` slow-client policy decides for a message that would pass maxBackpressure. */
 export type SlowClientDecision = 'drop' | 'close' | 'queue';
 
-export interface App<T = unknown> {
-  /** Once per worker, before it takes connections. */
-  start?(shard: Shard): void | Promise<void>;
+/**
+ * `T`: the per-connection `data` upgrade attaches; `O`: the `appOptions` given to listen()
+ * (`--app-options`), handed to `start` in every worker.
+ */
+export interface App<T = unknown, O = unknown> {
+  /**
+   * Once per worker, before it takes connections. The module is loaded once per worker, so
+   * module state is per worker; `options` is that worker's copy of `appOptions`.
+   */
+  start?(shard: Shard, options: O): void | Promise<void>;
   /** Once per worker on shutdown, after connections are closed. */
   stop?(shard: Shard): void | Promise<void>;
   upgrade?(req: UpgradeRequest, shard: Shard): UpgradeResult<T> | Promise<UpgradeResult<T>>;
@@ -151,7 +158,7 @@ export interface App<T = unknown> {
 }
 
 /** Types an app module; returns it unchanged. */
-export function defineApp<T = undefined>(app: App<T>): App<T> {
+export function defineApp<T = undefined, O = unknown>(app: App<T, O>): App<T, O> {
   return app;
 }
 

@@ -12,6 +12,8 @@ import { DEFAULT_LEVEL, DEFAULT_MEM_LEVEL, DEFAULT_THRESHOLD } from './permessag
 export type CompressionMode = 'shared' | 'dedicated';
 export type SlowClientPolicy = 'close' | 'drop' | 'custom';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+/** `pretty`: one readable line per record, for people; `json`: one JSON object per line (pino); `auto`: pretty when stdout is a terminal. */
+export type LogFormat = 'auto' | 'json' | 'pretty';
 
 export interface DeflateConfig {
   /** `shared`: server_no_context_takeover, one compressor per worker; `dedicated`: one per connection. */
@@ -42,6 +44,11 @@ export interface TlsOptions {
 export interface ServerOptions {
   /** Module (path or file: URL) whose default export is the app (see defineApp); default: the demo. */
   readonly app?: string | URL;
+  /**
+   * Configuration for the app, given to its `start(shard, appOptions)` in every worker: plain
+   * data that survives structuredClone (each worker gets its own copy). `--app-options JSON`.
+   */
+  readonly appOptions?: unknown;
   readonly port?: number;
   readonly host?: string;
   /** Pending connections the kernel queues before accept(). */
@@ -73,13 +80,21 @@ export interface ServerOptions {
   readonly maxHeaderSize?: number;
   /** When set, upgrades whose Origin is not listed get 403. */
   readonly origins?: readonly string[];
-  /** Path that serves per-worker counters as JSON; empty string disables. */
+  /**
+   * Port of the admin listener, which serves /metrics, /stats and /health from the primary, apart
+   * from the clients' port; null (the default) for none, 0 for a free one.
+   */
+  readonly adminPort?: number | null;
+  /** Address of the admin listener; localhost by default, so that only this machine reaches it. */
+  readonly adminHost?: string;
+  /** Path on the clients' port that serves per-worker counters as JSON; empty string (the default) disables. */
   readonly statsPath?: string;
   /** Path of the Prometheus text endpoint; empty string (the default) disables. */
   readonly metricsPath?: string;
   /** Path of the JSON health endpoint (200 when every worker beats, else 503); empty disables. */
   readonly healthPath?: string;
   readonly logLevel?: LogLevel;
+  readonly logFormat?: LogFormat;
   /** Seconds to wait for close handshakes on shutdown. */
   readonly shutdownGrace?: number;
   /** Seconds without a heartbeat after which a worker is deemed hung and replaced. */
@@ -102,6 +117,7 @@ export interface ServerOptions {
 
 export interface ServerConfig {
   readonly app: string | null;
+  readonly appOptions: unknown;
   readonly port: number;
   readonly host: string | undefined;
   readonly backlog: number;
@@ -120,10 +136,14 @@ export interface ServerConfig {
   readonly maxHandshakes: number;
   readonly maxHeaderSize: number;
   readonly origins: readonly string[] | null;
+  readonly adminPort: number | null;
+  readonly adminHost: string;
   readonly statsPath: string;
   readonly metricsPath: string;
   readonly healthPath: string;
   readonly logLevel: LogLevel;
+  /** `auto` is decided by listen() from the primary's stdout before any worker starts. */
+  readonly logFormat: Exclude<LogFormat, 'auto'>;
   readonly shutdownGrace: number;
   readonly heartbeatTimeout: number;
   readonly poolSize: number;
@@ -148,7 +168,9 @@ export type OptionSpec = { readonly doc: string; readonly cli: string | false } 
   | { readonly kind: 'bytes'; readonly default: number; readonly min: number; readonly max: number }
   | { readonly kind: 'seconds'; readonly default: number; readonly max: number; readonly wasMilliseconds?: true }
   | { readonly kind: 'choice'; readonly default: string; readonly values: readonly string[] }
-  | { readonly kind: 'path'; readonly default: string; readonly cliDefault?: string }
+  | { readonly kind: 'path'; readonly default: string }
+  /** A TCP port, or null for no listener at all. */
+  | { readonly kind: 'port'; readonly default: number | null }
   | { readonly kind: 'boolean'; readonly default: boolean }
   | { readonly kind: 'text'; readonly default: string | undefined }
 );
@@ -159,7 +181,7 @@ export const MAX_WORKERS = 256;
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 /** Options with one scalar value, in the order `shardws serve --help` lists them. */
-type ScalarOption = Exclude<keyof ServerOptions, 'app' | 'deflate' | 'tls' | 'origins'>;
+type ScalarOption = Exclude<keyof ServerOptions, 'app' | 'appOptions' | 'deflate' | 'tls' | 'origins'>;
 
 export const OPTIONS: { readonly [K in ScalarOption]: OptionSpec } = {
   port: { kind: 'count', default: 8080, min: 0, max: 65535, cli: 'N', doc: 'TCP port (0 picks a free one)' },
@@ -178,10 +200,13 @@ export const OPTIONS: { readonly [K in ScalarOption]: OptionSpec } = {
   handshakeTimeout: { kind: 'seconds', default: 10, max: 120, wasMilliseconds: true, cli: 'SECS', doc: 'time a client has for TLS and its upgrade request' },
   maxHandshakes: { kind: 'count', default: 4096, min: 1, max: Number.MAX_SAFE_INTEGER, cli: 'N', doc: 'handshakes in progress per worker before 503' },
   maxHeaderSize: { kind: 'bytes', default: 16 * KiB, min: KiB, max: MiB, cli: 'BYTES', doc: 'largest upgrade request head (431 past it)' },
-  statsPath: { kind: 'path', default: '', cliDefault: '/stats', cli: 'PATH', doc: 'serve per-worker counters as JSON at PATH' },
-  metricsPath: { kind: 'path', default: '', cli: 'PATH', doc: 'serve Prometheus metrics at PATH' },
-  healthPath: { kind: 'path', default: '', cliDefault: '/health', cli: 'PATH', doc: 'serve a JSON health check at PATH' },
+  adminPort: { kind: 'port', default: null, cli: 'N', doc: 'serve /metrics, /stats and /health on this port, apart from the clients (0 picks a free one)' },
+  adminHost: { kind: 'text', default: '127.0.0.1', cli: 'ADDR', doc: 'address of the admin listener' },
+  statsPath: { kind: 'path', default: '', cli: 'PATH', doc: "also serve per-worker counters as JSON at PATH on the clients' port" },
+  metricsPath: { kind: 'path', default: '', cli: 'PATH', doc: "also serve Prometheus metrics at PATH on the clients' port" },
+  healthPath: { kind: 'path', default: '', cli: 'PATH', doc: "also serve a JSON health check at PATH on the clients' port" },
   logLevel: { kind: 'choice', default: 'info', values: LOG_LEVELS, cli: 'LEVEL', doc: 'log level' },
+  logFormat: { kind: 'choice', default: 'auto', values: ['auto', 'json', 'pretty'], cli: 'FORMAT', doc: 'log lines as json or pretty; auto: pretty when stdout is a terminal' },
   shutdownGrace: { kind: 'seconds', default: 10, max: 300, wasMilliseconds: true, cli: 'SECS', doc: 'time connections get to close on shutdown' },
   heartbeatTimeout: { kind: 'seconds', default: 10, max: 300, wasMilliseconds: true, cli: 'SECS', doc: 'replace a worker whose heartbeat is this late' },
   workerYoungGenerationSize: { kind: 'bytes', default: 16 * MiB, min: 0, max: 1024 * MiB, cli: 'BYTES', doc: "each worker's V8 young generation (whole MiB; 0: V8 decides)" },
@@ -194,13 +219,21 @@ const RENAMED: Readonly<Record<string, string>> = {
   workerYoungGenerationMb: 'workerYoungGenerationSize (bytes, e.g. 16 * 1024 * 1024)',
 };
 
+/**
+ * The fields of the deflate option (when it is on), as the table's options are: checked by
+ * resolveConfig, and each a `shardws serve` flag `--deflate-<name>` (the mode is `--deflate=MODE`).
+ */
+export const DEFLATE_OPTIONS: { readonly [K in Exclude<keyof DeflateConfig, 'mode'>]: OptionSpec } = {
+  threshold: { kind: 'bytes', default: DEFAULT_THRESHOLD, min: 0, max: Number.MAX_SAFE_INTEGER, cli: 'BYTES', doc: 'messages smaller than this go uncompressed' },
+  level: { kind: 'count', default: DEFAULT_LEVEL, min: 0, max: 9, cli: 'N', doc: 'zlib compression level, 0-9' },
+  memLevel: { kind: 'count', default: DEFAULT_MEM_LEVEL, min: 1, max: 9, cli: 'N', doc: 'zlib memory level, 1-9' },
+  serverMaxWindowBits: { kind: 'count', default: 15, min: 8, max: 15, cli: 'BITS', doc: 'largest window compressed with (dedicated mode), 8-15' },
+};
+
 /** Defaults of the deflate option when it is on. */
 export const DEFLATE_DEFAULTS: DeflateConfig = Object.freeze({
   mode: 'shared',
-  threshold: DEFAULT_THRESHOLD,
-  level: DEFAULT_LEVEL,
-  memLevel: DEFAULT_MEM_LEVEL,
-  serverMaxWindowBits: 15,
+  ...(Object.fromEntries(Object.entries(DEFLATE_OPTIONS).map(([name, spec]) => [name, spec.default])) as Omit<DeflateConfig, 'mode'>),
 });
 
 // ---- validation --------------------------------------------------------------------------
@@ -228,6 +261,12 @@ export function optionValue(name: string, spec: OptionSpec, value: unknown): unk
       if (value === '') return '';
       if (typeof value !== 'string' || !value.startsWith('/')) throw new RangeError(`option ${name} must start with "/", got ${String(value)}`);
       return value;
+    case 'port':
+      if (value === null) return null;
+      if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > 65535) {
+        throw new RangeError(`option ${name} must be a port from 0 to 65535 (or null for none), got ${String(value)}`);
+      }
+      return value;
     case 'boolean':
       if (typeof value !== 'boolean') throw new TypeError(`option ${name} must be true or false, got ${String(value)}`);
       return value;
@@ -240,16 +279,21 @@ export function optionValue(name: string, spec: OptionSpec, value: unknown): unk
 function resolveDeflate(value: ServerOptions['deflate']): DeflateConfig | null {
   if (value === undefined || value === false) return null;
   const partial: Partial<DeflateConfig> = value === true ? {} : typeof value === 'string' ? { mode: value } : value;
-  const d = DEFLATE_DEFAULTS;
-  const int = (name: string, v: number | undefined, fallback: number, min: number, max: number): number =>
-    optionValue(`deflate.${name}`, { kind: 'count', default: fallback, min, max, cli: false, doc: '' }, v) as number;
-  return Object.freeze({
-    mode: optionValue('deflate.mode', { kind: 'choice', default: d.mode, values: ['shared', 'dedicated'], cli: false, doc: '' }, partial.mode) as CompressionMode,
-    threshold: int('threshold', partial.threshold, d.threshold, 0, Number.MAX_SAFE_INTEGER),
-    level: int('level', partial.level, d.level, 0, 9),
-    memLevel: int('memLevel', partial.memLevel, d.memLevel, 1, 9),
-    serverMaxWindowBits: int('serverMaxWindowBits', partial.serverMaxWindowBits, d.serverMaxWindowBits, 8, 15) as WindowBits,
-  });
+  const fields: Record<string, unknown> = {
+    mode: optionValue('deflate.mode', { kind: 'choice', default: DEFLATE_DEFAULTS.mode, values: ['shared', 'dedicated'], cli: false, doc: '' }, partial.mode),
+  };
+  for (const [name, spec] of Object.entries(DEFLATE_OPTIONS)) fields[name] = optionValue(`deflate.${name}`, spec, partial[name as keyof DeflateConfig]);
+  return Object.freeze(fields as unknown as DeflateConfig);
+}
+
+/** The app's options cross to every worker by structured clone: what cannot, fails here, once. */
+function resolveAppOptions(value: unknown): unknown {
+  try {
+    structuredClone(value);
+  } catch (error) {
+    throw new TypeError(`option appOptions must be plain data (what structuredClone copies): ${(error as Error).message}`);
+  }
+  return value;
 }
 
 function resolveTls(tls: TlsOptions | undefined): TlsOptions | null {
@@ -270,7 +314,9 @@ export function resolveConfig(options: ServerOptions, defaultWorkers: number, br
   }
   // One per core by default, on a host of any size.
   if (options.workers === undefined) scalars.workers = Math.max(1, Math.min(MAX_WORKERS, Math.floor(defaultWorkers)));
-  const values = scalars as Omit<ServerConfig, 'app' | 'deflate' | 'tls' | 'origins' | 'bridged'>;
+  // listen() decides `auto` from its stdout first; a config made without it gets JSON.
+  if (scalars.logFormat === 'auto') scalars.logFormat = 'json';
+  const values = scalars as Omit<ServerConfig, 'app' | 'appOptions' | 'deflate' | 'tls' | 'origins' | 'bridged'>;
   if (values.lowWaterMark > values.highWaterMark) throw new RangeError('option lowWaterMark must not exceed highWaterMark');
   if (values.maxBackpressure < values.highWaterMark) throw new RangeError('option maxBackpressure must be at least highWaterMark');
   if (options.origins !== undefined && (!Array.isArray(options.origins) || options.origins.some((o) => typeof o !== 'string'))) {
@@ -279,6 +325,7 @@ export function resolveConfig(options: ServerOptions, defaultWorkers: number, br
   return Object.freeze({
     ...values,
     app: options.app === undefined ? null : options.app instanceof URL ? options.app.href : String(options.app),
+    appOptions: resolveAppOptions(options.appOptions),
     deflate: resolveDeflate(options.deflate),
     tls: resolveTls(options.tls),
     origins: options.origins ? Object.freeze([...options.origins]) : null,

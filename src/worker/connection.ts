@@ -25,7 +25,7 @@ import type { EncoderOps } from '../shared/message-encoder.ts';
 import { MessageReader } from '../shared/message-reader.ts';
 import type { MessageEvents } from '../shared/message-reader.ts';
 import { MAX_CONTROL_PAYLOAD, Opcode } from '../shared/opcodes.ts';
-import { Counter, closeCounter } from '../shared/worker-counters.ts';
+import { Counter, recordSize, closeCounter } from '../shared/worker-counters.ts';
 import { FrameSink } from '../runtime/frame-flush.ts';
 import type { FlushHook, FlushScheduler } from '../runtime/frame-flush.ts';
 import { CloseHandshake } from './close-handshake.ts';
@@ -340,18 +340,22 @@ export class Connection implements ServerWebSocket<unknown> {
       return;
     }
     this.#ctx.counters[Counter.MessagesOut]!++;
+    recordSize(this.#ctx.counters, Counter.MessageOutBytes, message.payload!.length);
     this.#encoder.encode(opcode, message.payload!);
   }
 
   #frame(opcode: Opcode, payload: Buffer): void {
     this.#sink.frame(opcode, payload, true, false);
     this.#ctx.counters[Counter.MessagesOut]!++;
+    recordSize(this.#ctx.counters, Counter.MessageOutBytes, payload.length);
   }
 
+  /** Frames built once for many connections: their size is counted as framed (and compressed, if they are). */
   #writeFrames(frames: Buffer, release: (() => void) | null): void {
     this.#sink.raw(frames);
     if (release !== null) (this.#inFlight ??= []).push(release);
     this.#ctx.counters[Counter.MessagesOut]!++;
+    recordSize(this.#ctx.counters, Counter.MessageOutBytes, frames.length);
   }
 
   /** Writes queued messages while the socket keeps up; then a held close frame, then `drain`. */
@@ -451,6 +455,7 @@ export class Connection implements ServerWebSocket<unknown> {
   static readonly #readerEvents: MessageEvents<Connection> = {
     message(connection, data, isBinary) {
       connection.#ctx.counters[Counter.MessagesIn]!++;
+      recordSize(connection.#ctx.counters, Counter.MessageInBytes, data.length);
       const handler = connection.#ctx.app.message;
       if (handler === undefined || connection.readyState !== ReadyState.Open) return;
       try {

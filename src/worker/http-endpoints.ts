@@ -36,18 +36,55 @@ export function health(counters: WorkerCounters, now = Date.now()): Health {
 
 const NO_STORE = { 'cache-control': 'no-store' } as const;
 
-export class HttpEndpoints {
-  readonly #config: ServerConfig;
+/**
+ * The stats, Prometheus and health answers, one implementation for the public port (a worker's
+ * HttpEndpoints) and the admin listener (the primary): both read the same shared counters.
+ */
+export class OpsAnswers {
   readonly #counters: WorkerCounters;
-  readonly #app: App<unknown>;
-  readonly #shard: Shard;
   readonly #logger: Logger;
   /** prom-client is loaded on the first scrape: a server without metrics never pays for it. */
   #metrics: Promise<MetricsEndpoint> | null = null;
 
+  constructor(counters: WorkerCounters, logger: Logger) {
+    this.#counters = counters;
+    this.#logger = logger;
+  }
+
+  stats(res: ServerResponse): void {
+    res.writeHead(200, { 'content-type': 'application/json', ...NO_STORE }).end(JSON.stringify({ workers: this.#counters.allStats() }));
+  }
+
+  health(res: ServerResponse): void {
+    const report = health(this.#counters);
+    res.writeHead(report.status === 'ok' ? 200 : 503, { 'content-type': 'application/json', ...NO_STORE }).end(JSON.stringify(report));
+  }
+
+  metrics(res: ServerResponse): void {
+    this.#metrics ??= import('./metrics.ts').then(({ MetricsEndpoint }) => new MetricsEndpoint(this.#counters));
+    this.#metrics
+      .then(async (metrics) => {
+        const text = await metrics.text();
+        res.writeHead(200, { 'content-type': metrics.contentType, ...NO_STORE }).end(text);
+      })
+      .catch((error: unknown) => {
+        this.#logger.error({ err: error }, 'metrics collection failed');
+        if (!res.headersSent) res.writeHead(500);
+        res.end();
+      });
+  }
+}
+
+export class HttpEndpoints {
+  readonly #config: ServerConfig;
+  readonly #answers: OpsAnswers;
+  readonly #app: App<unknown>;
+  readonly #shard: Shard;
+  readonly #logger: Logger;
+
   constructor(config: ServerConfig, counters: WorkerCounters, app: App<unknown>, shard: Shard, logger: Logger) {
     this.#config = config;
-    this.#counters = counters;
+    this.#answers = new OpsAnswers(counters, logger);
     this.#app = app;
     this.#shard = shard;
     this.#logger = logger;
@@ -58,16 +95,15 @@ export class HttpEndpoints {
     const path = req.url === undefined ? '' : req.url.split('?', 1)[0]!;
     if (path !== '' && req.method === 'GET') {
       if (path === config.statsPath) {
-        res.writeHead(200, { 'content-type': 'application/json', ...NO_STORE }).end(JSON.stringify({ workers: this.#counters.allStats() }));
+        this.#answers.stats(res);
         return;
       }
       if (path === config.metricsPath) {
-        this.#scrape(res);
+        this.#answers.metrics(res);
         return;
       }
       if (path === config.healthPath) {
-        const report = health(this.#counters);
-        res.writeHead(report.status === 'ok' ? 200 : 503, { 'content-type': 'application/json', ...NO_STORE }).end(JSON.stringify(report));
+        this.#answers.health(res);
         return;
       }
     }
@@ -84,19 +120,5 @@ export class HttpEndpoints {
     }
     // RFC 9110 §15.5.22: 426 names the protocol to upgrade to.
     res.writeHead(426, { upgrade: 'websocket', connection: 'Upgrade', 'content-type': 'text/plain' }).end('Upgrade Required');
-  }
-
-  #scrape(res: ServerResponse): void {
-    this.#metrics ??= import('./metrics.ts').then(({ MetricsEndpoint }) => new MetricsEndpoint(this.#counters));
-    this.#metrics
-      .then(async (metrics) => {
-        const text = await metrics.text();
-        res.writeHead(200, { 'content-type': metrics.contentType, ...NO_STORE }).end(text);
-      })
-      .catch((error: unknown) => {
-        this.#logger.error({ err: error }, 'metrics collection failed');
-        if (!res.headersSent) res.writeHead(500);
-        res.end();
-      });
   }
 }

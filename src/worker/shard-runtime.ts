@@ -8,6 +8,7 @@ import type { PrimaryMessage, WorkerInit, WorkerMessage } from '../shared/thread
 import { Counter, WorkerCounters } from '../shared/worker-counters.ts';
 import { FlushScheduler } from '../runtime/frame-flush.ts';
 import { createLogger } from '../runtime/logger.ts';
+import { ThreadSampler } from '../runtime/thread-sampler.ts';
 import { loadApp } from './app-loader.ts';
 import { kLastActive } from './connection.ts';
 import type { Connection } from './connection.ts';
@@ -43,6 +44,7 @@ export class ShardRuntime {
   #app: App<unknown> = {};
   #intake: SocketIntake | null = null;
   #heartbeat: NodeJS.Timeout | null = null;
+  #sampler: ThreadSampler | null = null;
   #stopping = false;
   readonly shard: Shard;
 
@@ -50,7 +52,7 @@ export class ShardRuntime {
     this.#init = init;
     this.#config = init.config;
     this.#post = post;
-    this.#logger = createLogger(init.config.logLevel, { worker: init.id });
+    this.#logger = createLogger(init.config.logLevel, init.config.logFormat, { worker: init.id });
     this.#counters = new WorkerCounters(init.counters);
     this.#slot = this.#counters.slot(init.id);
     const pool = SlabPool.attach(init.pool, { worker: init.id });
@@ -103,10 +105,11 @@ export class ShardRuntime {
         closed: (connection) => this.#connections.delete(connection),
       },
     });
+    this.#sampler = new ThreadSampler(this.#slot);
     this.#beat();
     this.#heartbeat = setInterval(() => this.#beat(), HEARTBEAT_MS);
     this.#idle.start();
-    await app.start?.(this.shard);
+    await app.start?.(this.shard, config.appOptions);
     if (this.#init.accept.mode === 'reuseport') await this.#intake.listenReusePort(this.#init.accept);
     this.#post({ type: 'ready' });
   }
@@ -143,6 +146,7 @@ export class ShardRuntime {
     let buffered = 0;
     for (const connection of this.#backlogged) buffered += connection.bufferedAmount;
     this.#slot[Counter.BufferedBytes] = buffered;
+    this.#sampler?.sample();
   }
 
   /** Closes every connection with 1001, waits up to `grace` seconds for them, then stops. */
@@ -151,7 +155,8 @@ export class ShardRuntime {
     this.#stopping = true;
     const intake = this.#intake!;
     intake.stop();
-    this.#logger.info({ connections: this.#connections.size }, 'shutting down: closing connections with 1001');
+    const open = this.#connections.size;
+    this.#logger[open > 0 ? 'info' : 'debug']({ connections: open }, 'shutting down: closing connections with 1001');
     for (const connection of this.#connections) connection.close(CloseCode.GoingAway, 'server shutting down');
     const deadline = Date.now() + grace * 1000;
     while (this.#connections.size > 0 && Date.now() < deadline) {
@@ -160,6 +165,7 @@ export class ShardRuntime {
     for (const connection of this.#connections) connection.terminate();
     intake.closeAll();
     if (this.#heartbeat !== null) clearInterval(this.#heartbeat);
+    this.#sampler?.stop();
     this.#idle.stop();
     try {
       await this.#app.stop?.(this.shard);

@@ -18,7 +18,7 @@ import { TLSSocket } from 'node:tls';
 import type { SecureContext } from 'node:tls';
 import type { Logger } from 'pino';
 import type { ServerConfig, TlsOptions } from '../shared/config.ts';
-import { Counter } from '../shared/worker-counters.ts';
+import { Counter, HANDSHAKE_SECONDS, recordValue } from '../shared/worker-counters.ts';
 import type { WorkerCounters } from '../shared/worker-counters.ts';
 import { refuse } from '../runtime/refuse.ts';
 import { headEnd, parseRequestHead } from '../shared/request-head.ts';
@@ -69,7 +69,8 @@ export class SocketIntake {
   readonly #parts: IntakeParts;
   readonly #server: Server;
   /** Sockets before their first request, with the timer that cuts a silent or slow one off. */
-  readonly #handshaking = new Map<Duplex, NodeJS.Timeout>();
+  /** Sockets in their handshake: the timeout, and when they arrived (for the duration histogram). */
+  readonly #handshaking = new Map<Duplex, { readonly timer: NodeJS.Timeout; readonly arrived: number }>();
   /**
    * One 'close' listener shared by every socket still in its handshake (`this` is the socket),
    * removed once the handshake ends: a per-socket closure would stay on each open connection.
@@ -164,7 +165,7 @@ export class SocketIntake {
       socket.destroy();
     }, this.#parts.config.handshakeTimeout * 1000);
     timer.unref();
-    this.#handshaking.set(socket, timer);
+    this.#handshaking.set(socket, { timer, arrived: performance.now() });
     socket.on('close', this.#onHandshakeSocketClose);
   }
 
@@ -203,21 +204,21 @@ export class SocketIntake {
   #toNodeParser(socket: IntakeSocket, bytes: Buffer): void {
     socket.pause();
     socket[kHead] = DISCARD;
-    const timer = this.#handshaking.get(socket);
+    const handshake = this.#handshaking.get(socket);
     this.#handshaking.delete(socket);
     socket.off('close', this.#onHandshakeSocketClose);
     socket.off('error', destroyOnError);
     const plain = rehomeSocket(socket);
-    if (timer === undefined || plain === socket) {
+    if (handshake === undefined || plain === socket) {
       // Closed meanwhile: it was counted out already, or is counted out now.
-      if (timer !== undefined) {
-        clearTimeout(timer);
+      if (handshake !== undefined) {
+        clearTimeout(handshake.timer);
         this.#parts.slot[Counter.Handshakes]!--;
       }
       socket.destroy();
       return;
     }
-    this.#handshaking.set(plain, timer);
+    this.#handshaking.set(plain, handshake);
     plain.on('close', this.#onHandshakeSocketClose);
     plain.unshift(bytes);
     this.#server.emit('connection', plain);
@@ -301,13 +302,15 @@ export class SocketIntake {
     this.#server.closeAllConnections();
   }
 
-  #handshakeEnded(socket: Duplex): void {
-    const timer = this.#handshaking.get(socket);
-    if (timer === undefined) return;
-    clearTimeout(timer);
+  /** The socket's handshake is over (upgraded, refused, closed); returns when it arrived, or -1. */
+  #handshakeEnded(socket: Duplex): number {
+    const handshake = this.#handshaking.get(socket);
+    if (handshake === undefined) return -1;
+    clearTimeout(handshake.timer);
     socket.off('close', this.#onHandshakeSocketClose);
     this.#handshaking.delete(socket);
     this.#parts.slot[Counter.Handshakes]!--;
+    return handshake.arrived;
   }
 
   /** An upgrade from Node's HTTP server (TLS, or a head the fast path left to it). */
@@ -370,7 +373,8 @@ export class SocketIntake {
     const connection = new Connection(live, parts.context, accepted, reads);
     parts.connections.add(connection);
     // The connection counts itself when constructed: only then does the handshake stop counting.
-    this.#handshakeEnded(tracked);
+    const arrived = this.#handshakeEnded(tracked);
+    if (arrived >= 0) recordValue(parts.slot, HANDSHAKE_SECONDS, (performance.now() - arrived) / 1000);
     // The 101 goes out only now: a client that reacts to it (opens another connection, say)
     // finds this one counted once, as a connection, by the primary's maxConnections check.
     live.write(accepted.response, 'latin1');

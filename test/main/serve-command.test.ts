@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { SERVE_HELP, parseServeArgs } from '../../src/main/serve-command.ts';
 import { UsageError } from '../../src/runtime/cli-args.ts';
-import { OPTIONS, resolveConfig } from '../../src/shared/config.ts';
+import { DEFLATE_OPTIONS, OPTIONS, resolveConfig } from '../../src/shared/config.ts';
 import type { OptionSpec } from '../../src/shared/config.ts';
 
 type OptionName = keyof typeof OPTIONS;
@@ -23,10 +23,13 @@ const TABLE_FLAGS: readonly (readonly [flag: string, option: OptionName, raw: st
   ['handshake-timeout', 'handshakeTimeout', '5', 5],
   ['max-handshakes', 'maxHandshakes', '100', 100],
   ['max-header-size', 'maxHeaderSize', '8K', 8 * 1024],
+  ['admin-port', 'adminPort', '9464', 9464],
+  ['admin-host', 'adminHost', '0.0.0.0', '0.0.0.0'],
   ['stats-path', 'statsPath', '/s', '/s'],
   ['metrics-path', 'metricsPath', '/metrics', '/metrics'],
   ['health-path', 'healthPath', '/h', '/h'],
   ['log-level', 'logLevel', 'warn', 'warn'],
+  ['log-format', 'logFormat', 'pretty', 'pretty'],
   ['shutdown-grace', 'shutdownGrace', '0.5', 0.5],
   ['heartbeat-timeout', 'heartbeatTimeout', '20', 20],
   ['worker-young-size', 'workerYoungGenerationSize', '32M', 32 * 1024 * 1024],
@@ -35,8 +38,15 @@ const TABLE_FLAGS: readonly (readonly [flag: string, option: OptionName, raw: st
 ];
 /** The on/off flag: `--send-pings` / `--no-send-pings`. */
 const BOOLEAN_FLAGS = ['send-pings'];
+/** The deflate option's fields, from DEFLATE_OPTIONS. */
+const DEFLATE_FIELD_FLAGS: readonly (readonly [flag: string, field: string, raw: string, value: number])[] = [
+  ['deflate-threshold', 'threshold', '1K', 1024],
+  ['deflate-level', 'level', '6', 6],
+  ['deflate-mem-level', 'memLevel', '9', 9],
+  ['deflate-window-bits', 'serverMaxWindowBits', '12', 12],
+];
 /** Hand-made flags, as the help spells them. */
-const EXTRA_FLAGS = ['deflate[=MODE]', 'origin', 'tls-cert', 'tls-key', 'tls-ca', 'redis'];
+const EXTRA_FLAGS = ['deflate[=MODE]', 'origin', 'tls-cert', 'tls-key', 'tls-ca', 'app-options', 'redis'];
 
 /** Flag name and placeholder of every help line that starts with "--". */
 function helpFlags(): { flag: string; placeholder: string; line: string }[] {
@@ -58,8 +68,8 @@ const usageError = (args: string[]): Error => {
 };
 
 describe('parseServeArgs', () => {
-  it('sets the CLI defaults: port 8080, /stats and /health on, nothing else', () => {
-    expect(parseServeArgs([])).toEqual({ options: { app: undefined, port: 8080, statsPath: '/stats', healthPath: '/health' }, redis: undefined, help: false });
+  it('sets the CLI default port 8080 and nothing else: no stats, health or metrics on the clients\' port', () => {
+    expect(parseServeArgs([])).toEqual({ options: { app: undefined, port: 8080 }, redis: undefined, help: false });
   });
 
   it('takes one positional APP module', () => {
@@ -77,7 +87,8 @@ describe('parseServeArgs', () => {
 
   it('maps every flag in the help to an option, and has a flag for every option the table gives one', () => {
     const inHelp = helpFlags().map((f) => f.flag);
-    expect(inHelp.sort()).toEqual([...TABLE_FLAGS.map(([flag]) => flag), ...BOOLEAN_FLAGS.map((f) => `[no-]${f}`), ...EXTRA_FLAGS].sort());
+    expect(inHelp.sort()).toEqual([...TABLE_FLAGS.map(([flag]) => flag), ...BOOLEAN_FLAGS.map((f) => `[no-]${f}`), ...DEFLATE_FIELD_FLAGS.map(([flag]) => flag), ...EXTRA_FLAGS].sort());
+    expect(DEFLATE_FIELD_FLAGS.map(([, field]) => field).sort()).toEqual(Object.keys(DEFLATE_OPTIONS).sort());
     const withFlag = (Object.entries(OPTIONS) as [OptionName, OptionSpec][]).filter(([, spec]) => spec.cli !== false).map(([name]) => name);
     expect([...TABLE_FLAGS.map(([, option]) => option), 'sendPings'].sort()).toEqual(withFlag.sort());
   });
@@ -156,6 +167,35 @@ describe('parseServeArgs', () => {
     const error = usageError(['--deflate=fast']);
     expect(error).toBeInstanceOf(UsageError);
     expect(error.message).toBe('--deflate must be shared or dedicated, got "fast"');
+  });
+
+  it.each(DEFLATE_FIELD_FLAGS)('--%s sets deflate.%s, with --deflate', (flag, field, raw, value) => {
+    expect(parseServeArgs(['--deflate', `--${flag}`, raw]).options.deflate).toEqual({ mode: 'shared', [field]: value });
+    expect(parseServeArgs(['--deflate=dedicated', `--${flag}=${raw}`]).options.deflate).toEqual({ mode: 'dedicated', [field]: value });
+    const lonely = usageError([`--${flag}`, raw]);
+    expect(lonely).toBeInstanceOf(UsageError);
+    expect(lonely.message).toBe(`--${flag} needs --deflate (or --deflate=dedicated)`);
+  });
+
+  it('checks the deflate fields against DEFLATE_OPTIONS, naming the flag', () => {
+    expect(usageError(['--deflate', '--deflate-level', '10']).message).toBe('--deflate-level must be an integer from 0 to 9, got 10');
+    expect(usageError(['--deflate', '--deflate-window-bits', '-9']).message).toBe('--deflate-window-bits must be a whole number, got "-9"');
+    const { options } = parseServeArgs(['--deflate', '--deflate-level', '9', '--deflate-window-bits', '10']);
+    expect(resolveConfig(options, 1).deflate).toMatchObject({ mode: 'shared', level: 9, serverMaxWindowBits: 10, memLevel: 8 });
+  });
+
+  it('reads --app-options as JSON', () => {
+    expect(parseServeArgs(['--app-options', '{"greeting":"hi","n":[1,2]}']).options.appOptions).toEqual({ greeting: 'hi', n: [1, 2] });
+    expect(parseServeArgs(['--app-options=42']).options.appOptions).toBe(42);
+    const error = usageError(['--app-options', '{a:1}']);
+    expect(error).toBeInstanceOf(UsageError);
+    expect(error.message).toMatch(/^--app-options must be JSON \(.*\), got "\{a:1\}"$/);
+  });
+
+  it("reads the TLS key's passphrase from $SHARDWS_TLS_PASSPHRASE, never from the command line", () => {
+    const args = ['--tls-cert', 'c.pem', '--tls-key', 'k.pem'];
+    expect(parseServeArgs(args, { SHARDWS_TLS_PASSPHRASE: 's3cret' }).options.tls).toEqual({ certFile: 'c.pem', keyFile: 'k.pem', caFile: undefined, passphrase: 's3cret' });
+    expect(parseServeArgs(args, {}).options.tls).not.toHaveProperty('passphrase');
   });
 
   it('collects repeated --origin flags', () => {
@@ -241,9 +281,11 @@ describe('SERVE_HELP', () => {
     expect(line('max-payload')).toContain('(default 16M)');
     expect(line('high-water-mark')).toContain('(default 64K)');
     expect(line('idle-timeout')).toContain('(default 120)');
-    expect(line('stats-path')).toContain('(default /stats)');
-    expect(line('health-path')).toContain('(default /health)');
+    expect(line('stats-path')).toContain('(default off)');
+    expect(line('health-path')).toContain('(default off)');
     expect(line('metrics-path')).toContain('(default off)');
+    expect(line('admin-port')).toContain('(default off)');
+    expect(line('admin-host')).toContain('(default 127.0.0.1)');
     expect(line('[no-]send-pings')).toContain('(default on)');
     expect(line('log-level')).toContain('(default info)');
   });
