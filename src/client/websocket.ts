@@ -22,7 +22,6 @@ import type { Disconnect } from './reconnect-policy.ts';
 export type { BinaryType, MessageData, WebSocketEventMap } from './client-events.ts';
 export { CloseEvent, ErrorEvent, HeartbeatEvent, MessageEvent, OpenEvent, ReconnectEvent, RedirectEvent } from './client-events.ts';
 export type { ClientDeflateOptions, ClientOptions, ClientTlsOptions, ReconnectOptions } from './client-options.ts';
-export { CLIENT_OPTIONS, DEFAULT_JITTER, RECONNECT_OPTIONS } from './client-options.ts';
 export { UnexpectedResponseError } from './client-errors.ts';
 export type { Disconnect } from './reconnect-policy.ts';
 export { isTransientDisconnect } from './reconnect-policy.ts';
