@@ -13,9 +13,9 @@ describe('resolveConfig defaults', () => {
       expect(config[name], name).toBe(spec.default);
     }
     expect(config.workers).toBe(6);
-    expect(config).toMatchObject({ app: null, deflate: null, tls: null, origins: null, bridged: false });
+    expect(config).toMatchObject({ app: null, deflate: null, tls: null, origins: null, routes: [], proxy: null, bridged: false });
     // Nothing beyond the table and the structured options.
-    expect(Object.keys(config).sort()).toEqual([...Object.keys(OPTIONS), 'app', 'deflate', 'tls', 'origins', 'bridged'].sort());
+    expect(Object.keys(config).sort()).toEqual([...Object.keys(OPTIONS), 'app', 'deflate', 'tls', 'origins', 'routes', 'proxy', 'bridged'].sort());
   });
 
   it('runs one worker per core by default, at most 256 of them', () => {

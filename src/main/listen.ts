@@ -15,6 +15,7 @@ import { acceptModeFor } from './accept-mode.ts';
 import { BridgeRouter } from './bridge-router.ts';
 import { ShardSupervisor } from './shard-supervisor.ts';
 import type { BridgeStats, TopicBridge } from './topic-bridge.ts';
+import { UnixRelay } from './unix-relay.ts';
 
 export interface ListenOptions extends ServerOptions {
   /** Close gracefully on SIGINT and SIGTERM (the CLI turns this on). */
@@ -36,6 +37,7 @@ export interface ServerStats {
 export interface ShardServer {
   readonly config: ServerConfig;
   readonly logger: Logger;
+  /** The TCP address; on a Unix socket (`path`), `{ address: path, family: 'unix', port: 0 }`. */
   address(): AddressInfo;
   stats(): ServerStats;
   /** Sends to every subscriber of `topic` on every worker. */
@@ -55,6 +57,9 @@ const POOL_PAGE = 16 * 1024;
 export async function listen(options: ListenOptions = {}): Promise<ShardServer> {
   const mode = acceptModeFor();
   const config = resolveConfig(options, availableParallelism(), options.bridge !== undefined);
+  if (config.path !== undefined && mode !== 'transfer') {
+    throw new Error(`listen({ path }) needs Node >= 26.6: Unix socket connections reach the workers by socket transfer (this is Node ${process.versions.node})`);
+  }
   const logger = createLogger(config.logLevel, { role: 'primary' });
   const counters = new WorkerCounters(config.workers);
   const pool = SlabPool.create({ pageSize: POOL_PAGE, pageCount: Math.max(4, Math.floor(config.poolSize / POOL_PAGE)), maxWorkers: config.workers });
@@ -87,7 +92,13 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
   };
 
   const server: Server = createServer();
+  // On a Unix socket the TCP listener is the primary's own, on loopback, for the relay only.
+  const unix = config.path === undefined ? null : new UnixRelay(config.path, logger);
   server.on('connection', (socket: Socket) => {
+    if (unix !== null) unix.accepted(socket, adopt);
+    else adopt(socket);
+  });
+  const adopt = (socket: Socket): void => {
     if (mode === 'reuseport') {
       // Only while the workers start: the primary's listener then closes and they accept.
       refuseConnection(socket, 'server is starting');
@@ -105,19 +116,23 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
     }
     balancer.sent(worker);
     supervisor.send(worker, { type: 'socket', socket }, [socket]);
-  });
+  };
   server.on('error', (error) => logger.error({ err: error }, 'listener error'));
-  const listenOnPort = (port: number): Promise<void> =>
+  const listenOnPort = (port: number, host = config.host): Promise<void> =>
     new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen({ port, host: config.host, backlog: config.backlog, reusePort: mode === 'reuseport' }, () => {
+      server.listen({ port, host, backlog: config.backlog, reusePort: mode === 'reuseport' }, () => {
         server.off('error', reject);
         resolve();
       });
     });
 
   try {
-    if (mode === 'transfer') {
+    if (unix !== null) {
+      await supervisor.start({ mode: 'transfer' });
+      await listenOnPort(0, '127.0.0.1');
+      await unix.listen((server.address() as AddressInfo).port, config.backlog);
+    } else if (mode === 'transfer') {
       await supervisor.start({ mode });
       await listenOnPort(config.port);
     } else {
@@ -129,10 +144,11 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
   } catch (error) {
     await supervisor.stop(0);
     await router?.close();
+    unix?.close();
     server.close();
     throw error;
   }
-  const address = server.address() as AddressInfo;
+  const address: AddressInfo = unix !== null ? { address: config.path!, family: 'unix', port: 0 } : (server.address() as AddressInfo);
   if (mode === 'reuseport') server.close();
   logger.info(
     { address: address.address, port: address.port, workers: config.workers, deflate: config.deflate?.mode ?? 'off', tls: config.tls !== null, accept: mode },
@@ -150,7 +166,10 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
       process.off('SIGHUP', onHangup);
       const listenerClosed = new Promise<void>((resolve) => (server.listening ? server.close(() => resolve()) : resolve()));
       for (const socket of refusing) socket.destroy();
+      // The Unix path stops taking connections at once; relayed ones close with their workers.
+      unix?.stopAccepting();
       await Promise.all([listenerClosed, supervisor.stop(config.shutdownGrace)]);
+      unix?.close();
       await router?.close();
       logger.info('stopped');
     })();

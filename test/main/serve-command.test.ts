@@ -10,6 +10,7 @@ type OptionName = keyof typeof OPTIONS;
 const TABLE_FLAGS: readonly (readonly [flag: string, option: OptionName, raw: string, value: unknown])[] = [
   ['port', 'port', '9001', 9001],
   ['host', 'host', '127.0.0.1', '127.0.0.1'],
+  ['unix', 'path', '/run/shardws.sock', '/run/shardws.sock'],
   ['workers', 'workers', '3', 3],
   ['backlog', 'backlog', '100', 100],
   ['max-connections', 'maxConnections', '5000', 5000],
@@ -34,9 +35,9 @@ const TABLE_FLAGS: readonly (readonly [flag: string, option: OptionName, raw: st
   ['pool-threshold', 'poolThreshold', '4K', 4 * 1024],
 ];
 /** The on/off flag: `--send-pings` / `--no-send-pings`. */
-const BOOLEAN_FLAGS = ['send-pings'];
+const BOOLEAN_FLAGS = ['send-pings', 'proxy-protocol'];
 /** Hand-made flags, as the help spells them. */
-const EXTRA_FLAGS = ['deflate[=MODE]', 'origin', 'tls-cert', 'tls-key', 'tls-ca', 'redis'];
+const EXTRA_FLAGS = ['deflate[=MODE]', 'origin', 'tls-cert', 'tls-key', 'tls-ca', 'route', 'redis'];
 
 /** Flag name and placeholder of every help line that starts with "--". */
 function helpFlags(): { flag: string; placeholder: string; line: string }[] {
@@ -79,7 +80,7 @@ describe('parseServeArgs', () => {
     const inHelp = helpFlags().map((f) => f.flag);
     expect(inHelp.sort()).toEqual([...TABLE_FLAGS.map(([flag]) => flag), ...BOOLEAN_FLAGS.map((f) => `[no-]${f}`), ...EXTRA_FLAGS].sort());
     const withFlag = (Object.entries(OPTIONS) as [OptionName, OptionSpec][]).filter(([, spec]) => spec.cli !== false).map(([name]) => name);
-    expect([...TABLE_FLAGS.map(([, option]) => option), 'sendPings'].sort()).toEqual(withFlag.sort());
+    expect([...TABLE_FLAGS.map(([, option]) => option), 'sendPings', 'proxyProtocol'].sort()).toEqual(withFlag.sort());
   });
 
   it('turns pings on and off', () => {
