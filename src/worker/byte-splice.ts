@@ -12,6 +12,11 @@ import type { Duplex } from 'node:stream';
 const LINGER_MS = 5000;
 
 export interface Splice {
+  /**
+   * A read of a client read through a shared buffer (valid only during the call): the caller
+   * of a `read-buffer` splice hands each one here.
+   */
+  fromClient(chunk: Buffer): void;
   /** Ends both sides at once (shutdown). */
   destroy(): void;
 }
@@ -21,15 +26,31 @@ type HalfOpen = Duplex & { allowHalfOpen: boolean };
 /**
  * Joins `client` and `upstream`: `clientEarly` (bytes the client sent before its 101) goes to the
  * upstream first, `upstreamHead` (bytes that came with the upstream's 101) to the client first.
+ * A client that reads through the worker's shared buffer (`read-buffer`: net's `onread`, which
+ * stays on the handle) is fed by the caller through `fromClient`; one that emits 'data' is piped.
  * `done` runs once, when both sockets are closed.
  */
-export function spliceSockets(client: Duplex, clientEarly: readonly Buffer[], upstream: Duplex, upstreamHead: Buffer, idleTimeoutMs: number, done: () => void): Splice {
+export function spliceSockets(
+  client: Duplex,
+  clientReads: 'read-buffer' | 'data-events',
+  clientEarly: readonly Buffer[],
+  upstream: Duplex,
+  upstreamHead: Buffer,
+  idleTimeoutMs: number,
+  done: () => void,
+): Splice {
   // Each direction ends on its own: a FIN from one side must not cut what the other still sends.
   (client as HalfOpen).allowHalfOpen = true;
   (upstream as HalfOpen).allowHalfOpen = true;
   for (const chunk of clientEarly) if (chunk.length > 0) upstream.write(chunk);
   if (upstreamHead.length > 0) client.write(upstreamHead);
-  client.pipe(upstream);
+  if (clientReads === 'data-events') {
+    client.pipe(upstream);
+  } else {
+    // What pipe() does, for reads that come through fromClient.
+    client.on('end', () => upstream.end());
+    upstream.on('drain', () => client.resume());
+  }
   upstream.pipe(client);
 
   let open = 2;
@@ -59,6 +80,10 @@ export function spliceSockets(client: Duplex, clientEarly: readonly Buffer[], up
     });
   }
   return {
+    fromClient(chunk: Buffer): void {
+      // The shared buffer is overwritten by the next read: the upstream's write queue gets a copy.
+      if (!upstream.write(Buffer.from(chunk))) client.pause();
+    },
     destroy: () => {
       client.destroy();
       upstream.destroy();

@@ -54,7 +54,11 @@ interface Preface {
   preface: Buffer;
   readonly tls: boolean;
 }
-type HeadState = Preface | { bytes: Buffer } | Upgrading | typeof DISCARD | null;
+/** A passthrough connection: its reads go to the upstream. */
+interface Spliced {
+  readonly splice: Splice;
+}
+type HeadState = Preface | { bytes: Buffer } | Upgrading | Spliced | typeof DISCARD | null;
 type IntakeSocket = Socket & { [kHead]: HeadState };
 
 const EMPTY = Buffer.alloc(0);
@@ -196,6 +200,10 @@ export class SocketIntake {
       this.#readPreface(socket, state, chunk);
       return;
     }
+    if ('splice' in state!) {
+      state.splice.fromClient(chunk);
+      return;
+    }
     if ('rest' in state!) {
       // A client that did not wait for the 101: keep what it sent, up to a bound. Reading goes on
       // below it, so a peer that resets or closes meanwhile is noticed.
@@ -323,10 +331,8 @@ export class SocketIntake {
       this.#handshakeRequest(socket, head),
       (accepted) => {
         if (accepted.kind === 'splice') {
-          // Bytes are copied the usual way ('data'), not through the read buffer.
-          socket[kHead] = DISCARD;
-          const plain = rehomeSocket(socket);
-          this.#splice(plain, socket, accepted, [upgrading.rest]);
+          socket[kHead] = { splice: this.#splice(socket, socket, accepted, 'read-buffer', [upgrading.rest]) };
+          socket.resume();
           return;
         }
         const connection = this.#connect(socket, socket, accepted, 'read-buffer');
@@ -408,7 +414,16 @@ export class SocketIntake {
       fromIncomingMessage(req),
       (accepted) => {
         if (accepted.kind === 'splice') {
-          this.#splice(socket, socket, accepted, [head]);
+          // A plain TCP socket's handle keeps the read buffer net gave it at intake: it reads
+          // through it again, on a socket that knows it (TLS reads come out of the TLS layer).
+          const rehomed = rehomeForReading(socket as Socket, this.#reads);
+          if (rehomed === null) {
+            this.#splice(socket, socket, accepted, 'data-events', [head]);
+            return;
+          }
+          const live = rehomed.socket as IntakeSocket;
+          live.on('error', destroyOnError);
+          live[kHead] = { splice: this.#splice(live, socket, accepted, 'read-buffer', [head, ...rehomed.pending]) };
           return;
         }
         // A plain TCP connection reads into the worker's one read buffer from here on.
@@ -476,18 +491,19 @@ export class SocketIntake {
    * A passthrough connection: the upstream's 101 to the client, then bytes both ways. It counts
    * as a connection (maxConnections, the balancer) until both sockets are closed.
    */
-  #splice(live: Duplex, tracked: Duplex, accepted: AcceptedSplice, early: readonly Buffer[]): void {
+  #splice(live: Duplex, tracked: Duplex, accepted: AcceptedSplice, reads: 'read-buffer' | 'data-events', early: readonly Buffer[]): Splice {
     const slot = this.#parts.slot;
     slot[Counter.Connections]!++;
     this.#handshakeEnded(tracked);
     (live as Socket).setNoDelay?.(true);
     live.write(accepted.response, 'latin1');
-    const splice = spliceSockets(live, early, accepted.upstream, accepted.upstreamHead, this.#parts.config.idleTimeout * 1000, () => {
+    const splice = spliceSockets(live, reads, early, accepted.upstream, accepted.upstreamHead, this.#parts.config.idleTimeout * 1000, () => {
       slot[Counter.Connections]!--;
       this.#splices.delete(splice);
       accepted.ended();
     });
     this.#splices.add(splice);
+    return splice;
   }
 
   #onClientError(error: NodeJS.ErrnoException, socket: Duplex): void {
