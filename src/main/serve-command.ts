@@ -85,9 +85,9 @@ const USAGE: Readonly<Record<Command, readonly string[]>> = {
     '',
     'A WebSocket gateway: every upgrade is proxied to the ws:// or wss:// upstream URL(s), the path',
     "and query appended to the upstream's. In message mode (the default) the client's leg runs",
-    'permessage-deflate (--deflate) and TLS on every worker, and the upstreams get plain messages;',
-    '--passthrough copies bytes instead. An upstream that refuses or is unreachable is skipped for a',
-    'back-off and retried; one that does not answer in time gives the client 504, never a 101.',
+    'permessage-deflate (--deflate) and TLS on every worker, and the upstreams get plain messages; in',
+    'passthrough mode bytes are copied instead. An upstream that refuses or is unreachable is skipped',
+    'for a back-off and retried; one that does not answer in time gives the client 504, never a 101.',
   ],
 };
 

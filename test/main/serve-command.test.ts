@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { SERVE_HELP, parseServeArgs } from '../../src/main/serve-command.ts';
+import { PROXY_HELP, SERVE_HELP, parseProxyArgs, parseServeArgs } from '../../src/main/serve-command.ts';
 import { UsageError } from '../../src/runtime/cli-args.ts';
 import { OPTIONS, resolveConfig } from '../../src/shared/config.ts';
 import type { OptionSpec } from '../../src/shared/config.ts';
@@ -247,5 +247,26 @@ describe('SERVE_HELP', () => {
     expect(line('metrics-path')).toContain('(default off)');
     expect(line('[no-]send-pings')).toContain('(default on)');
     expect(line('log-level')).toContain('(default info)');
+  });
+});
+
+describe('--route and parseProxyArgs', () => {
+  it('reads --route PATH=APP, repeated, into routes', () => {
+    expect(parseServeArgs(['--route', '/chat=chat.ts', '--route=/feed/*=./feed.ts']).options.routes).toEqual({ '/chat': 'chat.ts', '/feed/*': './feed.ts' });
+    expect(() => parseServeArgs(['--route', 'chat.ts'])).toThrow(/--route must be PATH=APP/);
+  });
+
+  it('makes the gateway target from the URLs and the proxy flags, with every serve flag beside them', () => {
+    const { options } = parseProxyArgs(['ws://a:1,wss://b:2/x', '--passthrough', '--balance', 'round-robin', '--upstream-timeout', '2.5', '--workers', '2', '--unix', '/run/gw.sock']);
+    expect(options.proxy).toEqual({ url: ['ws://a:1', 'wss://b:2/x'], mode: 'passthrough', balance: 'round-robin', timeout: 2.5 });
+    expect(options).toMatchObject({ workers: 2, path: '/run/gw.sock', statsPath: '/stats' });
+    expect(options.port).toBeUndefined();
+    const config = resolveConfig(options, 2);
+    expect(config.proxy).toMatchObject({ urls: ['ws://a:1/', 'wss://b:2/x'], mode: 'passthrough', balance: 'round-robin', timeout: 2.5, deflate: false });
+    expect(parseProxyArgs(['ws://a', '--upstream-deflate']).options.proxy).toMatchObject({ mode: 'message', deflate: true });
+    expect(() => parseProxyArgs(['ws://a', '--passthrough', '--upstream-deflate'])).toThrow(/--upstream-deflate is for message mode/);
+    expect(() => parseProxyArgs(['ws://a', 'ws://b'])).toThrow(/proxy takes one argument/);
+    expect(() => parseProxyArgs(['ws://a', '--route', '/x=y.ts'])).toThrow(/Unknown option/);
+    expect(PROXY_HELP).toContain('Usage: shardws proxy URL[,URL...] [options]');
   });
 });
