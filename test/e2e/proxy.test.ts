@@ -3,15 +3,17 @@
  * upstreams (a ws server, another shardws server, servers that refuse or never answer), in
  * message mode and passthrough, with several upstreams, and the faults a gateway meets.
  */
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import type { AddressInfo, Server, Socket } from 'node:net';
 import type { IncomingMessage } from 'node:http';
+import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocketServer } from 'ws';
 import type { WebSocket as WsSocket } from 'ws';
 import { WebSocket as ShardClient } from '../../src/client/websocket.ts';
 import type { ShardServer } from '../../src/main/listen.ts';
-import { RawConnection, TestClient, cleanup, fixtureApp, startServer, upgradeRequest, waitFor, withTimeout } from './helpers.ts';
+import { RawConnection, TestClient, cleanup, clientFrame, fixtureApp, startServer, upgradeRequest, waitFor, withTimeout } from './helpers.ts';
 
 interface UpstreamConnection {
   readonly ws: WsSocket;
@@ -370,6 +372,25 @@ describe('proxy: passthrough', () => {
     await waitFor(() => upstream.connections[0]!.close !== null, 'the close to reach the upstream');
     expect(upstream.connections[0]!.close).toEqual({ code: 4005, reason: 'done' });
     await waitFor(() => gw.stats().connections === 0, 'the splice to end');
+  });
+
+  it('splices a TLS client (the gateway terminates TLS) and a request head read by Node\'s parser', async () => {
+    const upstream = await Upstream.start();
+    const tls = { certFile: fileURLToPath(new URL('../fixtures/tls/cert.pem', import.meta.url)), keyFile: fileURLToPath(new URL('../fixtures/tls/key.pem', import.meta.url)) };
+    const ca = readFileSync(tls.certFile, 'utf8');
+    const secure = await gateway({ tls });
+    const overTls = await new TestClient(`wss://localhost:${secure.address().port}/p?${to(upstream.url)}&mode=passthrough`, undefined, { ca }).opened();
+    expect((await overTls.request('spliced under tls')).data.toString()).toBe('spliced under tls');
+    expect(upstream.connections[0]!.req.headers['x-forwarded-proto']).toBe('https');
+    // Over 100 fields is outside the fast path's subset: Node's parser reads this head.
+    const plain = await gateway();
+    const raw = await RawConnection.open(plain.address().port);
+    const many = Object.fromEntries(Array.from({ length: 101 }, (_, i) => [`X-Field-${i}`, String(i)]));
+    const head = await raw.request(upgradeRequest(`/p?${to(upstream.url)}&mode=passthrough`, many));
+    expect(head.status).toBe(101);
+    raw.socket.write(clientFrame(0x1, Buffer.from('raw through the splice')));
+    const frame = await raw.nextFrame();
+    expect(frame.payload.toString()).toBe('raw through the splice');
   });
 
   it('answers 502 in passthrough too when the upstream refuses', async () => {
