@@ -12,7 +12,7 @@ import type { TLSSocket } from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { RawConnection, TestClient, cleanup, fixtureApp, startServer, upgradeRequest, waitFor, withTimeout } from './helpers.ts';
+import { RawConnection, TestClient, acceptMode, cleanup, fixtureApp, startServer, upgradeRequest, waitFor, withTimeout } from './helpers.ts';
 
 const tlsFixture = (name: string): string => fileURLToPath(new URL(`../fixtures/tls/${name}`, import.meta.url));
 const pem = (name: string): string => readFileSync(tlsFixture(name), 'utf8');
@@ -35,7 +35,11 @@ async function greeting(raw: RawConnection): Promise<PeerInfo> {
 }
 
 describe('Unix domain socket', () => {
-  it('serves WebSocket clients on listen({ path }), on every worker, and removes the file on close', async () => {
+  it.skipIf(acceptMode !== 'reuseport')('refuses listen({ path }) with a clear error where sockets cannot be transferred', async () => {
+    await expect(startServer({ path: join(tmpdir(), `shardws-${process.pid}.sock`) })).rejects.toThrow(/needs Node >= 26\.6/);
+  });
+
+  it.skipIf(acceptMode !== 'transfer')('serves WebSocket clients on listen({ path }), on every worker, and removes the file on close', async () => {
     const path = join(tmpdir(), `shardws-${process.pid}-${Date.now()}.sock`);
     try {
       const server = await startServer({ path, app: fixtureApp('peer-info') });
