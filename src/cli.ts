@@ -1,12 +1,13 @@
 #!/usr/bin/env node
 /**
- * The `shardws` command: `shardws serve [APP] [options]` and `shardws bench URL [options]`.
+ * The `shardws` command: `shardws serve [APP] [options]`, `shardws proxy URL[,URL...] [options]`
+ * and `shardws bench URL [options]`.
  * Bad input gets one clear line on stderr and exit code 2; a failure at run time (the app does
  * not load, the port is taken) one line and exit code 1.
  */
 import { readFileSync } from 'node:fs';
 import { listen, readyMessage, serverUrl } from './main/listen.ts';
-import { SERVE_HELP, parseServeArgs } from './main/serve-command.ts';
+import { PROXY_HELP, SERVE_HELP, parseProxyArgs, parseServeArgs } from './main/serve-command.ts';
 import { UsageError } from './runtime/cli-args.ts';
 
 const VERSION = (JSON.parse(readFileSync(new URL(import.meta.url.includes('/dist/') ? '../../package.json' : '../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -15,6 +16,7 @@ const HELP = `Usage: shardws <command> [options]
 
 Commands:
   serve [APP]   run a sharded WebSocket server (shardws serve --help)
+  proxy URL     a WebSocket gateway to ws:// upstream(s): TLS and deflate on every core (shardws proxy --help)
   bench URL     load-test any ws:// or wss:// server (shardws bench --help)
 
 Options:
@@ -69,10 +71,10 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (command === 'bench') return bench(rest);
-  if (command !== 'serve') throw new UsageError(`unknown command "${command}" (try shardws --help)`);
-  const { options, redis, help } = parseServeArgs(rest);
+  if (command !== 'serve' && command !== 'proxy') throw new UsageError(`unknown command "${command}" (try shardws --help)`);
+  const { options, redis, help } = command === 'serve' ? parseServeArgs(rest) : parseProxyArgs(rest);
   if (help) {
-    process.stdout.write(SERVE_HELP);
+    process.stdout.write(command === 'serve' ? SERVE_HELP : PROXY_HELP);
     return 0;
   }
   // Loaded only when asked for: a server without a bridge never loads ioredis.
@@ -97,7 +99,7 @@ main(process.argv.slice(2)).then(
     let message = (error instanceof Error && startFailure(error)) || (error instanceof Error ? error.message : String(error));
     // node:util's message for an unknown option runs on about positionals: say it in one line.
     const unknown = parseError && /Unknown option '([^']+)'/.exec(message);
-    if (unknown) message = `unknown option ${unknown[1]} (try shardws serve --help)`;
+    if (unknown) message = `unknown option ${unknown[1]} (try shardws ${process.argv[2] === 'proxy' ? 'proxy' : 'serve'} --help)`;
     process.stderr.write(`shardws: ${message}\n`);
     process.exitCode = usage ? 2 : 1;
   },

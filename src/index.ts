@@ -10,18 +10,21 @@ export type {
   App,
   MessageData,
   Priority,
+  ProxyTarget,
   SendOptions,
   SendStatus,
   ServerWebSocket,
   Shard,
   SlowClientDecision,
+  TlsPeer,
   UpgradeAccept,
+  UpgradeProxy,
   UpgradeRejection,
   UpgradeRequest,
   UpgradeResult,
   ResponseHeaders,
   WorkerStats,
 } from './shared/app.ts';
-export type { CompressionMode, DeflateConfig, LogFormat, LogLevel, ServerOptions, SlowClientPolicy, TlsOptions } from './shared/config.ts';
+export type { CompressionMode, DeflateConfig, LogFormat, LogLevel, RouteOptions, ServerOptions, SlowClientPolicy, TlsOptions } from './shared/config.ts';
 export { CloseCode } from './shared/close.ts';
 export { HandshakeError, ProtocolError } from './shared/errors.ts';

@@ -46,6 +46,19 @@ function collect(child: Child): { stdout: string; stderr: string } {
   return output;
 }
 
+/** The port a server started by the CLI logs once it listens. */
+function listeningPort(child: ChildProcessByStdio<null, Readable, Readable>): Promise<number> {
+  return new Promise<number>((resolve, reject) => {
+    let out = '';
+    child.stdout.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+      const match = /"port":(\d+).*listening on/.exec(out);
+      if (match) resolve(Number(match[1]));
+    });
+    child.once('exit', (code) => reject(new Error(`exited with ${code}: ${out}`)));
+  });
+}
+
 describe('shardws CLI', () => {
   it('prints its version and help', () => {
     const version = run('--version');
@@ -58,6 +71,14 @@ describe('shardws CLI', () => {
     }
     // Every option line states its default.
     for (const line of help.stdout.split('\n').filter((l) => l.trimStart().startsWith('--'))) expect(line).toMatch(/default/);
+    expect(run('--help').stdout).toMatch(/^  proxy URL /m);
+    const proxyHelp = run('proxy', '--help');
+    expect(proxyHelp.status).toBe(0);
+    for (const flag of ['--port', '--workers', '--deflate', '--tls-cert', '--unix', '--[no-]proxy-protocol', '--balance', '--passthrough', '--upstream-deflate', '--upstream-timeout']) {
+      expect(proxyHelp.stdout).toContain(flag);
+    }
+    expect(proxyHelp.stdout).not.toContain('--redis');
+    for (const line of proxyHelp.stdout.split('\n').filter((l) => l.trimStart().startsWith('--'))) expect(line).toMatch(/default/);
   });
 
   it.each([
@@ -70,6 +91,10 @@ describe('shardws CLI', () => {
     [['serve', '--deflate-level', '3'], /--deflate-level needs --deflate/],
     [['serve', '--admin-port', '70000'], /--admin-port must be a port from 0 to 65535/],
     [['frobnicate'], /unknown command/],
+    [['proxy'], /proxy takes one argument, the upstream URL/],
+    [['proxy', 'http://a.example'], /is not a ws:\/\/ or wss:\/\/ URL/],
+    [['proxy', 'ws://a.example', '--balance', 'random'], /--balance must be least-connections or round-robin/],
+    [['proxy', 'ws://a.example', '--redis', 'redis://x'], /unknown option --redis \(try shardws proxy --help\)/],
   ])('refuses %j with one clear line and exit code 2', (args, message) => {
     const result = run(...args);
     expect(result.status).toBe(2);
@@ -216,15 +241,7 @@ describe('shardws CLI', () => {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     try {
-      const port = await new Promise<number>((resolve, reject) => {
-        let out = '';
-        child.stdout.on('data', (chunk: Buffer) => {
-          out += chunk.toString();
-          const match = /"port":(\d+).*listening on/.exec(out);
-          if (match) resolve(Number(match[1]));
-        });
-        child.once('exit', (code) => reject(new Error(`exited with ${code}: ${out}`)));
-      });
+      const port = await listeningPort(child);
       const ws = new WebSocket(`ws://127.0.0.1:${port}/echo`, { perMessageDeflate: true });
       const echoed = await new Promise<string>((resolve, reject) => {
         ws.on('open', () => ws.send('hello cli'));
@@ -240,6 +257,38 @@ describe('shardws CLI', () => {
       expect(await exited).toBe(0);
     } finally {
       child.kill('SIGKILL');
+    }
+  });
+
+  it('runs a gateway: shardws proxy relays to the upstream with deflate on the client leg', async () => {
+    const { WebSocketServer } = await import('ws');
+    const upstream = new WebSocketServer({ port: 0, host: '127.0.0.1', perMessageDeflate: false });
+    await new Promise((resolve) => upstream.once('listening', resolve));
+    const seen: string[] = [];
+    upstream.on('connection', (ws, req) => {
+      seen.push(`${req.url} ${req.headers['sec-websocket-extensions'] ?? 'no extensions'}`);
+      ws.on('message', (data, isBinary) => ws.send(data as Buffer, { binary: isBinary }));
+    });
+    const upstreamUrl = `ws://127.0.0.1:${(upstream.address() as { port: number }).port}`;
+    const child = spawn(process.execPath, [CLI, 'proxy', upstreamUrl, '--port', '0', '--host', '127.0.0.1', '--workers', '2', '--deflate'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    try {
+      const port = await listeningPort(child);
+      const ws = new WebSocket(`ws://127.0.0.1:${port}/chat?room=2`, { perMessageDeflate: true });
+      const echoed = await new Promise<string>((resolve, reject) => {
+        ws.on('open', () => ws.send('through the gateway'));
+        ws.on('message', (data) => resolve(String(data)));
+        ws.on('error', reject);
+      });
+      expect(echoed).toBe('through the gateway');
+      expect(ws.extensions).toContain('permessage-deflate');
+      expect(seen).toEqual(['/chat?room=2 no extensions']);
+      const closed = new Promise<number>((resolve) => ws.on('close', (code) => resolve(code)));
+      child.kill('SIGTERM');
+      expect(await closed).toBe(1001);
+    } finally {
+      child.kill('SIGKILL');
+      for (const client of upstream.clients) client.terminate();
+      await new Promise((resolve) => upstream.close(resolve));
     }
   });
 });

@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { BENCH_HELP } from '../bench/load/options.ts';
-import { SERVE_HELP } from '../src/main/serve-command.ts';
+import { PROXY_HELP, SERVE_HELP } from '../src/main/serve-command.ts';
 import { API_MD, exportedNames, members, optionRows } from './support/api-reference.ts';
 
 const api = readFileSync(API_MD, 'utf8');
@@ -84,7 +84,7 @@ describe('docs/api.md', () => {
 describe('flags in the docs', () => {
   /** Flags of other programs shown in the docs (docker, npm, the soak and fuzz scripts). */
   const OTHERS = new Set(['--init', '--time', '--omit', '--save-dev', '--minutes', '--seconds']);
-  const known = new Set([...`${SERVE_HELP}\n${BENCH_HELP}`.matchAll(/--(?:\[no-\])?([a-z][a-z0-9-]*)/g)].flatMap(([, flag]) => [`--${flag}`, `--no-${flag}`]));
+  const known = new Set([...`${SERVE_HELP}\n${PROXY_HELP}\n${BENCH_HELP}`.matchAll(/--(?:\[no-\])?([a-z][a-z0-9-]*)/g)].flatMap(([, flag]) => [`--${flag}`, `--no-${flag}`]));
 
   it.each(['README.md', 'docs/operations.md', 'docs/security.md', 'docs/api.md'])('%s names only flags shardws has', (file) => {
     const text = readFileSync(new URL(`../${file}`, import.meta.url), 'utf8');

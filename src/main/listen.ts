@@ -18,6 +18,7 @@ import { AdminListener } from './admin-listener.ts';
 import { ThreadSampler } from '../runtime/thread-sampler.ts';
 import { assertAppExists } from '../worker/app-loader.ts';
 import type { BridgeStats, TopicBridge } from './topic-bridge.ts';
+import { UnixRelay } from './unix-relay.ts';
 
 export interface ListenOptions extends ServerOptions {
   /** Close gracefully on SIGINT and SIGTERM (the CLI turns this on). */
@@ -39,6 +40,7 @@ export interface ServerStats {
 export interface ShardServer {
   readonly config: ServerConfig;
   readonly logger: Logger;
+  /** The TCP address; on a Unix socket (`path`), `{ address: path, family: 'unix', port: 0 }`. */
   address(): AddressInfo;
   /** Where the admin listener (adminPort) listens; null without one. */
   adminAddress(): AddressInfo | null;
@@ -55,6 +57,7 @@ const POOL_PAGE = 16 * 1024;
 
 /** The URL a person would open: `localhost` for a wildcard address, brackets around IPv6. */
 export function serverUrl(address: AddressInfo, tls: boolean): string {
+  if (address.family === 'unix') return `unix:${address.address}`;
   const wildcard = address.address === '::' || address.address === '0.0.0.0';
   const host = wildcard ? 'localhost' : address.family === 'IPv6' ? `[${address.address}]` : address.address;
   return `${tls ? 'https' : 'http'}://${host}:${address.port}`;
@@ -75,6 +78,9 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
   const mode = acceptModeFor();
   const config = resolveConfig({ ...options, logFormat: concreteLogFormat(options.logFormat) }, availableParallelism(), options.bridge !== undefined);
   assertAppExists(config.app);
+  if (config.path !== undefined && mode !== 'transfer') {
+    throw new Error(`listen({ path }) needs Node >= 26.6: Unix socket connections reach the workers by socket transfer (this is Node ${process.versions.node})`);
+  }
   const logger = createLogger(config.logLevel, config.logFormat, { role: 'primary' });
   let admin: AdminListener | null = null;
   const counters = new WorkerCounters(config.workers);
@@ -108,7 +114,13 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
   };
 
   const server: Server = createServer();
+  // On a Unix socket the TCP listener is the primary's own, on loopback, for the relay only.
+  const unix = config.path === undefined ? null : new UnixRelay(config.path, logger);
   server.on('connection', (socket: Socket) => {
+    if (unix !== null) unix.accepted(socket, adopt);
+    else adopt(socket);
+  });
+  const adopt = (socket: Socket): void => {
     if (mode === 'reuseport') {
       // Only while the workers start: the primary's listener then closes and they accept.
       refuseConnection(socket, 'server is starting');
@@ -126,18 +138,22 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
     }
     balancer.sent(worker);
     supervisor.send(worker, { type: 'socket', socket }, [socket]);
-  });
-  const listenOnPort = (port: number): Promise<void> =>
+  };
+  const listenOnPort = (port: number, host = config.host): Promise<void> =>
     new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen({ port, host: config.host, backlog: config.backlog, reusePort: mode === 'reuseport' }, () => {
+      server.listen({ port, host, backlog: config.backlog, reusePort: mode === 'reuseport' }, () => {
         server.off('error', reject);
         resolve();
       });
     });
 
   try {
-    if (mode === 'transfer') {
+    if (unix !== null) {
+      await supervisor.start({ mode: 'transfer' });
+      await listenOnPort(0, '127.0.0.1');
+      await unix.listen((server.address() as AddressInfo).port, config.backlog);
+    } else if (mode === 'transfer') {
       await supervisor.start({ mode });
       await listenOnPort(config.port);
     } else {
@@ -150,12 +166,13 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
   } catch (error) {
     await supervisor.stop(0);
     await router?.close();
+    unix?.close();
     server.close();
     throw error;
   }
   // Failing to bind was listen()'s rejection; from here a listener error is only logged.
   server.on('error', (error) => logger.error({ err: error }, 'listener error'));
-  const address = server.address() as AddressInfo;
+  const address: AddressInfo = unix !== null ? { address: config.path!, family: 'unix', port: 0 } : (server.address() as AddressInfo);
   if (mode === 'reuseport') server.close();
   const url = serverUrl(address, config.tls !== null);
   const adminUrl = admin === null ? null : serverUrl(admin.address(), false);
@@ -183,7 +200,10 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
       for (const socket of refusing) socket.destroy();
       clearInterval(sampling);
       sampler.stop();
+      // The Unix path stops taking connections at once; relayed ones close with their workers.
+      unix?.stopAccepting();
       await Promise.all([listenerClosed, supervisor.stop(config.shutdownGrace), admin?.close()]);
+      unix?.close();
       await router?.close();
       logger.info('stopped');
     })();

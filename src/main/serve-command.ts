@@ -1,14 +1,17 @@
 /**
- * `shardws serve [APP] [options]`: its flags, their help and their checks, generated from the
- * option tables (shared/config.ts OPTIONS, and DEFLATE_OPTIONS for `--deflate-*`), so every
- * listen() option with a scalar value has a flag, and a default or a bound is written down once.
- * The few structured options (the deflate mode, TLS, origins, appOptions, the Redis bridge) have
- * hand-made flags here.
+ * `shardws serve [APP] [options]` and `shardws proxy URL[,URL...] [options]`: their flags, their
+ * help and their checks, generated from the option tables (shared/config.ts OPTIONS, and
+ * DEFLATE_OPTIONS for `--deflate-*`), so every listen() option with a scalar value has a flag in
+ * both, and a default or a bound is written down once. The few structured options (the deflate
+ * mode, TLS, origins, appOptions, routes, the Redis bridge, the proxy's own) have hand-made flags
+ * here, each for the commands it applies to.
  */
 import { parseArgs } from 'node:util';
 import type { ParseArgsConfig } from 'node:util';
+import type { ProxyTarget } from '../shared/app.ts';
 import { DEFLATE_OPTIONS, OPTIONS, optionValue } from '../shared/config.ts';
 import type { CompressionMode, OptionSpec, ServerOptions } from '../shared/config.ts';
+import { DEFAULT_PROXY_TIMEOUT } from '../shared/proxy-target.ts';
 import { UsageError, byteSize, decimal, joinNegativeValues, wholeNumber } from '../runtime/cli-args.ts';
 
 type OptionName = keyof typeof OPTIONS;
@@ -17,6 +20,7 @@ type OptionName = keyof typeof OPTIONS;
 const FLAG_NAMES: Partial<Record<OptionName, string>> = {
   maxPayloadLength: 'max-payload',
   workerYoungGenerationSize: 'worker-young-size',
+  path: 'unix',
 };
 
 const kebab = (name: string): string => name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
@@ -37,15 +41,23 @@ const DEFLATE_FLAGS = new Map<string, [DeflateField, OptionSpec]>(
 /** The environment variable `--tls-key`'s passphrase is read from (never on the command line, where ps shows it). */
 export const TLS_PASSPHRASE_ENV = 'SHARDWS_TLS_PASSPHRASE';
 
-/** Hand-made flags, with their placeholder and help line. */
-const EXTRA_FLAGS: readonly (readonly [flag: string, placeholder: string, doc: string])[] = [
-  ['origin', 'ORIGIN', 'allow upgrades only from this Origin; repeat for more (default any)'],
-  ['tls-cert', 'FILE', 'serve wss:// with this PEM certificate; SIGHUP reloads it (default off)'],
-  ['tls-key', 'FILE', `the certificate's PEM private key; its passphrase, if any, from $${TLS_PASSPHRASE_ENV} (default none)`],
-  ['tls-ca', 'FILE', 'PEM CA chain sent with the certificate (default none)'],
-  ['app-options', 'JSON', "the app's options, given to its start(shard, options) in every worker (default none)"],
-  ['redis', 'URL', "join other servers' topics through Redis (redis://host:port[/db]; default off)"],
+export type Command = 'serve' | 'proxy';
+
+/** Hand-made flags, with their placeholder, help line and the commands that have them. */
+const EXTRA_FLAGS: readonly (readonly [flag: string, placeholder: string, doc: string, commands: readonly Command[]])[] = [
+  ['origin', 'ORIGIN', 'allow upgrades only from this Origin; repeat for more (default any)', ['serve', 'proxy']],
+  ['tls-cert', 'FILE', 'serve wss:// with this PEM certificate; SIGHUP reloads it (default off)', ['serve', 'proxy']],
+  ['tls-key', 'FILE', `the certificate's PEM private key; its passphrase, if any, from $${TLS_PASSPHRASE_ENV} (default none)`, ['serve', 'proxy']],
+  ['tls-ca', 'FILE', 'PEM CA chain sent with the certificate (default none)', ['serve', 'proxy']],
+  ['app-options', 'JSON', "the app's options, given to its start(shard, options) in every worker (default none)", ['serve']],
+  ['route', 'PATH=APP', 'serve APP on PATH (PATH/* for it and below); repeat for more (default none)', ['serve']],
+  ['redis', 'URL', "join other servers' topics through Redis (redis://host:port[/db]; default off)", ['serve']],
+  ['balance', 'POLICY', 'spread over the upstreams by least-connections or round-robin (default least-connections)', ['proxy']],
+  ['passthrough', '', "relay the upstream's 101, then copy bytes: extensions end to end (default: message mode)", ['proxy']],
+  ['upstream-deflate', '', 'offer permessage-deflate to the upstreams (default off: plain messages)', ['proxy']],
+  ['upstream-timeout', 'SECS', `time an upstream has for its 101 before the client gets 504 (default ${DEFAULT_PROXY_TIMEOUT})`, ['proxy']],
 ];
+const extraFlags = (command: Command) => EXTRA_FLAGS.filter(([, , , commands]) => commands.includes(command));
 const DEFLATE_MODE_HELP = ['deflate[=MODE]', 'permessage-deflate: shared (the mode when given alone) or dedicated (default off)'] as const;
 
 /** The flag that sets a table option (`maxPayloadLength` → `max-payload`) or a deflate field (`deflate.level`). */
@@ -80,16 +92,27 @@ function helpLine(left: string, doc: string): string {
   return `  ${left.padEnd(28)} ${doc}`;
 }
 
-export const SERVE_HELP = (() => {
-  const lines = [
+const USAGE: Readonly<Record<Command, readonly string[]>> = {
+  serve: [
     'Usage: shardws serve [APP] [options]',
     '',
     'Serves APP (a module whose default export is defineApp({...})) on worker threads; without APP,',
     'the built-in demo (chat page at /, /echo, /broadcast, /chat). Durations are in seconds, sizes',
     'in bytes (16K, 4M and 1G are accepted).',
+  ],
+  proxy: [
+    'Usage: shardws proxy URL[,URL...] [options]',
     '',
-    'Options:',
-  ];
+    'A WebSocket gateway: every upgrade is proxied to the ws:// or wss:// upstream URL(s), the path',
+    "and query appended to the upstream's. In message mode (the default) the client's leg runs",
+    'permessage-deflate (--deflate) and TLS on every worker, and the upstreams get plain messages; in',
+    'passthrough mode bytes are copied instead. An upstream that refuses or is unreachable is skipped',
+    'for a back-off and retried; one that does not answer in time gives the client 504, never a 101.',
+  ],
+};
+
+function helpFor(command: Command): string {
+  const lines = [...USAGE[command], '', 'Options:'];
   const tableLine = (flag: string, name: string, spec: OptionSpec): string => {
     if (spec.kind === 'boolean') return helpLine(`--[no-]${flag}`, `${spec.doc} (default ${describeDefault(name, spec)})`);
     const doc = spec.doc.includes('(default') ? spec.doc : `${spec.doc} (default ${describeDefault(name, spec)})`;
@@ -98,17 +121,20 @@ export const SERVE_HELP = (() => {
   for (const [flag, [name, spec]] of FLAGS) lines.push(tableLine(flag, name, spec));
   lines.push(helpLine(`--${DEFLATE_MODE_HELP[0]}`, DEFLATE_MODE_HELP[1]));
   for (const [flag, [name, spec]] of DEFLATE_FLAGS) lines.push(tableLine(flag, name, { ...spec, doc: `${spec.doc}, with --deflate` }));
-  for (const [flag, placeholder, doc] of EXTRA_FLAGS) lines.push(helpLine(`--${flag}${placeholder === '' ? '' : ` ${placeholder}`}`, doc));
+  for (const [flag, placeholder, doc] of extraFlags(command)) lines.push(helpLine(`--${flag}${placeholder === '' ? '' : ` ${placeholder}`}`, doc));
   lines.push(
     helpLine('-h, --help', 'this help'),
     '',
     'Logs go to stdout: pretty lines on a terminal, JSON lines (pino) otherwise (--log-format).',
     'Exit codes: 0 stopped by SIGINT or SIGTERM; 1 failed at run time (the app does not load, the',
-    'port is taken); 2 bad command line (unknown option, bad value, app file not found).',
+    `port is taken); 2 bad command line (unknown option, bad value${command === 'serve' ? ', app file not found' : ''}).`,
     '',
   );
   return lines.join('\n');
-})();
+}
+
+export const SERVE_HELP = helpFor('serve');
+export const PROXY_HELP = helpFor('proxy');
 
 /** The value of one table flag, converted and checked against its spec. */
 function flagValue(flag: string, name: string, spec: OptionSpec, raw: string | boolean): unknown {
@@ -152,34 +178,27 @@ function spellOutDeflate(args: readonly string[]): string[] {
   return out;
 }
 
-export function parseServeArgs(args: readonly string[], env: NodeJS.ProcessEnv = process.env): ServeCommand {
-  // Help wins over anything else on the line, bad values included.
-  if (args.includes('--help') || args.includes('-h')) return { options: {}, redis: undefined, help: true };
+/** The parsed flags of either command, before what only one of them reads. */
+function parseServerArgs(command: Command, args: readonly string[], env: NodeJS.ProcessEnv): { options: Record<string, unknown>; values: Record<string, unknown>; positionals: string[] } {
+  const extras = extraFlags(command);
   const normalized = joinNegativeValues(
     spellOutDeflate(args),
-    (flag) => (FLAGS.has(flag) && FLAGS.get(flag)![1].kind !== 'boolean') || DEFLATE_FLAGS.has(flag) || EXTRA_FLAGS.some(([f, placeholder]) => f === flag && placeholder !== ''),
+    (flag) => (FLAGS.has(flag) && FLAGS.get(flag)![1].kind !== 'boolean') || DEFLATE_FLAGS.has(flag) || extras.some(([f, placeholder]) => f === flag && placeholder !== ''),
   );
-  const config: NonNullable<ParseArgsConfig['options']> = {
-    deflate: { type: 'string' },
-    origin: { type: 'string', multiple: true },
-    'tls-cert': { type: 'string' },
-    'tls-key': { type: 'string' },
-    'tls-ca': { type: 'string' },
-    'app-options': { type: 'string' },
-    redis: { type: 'string' },
-    help: { type: 'boolean', short: 'h' },
-  };
+  const config: NonNullable<ParseArgsConfig['options']> = { deflate: { type: 'string' }, help: { type: 'boolean', short: 'h' } };
+  for (const [flag, placeholder] of extras) {
+    config[flag] = placeholder === '' ? { type: 'boolean' } : { type: 'string', multiple: flag === 'origin' || flag === 'route' };
+  }
   for (const [flag, [, spec]] of FLAGS) config[flag] = { type: spec.kind === 'boolean' ? 'boolean' : 'string' };
   for (const flag of DEFLATE_FLAGS.keys()) config[flag] = { type: 'string' };
   const { values, positionals } = parseArgs({ args: normalized, allowPositionals: true, allowNegative: true, strict: true, options: config });
-  if (positionals.length > 1) throw new UsageError(`serve takes one APP module, got ${positionals.length}: ${positionals.join(' ')}`);
 
-  const options: Record<string, unknown> = { app: positionals[0] };
+  const options: Record<string, unknown> = {};
   for (const [flag, [name, spec]] of FLAGS) {
     const raw = values[flag] as string | boolean | undefined;
     if (raw !== undefined) options[name] = flagValue(flag, name, spec, raw);
   }
-  options.port ??= OPTIONS.port.default;
+  if (options.path === undefined) options.port ??= OPTIONS.port.default;
 
   const deflate = values.deflate as string | undefined;
   if (deflate !== undefined && deflate !== 'shared' && deflate !== 'dedicated') throw new UsageError(`--deflate must be shared or dedicated, got "${deflate}"`);
@@ -199,6 +218,24 @@ export function parseServeArgs(args: readonly string[], env: NodeJS.ProcessEnv =
   if (certFile === undefined && values['tls-ca'] !== undefined) throw new UsageError('--tls-ca needs --tls-cert and --tls-key');
   const passphrase = env[TLS_PASSPHRASE_ENV];
   if (certFile !== undefined) options.tls = { certFile, keyFile, caFile: values['tls-ca'] as string | undefined, ...(passphrase === undefined ? {} : { passphrase }) };
+  return { options, values, positionals };
+}
+
+export function parseServeArgs(args: readonly string[], env: NodeJS.ProcessEnv = process.env): ServeCommand {
+  // Help wins over anything else on the line, bad values included.
+  if (args.includes('--help') || args.includes('-h')) return { options: {}, redis: undefined, help: true };
+  const { options, values, positionals } = parseServerArgs('serve', args, env);
+  if (positionals.length > 1) throw new UsageError(`serve takes one APP module, got ${positionals.length}: ${positionals.join(' ')}`);
+  const routes = values.route as string[] | undefined;
+  if (routes !== undefined) {
+    const table: Record<string, string> = {};
+    for (const route of routes) {
+      const eq = route.indexOf('=');
+      if (eq <= 0 || eq === route.length - 1) throw new UsageError(`--route must be PATH=APP, got "${route}"`);
+      table[route.slice(0, eq)] = route.slice(eq + 1);
+    }
+    options.routes = table;
+  }
   const appOptions = values['app-options'] as string | undefined;
   if (appOptions !== undefined) {
     try {
@@ -209,5 +246,24 @@ export function parseServeArgs(args: readonly string[], env: NodeJS.ProcessEnv =
   }
   const redis = values.redis as string | undefined;
   if (redis !== undefined && !/^rediss?:\/\//.test(redis)) throw new UsageError(`--redis must be a redis:// or rediss:// URL, got "${redis}"`);
-  return { options: options as ServerOptions, redis, help: values.help === true };
+  return { options: { app: positionals[0], ...options } as ServerOptions, redis, help: values.help === true };
+}
+
+export function parseProxyArgs(args: readonly string[], env: NodeJS.ProcessEnv = process.env): ServeCommand {
+  if (args.includes('--help') || args.includes('-h')) return { options: {}, redis: undefined, help: true };
+  const { options, values, positionals } = parseServerArgs('proxy', args, env);
+  if (positionals.length !== 1) throw new UsageError(`proxy takes one argument, the upstream URL(s) joined by commas, got ${positionals.length}${positionals.length > 0 ? `: ${positionals.join(' ')}` : ''}`);
+  const urls = positionals[0]!.split(',').filter((url) => url !== '');
+  const balance = values.balance as string | undefined;
+  if (balance !== undefined && balance !== 'least-connections' && balance !== 'round-robin') throw new UsageError(`--balance must be least-connections or round-robin, got "${balance}"`);
+  const timeout = values['upstream-timeout'] as string | undefined;
+  const proxy: ProxyTarget = {
+    url: urls,
+    mode: values.passthrough === true ? 'passthrough' : 'message',
+    ...(balance !== undefined ? { balance: balance as 'least-connections' | 'round-robin' } : {}),
+    ...(values['upstream-deflate'] === true ? { deflate: true } : {}),
+    ...(timeout !== undefined ? { timeout: decimal('upstream-timeout', timeout) } : {}),
+  };
+  if (values.passthrough === true && values['upstream-deflate'] === true) throw new UsageError('--upstream-deflate is for message mode: in passthrough the client and the upstream negotiate themselves');
+  return { options: { ...options, proxy } as ServerOptions, redis: undefined, help: values.help === true };
 }

@@ -6,8 +6,11 @@
  *
  * Units: every duration is in seconds (fractions allowed), every size in bytes.
  */
+import type { ProxyTarget } from './app.ts';
 import type { WindowBits } from './permessage-deflate.ts';
 import { DEFAULT_LEVEL, DEFAULT_MEM_LEVEL, DEFAULT_THRESHOLD } from './permessage-deflate.ts';
+import { resolveProxyTarget } from './proxy-target.ts';
+import type { ResolvedProxyTarget } from './proxy-target.ts';
 
 export type CompressionMode = 'shared' | 'dedicated';
 export type SlowClientPolicy = 'close' | 'drop' | 'custom';
@@ -30,14 +33,61 @@ export interface DeflateConfig {
  * TLS for wss://: the primary still accepts plain TCP; each worker wraps its sockets in TLS.
  * Give files (re-read on reload) or PEM text.
  */
-export interface TlsOptions {
+export interface TlsOptions extends TlsCertificate {
+  /** CA certificates: sent with the certificate, and the ones client certificates must chain to. */
+  readonly caFile?: string;
+  readonly ca?: string;
+  /**
+   * Certificates by server name (SNI, RFC 6066 §3): `'a.example'`, or `'*.example'` for one
+   * label under it. A client that names none of them gets the default (`cert`/`key`).
+   */
+  readonly sni?: Readonly<Record<string, TlsCertificate>>;
+  /** Ask clients for a certificate (mTLS); `upgrade(req)` sees it in `req.tls`. */
+  readonly requestCert?: boolean;
+  /** With requestCert: refuse, in the TLS handshake, a client without a certificate that chains to `ca` (default true). */
+  readonly rejectUnauthorized?: boolean;
+}
+
+/** One certificate and its key, as files (re-read on reload) or PEM text. */
+export interface TlsCertificate {
   readonly certFile?: string;
   readonly keyFile?: string;
-  readonly caFile?: string;
   readonly cert?: string;
   readonly key?: string;
-  readonly ca?: string;
   readonly passphrase?: string;
+}
+
+/** What a route may set for itself; the rest is the server's. */
+export interface RouteOptions {
+  /** Module whose default export is the route's app (as `app`); or `proxy` instead. */
+  readonly app?: string | URL;
+  /** Proxies every upgrade on the route (as if its app's `upgrade` returned `{ proxy }`). */
+  readonly proxy?: ProxyTarget;
+  readonly deflate?: ServerOptions['deflate'];
+  readonly maxPayloadLength?: number;
+  readonly maxBackpressure?: number;
+  readonly highWaterMark?: number;
+  readonly lowWaterMark?: number;
+  readonly slowClient?: SlowClientPolicy;
+  readonly origins?: readonly string[];
+}
+
+/** The options a route can set, resolved (the server's own values where it sets none). */
+export interface RouteSettings {
+  readonly deflate: DeflateConfig | null;
+  readonly maxPayloadLength: number;
+  readonly maxBackpressure: number;
+  readonly highWaterMark: number;
+  readonly lowWaterMark: number;
+  readonly slowClient: SlowClientPolicy;
+  readonly origins: readonly string[] | null;
+}
+
+export interface RouteConfig extends RouteSettings {
+  /** `/chat` (that path) or `/chat/*` (it and everything under it). */
+  readonly pattern: string;
+  readonly app: string | null;
+  readonly proxy: ResolvedProxyTarget | null;
 }
 
 /** Options of `listen()` and `shardws serve`. Everything but `app` has a default (see OPTIONS). */
@@ -101,6 +151,17 @@ export interface ServerOptions {
   readonly heartbeatTimeout?: number;
   /** Serve wss:// (ALPN http/1.1); certificates reload with `server.reloadTls()` or SIGHUP. */
   readonly tls?: TlsOptions;
+  /** Listen on this Unix domain socket instead of a TCP port. */
+  readonly path?: string;
+  /** Every connection starts with a PROXY protocol v1 or v2 header (HAProxy, AWS NLB); off by default. */
+  readonly proxyProtocol?: boolean;
+  /**
+   * Apps by path: `{ '/chat': './chat.ts', '/feed': { app: './feed.ts', deflate: true } }`. A
+   * request goes to the longest pattern it matches, else to `app` (404 without one).
+   */
+  readonly routes?: Readonly<Record<string, string | URL | RouteOptions>>;
+  /** A gateway: every upgrade not taken by a route is proxied here (instead of an `app`). */
+  readonly proxy?: ProxyTarget;
   /**
    * Bytes of each worker's V8 young generation (Worker `resourceLimits`, in whole MiB). V8's own
    * size grows with the machine's memory (96 MiB on 24 GiB), and a worker grew into ~50 MiB under
@@ -149,6 +210,10 @@ export interface ServerConfig {
   readonly poolSize: number;
   readonly poolThreshold: number;
   readonly tls: TlsOptions | null;
+  readonly path: string | undefined;
+  readonly proxyProtocol: boolean;
+  readonly routes: readonly RouteConfig[];
+  readonly proxy: ResolvedProxyTarget | null;
   readonly workerYoungGenerationSize: number;
   /** Whether a TopicBridge joins this server to others (listen's `bridge` option). */
   readonly bridged: boolean;
@@ -181,11 +246,13 @@ export const MAX_WORKERS = 256;
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 /** Options with one scalar value, in the order `shardws serve --help` lists them. */
-type ScalarOption = Exclude<keyof ServerOptions, 'app' | 'appOptions' | 'deflate' | 'tls' | 'origins'>;
+type ScalarOption = Exclude<keyof ServerOptions, 'app' | 'appOptions' | 'deflate' | 'tls' | 'origins' | 'routes' | 'proxy'>;
 
 export const OPTIONS: { readonly [K in ScalarOption]: OptionSpec } = {
   port: { kind: 'count', default: 8080, min: 0, max: 65535, cli: 'N', doc: 'TCP port (0 picks a free one)' },
   host: { kind: 'text', default: undefined, cli: 'ADDR', doc: 'address to listen on (default: all, IPv4 and IPv6)' },
+  path: { kind: 'text', default: undefined, cli: 'PATH', doc: 'listen on this Unix domain socket instead of a TCP port (default off)' },
+  proxyProtocol: { kind: 'boolean', default: false, cli: '', doc: 'expect a PROXY protocol v1/v2 header on every connection; close those without' },
   workers: { kind: 'count', default: 1, min: 1, max: MAX_WORKERS, cli: 'N', doc: 'worker threads (default: one per core, at most 256)' },
   backlog: { kind: 'count', default: 511, min: 1, max: 65535, cli: 'N', doc: 'pending connections the kernel queues before accept()' },
   maxConnections: { kind: 'count', default: 0, min: 0, max: Number.MAX_SAFE_INTEGER, cli: 'N', doc: 'refuse new sockets with 503 past N open connections (0: no limit)' },
@@ -296,11 +363,77 @@ function resolveAppOptions(value: unknown): unknown {
   return value;
 }
 
+function checkCertificate(name: string, tls: TlsCertificate): void {
+  if ((tls.cert === undefined) === (tls.certFile === undefined)) throw new TypeError(`option ${name} needs exactly one of cert (PEM) or certFile`);
+  if ((tls.key === undefined) === (tls.keyFile === undefined)) throw new TypeError(`option ${name} needs exactly one of key (PEM) or keyFile`);
+}
+
 function resolveTls(tls: TlsOptions | undefined): TlsOptions | null {
   if (tls === undefined) return null;
-  if ((tls.cert === undefined) === (tls.certFile === undefined)) throw new TypeError('option tls needs exactly one of cert (PEM) or certFile');
-  if ((tls.key === undefined) === (tls.keyFile === undefined)) throw new TypeError('option tls needs exactly one of key (PEM) or keyFile');
-  return Object.freeze({ ...tls });
+  checkCertificate('tls', tls);
+  if (tls.sni !== undefined) {
+    if (typeof tls.sni !== 'object' || tls.sni === null) throw new TypeError('option tls.sni must be an object of server names');
+    for (const [name, certificate] of Object.entries(tls.sni)) {
+      // RFC 6066 §3: a DNS host name; one leading "*." label stands for any one label.
+      if (!/^(\*\.)?[a-z0-9-]+(\.[a-z0-9-]+)*$/i.test(name)) throw new TypeError(`option tls.sni: ${JSON.stringify(name)} is not a host name (or *.name)`);
+      checkCertificate(`tls.sni['${name}']`, certificate);
+    }
+  }
+  for (const flag of ['requestCert', 'rejectUnauthorized'] as const) {
+    if (tls[flag] !== undefined && typeof tls[flag] !== 'boolean') throw new TypeError(`option tls.${flag} must be true or false`);
+  }
+  return Object.freeze({ ...tls, ...(tls.sni ? { sni: Object.freeze({ ...tls.sni }) } : {}) });
+}
+
+function resolveOrigins(name: string, origins: readonly string[] | undefined): readonly string[] | null {
+  if (origins === undefined) return null;
+  if (!Array.isArray(origins) || origins.some((o) => typeof o !== 'string')) throw new TypeError(`option ${name} must be an array of strings`);
+  return Object.freeze([...origins]);
+}
+
+/** Route settings from `options`, each falling back to `base` (the server's). */
+function resolveRouteSettings(prefix: string, options: RouteOptions, base: RouteSettings): RouteSettings {
+  const value = <K extends 'maxPayloadLength' | 'maxBackpressure' | 'highWaterMark' | 'lowWaterMark' | 'slowClient'>(name: K): RouteSettings[K] =>
+    (options[name] === undefined ? base[name] : optionValue(`${prefix}${name}`, OPTIONS[name], options[name])) as RouteSettings[K];
+  const settings: RouteSettings = {
+    deflate: options.deflate === undefined ? base.deflate : resolveDeflate(options.deflate),
+    maxPayloadLength: value('maxPayloadLength'),
+    maxBackpressure: value('maxBackpressure'),
+    highWaterMark: value('highWaterMark'),
+    lowWaterMark: value('lowWaterMark'),
+    slowClient: value('slowClient'),
+    origins: options.origins === undefined ? base.origins : resolveOrigins(`${prefix}origins`, options.origins),
+  };
+  if (settings.lowWaterMark > settings.highWaterMark) throw new RangeError(`option ${prefix}lowWaterMark must not exceed highWaterMark`);
+  if (settings.maxBackpressure < settings.highWaterMark) throw new RangeError(`option ${prefix}maxBackpressure must be at least highWaterMark`);
+  return settings;
+}
+
+/** `/path` or `/path/*`: visible ASCII, no query. */
+const ROUTE_PATTERN = /^\/[!$&'()*+,\-.0-9:;=@A-Z_a-z~%/]*$/;
+
+function resolveRoutes(routes: ServerOptions['routes'], base: RouteSettings): readonly RouteConfig[] {
+  if (routes === undefined) return Object.freeze([]);
+  if (typeof routes !== 'object' || routes === null) throw new TypeError('option routes must be an object of paths');
+  const out: RouteConfig[] = [];
+  for (const [pattern, spec] of Object.entries(routes)) {
+    const prefix = `routes['${pattern}'].`;
+    const star = pattern.indexOf('*');
+    if (!ROUTE_PATTERN.test(pattern) || (star >= 0 && (star !== pattern.length - 1 || !pattern.endsWith('/*')))) {
+      throw new TypeError(`option routes: ${JSON.stringify(pattern)} must be a path ("/chat") or a path and everything under it ("/chat/*")`);
+    }
+    const options: RouteOptions = typeof spec === 'string' || spec instanceof URL ? { app: spec } : spec;
+    if ((options.app === undefined) === (options.proxy === undefined)) throw new TypeError(`option ${prefix.slice(0, -1)} needs exactly one of app or proxy`);
+    out.push(
+      Object.freeze({
+        pattern,
+        app: options.app === undefined ? null : options.app instanceof URL ? options.app.href : String(options.app),
+        proxy: options.proxy === undefined ? null : resolveProxyTarget(options.proxy, `option ${prefix}proxy`),
+        ...resolveRouteSettings(prefix, options, base),
+      }),
+    );
+  }
+  return Object.freeze(out);
 }
 
 /** Validates options once, at startup, into the readonly config every thread works from. */
@@ -316,19 +449,20 @@ export function resolveConfig(options: ServerOptions, defaultWorkers: number, br
   if (options.workers === undefined) scalars.workers = Math.max(1, Math.min(MAX_WORKERS, Math.floor(defaultWorkers)));
   // listen() decides `auto` from its stdout first; a config made without it gets JSON.
   if (scalars.logFormat === 'auto') scalars.logFormat = 'json';
-  const values = scalars as Omit<ServerConfig, 'app' | 'appOptions' | 'deflate' | 'tls' | 'origins' | 'bridged'>;
+  const values = scalars as Omit<ServerConfig, 'app' | 'appOptions' | 'deflate' | 'tls' | 'origins' | 'bridged' | 'routes' | 'proxy'>;
   if (values.lowWaterMark > values.highWaterMark) throw new RangeError('option lowWaterMark must not exceed highWaterMark');
   if (values.maxBackpressure < values.highWaterMark) throw new RangeError('option maxBackpressure must be at least highWaterMark');
-  if (options.origins !== undefined && (!Array.isArray(options.origins) || options.origins.some((o) => typeof o !== 'string'))) {
-    throw new TypeError('option origins must be an array of strings');
-  }
+  if (options.app !== undefined && options.proxy !== undefined) throw new TypeError('options app and proxy exclude each other: give a route for one of them');
+  const base: RouteSettings = { ...values, deflate: resolveDeflate(options.deflate), origins: resolveOrigins('origins', options.origins) };
   return Object.freeze({
     ...values,
     app: options.app === undefined ? null : options.app instanceof URL ? options.app.href : String(options.app),
     appOptions: resolveAppOptions(options.appOptions),
-    deflate: resolveDeflate(options.deflate),
+    deflate: base.deflate,
     tls: resolveTls(options.tls),
-    origins: options.origins ? Object.freeze([...options.origins]) : null,
+    origins: base.origins,
+    routes: resolveRoutes(options.routes, base),
+    proxy: options.proxy === undefined ? null : resolveProxyTarget(options.proxy, 'option proxy'),
     bridged,
   });
 }

@@ -293,7 +293,9 @@ const REASON: Readonly<Record<HandshakeStatus, string>> = {
   429: 'Too Many Requests',
   431: 'Request Header Fields Too Large',
   500: 'Internal Server Error',
+  502: 'Bad Gateway',
   503: 'Service Unavailable',
+  504: 'Gateway Timeout',
 };
 
 const RESERVED_IN_ERROR = new Set(['connection', 'content-type', 'content-length', 'transfer-encoding']);

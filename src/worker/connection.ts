@@ -83,6 +83,8 @@ export const kSendPrepared: unique symbol = Symbol('shardws.sendPrepared');
 export const kLastActive: unique symbol = Symbol('shardws.lastActive');
 /** The `onread` every plain TCP connection of the worker reads through (socket-rehome.ts). */
 export const kReads: unique symbol = Symbol('shardws.reads');
+/** Stops (true) or resumes reading the socket: a proxy whose upstream is behind (proxy-link.ts). */
+export const kHoldReading: unique symbol = Symbol('shardws.holdReading');
 
 /**
  * The worker's one read buffer: every plain TCP connection reads into it (net's `onread`), so no
@@ -129,6 +131,9 @@ export class Connection implements ServerWebSocket<unknown> {
   /** Releases of pooled frames handed to the sink and not yet confirmed written. */
   #inFlight: (() => void)[] | null = null;
   #lastActive: number;
+  /** Reading stopped by the reader (an inflation behind) or by kHoldReading: either keeps it stopped. */
+  #readerStopped = false;
+  #held = false;
 
   /**
    * `socket` is either a plain TCP socket created with `Connection[kReads]` as its `onread`, or
@@ -182,6 +187,12 @@ export class Connection implements ServerWebSocket<unknown> {
 
   get [kLastActive](): number {
     return this.#lastActive;
+  }
+
+  [kHoldReading](held: boolean): void {
+    this.#held = held;
+    if (held) this.#socket.pause();
+    else if (!this.#readerStopped) this.#socket.resume();
   }
 
   /** Runs `open`, then parses what arrived with the upgrade request (`head`, then `pending`). */
@@ -479,8 +490,9 @@ export class Connection implements ServerWebSocket<unknown> {
       connection.#closing().fail(error.closeCode, error.message);
     },
     readPressure(connection, stop) {
+      connection.#readerStopped = stop;
       if (stop) connection.#socket.pause();
-      else connection.#socket.resume();
+      else if (!connection.#held) connection.#socket.resume();
     },
     caughtUp: (connection) => connection.#close?.caughtUp(),
   };

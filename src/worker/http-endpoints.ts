@@ -1,15 +1,17 @@
 /**
  * What a worker answers to plain HTTP requests (not upgrades): the stats, Prometheus and health
- * endpoints when configured, then the app's own `http` handler, else 426 Upgrade Required.
+ * endpoints when configured, then the `http` handler of the app the path routes to, else 426
+ * Upgrade Required (404 for a path no route takes).
  * Whichever worker answers reports every worker: all read the counters in shared memory.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
-import type { App, Shard } from '../shared/app.ts';
+import type { Shard } from '../shared/app.ts';
 import type { ServerConfig } from '../shared/config.ts';
 import { Counter } from '../shared/worker-counters.ts';
 import type { WorkerCounters } from '../shared/worker-counters.ts';
 import type { MetricsEndpoint } from './metrics.ts';
+import type { RouteTable } from './route-table.ts';
 
 /** A worker whose heartbeat is older than this is reported as not alive (they beat every 250 ms). */
 const ALIVE_WITHIN_MS = 2000;
@@ -42,6 +44,7 @@ const NO_STORE = { 'cache-control': 'no-store' } as const;
  */
 export class OpsAnswers {
   readonly #counters: WorkerCounters;
+
   readonly #logger: Logger;
   /** prom-client is loaded on the first scrape: a server without metrics never pays for it. */
   #metrics: Promise<MetricsEndpoint> | null = null;
@@ -78,14 +81,14 @@ export class OpsAnswers {
 export class HttpEndpoints {
   readonly #config: ServerConfig;
   readonly #answers: OpsAnswers;
-  readonly #app: App<unknown>;
+  readonly #routes: RouteTable;
   readonly #shard: Shard;
   readonly #logger: Logger;
 
-  constructor(config: ServerConfig, counters: WorkerCounters, app: App<unknown>, shard: Shard, logger: Logger) {
+  constructor(config: ServerConfig, counters: WorkerCounters, routes: RouteTable, shard: Shard, logger: Logger) {
     this.#config = config;
     this.#answers = new OpsAnswers(counters, logger);
-    this.#app = app;
+    this.#routes = routes;
     this.#shard = shard;
     this.#logger = logger;
   }
@@ -107,7 +110,12 @@ export class HttpEndpoints {
         return;
       }
     }
-    const http = this.#app.http;
+    const route = this.#routes.match(req.url ?? '/');
+    if (route === null) {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('Not Found');
+      return;
+    }
+    const http = route.app.http;
     if (http) {
       try {
         http(req, res, this.#shard);

@@ -9,12 +9,13 @@ import { Counter, WorkerCounters } from '../shared/worker-counters.ts';
 import { FlushScheduler } from '../runtime/frame-flush.ts';
 import { createLogger } from '../runtime/logger.ts';
 import { ThreadSampler } from '../runtime/thread-sampler.ts';
-import { loadApp } from './app-loader.ts';
 import { kLastActive } from './connection.ts';
-import type { Connection } from './connection.ts';
+import type { Connection, ConnectionContext } from './connection.ts';
 import { HttpEndpoints } from './http-endpoints.ts';
 import { IdleSweep } from './idle-sweep.ts';
 import { PeerMesh } from './peer-mesh.ts';
+import { ProxyGateway } from './proxy-gateway.ts';
+import { RouteTable } from './route-table.ts';
 import { slowClientPolicy } from './send-admission.ts';
 import { SocketIntake } from './socket-intake.ts';
 import { TopicRegistry, primaryBridgeLink } from './topic-registry.ts';
@@ -41,7 +42,8 @@ export class ShardRuntime {
   readonly #backlogged = new Set<Connection>();
   readonly #idle: IdleSweep<Connection>;
   readonly #post: (message: WorkerMessage) => void;
-  #app: App<unknown> = {};
+  /** Every app the routes load, each started and stopped once. */
+  #apps: readonly App<unknown>[] = [];
   #intake: SocketIntake | null = null;
   #heartbeat: NodeJS.Timeout | null = null;
   #sampler: ThreadSampler | null = null;
@@ -77,39 +79,40 @@ export class ShardRuntime {
 
   async start(): Promise<void> {
     const config = this.#config;
-    this.#app = await loadApp(config.app);
-    const app = this.#app;
+    // What every connection of the worker shares; each route sets its app and limits on it.
+    const base: ConnectionContext = {
+      app: {},
+      shard: this.shard,
+      logger: this.#logger,
+      arena: new ByteArena(),
+      scheduler: new FlushScheduler(),
+      counters: this.#slot,
+      maxPayloadLength: config.maxPayloadLength,
+      limits: { highWaterMark: config.highWaterMark, maxBackpressure: config.maxBackpressure },
+      lowWaterMark: config.lowWaterMark,
+      slowClient: slowClientPolicy(config.slowClient, {}, this.#logger),
+      close: { closeTimeoutMs: config.closeTimeout * 1000, logger: this.#logger },
+      topics: this.#topics,
+      idle: this.#idle,
+      backlogged: this.#backlogged,
+      closed: (connection) => this.#connections.delete(connection),
+    };
+    const routes = await RouteTable.load(config, base, this.#logger);
+    this.#apps = routes.apps;
     this.#intake = new SocketIntake({
       config,
       logger: this.#logger,
       counters: this.#counters,
       slot: this.#slot,
-      upgrade: new UpgradeHandler(config, app, this.shard, this.#logger, this.#slot),
-      endpoints: new HttpEndpoints(config, this.#counters, app, this.shard, this.#logger),
+      upgrade: new UpgradeHandler(routes, new ProxyGateway(this.#logger), this.shard, this.#logger, this.#slot),
+      endpoints: new HttpEndpoints(config, this.#counters, routes, this.shard, this.#logger),
       connections: this.#connections,
-      context: {
-        app,
-        shard: this.shard,
-        logger: this.#logger,
-        arena: new ByteArena(),
-        scheduler: new FlushScheduler(),
-        counters: this.#slot,
-        maxPayloadLength: config.maxPayloadLength,
-        limits: { highWaterMark: config.highWaterMark, maxBackpressure: config.maxBackpressure },
-        lowWaterMark: config.lowWaterMark,
-        slowClient: slowClientPolicy(config.slowClient, app, this.#logger),
-        close: { closeTimeoutMs: config.closeTimeout * 1000, logger: this.#logger },
-        topics: this.#topics,
-        idle: this.#idle,
-        backlogged: this.#backlogged,
-        closed: (connection) => this.#connections.delete(connection),
-      },
     });
     this.#sampler = new ThreadSampler(this.#slot);
     this.#beat();
     this.#heartbeat = setInterval(() => this.#beat(), HEARTBEAT_MS);
     this.#idle.start();
-    await app.start?.(this.shard, config.appOptions);
+    for (const app of this.#apps) await app.start?.(this.shard, config.appOptions);
     if (this.#init.accept.mode === 'reuseport') await this.#intake.listenReusePort(this.#init.accept);
     this.#post({ type: 'ready' });
   }
@@ -167,10 +170,12 @@ export class ShardRuntime {
     if (this.#heartbeat !== null) clearInterval(this.#heartbeat);
     this.#sampler?.stop();
     this.#idle.stop();
-    try {
-      await this.#app.stop?.(this.shard);
-    } catch (error) {
-      this.#logger.error({ err: error }, 'app stop handler threw');
+    for (const app of this.#apps) {
+      try {
+        await app.stop?.(this.shard);
+      } catch (error) {
+        this.#logger.error({ err: error }, 'app stop handler threw');
+      }
     }
     this.#mesh.close();
     this.#post({ type: 'stopped' });

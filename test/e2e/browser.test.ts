@@ -3,16 +3,12 @@
  * playwright-core; never a downloaded browser), two pages chatting through a 2-worker server
  * with permessage-deflate.
  */
-import { existsSync } from 'node:fs';
-import { chromium } from 'playwright-core';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ShardServer } from '../../src/main/listen.ts';
+import { chromiumAvailable, launchChromium } from './chromium.ts';
 import { cleanup, startServer } from './helpers.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
-// CI installs chromium (.ci/run): there a missing browser is a failure, not a skip.
-const run = existsSync(CHROMIUM) || process.env.CI === 'true';
 
 // Functions given to page.evaluate run in Chromium; the project's lib has no DOM, so this module
 // names the few browser globals they touch (module-scoped: nothing leaks into other files).
@@ -28,16 +24,13 @@ interface HTMLElement {
   readonly dataset: Readonly<Record<string, string | undefined>>;
 }
 
-describe.skipIf(!run)('demo chat page in Chromium (needs /usr/bin/chromium: apt-get install chromium)', () => {
+describe.skipIf(!chromiumAvailable)('demo chat page in Chromium (needs /usr/bin/chromium: apt-get install chromium)', () => {
   let browser: Browser;
   let server: ShardServer;
 
   beforeAll(async () => {
     server = await startServer({ deflate: 'shared' });
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    });
+    browser = await launchChromium();
   }, 60_000);
 
   afterAll(async () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { SERVE_HELP, parseServeArgs } from '../../src/main/serve-command.ts';
+import { PROXY_HELP, SERVE_HELP, parseProxyArgs, parseServeArgs } from '../../src/main/serve-command.ts';
 import { UsageError } from '../../src/runtime/cli-args.ts';
 import { DEFLATE_OPTIONS, OPTIONS, resolveConfig } from '../../src/shared/config.ts';
 import type { OptionSpec } from '../../src/shared/config.ts';
@@ -10,6 +10,7 @@ type OptionName = keyof typeof OPTIONS;
 const TABLE_FLAGS: readonly (readonly [flag: string, option: OptionName, raw: string, value: unknown])[] = [
   ['port', 'port', '9001', 9001],
   ['host', 'host', '127.0.0.1', '127.0.0.1'],
+  ['unix', 'path', '/run/shardws.sock', '/run/shardws.sock'],
   ['workers', 'workers', '3', 3],
   ['backlog', 'backlog', '100', 100],
   ['max-connections', 'maxConnections', '5000', 5000],
@@ -37,7 +38,7 @@ const TABLE_FLAGS: readonly (readonly [flag: string, option: OptionName, raw: st
   ['pool-threshold', 'poolThreshold', '4K', 4 * 1024],
 ];
 /** The on/off flag: `--send-pings` / `--no-send-pings`. */
-const BOOLEAN_FLAGS = ['send-pings'];
+const BOOLEAN_FLAGS = ['send-pings', 'proxy-protocol'];
 /** The deflate option's fields, from DEFLATE_OPTIONS. */
 const DEFLATE_FIELD_FLAGS: readonly (readonly [flag: string, field: string, raw: string, value: number])[] = [
   ['deflate-threshold', 'threshold', '1K', 1024],
@@ -46,7 +47,7 @@ const DEFLATE_FIELD_FLAGS: readonly (readonly [flag: string, field: string, raw:
   ['deflate-window-bits', 'serverMaxWindowBits', '12', 12],
 ];
 /** Hand-made flags, as the help spells them. */
-const EXTRA_FLAGS = ['deflate[=MODE]', 'origin', 'tls-cert', 'tls-key', 'tls-ca', 'app-options', 'redis'];
+const EXTRA_FLAGS = ['deflate[=MODE]', 'origin', 'tls-cert', 'tls-key', 'tls-ca', 'app-options', 'route', 'redis'];
 
 /** Flag name and placeholder of every help line that starts with "--". */
 function helpFlags(): { flag: string; placeholder: string; line: string }[] {
@@ -90,7 +91,7 @@ describe('parseServeArgs', () => {
     expect(inHelp.sort()).toEqual([...TABLE_FLAGS.map(([flag]) => flag), ...BOOLEAN_FLAGS.map((f) => `[no-]${f}`), ...DEFLATE_FIELD_FLAGS.map(([flag]) => flag), ...EXTRA_FLAGS].sort());
     expect(DEFLATE_FIELD_FLAGS.map(([, field]) => field).sort()).toEqual(Object.keys(DEFLATE_OPTIONS).sort());
     const withFlag = (Object.entries(OPTIONS) as [OptionName, OptionSpec][]).filter(([, spec]) => spec.cli !== false).map(([name]) => name);
-    expect([...TABLE_FLAGS.map(([, option]) => option), 'sendPings'].sort()).toEqual(withFlag.sort());
+    expect([...TABLE_FLAGS.map(([, option]) => option), 'sendPings', 'proxyProtocol'].sort()).toEqual(withFlag.sort());
   });
 
   it('turns pings on and off', () => {
@@ -288,5 +289,27 @@ describe('SERVE_HELP', () => {
     expect(line('admin-host')).toContain('(default 127.0.0.1)');
     expect(line('[no-]send-pings')).toContain('(default on)');
     expect(line('log-level')).toContain('(default info)');
+  });
+});
+
+describe('--route and parseProxyArgs', () => {
+  it('reads --route PATH=APP, repeated, into routes', () => {
+    expect(parseServeArgs(['--route', '/chat=chat.ts', '--route=/feed/*=./feed.ts']).options.routes).toEqual({ '/chat': 'chat.ts', '/feed/*': './feed.ts' });
+    expect(() => parseServeArgs(['--route', 'chat.ts'])).toThrow(/--route must be PATH=APP/);
+  });
+
+  it('makes the gateway target from the URLs and the proxy flags, with every serve flag beside them', () => {
+    const { options } = parseProxyArgs(['ws://a:1,wss://b:2/x', '--passthrough', '--balance', 'round-robin', '--upstream-timeout', '2.5', '--workers', '2', '--unix', '/run/gw.sock']);
+    expect(options.proxy).toEqual({ url: ['ws://a:1', 'wss://b:2/x'], mode: 'passthrough', balance: 'round-robin', timeout: 2.5 });
+    expect(options).toMatchObject({ workers: 2, path: '/run/gw.sock' });
+    expect(options.statsPath).toBeUndefined();
+    expect(options.port).toBeUndefined();
+    const config = resolveConfig(options, 2);
+    expect(config.proxy).toMatchObject({ urls: ['ws://a:1/', 'wss://b:2/x'], mode: 'passthrough', balance: 'round-robin', timeout: 2.5, deflate: false });
+    expect(parseProxyArgs(['ws://a', '--upstream-deflate']).options.proxy).toMatchObject({ mode: 'message', deflate: true });
+    expect(() => parseProxyArgs(['ws://a', '--passthrough', '--upstream-deflate'])).toThrow(/--upstream-deflate is for message mode/);
+    expect(() => parseProxyArgs(['ws://a', 'ws://b'])).toThrow(/proxy takes one argument/);
+    expect(() => parseProxyArgs(['ws://a', '--route', '/x=y.ts'])).toThrow(/Unknown option/);
+    expect(PROXY_HELP).toContain('Usage: shardws proxy URL[,URL...] [options]');
   });
 });
