@@ -20,7 +20,7 @@ import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { constants, deflateRawSync } from 'node:zlib';
 import { residentKiB } from './load/proc-stats.ts';
-import { freePort, stopServer, waitForPort } from './server-process.ts';
+import { freePort, stop, waitForPort } from './compare/processes.ts';
 
 const CLI = fileURLToPath(new URL('../src/cli.ts', import.meta.url));
 
@@ -208,7 +208,7 @@ async function measure(setting: Setting): Promise<Measured> {
     for (const s of [...sockets, ...warm.map((w) => w.socket)]) s.destroy();
     return { name: setting.name, perConnectionKiB: (after - before) / CONNECTIONS, deflate: setting.flag === null || deflate };
   } finally {
-    await stopServer(child);
+    await stop(child);
   }
 }
 

@@ -11,20 +11,23 @@ export type {
   FragmentOptions,
   MessageData,
   Priority,
+  ProxyTarget,
   SendOptions,
   SendStatus,
   ServerWebSocket,
   Shard,
   SlowClientCause,
   SlowClientDecision,
+  TlsPeer,
   UpgradeAccept,
+  UpgradeProxy,
   UpgradeRejection,
   UpgradeRequest,
   UpgradeResult,
   ResponseHeaders,
   WorkerStats,
 } from './shared/app.ts';
-export type { CompressionMode, DeflateConfig, DeflateOptions, DeflatePreset, DeflateSide, LogLevel, ServerOptions, SlowClientPolicy } from './shared/config.ts';
+export type { CompressionMode, DeflateConfig, DeflateOptions, DeflatePreset, DeflateSide, LogFormat, LogLevel, RouteOptions, ServerOptions, SlowClientPolicy, TlsOptions } from './shared/config.ts';
 export { DEFLATE_PRESETS } from './shared/config.ts';
 export { CloseCode } from './shared/close.ts';
 export { HandshakeError, ProtocolError } from './shared/errors.ts';

@@ -13,7 +13,7 @@ import { cpus, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import type { BenchResult } from '../load/run-load.ts';
 import { shardwsCli } from './built-cli.ts';
-import { freePort, waitForPort } from '../server-process.ts';
+import { freePort, waitForPort } from './processes.ts';
 
 const { values } = parseArgs({
   options: {

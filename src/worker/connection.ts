@@ -16,6 +16,7 @@ import type { Logger } from 'pino';
 import type { App, FragmentOptions, MessageData, Priority, SendOptions, SendStatus, ServerWebSocket, Shard } from '../shared/app.ts';
 import { ReadyState, messageBytes, sendsBinary } from '../shared/app.ts';
 import { CloseCode } from '../shared/close.ts';
+import type { ServerConfig } from '../shared/config.ts';
 import type { ProtocolError } from '../shared/errors.ts';
 import { COPY_THRESHOLD } from '../shared/frame-writer.ts';
 import type { ByteArena } from '../shared/frame-writer.ts';
@@ -26,7 +27,7 @@ import type { EncoderOps } from '../shared/message-encoder.ts';
 import { MessageReader } from '../shared/message-reader.ts';
 import type { MessageEvents } from '../shared/message-reader.ts';
 import { MAX_CONTROL_PAYLOAD, Opcode } from '../shared/opcodes.ts';
-import { Counter, closeCounter, recordDeflate } from '../shared/worker-counters.ts';
+import { Counter, closeCounter, recordDeflate, recordSize } from '../shared/worker-counters.ts';
 import { FrameSink } from '../runtime/frame-flush.ts';
 import type { FlushHook, FlushScheduler } from '../runtime/frame-flush.ts';
 import { CloseHandshake } from './close-handshake.ts';
@@ -50,8 +51,8 @@ export interface ConnectionContext {
   /** This worker's counter slot. */
   readonly counters: Float64Array;
   readonly maxPayloadLength: number;
-  /** What the reader enforces beside maxPayloadLength (the server options of those names). */
-  readonly reading: { readonly maxFrameSize: number; readonly maxFragments: number; readonly validateUtf8: boolean };
+  /** What the reader enforces beside maxPayloadLength (readingLimits). */
+  readonly reading: ReadingLimits;
   /** Answer pings with a pong (the autoPong option); else the app's ping handler does. */
   readonly autoPong: boolean;
   readonly limits: SendLimits;
@@ -69,6 +70,20 @@ export interface ConnectionContext {
   readonly backlogged: Set<Connection>;
   readonly closed: (connection: Connection) => void;
 }
+
+/** The reader's limits beside maxPayloadLength, as the server options of those names set them. */
+export interface ReadingLimits {
+  readonly maxFrameSize: number;
+  readonly maxFragments: number;
+  readonly validateUtf8: boolean;
+}
+
+/** The options' 0 ("no limit of its own") is Infinity to the reader. */
+export const readingLimits = (config: Pick<ServerConfig, 'maxFrameSize' | 'maxFragments' | 'skipUtf8Validation'>): ReadingLimits => ({
+  maxFrameSize: config.maxFrameSize || Infinity,
+  maxFragments: config.maxFragments || Infinity,
+  validateUtf8: !config.skipUtf8Validation,
+});
 
 /** The topic registry as a connection sees it. */
 export interface TopicMembership {
@@ -98,6 +113,8 @@ export const kReads: unique symbol = Symbol('shardws.reads');
 export const kBackloggedSince: unique symbol = Symbol('shardws.backloggedSince');
 /** It has been backlogged for slowClientTimeout: the slow-client policy decides (stall-watch.ts). */
 export const kStalled: unique symbol = Symbol('shardws.stalled');
+/** Stops (true) or resumes reading the socket: a proxy whose upstream is behind (proxy-link.ts). */
+export const kHoldReading: unique symbol = Symbol('shardws.holdReading');
 
 /**
  * The worker's one read buffer: every plain TCP connection reads into it (net's `onread`), so no
@@ -162,6 +179,9 @@ export class Connection implements ServerWebSocket<unknown> {
   /** The message in fragments whose frames are on the wire, until its last frame is. */
   #writingStream: OutgoingStream | null = null;
   #backloggedSince: number | null = null;
+  /** Reading stopped by the reader (an inflation behind) or by kHoldReading: either keeps it stopped. */
+  #readerStopped = false;
+  #held = false;
 
   /**
    * `socket` is either a plain TCP socket created with `Connection[kReads]` as its `onread`, or
@@ -222,6 +242,12 @@ export class Connection implements ServerWebSocket<unknown> {
 
   get [kBackloggedSince](): number | null {
     return this.#backloggedSince;
+  }
+
+  [kHoldReading](held: boolean): void {
+    this.#held = held;
+    if (held) this.#socket.pause();
+    else if (!this.#readerStopped) this.#socket.resume();
   }
 
   /** Runs `open`, then parses what arrived with the upgrade request (`head`, then `pending`). */
@@ -341,7 +367,7 @@ export class Connection implements ServerWebSocket<unknown> {
   /** Frames one fragment of the stream on the wire (compressed, if the message is). */
   #writeFragment(stream: OutgoingStream, fragment: Fragment): void {
     const first = !stream.started;
-    const opcode = stream.nextOpcode();
+    const opcode = stream.nextOpcode(fragment.data.length);
     let payload = fragment.data;
     if (stream.compress) {
       payload = this.#compression!.compressFragment!(fragment.data, fragment.fin);
@@ -352,6 +378,7 @@ export class Connection implements ServerWebSocket<unknown> {
     if (fragment.fin) {
       this.#writingStream = null;
       this.#ctx.counters[Counter.MessagesOut]!++;
+      recordSize(this.#ctx.counters, Counter.MessageOutBytes, stream.size);
     }
   }
 
@@ -549,20 +576,26 @@ export class Connection implements ServerWebSocket<unknown> {
       return;
     }
     this.#ctx.counters[Counter.MessagesOut]!++;
+    recordSize(this.#ctx.counters, Counter.MessageOutBytes, message.payload.length);
     this.#encoder.encode(opcode, message.payload);
   }
 
   #frame(opcode: Opcode, payload: Buffer): void {
     this.#sink.frame(opcode, payload, true, false);
     this.#ctx.counters[Counter.MessagesOut]!++;
+    recordSize(this.#ctx.counters, Counter.MessageOutBytes, payload.length);
   }
 
-  /** `compressed`: made without this connection's context, which therefore starts over. */
+  /**
+   * Frames built once for many connections: their size is counted as framed (and compressed, if
+   * they are). `compressed`: made without this connection's context, which therefore starts over.
+   */
   #writeFrames(frames: Buffer, compressed: boolean, release: (() => void) | null): void {
     if (compressed) this.#compression!.afterSharedFrame();
     this.#sink.raw(frames);
     if (release !== null) (this.#inFlight ??= []).push(release);
     this.#ctx.counters[Counter.MessagesOut]!++;
+    recordSize(this.#ctx.counters, Counter.MessageOutBytes, frames.length);
   }
 
   /**
@@ -682,6 +715,7 @@ export class Connection implements ServerWebSocket<unknown> {
   static readonly #readerEvents: MessageEvents<Connection> = {
     message(connection, data, isBinary) {
       connection.#ctx.counters[Counter.MessagesIn]!++;
+      recordSize(connection.#ctx.counters, Counter.MessageInBytes, data.length);
       const handler = connection.#ctx.app.message;
       if (handler === undefined || connection.readyState !== ReadyState.Open) return;
       try {
@@ -706,8 +740,9 @@ export class Connection implements ServerWebSocket<unknown> {
       connection.#closing().fail(error.closeCode, error.message);
     },
     readPressure(connection, stop) {
+      connection.#readerStopped = stop;
       if (stop) connection.#socket.pause();
-      else connection.#socket.resume();
+      else if (!connection.#held) connection.#socket.resume();
     },
     caughtUp: (connection) => connection.#close?.caughtUp(),
   };

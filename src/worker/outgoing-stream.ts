@@ -26,6 +26,8 @@ export class OutgoingStream {
   #pendingBytes = 0;
   /** Frames written so far (the first carries the opcode and RSV1). */
   #framed = 0;
+  /** Bytes of the message framed so far, before compression. */
+  #size = 0;
   /** The app sent the last fragment (it may still wait here). */
   #finished = false;
   /** Dropped by the slow-client policy before any frame was written: later fragments go too. */
@@ -55,6 +57,11 @@ export class OutgoingStream {
     return this.#framed > 0;
   }
 
+  /** Bytes of the message framed so far (its size once the last fragment is), before compression. */
+  get size(): number {
+    return this.#size;
+  }
+
   get finished(): boolean {
     return this.#finished;
   }
@@ -81,8 +88,9 @@ export class OutgoingStream {
     return fragment;
   }
 
-  /** The opcode of the next frame written, and counts it. */
-  nextOpcode(): Opcode {
+  /** The opcode of the next frame written, which carries `bytes` of the message: counts both. */
+  nextOpcode(bytes: number): Opcode {
+    this.#size += bytes;
     return this.#framed++ === 0 ? this.opcode : Opcode.Continuation;
   }
 

@@ -8,12 +8,14 @@ import type { PrimaryMessage, WorkerInit, WorkerMessage } from '../shared/thread
 import { Counter, WorkerCounters } from '../shared/worker-counters.ts';
 import { FlushScheduler } from '../runtime/frame-flush.ts';
 import { createLogger } from '../runtime/logger.ts';
-import { loadApp } from './app-loader.ts';
-import { kLastActive } from './connection.ts';
-import type { Connection } from './connection.ts';
+import { ThreadSampler } from '../runtime/thread-sampler.ts';
+import { kLastActive, readingLimits } from './connection.ts';
+import type { Connection, ConnectionContext } from './connection.ts';
 import { HttpEndpoints } from './http-endpoints.ts';
 import { IdleSweep } from './idle-sweep.ts';
 import { PeerMesh } from './peer-mesh.ts';
+import { ProxyGateway } from './proxy-gateway.ts';
+import { RouteTable } from './route-table.ts';
 import { slowClientPolicy } from './send-admission.ts';
 import { SocketIntake } from './socket-intake.ts';
 import { StallWatch } from './stall-watch.ts';
@@ -42,9 +44,11 @@ export class ShardRuntime {
   readonly #idle: IdleSweep<Connection>;
   readonly #stalls: StallWatch;
   readonly #post: (message: WorkerMessage) => void;
-  #app: App<unknown> = {};
+  /** Every app the routes load, each started and stopped once. */
+  #apps: readonly App<unknown>[] = [];
   #intake: SocketIntake | null = null;
   #heartbeat: NodeJS.Timeout | null = null;
+  #sampler: ThreadSampler | null = null;
   #stopping = false;
   readonly shard: Shard;
 
@@ -52,12 +56,15 @@ export class ShardRuntime {
     this.#init = init;
     this.#config = init.config;
     this.#post = post;
-    this.#logger = createLogger(init.config.logLevel, { worker: init.id });
+    this.#logger = createLogger(init.config.logLevel, init.config.logFormat, { worker: init.id });
     this.#counters = new WorkerCounters(init.counters);
     this.#slot = this.#counters.slot(init.id);
     const pool = SlabPool.attach(init.pool, { worker: init.id });
     this.#mesh = new PeerMesh(init.id, init.generation, pool, init.config.poolThreshold, this.#logger);
-    this.#topics = new TopicRegistry(this.#mesh, init.config.deflate, this.#slot, init.config.bridged ? primaryBridgeLink(post) : null);
+    // Broadcasts compress with the server's deflate settings, or a route's when only routes set it:
+    // a topic's subscribers may be on any route, and every negotiated connection reads the frame.
+    const broadcastDeflate = init.config.deflate ?? init.config.routes.find((route) => route.deflate !== null)?.deflate ?? null;
+    this.#topics = new TopicRegistry(this.#mesh, broadcastDeflate, this.#slot, init.config.bridged ? primaryBridgeLink(post) : null);
     this.#idle = new IdleSweep(this.#connections, (connection) => connection[kLastActive], {
       idleTimeoutMs: init.config.idleTimeout * 1000,
       sendPings: init.config.sendPings,
@@ -78,41 +85,43 @@ export class ShardRuntime {
 
   async start(): Promise<void> {
     const config = this.#config;
-    this.#app = await loadApp(config.app);
-    const app = this.#app;
+    // What every connection of the worker shares; each route sets its app and limits on it.
+    const base: ConnectionContext = {
+      app: {},
+      shard: this.shard,
+      logger: this.#logger,
+      arena: new ByteArena(),
+      scheduler: new FlushScheduler(),
+      counters: this.#slot,
+      maxPayloadLength: config.maxPayloadLength,
+      reading: readingLimits(config),
+      autoPong: config.autoPong,
+      limits: { highWaterMark: config.highWaterMark, maxBackpressure: config.maxBackpressure },
+      lowWaterMark: config.lowWaterMark,
+      slowClient: slowClientPolicy(config.slowClient, {}, this.#logger),
+      close: { closeTimeoutMs: config.closeTimeout * 1000, logger: this.#logger },
+      topics: this.#topics,
+      idle: this.#idle,
+      backlogged: this.#backlogged,
+      closed: (connection) => this.#connections.delete(connection),
+    };
+    const routes = await RouteTable.load(config, base, this.#logger);
+    this.#apps = routes.apps;
     this.#intake = new SocketIntake({
       config,
       logger: this.#logger,
       counters: this.#counters,
       slot: this.#slot,
-      upgrade: new UpgradeHandler(config, app, this.shard, this.#logger, this.#slot),
-      endpoints: new HttpEndpoints(config, this.#counters, app, this.shard, this.#logger),
+      upgrade: new UpgradeHandler(routes, new ProxyGateway(this.#logger), this.shard, this.#logger, this.#slot),
+      endpoints: new HttpEndpoints(config, this.#counters, routes, this.shard, this.#logger),
       connections: this.#connections,
-      context: {
-        app,
-        shard: this.shard,
-        logger: this.#logger,
-        arena: new ByteArena(),
-        scheduler: new FlushScheduler(),
-        counters: this.#slot,
-        maxPayloadLength: config.maxPayloadLength,
-        reading: { maxFrameSize: config.maxFrameSize || Infinity, maxFragments: config.maxFragments || Infinity, validateUtf8: !config.skipUtf8Validation },
-        autoPong: config.autoPong,
-        limits: { highWaterMark: config.highWaterMark, maxBackpressure: config.maxBackpressure },
-        lowWaterMark: config.lowWaterMark,
-        slowClient: slowClientPolicy(config.slowClient, app, this.#logger),
-        close: { closeTimeoutMs: config.closeTimeout * 1000, logger: this.#logger },
-        topics: this.#topics,
-        idle: this.#idle,
-        backlogged: this.#backlogged,
-        closed: (connection) => this.#connections.delete(connection),
-      },
     });
+    this.#sampler = new ThreadSampler(this.#slot);
     this.#beat();
     this.#heartbeat = setInterval(() => this.#beat(), HEARTBEAT_MS);
     this.#idle.start();
     this.#stalls.start();
-    await app.start?.(this.shard);
+    for (const app of this.#apps) await app.start?.(this.shard, config.appOptions);
     if (this.#init.accept.mode === 'reuseport') await this.#intake.listenReusePort(this.#init.accept);
     this.#post({ type: 'ready' });
   }
@@ -149,6 +158,7 @@ export class ShardRuntime {
     let buffered = 0;
     for (const connection of this.#backlogged) buffered += connection.bufferedAmount;
     this.#slot[Counter.BufferedBytes] = buffered;
+    this.#sampler?.sample();
   }
 
   /** Closes every connection with 1001, waits up to `grace` seconds for them, then stops. */
@@ -157,7 +167,8 @@ export class ShardRuntime {
     this.#stopping = true;
     const intake = this.#intake!;
     intake.stop();
-    this.#logger.info({ connections: this.#connections.size }, 'shutting down: closing connections with 1001');
+    const open = this.#connections.size;
+    this.#logger[open > 0 ? 'info' : 'debug']({ connections: open }, 'shutting down: closing connections with 1001');
     for (const connection of this.#connections) connection.close(CloseCode.GoingAway, 'server shutting down');
     const deadline = Date.now() + grace * 1000;
     while (this.#connections.size > 0 && Date.now() < deadline) {
@@ -166,12 +177,15 @@ export class ShardRuntime {
     for (const connection of this.#connections) connection.terminate();
     intake.closeAll();
     if (this.#heartbeat !== null) clearInterval(this.#heartbeat);
+    this.#sampler?.stop();
     this.#idle.stop();
     this.#stalls.stop();
-    try {
-      await this.#app.stop?.(this.shard);
-    } catch (error) {
-      this.#logger.error({ err: error }, 'app stop handler threw');
+    for (const app of this.#apps) {
+      try {
+        await app.stop?.(this.shard);
+      } catch (error) {
+        this.#logger.error({ err: error }, 'app stop handler threw');
+      }
     }
     this.#mesh.close();
     this.#post({ type: 'stopped' });

@@ -1,6 +1,6 @@
 /**
- * Headless Chromium for the browser suites: Debian's `/usr/bin/chromium`, driven by
- * playwright-core (never a downloaded browser). CI installs it (.ci/run): there a missing
+ * Headless Chromium for the browser suites: Debian's package (/usr/bin/chromium), driven by
+ * playwright-core, which never downloads a browser. CI installs it (.ci/run): there a missing
  * browser is a failure, not a skip.
  */
 import { existsSync } from 'node:fs';
@@ -8,9 +8,8 @@ import { chromium } from 'playwright-core';
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll } from 'vitest';
 
-export const CHROMIUM = '/usr/bin/chromium';
+const CHROMIUM = '/usr/bin/chromium';
 
-/** Whether the browser suites run here. */
 export const chromiumAvailable = existsSync(CHROMIUM) || process.env.CI === 'true';
 
 export function launchChromium(): Promise<Browser> {

@@ -5,13 +5,13 @@ import { OutgoingStream } from '../../src/worker/outgoing-stream.ts';
 const piece = (text: string, fin = false) => ({ data: Buffer.from(text), fin });
 
 describe('OutgoingStream', () => {
-  it('gives the first frame the message opcode and the rest continuations', () => {
+  it('gives the first frame the message opcode and the rest continuations, and adds up their bytes', () => {
     const text = new OutgoingStream(false, true, 'normal');
     expect([text.opcode, text.binary, text.compress, text.priority]).toEqual([Opcode.Text, false, true, 'normal']);
-    expect(text.started).toBe(false);
-    expect([text.nextOpcode(), text.nextOpcode(), text.nextOpcode()]).toEqual([Opcode.Text, Opcode.Continuation, Opcode.Continuation]);
-    expect(text.started).toBe(true);
-    expect(new OutgoingStream(true, false, 'low').nextOpcode()).toBe(Opcode.Binary);
+    expect([text.started, text.size]).toEqual([false, 0]);
+    expect([text.nextOpcode(3), text.nextOpcode(0), text.nextOpcode(4)]).toEqual([Opcode.Text, Opcode.Continuation, Opcode.Continuation]);
+    expect([text.started, text.size]).toEqual([true, 7]);
+    expect(new OutgoingStream(true, false, 'low').nextOpcode(1)).toBe(Opcode.Binary);
   });
 
   it('keeps waiting pieces in order and counts their bytes', () => {
@@ -39,7 +39,7 @@ describe('OutgoingStream', () => {
     expect(stream.drop()).toEqual([piece('a')]);
     expect([stream.dropped, stream.pendingBytes]).toEqual([true, 0]);
     const started = new OutgoingStream(false, false, 'normal');
-    started.nextOpcode();
+    started.nextOpcode(1);
     expect(() => started.drop()).toThrow(/cannot be dropped/);
   });
 });

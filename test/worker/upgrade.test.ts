@@ -1,13 +1,14 @@
 import { describe, it, expect, afterEach, vi } from 'vitest';
 import type { IncomingMessage } from 'node:http';
 import type { App, Shard, UpgradeRequest } from '../../src/shared/app.ts';
-import type { ServerOptions } from '../../src/shared/config.ts';
+import type { ServerConfig, ServerOptions } from '../../src/shared/config.ts';
 import { resolveConfig } from '../../src/shared/config.ts';
 import { PerMessageDeflate } from '../../src/shared/permessage-deflate.ts';
 import { Counter, WorkerCounters } from '../../src/shared/worker-counters.ts';
-import type { AcceptedUpgrade } from '../../src/worker/upgrade.ts';
+import { ProxyGateway } from '../../src/worker/proxy-gateway.ts';
+import type { AcceptedConnection } from '../../src/worker/upgrade.ts';
 import { UpgradeHandler, fromIncomingMessage } from '../../src/worker/upgrade.ts';
-import { RecordingSocket, silentLogger } from '../support/worker-fakes.ts';
+import { RecordingSocket, silentLogger, singleRoute, testContext } from '../support/worker-fakes.ts';
 
 const RFC_KEY = 'dGhlIHNhbXBsZSBub25jZQ==';
 const RFC_ACCEPT = 's3pPLMBiTxaQ9kYGzzhZRbK+xOo=';
@@ -43,18 +44,23 @@ function request(headers: Record<string, string | undefined> = {}, overrides: { 
   } as unknown as IncomingMessage;
 }
 
-const compressions: AcceptedUpgrade[] = [];
+const compressions: AcceptedConnection[] = [];
 afterEach(() => {
   for (const accepted of compressions.splice(0)) accepted.compression?.close();
   vi.restoreAllMocks();
 });
 
+function upgradeHandler(config: ServerConfig, app: App<unknown>, counters: Float64Array): UpgradeHandler {
+  const logger = silentLogger();
+  return new UpgradeHandler(singleRoute(config, app, testContext(config, shard, logger, counters)), new ProxyGateway(logger), shard, logger, counters);
+}
+
 function handler(options: ServerOptions = {}, app: App<unknown> = {}) {
   const counters = new WorkerCounters(1).slot(0);
-  const upgrade = new UpgradeHandler(resolveConfig(options, 1), app, shard, silentLogger(), counters);
+  const upgrade = upgradeHandler(resolveConfig(options, 1), app, counters);
   const run = async (req: IncomingMessage = request()) => {
     const socket = new RecordingSocket();
-    const accepted = await upgrade.handle(fromIncomingMessage(req), socket);
+    const accepted = (await upgrade.handle(fromIncomingMessage(req), socket)) as AcceptedConnection | null;
     if (accepted !== null) compressions.push(accepted);
     return { accepted, socket };
   };
@@ -68,14 +74,14 @@ describe('UpgradeHandler', () => {
   it('accepts a valid request with a 101 carrying the RFC 6455 accept key, written by no one yet', async () => {
     const { counters, run } = handler();
     const { accepted, socket } = await run();
-    expect(accepted).toEqual({
+    expect(accepted).toMatchObject({
+      kind: 'connection',
       data: undefined,
       protocol: '',
       extensions: '',
       compression: null,
       remoteAddress: '203.0.113.9',
       response: `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${RFC_ACCEPT}\r\n\r\n`,
-      request: null,
     });
     expect(socket.chunks).toEqual([]);
     expect(socket.ended).toBe(false);
@@ -280,7 +286,7 @@ describe('UpgradeHandler with an app upgrade hook', () => {
     const close = vi.spyOn(PerMessageDeflate.prototype, 'close');
     const counters = new WorkerCounters(1).slot(0);
     const socket = new RecordingSocket();
-    const upgrade = new UpgradeHandler(
+    const upgrade = upgradeHandler(
       resolveConfig({ deflate: true }, 1),
       {
         async upgrade() {
@@ -288,8 +294,6 @@ describe('UpgradeHandler with an app upgrade hook', () => {
           return { data: 1 };
         },
       },
-      shard,
-      silentLogger(),
       counters,
     );
     expect(await upgrade.handle(fromIncomingMessage(request({ 'sec-websocket-extensions': 'permessage-deflate' })), socket)).toBeNull();
@@ -311,7 +315,7 @@ describe('UpgradeHandler with an app upgrade hook', () => {
         socket.destroy();
         return { data: { session: 42 } };
       });
-      const upgrade = new UpgradeHandler(resolveConfig({}, 1), app, shard, silentLogger(), new WorkerCounters(1).slot(0));
+      const upgrade = upgradeHandler(resolveConfig({}, 1), app, new WorkerCounters(1).slot(0));
       expect(await upgrade.handle(fromIncomingMessage(request()), socket)).toBeNull();
       expect(onAbort).toHaveBeenCalledTimes(1);
       const [req, data, reason] = onAbort.mock.calls[0]!;
@@ -330,14 +334,16 @@ describe('UpgradeHandler with an app upgrade hook', () => {
       expect(badHeader.onAbort.mock.calls.map(([, data, reason]) => [data, reason])).toEqual([['b', 'invalid response headers from the app']]);
     });
 
-    it('is called from abort() (the socket closed after the handler, before the 101), once, its error logged', async () => {
-      const onAbort = vi.fn(() => {
+    it('is called from abandon() (the socket closed after the handler, before the 101), its error logged', async () => {
+      const onAbort = vi.fn((_req: UpgradeRequest, _data: unknown, _reason: string) => {
         throw new Error('cleanup failed');
       });
       const { accepted } = await handler({}, { upgrade: () => ({ data: 7 }), upgradeAborted: onAbort }).run();
-      const upgrade = new UpgradeHandler(resolveConfig({}, 1), { upgradeAborted: onAbort }, shard, silentLogger(), new WorkerCounters(1).slot(0));
-      expect(() => upgrade.abort(accepted!, 'the client went away before the 101')).not.toThrow();
-      expect(onAbort).toHaveBeenCalledWith(accepted!.request, 7, 'the client went away before the 101');
+      expect(onAbort).not.toHaveBeenCalled();
+      expect(() => accepted!.abandon()).not.toThrow();
+      expect(onAbort).toHaveBeenCalledTimes(1);
+      const [req, data, reason] = onAbort.mock.calls[0]!;
+      expect([req.url, data, reason]).toEqual(['/chat?room=1', 7, 'the client went away before the 101']);
     });
 
     it('is not called for a refusal, nor when the app has no upgrade handler', async () => {
@@ -347,7 +353,7 @@ describe('UpgradeHandler with an app upgrade hook', () => {
       const onAbort = vi.fn();
       const socket = new RecordingSocket();
       socket.destroy();
-      await new UpgradeHandler(resolveConfig({}, 1), { upgradeAborted: onAbort }, shard, silentLogger(), new WorkerCounters(1).slot(0)).handle(fromIncomingMessage(request()), socket);
+      await upgradeHandler(resolveConfig({}, 1), { upgradeAborted: onAbort }, new WorkerCounters(1).slot(0)).handle(fromIncomingMessage(request()), socket);
       expect(onAbort).not.toHaveBeenCalled();
     });
   });
