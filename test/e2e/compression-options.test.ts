@@ -138,6 +138,25 @@ describe('broadcasts in every compressor mode', () => {
   );
 });
 
+describe('broadcasts on a route with deflate of its own', () => {
+  it('go out compressed when only the route turns deflate on', async () => {
+    const server = await startServer({ routes: { '/feed': { app: fixtureApp('deflate-mix'), deflate: 'dedicated' } } });
+    const raw = await RawConnection.open(server.address().port);
+    const head = await raw.request(upgradeRequest('/feed', { 'Sec-WebSocket-Extensions': 'permessage-deflate; client_max_window_bits' }));
+    expect(head.headers['sec-websocket-extensions']).toBe('permessage-deflate');
+    await raw.nextFrame(); // the greeting
+    const json = jsonRecords(100_000);
+    const publisher = await new TestClient(wsUrl(server, '/feed')).opened();
+    await publisher.next();
+    publisher.ws.send(`json:${json.length}`);
+    const frame = await raw.nextFrame();
+    expect(frame.rsv1).toBe(true);
+    expect(frame.payload.length).toBeLessThan(json.length / 5);
+    const inflated = inflateRawSync(Buffer.concat([frame.payload, Buffer.from([0, 0, 0xff, 0xff])]), { finishFlush: constants.Z_SYNC_FLUSH });
+    expect(inflated.toString()).toBe(json);
+  });
+});
+
 describe.skipIf(!chromiumAvailable)('Chromium decodes broadcasts mixed into a context-takeover stream', () => {
   const browser = useChromium();
 

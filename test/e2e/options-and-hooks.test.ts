@@ -1,9 +1,11 @@
 /**
- * The opt-outs for trusted peers and the hooks, over real sockets with ws clients: autoPong,
- * skipUtf8Validation, maxFrameSize, maxFragments, slowClientTimeout (both policies), `dropped`
- * and `upgradeAborted`.
+ * The opt-outs for trusted peers and the hooks, over real sockets with ws clients: autoPong
+ * (and a gateway route under it), skipUtf8Validation, maxFrameSize, maxFragments,
+ * slowClientTimeout (both policies), `dropped` and `upgradeAborted`.
  */
+import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+import { WebSocketServer } from 'ws';
 import type { ListenOptions } from '../../src/main/listen.ts';
 import { RawConnection, TestClient, cleanup, clientFrame, fixtureApp, rawWebSocket, startServer, upgradeRequest, waitFor, wsUrl } from './helpers.ts';
 
@@ -38,6 +40,23 @@ describe('autoPong', () => {
     // An echo after both pings: had the first been answered, its pong would have come by now.
     expect((await client.request('after')).data.toString()).toBe('after');
     expect(got).toEqual(['answered']);
+  });
+
+  it('off: a proxied connection still answers pings (its app is the gateway, which answers its own leg)', async () => {
+    const upstream = new WebSocketServer({ port: 0, host: '127.0.0.1' });
+    await new Promise<void>((resolve) => upstream.once('listening', () => resolve()));
+    try {
+      const url = `ws://127.0.0.1:${(upstream.address() as AddressInfo).port}`;
+      const server = await startServer({ autoPong: false, workers: 1, routes: { '/up': { proxy: { url } } } });
+      const client = await new TestClient(wsUrl(server, '/up')).opened();
+      const got = pongs(client);
+      client.ws.ping('through');
+      await waitFor(() => got.length === 1, 'the gateway’s pong');
+      expect(got).toEqual(['through']);
+    } finally {
+      for (const ws of upstream.clients) ws.terminate();
+      await new Promise<void>((resolve) => upstream.close(() => resolve()));
+    }
   });
 });
 
