@@ -18,12 +18,10 @@ import type { DeflateOptions, DeflatePreset } from '../../src/shared/config.ts';
 import { allCases } from './cases/index.ts';
 import type { MessageCounts } from './cases/compression.ts';
 import type { FuzzTarget } from './fuzzing-client.ts';
-import { fuzzServer } from './fuzzing-client.ts';
-import type { Delivery, FuzzingCase } from './fuzzing-case.ts';
-import { deliveriesOf, groupOf } from './fuzzing-case.ts';
+import { fuzzCases } from './fuzzing-client.ts';
+import { groupOf } from './fuzzing-case.ts';
 import type { Verdict } from './judge.ts';
-import { passed, summaryTable } from './judge.ts';
-import { runPool } from './run-pool.ts';
+import { failures, summaryTable } from './judge.ts';
 
 const GROUPS = ['1', 'M', '2', '3', '4', '5', '6', '7', '9', '10', '12', '13'];
 const CONCURRENCY = 8;
@@ -51,14 +49,6 @@ const SETTINGS: readonly (DeflatePreset | DeflateOptions)[] = [
   { preset: 'shared', level: 9, memLevel: 9 },
   { preset: 'dedicated', level: 0, memLevel: 1 },
 ];
-
-const failures = (verdicts: readonly Verdict[]): string[] =>
-  verdicts.filter((v) => !passed(v)).map((v) => `${v.id} [${v.delivery}] ${v.behavior}/${v.behaviorClose}: ${v.result} / ${v.resultClose}`);
-
-async function runGroup(target: FuzzTarget, cases: readonly FuzzingCase[]): Promise<Verdict[]> {
-  const runs = cases.flatMap((kase) => deliveriesOf(kase).map((delivery): [FuzzingCase, Delivery] => [kase, delivery]));
-  return runPool(runs, CONCURRENCY, ([kase, delivery]) => fuzzServer(target, kase, delivery));
-}
 
 const label = (deflate: DeflatePreset | DeflateOptions): string => (typeof deflate === 'string' ? deflate : JSON.stringify(deflate));
 
@@ -97,10 +87,7 @@ describe.each(RUNS)('conformance: server, $name', ({ name, deflate, groups, main
   });
 
   it.each(groups)('group %s', async (group) => {
-    const results = await runGroup(
-      target,
-      allCases(countsFor(group, main)).filter((c) => groupOf(c.id) === group),
-    );
+    const results = await fuzzCases(target, allCases(countsFor(group, main)).filter((c) => groupOf(c.id) === group), CONCURRENCY);
     verdicts.push(...results);
     expect(results.length).toBeGreaterThan(0);
     expect(failures(results)).toEqual([]);
