@@ -42,18 +42,15 @@ const CONNECTIONS = Number(values.connections);
 const MESSAGES = Number(values.messages);
 const SIZE = Number(values.size);
 
-/** A setting: its name in the report and the `--deflate` flag value (null: deflate off). */
+/** A setting: its name in the report and its `shardws serve` deflate flags (empty: deflate off). */
 interface Setting {
   readonly name: string;
-  readonly flag: string | null;
+  readonly flags: readonly string[];
 }
 
 const PRESETS: readonly Setting[] = [
-  { name: 'off', flag: null },
-  { name: 'shared', flag: 'shared' },
-  { name: 'dedicated', flag: 'dedicated' },
-  { name: 'dedicated-compressor', flag: 'dedicated-compressor' },
-  { name: 'dedicated-compressor-small', flag: 'dedicated-compressor-small' },
+  { name: 'off', flags: [] },
+  ...(['shared', 'dedicated', 'dedicated-compressor', 'dedicated-compressor-small'] as const).map((preset): Setting => ({ name: preset, flags: [`--deflate=${preset}`] })),
 ];
 
 /**
@@ -62,10 +59,16 @@ const PRESETS: readonly Setting[] = [
  */
 const LADDER: readonly Setting[] = [
   ...([[3, 9, 1], [4, 9, 2], [8, 10, 3], [16, 11, 4], [32, 12, 5], [64, 13, 6], [128, 14, 7], [256, 15, 8]] as const).map(
-    ([kb, bits, mem]): Setting => ({ name: `compressor ${kb}KB`, flag: `dedicated-compressor,serverMaxWindowBits=${bits},memLevel=${mem}` }),
+    ([kb, bits, mem]): Setting => ({
+      name: `compressor ${kb}KB`,
+      flags: ['--deflate=dedicated-compressor', `--deflate-server-max-window-bits=${bits}`, `--deflate-mem-level=${mem}`],
+    }),
   ),
   ...([[0.5, 9], [1, 10], [2, 11], [4, 12], [8, 13], [16, 14], [32, 15]] as const).map(
-    ([kb, bits]): Setting => ({ name: `decompressor ${kb < 1 ? `${kb * 1024}B` : `${kb}KB`}`, flag: `shared,decompressor=dedicated,clientMaxWindowBits=${bits}` }),
+    ([kb, bits]): Setting => ({
+      name: `decompressor ${kb < 1 ? `${kb * 1024}B` : `${kb}KB`}`,
+      flags: ['--deflate=shared', '--deflate-decompressor=dedicated', `--deflate-client-max-window-bits=${bits}`],
+    }),
   ),
 ];
 
@@ -185,7 +188,7 @@ interface Measured {
 async function measure(setting: Setting): Promise<Measured> {
   const port = await freePort();
   const args = [CLI, 'serve', '--host', '127.0.0.1', '--port', String(port), '--workers', '1', '--log-level', 'warn', '--idle-timeout', '0'];
-  if (setting.flag !== null) args.push(`--deflate=${setting.flag}`);
+  args.push(...setting.flags);
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'inherit', 'inherit'], env: process.env });
   try {
     await waitForPort(port, child);
@@ -206,7 +209,7 @@ async function measure(setting: Setting): Promise<Measured> {
     await sleep(3000);
     const after = residentKiB([child.pid!])!;
     for (const s of [...sockets, ...warm.map((w) => w.socket)]) s.destroy();
-    return { name: setting.name, perConnectionKiB: (after - before) / CONNECTIONS, deflate: setting.flag === null || deflate };
+    return { name: setting.name, perConnectionKiB: (after - before) / CONNECTIONS, deflate: setting.flags.length === 0 || deflate };
   } finally {
     await stop(child);
   }
