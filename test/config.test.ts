@@ -69,9 +69,9 @@ describe('resolveConfig defaults', () => {
     const config = resolveConfig(
       { port: 0, host: '127.0.0.1', workers: 3, idleTimeout: 0.5, sendPings: false, slowClient: 'custom', statsPath: '/s', logLevel: 'silent' },
       8,
-      true,
+      'durable',
     );
-    expect(config).toMatchObject({ port: 0, host: '127.0.0.1', workers: 3, idleTimeout: 0.5, sendPings: false, slowClient: 'custom', statsPath: '/s', logLevel: 'silent', bridged: true });
+    expect(config).toMatchObject({ port: 0, host: '127.0.0.1', workers: 3, idleTimeout: 0.5, sendPings: false, slowClient: 'custom', statsPath: '/s', logLevel: 'silent', bridged: 'durable' });
   });
 
   it('reads the app as a string, a file: URL as its href', () => {

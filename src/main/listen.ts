@@ -14,13 +14,13 @@ import { LeastLoadedBalancer } from './balancer.ts';
 import { acceptModeFor } from './accept-mode.ts';
 import { BridgeRouter } from './bridge-router.ts';
 import { ShardSupervisor } from './shard-supervisor.ts';
-import type { BridgeStats, TopicBridge } from './topic-bridge.ts';
+import type { AnyTopicBridge, BridgeStats } from './topic-bridge.ts';
 
 export interface ListenOptions extends ServerOptions {
   /** Close gracefully on SIGINT and SIGTERM (the CLI turns this on). */
   readonly handleSignals?: boolean;
-  /** Joins this server's topics to other servers' (e.g. `redisBridge({ url })`). */
-  readonly bridge?: TopicBridge;
+  /** Joins this server's topics to other servers' (e.g. `redisBridge({ url })` from `shardws/redis`). */
+  readonly bridge?: AnyTopicBridge;
 }
 
 export interface ServerStats {
@@ -54,7 +54,8 @@ const POOL_PAGE = 16 * 1024;
  */
 export async function listen(options: ListenOptions = {}): Promise<ShardServer> {
   const mode = acceptModeFor();
-  const config = resolveConfig(options, availableParallelism(), options.bridge !== undefined);
+  const bridge = options.bridge;
+  const config = resolveConfig(options, availableParallelism(), bridge === undefined ? false : bridge.durable === true ? 'durable' : 'plain');
   const logger = createLogger(config.logLevel, { role: 'primary' });
   const counters = new WorkerCounters(config.workers);
   const pool = SlabPool.create({ pageSize: POOL_PAGE, pageCount: Math.max(4, Math.floor(config.poolSize / POOL_PAGE)), maxWorkers: config.workers });
@@ -64,10 +65,15 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
     reset: (worker) => balancer.reset(worker),
     exited: (worker) => router?.workerGone(worker),
     interest: (worker, topics, subscribed) => router?.interest(worker, topics, subscribed),
-    bridgePublish: (topic, data, binary) => router?.publish(topic, data, binary),
+    bridgePublish: (worker, message) => router?.publish(worker, message),
+    recover: (worker, message) => router?.recover(worker, message),
   });
-  if (options.bridge !== undefined) {
-    router = new BridgeRouter(options.bridge, (message, preferred) => supervisor.sendToAny(message, preferred), config.workers);
+  if (bridge !== undefined) {
+    router = new BridgeRouter(
+      bridge,
+      { enter: (message, preferred) => supervisor.sendToAny(message, preferred), post: (worker, message) => supervisor.post(worker, message) },
+      config.workers,
+    );
     await router.start(logger.child({ component: 'bridge' }));
   }
   // Refused sockets wait for the peer to close its side; close() must not wait for them.

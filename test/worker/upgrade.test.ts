@@ -7,7 +7,7 @@ import { PerMessageDeflate } from '../../src/shared/permessage-deflate.ts';
 import { Counter, WorkerCounters } from '../../src/shared/worker-counters.ts';
 import type { AcceptedUpgrade } from '../../src/worker/upgrade.ts';
 import { UpgradeHandler, fromIncomingMessage } from '../../src/worker/upgrade.ts';
-import { RecordingSocket, silentLogger } from '../support/worker-fakes.ts';
+import { RecordingSocket, noPublish, silentLogger } from '../support/worker-fakes.ts';
 
 const RFC_KEY = 'dGhlIHNhbXBsZSBub25jZQ==';
 const RFC_ACCEPT = 's3pPLMBiTxaQ9kYGzzhZRbK+xOo=';
@@ -16,7 +16,7 @@ const shard: Shard = {
   id: 3,
   count: 4,
   logger: silentLogger(),
-  publish: () => {},
+  publish: noPublish,
   subscriberCount: () => 0,
   stats: () => [],
 };
