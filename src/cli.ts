@@ -53,7 +53,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   // Loaded only when asked for: a server without a bridge never loads ioredis.
-  const bridge = redis === undefined ? undefined : (await import('./main/redis-bridge.ts')).redisBridge({ url: redis });
+  const bridge = redis === undefined ? undefined : (await import('./main/redis-bridge.ts')).redisBridge(redis);
   await listen({ ...options, handleSignals: true, bridge });
   return -1; // keep running until a signal closes the server
 }

@@ -1,16 +1,19 @@
 /**
  * `shardws serve [APP] [options]`: its flags, their help and their checks, generated from the
  * option table (shared/config.ts OPTIONS), so every listen() option with a scalar value has a
- * flag, and a default or a bound is written down once. The few structured options (deflate,
- * TLS, origins, the Redis bridge) have hand-made flags here.
+ * flag, and a default or a bound is written down once; the Redis bridge's `--redis-*` flags come
+ * from its own table (REDIS_OPTIONS) the same way. The few structured options (deflate, TLS,
+ * origins, the Redis URL) have hand-made flags here.
  */
 import { parseArgs } from 'node:util';
 import type { ParseArgsConfig } from 'node:util';
-import { OPTIONS, optionValue } from '../shared/config.ts';
+import { OPTIONS, REDIS_OPTIONS, optionValue } from '../shared/config.ts';
 import type { CompressionMode, OptionSpec, ServerOptions } from '../shared/config.ts';
+import type { RedisBridgeOptions } from './redis-bridge.ts';
 import { UsageError, byteSize, decimal, joinNegativeValues, wholeNumber } from '../runtime/cli-args.ts';
 
 type OptionName = keyof typeof OPTIONS;
+type RedisOptionName = keyof typeof REDIS_OPTIONS;
 
 /** Flags whose name is not the option's name in kebab case (kept from earlier releases). */
 const FLAG_NAMES: Partial<Record<OptionName, string>> = {
@@ -25,6 +28,8 @@ const flagOf = (name: OptionName): string => FLAG_NAMES[name] ?? kebab(name);
 const FLAGS = new Map<string, [OptionName, OptionSpec]>(
   (Object.entries(OPTIONS) as [OptionName, OptionSpec][]).filter(([, spec]) => spec.cli !== false).map(([name, spec]) => [flagOf(name), [name, spec]]),
 );
+/** The Redis bridge's flags (`--redis-streams`, …), by flag name. */
+const REDIS_FLAGS = new Map<string, [RedisOptionName, OptionSpec]>((Object.entries(REDIS_OPTIONS) as [RedisOptionName, OptionSpec][]).map(([name, spec]) => [kebab(name), [name, spec]]));
 
 /** Hand-made flags, with their placeholder and help line. */
 const EXTRA_FLAGS: readonly (readonly [flag: string, placeholder: string, doc: string])[] = [
@@ -33,12 +38,12 @@ const EXTRA_FLAGS: readonly (readonly [flag: string, placeholder: string, doc: s
   ['tls-cert', 'FILE', 'serve wss:// with this PEM certificate; SIGHUP reloads it (default off)'],
   ['tls-key', 'FILE', "the certificate's PEM private key (default none)"],
   ['tls-ca', 'FILE', 'PEM CA chain sent with the certificate (default none)'],
-  ['redis', 'URL', "join other servers' topics through Redis (redis://host:port[/db]; default off)"],
+  ['redis', 'URL', "join other servers' topics through Redis or a Redis Cluster (redis://host:port[/db]; default off)"],
 ];
 
 const MiB = 1024 * 1024;
 
-function describeDefault(name: OptionName, spec: OptionSpec): string {
+function describeDefault(name: string, spec: OptionSpec): string {
   if (name === 'workers') return 'one per core';
   switch (spec.kind) {
     case 'bytes':
@@ -70,21 +75,20 @@ export const SERVE_HELP = (() => {
     '',
     'Options:',
   ];
-  for (const [flag, [name, spec]] of FLAGS) {
-    if (spec.kind === 'boolean') {
-      lines.push(helpLine(`--[no-]${flag}`, `${spec.doc} (default ${describeDefault(name, spec)})`));
-      continue;
-    }
+  const tableLine = (flag: string, name: string, spec: OptionSpec): string => {
+    if (spec.kind === 'boolean') return helpLine(`--[no-]${flag}`, `${spec.doc} (default ${describeDefault(name, spec)})`);
     const doc = spec.doc.includes('(default') ? spec.doc : `${spec.doc} (default ${describeDefault(name, spec)})`;
-    lines.push(helpLine(`--${flag} ${spec.cli as string}`, doc));
-  }
+    return helpLine(`--${flag} ${spec.cli as string}`, doc);
+  };
+  for (const [flag, [name, spec]] of FLAGS) lines.push(tableLine(flag, name, spec));
   for (const [flag, placeholder, doc] of EXTRA_FLAGS) lines.push(helpLine(`--${flag}${placeholder === '' ? '' : ` ${placeholder}`}`, doc));
+  for (const [flag, [name, spec]] of REDIS_FLAGS) lines.push(tableLine(flag, name, spec));
   lines.push(helpLine('-h, --help', 'this help'), '');
   return lines.join('\n');
 })();
 
 /** The value of one table flag, converted and checked against its spec. */
-function flagValue(flag: string, name: OptionName, spec: OptionSpec, raw: string | boolean): unknown {
+function flagValue(flag: string, name: string, spec: OptionSpec, raw: string | boolean): unknown {
   let value: unknown = raw;
   switch (spec.kind) {
     case 'count':
@@ -109,7 +113,8 @@ function flagValue(flag: string, name: OptionName, spec: OptionSpec, raw: string
 
 export interface ServeCommand {
   readonly options: ServerOptions;
-  readonly redis: string | undefined;
+  /** `--redis` and its `--redis-*` flags: what to build the bridge from. */
+  readonly redis: RedisBridgeOptions | undefined;
   readonly help: boolean;
 }
 
@@ -129,7 +134,10 @@ export function parseServeArgs(args: readonly string[]): ServeCommand {
   if (args.includes('--help') || args.includes('-h')) return { options: {}, redis: undefined, help: true };
   const normalized = joinNegativeValues(
     spellOutDeflate(args),
-    (flag) => (FLAGS.has(flag) && FLAGS.get(flag)![1].kind !== 'boolean') || EXTRA_FLAGS.some(([f, placeholder]) => f === flag && placeholder !== ''),
+    (flag) =>
+      (FLAGS.has(flag) && FLAGS.get(flag)![1].kind !== 'boolean') ||
+      (REDIS_FLAGS.has(flag) && REDIS_FLAGS.get(flag)![1].kind !== 'boolean') ||
+      EXTRA_FLAGS.some(([f, placeholder]) => f === flag && placeholder !== ''),
   );
   const config: NonNullable<ParseArgsConfig['options']> = {
     deflate: { type: 'string' },
@@ -140,7 +148,7 @@ export function parseServeArgs(args: readonly string[]): ServeCommand {
     redis: { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   };
-  for (const [flag, [, spec]] of FLAGS) config[flag] = { type: spec.kind === 'boolean' ? 'boolean' : 'string' };
+  for (const [flag, [, spec]] of [...FLAGS, ...REDIS_FLAGS]) config[flag] = { type: spec.kind === 'boolean' ? 'boolean' : 'string' };
   const { values, positionals } = parseArgs({ args: normalized, allowPositionals: true, allowNegative: true, strict: true, options: config });
   if (positionals.length > 1) throw new UsageError(`serve takes one APP module, got ${positionals.length}: ${positionals.join(' ')}`);
 
@@ -162,7 +170,30 @@ export function parseServeArgs(args: readonly string[]): ServeCommand {
   if ((certFile === undefined) !== (keyFile === undefined)) throw new UsageError('--tls-cert and --tls-key go together');
   if (certFile === undefined && values['tls-ca'] !== undefined) throw new UsageError('--tls-ca needs --tls-cert and --tls-key');
   if (certFile !== undefined) options.tls = { certFile, keyFile, caFile: values['tls-ca'] as string | undefined };
-  const redis = values.redis as string | undefined;
-  if (redis !== undefined && !/^rediss?:\/\//.test(redis)) throw new UsageError(`--redis must be a redis:// or rediss:// URL, got "${redis}"`);
-  return { options: options as ServerOptions, redis, help: values.help === true };
+  return { options: options as ServerOptions, redis: redisOptions(values), help: values.help === true };
+}
+
+/** `--redis URL` and the `--redis-*` flags, checked together. */
+function redisOptions(values: Record<string, string | boolean | (string | boolean)[] | undefined>): RedisBridgeOptions | undefined {
+  const url = values.redis as string | undefined;
+  const given = new Map<RedisOptionName, unknown>();
+  for (const [flag, [name, spec]] of REDIS_FLAGS) {
+    const raw = values[flag] as string | boolean | undefined;
+    if (raw !== undefined) given.set(name, flagValue(flag, name, spec, raw));
+  }
+  if (url === undefined) {
+    if (given.size > 0) throw new UsageError(`--${kebab([...given.keys()][0]!)} needs --redis URL`);
+    return undefined;
+  }
+  if (!/^rediss?:\/\//.test(url)) throw new UsageError(`--redis must be a redis:// or rediss:// URL, got "${url}"`);
+  if (given.get('redisStreams') !== true) {
+    const streamsOnly = [...given.keys()].find((name) => name !== 'redisStreams');
+    if (streamsOnly !== undefined) throw new UsageError(`--${kebab(streamsOnly)} needs --redis-streams`);
+    return { url };
+  }
+  const maxAge = (given.get('redisMaxAge') as number | undefined) || undefined;
+  if (given.has('redisRetention') && maxAge !== undefined) throw new UsageError('--redis-retention and --redis-max-age: one or the other');
+  const retention = maxAge !== undefined ? { maxAge } : given.has('redisRetention') ? { maxLength: given.get('redisRetention') as number } : undefined;
+  const outageBuffer = given.get('redisOutageBuffer') as number | undefined;
+  return { url, mode: 'streams', ...(retention !== undefined ? { retention } : {}), ...(outageBuffer !== undefined ? { outageBuffer } : {}) };
 }
