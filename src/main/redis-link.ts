@@ -242,15 +242,30 @@ export class RedisLink {
       this.#log?.error({ role, url: this.url }, 'redis bridge: lost the broker; local pub/sub goes on, cross-server delivery resumes on reconnect');
       this.#events?.down();
     });
-    client.on('ready', () => {
-      if (this.#closing || this.#commands?.status !== 'ready' || this.#subscriber?.status !== 'ready') return;
-      if (this.#down) {
-        this.#down = false;
-        this.#log?.info({ url: this.url, cluster: this.#sharded }, 'redis bridge connected');
-        this.#events?.up();
+    client.on('ready', () => void this.#ready(0));
+  }
+
+  /** Both connections are ready (on a cluster, every master's too): up, and subscribed again. */
+  async #ready(attempt: number): Promise<void> {
+    if (this.#closing || this.#commands?.status !== 'ready' || this.#subscriber?.status !== 'ready') return;
+    if (this.#down && this.#sharded) {
+      // ioredis's cluster client sends a command to a master whose connection is still opening,
+      // fails it and sends it again, elsewhere first, behind commands made after it: the masters'
+      // connections must be open before anything that needs its order is sent.
+      try {
+        await Promise.all((this.#commands as Cluster).nodes('master').map((node) => node.ping()));
+      } catch {
+        setTimeout(() => void this.#ready(attempt + 1), this.#retry(attempt)).unref();
+        return;
       }
-      if (!this.#subscribed) void this.#resubscribe();
-    });
+      if (this.#closing || this.#commands?.status !== 'ready') return;
+    }
+    if (this.#down) {
+      this.#down = false;
+      this.#log?.info({ url: this.url, cluster: this.#sharded }, 'redis bridge connected');
+      this.#events?.up();
+    }
+    if (!this.#subscribed) await this.#resubscribe();
   }
 
   async #resubscribe(): Promise<void> {

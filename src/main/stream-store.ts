@@ -1,6 +1,6 @@
 /**
  * The Redis side of the durable bridge: one stream per topic, appended to by a Lua script that
- * also announces the new entry (`<id> <entry>`) on the topic's channel in the same step, and the
+ * also announces each new entry (`<id> <entry>`) on the topic's channel in the same step, and the
  * reads that fill what the announcements missed. StreamOutbox and StreamReader see it through
  * the two interfaces below (tests give them in-memory ones).
  *
@@ -34,8 +34,8 @@ export interface StreamBounds {
 
 export interface OutboxTarget {
   readonly ready: boolean;
-  /** Appends `entry` to `topic`'s stream and announces it; resolves to its id. */
-  append(topic: string, entry: Buffer): Promise<string>;
+  /** Appends `entries` to `topic`'s stream, in order, in one step, and announces them; resolves to their ids. */
+  append(topic: string, entries: readonly Buffer[]): Promise<string[]>;
   /** This server's entries among `sequences` found in `topic`'s stream after `after`: sequence → id. */
   find(topic: string, after: string | null, sequences: ReadonlySet<number>): Promise<Map<number, string>>;
 }
@@ -59,8 +59,10 @@ export type Retention = { readonly maxLength: number } | { readonly maxAge: numb
 /**
  * KEYS[1]: the topic's stream, whose name is also its channel (one hash slot for both, as a
  * script on a cluster needs). ARGV: MAXLEN or MINID, the length or the window in milliseconds,
- * the entry, PUBLISH or SPUBLISH. The window is measured on Redis's clock, the one ids are made
- * of. `~` lets Redis trim whole nodes only: cheaper, and the stream keeps at least what was asked.
+ * PUBLISH or SPUBLISH, then the entries. The window is measured on Redis's clock, the one ids are
+ * made of. `~` lets Redis trim whole nodes only: cheaper, and the stream keeps at least what was
+ * asked. A script runs without anything between its commands: no other append comes between an
+ * entry and its announcement, so announcements go out in the stream's order.
  */
 const APPEND_SCRIPT = `
 local threshold = ARGV[2]
@@ -68,15 +70,19 @@ if ARGV[1] == 'MINID' then
   local now = redis.call('TIME')
   threshold = string.format('%d', math.max(0, tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[2])))
 end
-local id = redis.call('XADD', KEYS[1], ARGV[1], '~', threshold, '*', 'm', ARGV[3])
-redis.call(ARGV[4], KEYS[1], id .. ' ' .. ARGV[3])
-return id
+local ids = {}
+for i = 4, #ARGV do
+  local id = redis.call('XADD', KEYS[1], ARGV[1], '~', threshold, '*', 'm', ARGV[i])
+  redis.call(ARGV[3], KEYS[1], id .. ' ' .. ARGV[i])
+  ids[#ids + 1] = id
+end
+return ids
 `;
 
 export const STREAM_SCRIPTS = { shardwsAppend: { numberOfKeys: 1, lua: APPEND_SCRIPT } } as const;
 
 interface ScriptCommands {
-  shardwsAppend(key: string, trim: string, threshold: string, entry: Buffer, publish: string): Promise<string>;
+  shardwsAppend(key: string, trim: string, threshold: string, publish: string, ...entries: Buffer[]): Promise<string[]>;
 }
 
 const BATCH = 1000;
@@ -105,9 +111,9 @@ export class RedisStreamStore implements OutboxTarget, StreamSource {
     return this.#prefix + topic;
   }
 
-  async append(topic: string, entry: Buffer): Promise<string> {
+  async append(topic: string, entries: readonly Buffer[]): Promise<string[]> {
     const commands = this.#commands() as RedisClient & ScriptCommands;
-    return commands.shardwsAppend(this.key(topic), this.#trim, this.#threshold, entry, this.#link.sharded ? 'SPUBLISH' : 'PUBLISH');
+    return commands.shardwsAppend(this.key(topic), this.#trim, this.#threshold, this.#link.sharded ? 'SPUBLISH' : 'PUBLISH', ...entries);
   }
 
   async find(topic: string, after: string | null, sequences: ReadonlySet<number>): Promise<Map<number, string>> {

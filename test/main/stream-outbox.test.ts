@@ -31,6 +31,16 @@ describe('StreamOutbox', () => {
     expect(box.stats()).toMatchObject({ published: 3, buffered: 0, flushed: 0, dropped: 0 });
   });
 
+  it('keeps one append in flight per topic: what waits behind it goes next, as one batch, in order', async () => {
+    const { streams, push, texts } = outbox();
+    const all = [push('t', '1'), push('u', 'x'), push('t', '2'), push('t', '3'), push('t', '4')];
+    // Topics do not wait for each other.
+    expect(streams.calls).toEqual(['append t ×1', 'append u ×1']);
+    await Promise.all(all);
+    expect(streams.calls).toEqual(['append t ×1', 'append u ×1', 'append t ×3']);
+    expect(texts('t')).toEqual(['1', '2', '3', '4']);
+  });
+
   it('keeps publishes while the broker is away and writes them in order, before anything newer', async () => {
     const { streams, box, push, texts } = outbox();
     await push('t', 'before');
@@ -40,13 +50,13 @@ describe('StreamOutbox', () => {
     expect(box.stats()).toMatchObject({ buffered: 3, bufferedBytes: expect.any(Number) });
     expect(texts('t')).toEqual(['before']);
     streams.ready = true;
-    // Newer than the buffer but made before the resume: it must wait its turn.
+    // Made once the broker is back, before the resume: it goes after what waited.
     const newer = push('t', 'four');
     box.resume();
     await Promise.all([...waiting, newer]);
     expect(texts('t')).toEqual(['before', 'one', 'three', 'four']);
     expect(texts('u')).toEqual(['two']);
-    expect(box.stats()).toMatchObject({ published: 5, buffered: 0, bufferedBytes: 0, flushed: 4, dropped: 0 });
+    expect(box.stats()).toMatchObject({ published: 5, buffered: 0, bufferedBytes: 0, flushed: 3, dropped: 0 });
   });
 
   it('drops the oldest waiting publishes past the bound, rejects them, and reports them once per turn', async () => {
@@ -70,12 +80,16 @@ describe('StreamOutbox', () => {
     expect(box.stats()).toMatchObject({ published: 3, flushed: 3, dropped: 2, buffered: 0 });
   });
 
-  it('looks for a publish whose answer was lost before writing it again: never two entries for one publish', async () => {
+  it('looks for a batch whose answer was lost before writing it again: never two entries for one publish', async () => {
     const { streams, box, push, texts } = outbox();
     await push('t', 'first');
-    // The connection breaks: the first two appends happened, their answers are lost; the third never got there.
-    streams.loseReplies = 2;
-    const lostButAppended = [push('t', 'a'), push('t', 'b')];
+    // The connection breaks after Redis ran the append: its answer is lost.
+    streams.loseReplies = 1;
+    streams.ready = false;
+    const lost = push('t', 'a');
+    streams.ready = true;
+    const lostToo = push('t', 'b');
+    box.resume();
     await settle();
     streams.ready = false;
     const notSent = push('t', 'c');
@@ -83,10 +97,10 @@ describe('StreamOutbox', () => {
     expect(texts('t')).toEqual(['first', 'a', 'b']);
     streams.ready = true;
     box.resume();
-    const ids = await Promise.all([...lostButAppended, notSent]);
+    const ids = await Promise.all([lost, lostToo, notSent]);
     expect(texts('t')).toEqual(['first', 'a', 'b', 'c']);
     expect(ids).toEqual(streams.ids('t').slice(1));
-    expect(box.stats()).toMatchObject({ published: 4, confirmed: 2, dropped: 0 });
+    expect(box.stats()).toMatchObject({ published: 4, confirmed: 2, flushed: 3, dropped: 0 });
     expect(streams.calls.filter((c) => c.startsWith('find'))).toEqual(['find t after -']);
   });
 

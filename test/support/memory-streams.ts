@@ -16,7 +16,7 @@ export class MemoryStreams implements OutboxTarget, StreamSource {
   readonly streams = new Map<string, MemoryStream>();
   readonly listening = new Set<string>();
   ready = true;
-  /** The next appends happen, but their answer is lost (the connection broke after Redis ran them). */
+  /** The next appends (calls) happen, but their answer is lost (the connection broke after Redis ran them). */
   loseReplies = 0;
   /** The next appends are refused by Redis (a ReplyError). */
   refuse = 0;
@@ -40,8 +40,8 @@ export class MemoryStreams implements OutboxTarget, StreamSource {
     this.#seq = 0;
   }
 
-  async append(topic: string, entry: Buffer): Promise<string> {
-    this.calls.push(`append ${topic}`);
+  async append(topic: string, entries: readonly Buffer[]): Promise<string[]> {
+    this.calls.push(`append ${topic} ×${entries.length}`);
     if (!this.ready) throw new Error("Stream isn't writeable and enableOfflineQueue options is false");
     if (this.vanish > 0) {
       this.vanish--;
@@ -51,12 +51,12 @@ export class MemoryStreams implements OutboxTarget, StreamSource {
       this.refuse--;
       throw Object.assign(new Error('OOM command not allowed'), { name: 'ReplyError' });
     }
-    const id = this.add(topic, entry);
+    const ids = entries.map((entry) => this.add(topic, entry));
     if (this.loseReplies > 0) {
       this.loseReplies--;
       throw new Error('Connection is closed.');
     }
-    return id;
+    return ids;
   }
 
   /** Appends as another server would (announced to listeners like any append). */
