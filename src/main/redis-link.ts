@@ -271,10 +271,16 @@ export class RedisLink {
   async #resubscribe(): Promise<void> {
     const subscriber = this.#subscriber;
     if (subscriber === null) return;
-    const channels = [...this.#channels];
+    const done = new Set<string>();
     try {
-      if (this.#sharded) await Promise.all(channels.map((channel) => subscriber.ssubscribe(channel)));
-      else if (channels.length > 0) await subscriber.subscribe(...channels);
+      // Channels subscribed or dropped meanwhile (subscribe() waits for this) are seen to as well.
+      for (let todo = [...this.#channels]; todo.length > 0; todo = [...this.#channels].filter((c) => !done.has(c))) {
+        if (this.#sharded) await Promise.all(todo.map((channel) => subscriber.ssubscribe(channel)));
+        else await subscriber.subscribe(...todo);
+        for (const channel of todo) done.add(channel);
+      }
+      const dropped = [...done].filter((channel) => !this.#channels.has(channel));
+      if (dropped.length > 0) await (this.#sharded ? Promise.all(dropped.map((channel) => subscriber.sunsubscribe(channel))) : subscriber.unsubscribe(...dropped));
     } catch (error) {
       // The connection went away again: its next 'ready' tries again.
       this.#log?.warn({ err: (error as Error).message }, 'redis bridge: resubscribing failed');

@@ -57,7 +57,8 @@ export interface SubscribeOptions {
   /**
    * Recovery (streams mode): the id of the last message of this topic the client has seen.
    * Every message after it that the stream still holds is sent first, in order, then live ones,
-   * none twice; `App.recovery` says beforehand how many, and whether some are gone.
+   * none twice; `App.recovery` says beforehand how many, and whether some are gone. Only a new
+   * subscription recovers: on a topic the connection already has, subscribe does nothing.
    */
   readonly since?: string;
 }

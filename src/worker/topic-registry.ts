@@ -181,7 +181,9 @@ export class TopicRegistry implements TopicMembership, MeshTopics {
     bridge?.publish(topic, payload, binary, -1, -1);
     if (localCount === 0 && remote === undefined) return ids;
 
-    const { plain, compressed } = this.#frames(payload, binary, options?.compress);
+    const opcode = binary ? Opcode.Binary : Opcode.Text;
+    const plain = encodeFrame(opcode, payload);
+    const compressed = this.#compressedFrame(opcode, payload, options?.compress);
     const priority = options?.priority ?? 'normal';
     if (localCount > 0) {
       for (const connection of local!) {
@@ -230,7 +232,10 @@ export class TopicRegistry implements TopicMembership, MeshTopics {
     const set = this.#local.get(topic);
     if (set === undefined) return;
     this.#counters[Counter.PublishesIn]!++;
-    const { plain, compressed } = this.#frames(this.#stamp(topic, id, data, binary), binary, undefined);
+    const payload = this.#stamp(topic, id, data, binary);
+    const opcode = binary ? Opcode.Binary : Opcode.Text;
+    const plain = encodeFrame(opcode, payload);
+    const compressed = this.#compressedFrame(opcode, payload, undefined);
     const recovering = this.#recovery.of(topic);
     for (const connection of set) {
       if (connection[kSerial] === except) continue;
@@ -277,17 +282,12 @@ export class TopicRegistry implements TopicMembership, MeshTopics {
     return ids;
   }
 
-  /** The plain frame and (shared compression, when wanted) the compressed one. */
-  #frames(payload: Buffer, binary: boolean, compress: boolean | undefined): { plain: Buffer; compressed: Buffer | null } {
-    const opcode = binary ? Opcode.Binary : Opcode.Text;
-    const plain = encodeFrame(opcode, payload);
-    let compressed: Buffer | null = null;
-    if (this.#compressor !== null && compressionWanted(this.#threshold, payload.length, compress)) {
-      const deflated = this.#compressor(payload);
-      recordDeflate(this.#counters, payload.length, deflated.length);
-      compressed = encodeFrame(opcode, deflated, { rsv1: true });
-    }
-    return { plain, compressed };
+  /** The message compressed once for every subscriber (shared mode, when wanted), framed; else null. */
+  #compressedFrame(opcode: Opcode, payload: Buffer, compress: boolean | undefined): Buffer | null {
+    if (this.#compressor === null || !compressionWanted(this.#threshold, payload.length, compress)) return null;
+    const deflated = this.#compressor(payload);
+    recordDeflate(this.#counters, payload.length, deflated.length);
+    return encodeFrame(opcode, deflated, { rsv1: true });
   }
 
   /** What subscribers get for entry `id`: the app's `stamp`, or the data as published. */
