@@ -1,36 +1,23 @@
 /** RedisLink against a real redis-server: readiness, subscriptions kept across reconnects, the events in order. */
-import { Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { RedisLink } from '../../src/main/redis-link.ts';
 import type { RedisLinkEvents } from '../../src/main/redis-link.ts';
 import type { BridgeLog } from '../../src/main/topic-bridge.ts';
 import { waitFor } from '../e2e/helpers.ts';
-import { RedisServer, freePort, hasRedisServer } from '../support/redis-server.ts';
+import { RedisServer, freePort, hasRedisServer, suiteRedis } from '../support/redis-server.ts';
 
 const run = hasRedisServer || process.env.CI === 'true';
 const quiet: BridgeLog = { info() {}, warn() {}, error() {} };
 
 describe.skipIf(!run)('RedisLink (needs redis-server)', () => {
-  let redis: RedisServer;
-  let probe: Redis;
+  const suite = suiteRedis();
   const links: RedisLink[] = [];
-
-  beforeAll(async () => {
-    redis = new RedisServer(await freePort());
-    await redis.start();
-    probe = new Redis(redis.url, { retryStrategy: () => 50 });
-  });
 
   afterEach(async () => {
     await Promise.all(links.splice(0).map((link) => link.close()));
   });
 
-  afterAll(async () => {
-    probe.disconnect();
-    await redis.stop();
-  });
-
-  function open(url = redis.url) {
+  function open(url = suite.server.url) {
     const events: string[] = [];
     const messages: string[] = [];
     const link = new RedisLink({ url, cluster: undefined, maxReconnectDelay: 100 });
@@ -57,29 +44,29 @@ describe.skipIf(!run)('RedisLink (needs redis-server)', () => {
     await waitFor(() => messages.length === 1, 'the message', 5000);
     expect(messages).toEqual(['t:a hello']);
     link.unsubscribe('t:a');
-    for (let i = 0; i < 100 && ((await probe.pubsub('NUMSUB', 't:a')) as [string, number])[1] !== 0; i++) await new Promise((r) => setTimeout(r, 20));
-    expect(((await probe.pubsub('NUMSUB', 't:a')) as [string, number])[1]).toBe(0);
+    for (let i = 0; i < 100 && ((await suite.probe.pubsub('NUMSUB', 't:a')) as [string, number])[1] !== 0; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(((await suite.probe.pubsub('NUMSUB', 't:a')) as [string, number])[1]).toBe(0);
   });
 
   it('subscribes again whatever was subscribed, and what came while it was away, after Redis comes back', async () => {
     const { link, events, messages, start } = open();
     await start();
     await link.subscribe('t:kept');
-    await redis.stop();
+    await suite.server.stop();
     await waitFor(() => events.includes('down'), 'down', 10_000);
     expect(link.ready).toBe(false);
     await expect(link.publish('t:kept', Buffer.from('x'))).rejects.toThrow('unreachable');
     // Subscribed while away: no answer now, subscribed once it is back.
     expect(await link.subscribe('t:new')).toBe(false);
-    await redis.start();
+    await suite.server.start();
     await waitFor(() => events.filter((e) => e === 'resubscribed').length === 2, 'resubscribed after the outage', 15_000);
     // Which connection notices first decides the order of the middle two.
     expect(events.slice(0, 2)).toEqual(['up', 'resubscribed']);
     expect(events.slice(2, 4).sort()).toEqual(['down', 'interrupted']);
     expect(events.slice(4)).toEqual(['up', 'resubscribed']);
     expect(link.outages).toBe(1);
-    await probe.publish('t:kept', 'a');
-    await probe.publish('t:new', 'b');
+    await suite.probe.publish('t:kept', 'a');
+    await suite.probe.publish('t:new', 'b');
     await waitFor(() => messages.length === 2, 'both channels', 5000);
     expect(messages.sort()).toEqual(['t:kept a', 't:new b']);
   });

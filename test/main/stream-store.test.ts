@@ -1,13 +1,12 @@
 /** RedisStreamStore against a real redis-server: the append script, its announcements, the reads and the bounds. */
-import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { ORIGIN_BYTES, readNotification, readStreamEnvelope, streamEnvelope } from '../../src/main/bridge-envelope.ts';
 import { RedisLink } from '../../src/main/redis-link.ts';
 import { RedisStreamStore, STREAM_SCRIPTS } from '../../src/main/stream-store.ts';
 import type { Retention } from '../../src/main/stream-store.ts';
 import { compareStreamIds } from '../../src/shared/stream-id.ts';
 import { waitFor } from '../e2e/helpers.ts';
-import { RedisServer, freePort, hasRedisServer } from '../support/redis-server.ts';
+import { hasRedisServer, suiteRedis } from '../support/redis-server.ts';
 
 const run = hasRedisServer || process.env.CI === 'true';
 const origin = Buffer.alloc(ORIGIN_BYTES, 5);
@@ -15,24 +14,15 @@ const entry = (sequence: number, text: string): Buffer => streamEnvelope(origin,
 const text = (bytes: Buffer): string => readStreamEnvelope(bytes, origin)!.payload.toString();
 
 describe.skipIf(!run)('RedisStreamStore (needs redis-server)', () => {
-  let redis: RedisServer;
-  let probe: Redis;
+  const suite = suiteRedis();
   const links: RedisLink[] = [];
-
-  beforeAll(async () => {
-    redis = new RedisServer(await freePort());
-    await redis.start();
-    probe = new Redis(redis.url);
-  });
 
   afterAll(async () => {
     await Promise.all(links.map((link) => link.close()));
-    probe.disconnect();
-    await redis.stop();
   });
 
   async function store(prefix: string, retention: Retention = { maxLength: 1000 }) {
-    const link = new RedisLink({ url: redis.url, cluster: undefined, maxReconnectDelay: 100, scripts: STREAM_SCRIPTS });
+    const link = new RedisLink({ url: suite.server.url, cluster: undefined, maxReconnectDelay: 100, scripts: STREAM_SCRIPTS });
     links.push(link);
     const announced: { channel: string; id: string; text: string }[] = [];
     await link.start(
@@ -85,13 +75,13 @@ describe.skipIf(!run)('RedisStreamStore (needs redis-server)', () => {
     const { store: s } = await store('b:', { maxLength: 10 });
     let sequence = 0;
     for (let i = 0; i < 4; i++) await s.append('t', Array.from({ length: 100 }, () => entry(++sequence, `m${sequence}`)));
-    const length = await probe.xlen('b:t');
+    const length = await suite.probe.xlen('b:t');
     expect(length).toBeLessThan(400);
     expect(length).toBeGreaterThanOrEqual(10);
     const bounds = (await s.bounds('t'))!;
     expect(bounds.removed).toBe(400 - length);
     expect(bounds.lastGenerated).toBe(await s.lastId('t'));
-    expect(bounds.first).toBe(((await probe.xrange('b:t', '-', '+', 'COUNT', 1)) as [string, string[]][])[0]![0]);
+    expect(bounds.first).toBe(((await suite.probe.xrange('b:t', '-', '+', 'COUNT', 1)) as [string, string[]][])[0]![0]);
     expect(await s.bounds('nothing')).toBeNull();
 
     const { store: aged } = await store('c:', { maxAge: 0.05 });
@@ -99,7 +89,7 @@ describe.skipIf(!run)('RedisStreamStore (needs redis-server)', () => {
     await new Promise((resolve) => setTimeout(resolve, 150));
     await aged.append('t', [entry(151, 'new')]);
     // MINID ~ trims whole nodes only: some old entries may stay, but a node of them is gone.
-    const left = ((await probe.xrangeBuffer('c:t', '-', '+')) as [Buffer, Buffer[]][]).map(([, fields]) => text(fields[1]!));
+    const left = ((await suite.probe.xrangeBuffer('c:t', '-', '+')) as [Buffer, Buffer[]][]).map(([, fields]) => text(fields[1]!));
     expect(left.length).toBeLessThan(151);
     expect(left.at(-1)).toBe('new');
   });

@@ -4,6 +4,8 @@
  * redis-server and redis-tools (.ci/run); elsewhere the tests that need them say so and are
  * skipped.
  */
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll } from 'vitest';
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -137,4 +139,22 @@ export class RedisCluster {
     await Promise.all(this.nodes.map((node) => node.stop()));
     rmSync(this.#dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * A redis-server for the suite this is called in: started before its first test, stopped after
+ * its last, with a plain client (`probe`) to look at what the code under test did.
+ */
+export function suiteRedis(): { readonly server: RedisServer; readonly probe: Redis } {
+  const suite = {} as { server: RedisServer; probe: Redis };
+  beforeAll(async () => {
+    suite.server = new RedisServer(await freePort());
+    await suite.server.start();
+    suite.probe = new Redis(suite.server.url, { retryStrategy: () => 50 });
+  });
+  afterAll(async () => {
+    suite.probe?.disconnect();
+    await suite.server?.stop();
+  });
+  return suite;
 }
