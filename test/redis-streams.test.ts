@@ -133,58 +133,62 @@ describe.skipIf(!run)('redis bridge, streams mode (needs redis-server: apt-get i
     const subs = [await subscriber(base(a), 'outage'), await subscriber(base(b), 'outage')];
     const pubA = await publisher(base(a), 'outage');
     const pubB = await publisher(base(b), 'outage');
-    const stop = keepSending(() => {
-      pubA.sendNext('a', 100);
-      pubB.sendNext('b', 100);
-    }, 10);
-    let duringOutage = { a: 0, b: 0 };
+    const stopA = keepSending(() => pubA.sendNext('a', 100), 10);
+    const stopB = keepSending(() => pubB.sendNext('b', 100), 10);
+    let waited = { a: 0, b: 0 };
     try {
       await waitFor(() => subs.every((s) => s.numbers('a').length >= 20 && s.numbers('b').length >= 20), 'traffic before the outage', 15_000);
       await redis.stop();
       await waitFor(() => a.stats().bridge?.connected === false && b.stats().bridge?.connected === false, 'both servers to notice', 10_000);
-      const sentAtStop = { a: pubA.sent, b: pubB.sent };
       await sleep(2000);
-      duringOutage = { a: pubA.sent - sentAtStop.a, b: pubB.sent - sentAtStop.b };
-      expect(b.stats().bridge!.buffered).toBeGreaterThan(30);
-      expect(a.stats().bridge!.buffered).toBeLessThanOrEqual(30);
+      // A stops before Redis is back, so its last publish is the newest it ever holds: kept whatever the timing.
+      await stopA();
+      waited = { a: a.stats().bridge!.buffered!, b: b.stats().bridge!.buffered! };
+      expect(waited.b).toBeGreaterThan(30);
+      expect(waited.a).toBeLessThanOrEqual(30);
       await redis.start();
       await waitFor(() => a.stats().bridge?.connected === true && b.stats().bridge?.connected === true, 'both servers to reconnect', 15_000);
       const afterRestart = pubB.sent;
       await waitFor(() => subs.every((s) => s.numbers('b').at(-1)! >= afterRestart + 20), 'traffic after the outage', 15_000);
     } finally {
-      await stop();
+      await stopA();
+      await stopB();
     }
+    await waitFor(() => {
+      const statsA = a.stats().bridge!;
+      return statsA.published + statsA.dropped === pubA.sent && b.stats().bridge!.published === pubB.sent;
+    }, 'every publish settled', 15_000);
     const statsA = a.stats().bridge!;
     const statsB = b.stats().bridge!;
     await waitFor(() => subs.every((s) => s.numbers('b').length === pubB.sent && s.numbers('a').length === pubA.sent - statsA.dropped), 'every message not dropped', 15_000);
     await sleep(100);
 
     // B kept everything: every message, once, in order, on both servers.
-    expect(duringOutage.b).toBeGreaterThan(30);
     for (const sub of subs) {
       expect(sub.numbers('b')).toEqual(Array.from({ length: pubB.sent }, (_, i) => i + 1));
       expect(sub.idsIncrease()).toBe(true);
     }
     expect(statsB).toMatchObject({ connected: true, dropped: 0, buffered: 0, bufferedBytes: 0 });
     expect(statsB.outages).toBeGreaterThanOrEqual(1);
-    expect(statsB.flushed).toBeGreaterThanOrEqual(duringOutage.b);
-    expect(statsB.published).toBe(pubB.sent);
+    expect(statsB.flushed).toBeGreaterThanOrEqual(waited.b);
 
-    // A dropped the oldest of what waited: one run of missing numbers, as many as it counted.
+    // A dropped the oldest of what waited: one run of missing numbers, as many as it counted, and
+    // the rest came once, in order, its newest publish with them.
     expect(statsA.dropped).toBeGreaterThan(0);
-    expect(statsA.dropped).toBeLessThan(duringOutage.a);
-    expect(statsA.published + statsA.dropped).toBe(pubA.sent);
+    expect(statsA.flushed).toBeGreaterThan(0);
     for (const sub of subs) {
       const got = sub.numbers('a');
       const missing = Array.from({ length: pubA.sent }, (_, i) => i + 1).filter((n) => !got.includes(n));
       expect(missing).toHaveLength(statsA.dropped);
       expect(missing.at(-1)! - missing[0]! + 1).toBe(missing.length);
-      expect(got).toEqual([...got].sort((x, y) => x - y));
+      expect(got).toEqual([...new Set(got)].sort((x, y) => x - y));
+      expect(got.at(-1)).toBe(pubA.sent);
     }
-    // Every client of A heard it: down, dropped (counted), up.
+    // Every client of A heard it: down, what was dropped (counted), up. A publish still on its way
+    // to the bridge when Redis came back may be dropped behind the flush, so a drop notice may follow up.
     const notices = pubA.notices;
     expect(notices[0]).toEqual({ type: 'down' });
-    expect(notices.at(-1)).toEqual({ type: 'up' });
+    expect(notices.filter((n) => n.type === 'up')).toHaveLength(1);
     const told = notices.filter((n) => n.type === 'dropped');
     expect(told.reduce((sum, n) => sum + n.count, 0)).toBe(statsA.dropped);
     expect(told.every((n) => n.topics.length === 1 && n.topics[0] === 'outage')).toBe(true);
