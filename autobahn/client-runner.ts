@@ -4,7 +4,7 @@
  * asks for the number of cases, runs each (`/runCase?case=N&agent=A`, echoing every message as
  * it came, text or binary), then asks the server to write its reports (`/updateReports`).
  */
-import type { ClientOptions, CloseEvent } from '../src/client/websocket.ts';
+import type { ClientOptions, CloseEvent, MessageData } from '../src/client/websocket.ts';
 import { WebSocket } from '../src/client/websocket.ts';
 
 const [base = 'ws://127.0.0.1:9001', agent = 'shardws'] = process.argv.slice(2);
@@ -20,7 +20,7 @@ const OPTIONS: ClientOptions = {
 };
 
 /** Opens `path`, calls `onMessage` for each message, resolves with the close event. */
-function session(path: string, onMessage: (ws: WebSocket, data: string | Buffer | ArrayBuffer) => void): Promise<CloseEvent> {
+function session(path: string, onMessage: (ws: WebSocket, data: MessageData) => void): Promise<CloseEvent> {
   return new Promise((resolve) => {
     const ws = new WebSocket(`${base}${path}`, [], OPTIONS);
     ws.onmessage = (event) => onMessage(ws, event.data);

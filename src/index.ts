@@ -12,6 +12,7 @@ export type {
   BridgeNotice,
   MessageData,
   Priority,
+  ProxyTarget,
   PublishOptions,
   Recovery,
   SendOptions,
@@ -20,13 +21,15 @@ export type {
   ServerWebSocket,
   Shard,
   SlowClientDecision,
+  TlsPeer,
   UpgradeAccept,
+  UpgradeProxy,
   UpgradeRejection,
   UpgradeRequest,
   UpgradeResult,
   ResponseHeaders,
   WorkerStats,
 } from './shared/app.ts';
-export type { CompressionMode, DeflateConfig, LogLevel, ServerOptions, SlowClientPolicy } from './shared/config.ts';
+export type { CompressionMode, DeflateConfig, LogFormat, LogLevel, RouteOptions, ServerOptions, SlowClientPolicy, TlsOptions } from './shared/config.ts';
 export { CloseCode } from './shared/close.ts';
 export { HandshakeError, ProtocolError } from './shared/errors.ts';

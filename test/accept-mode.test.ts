@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { acceptModeFor } from '../src/main/accept-mode.ts';
 
@@ -29,6 +30,13 @@ describe('acceptModeFor', () => {
   ])('refuses Node %s on %s, naming the version', (version, platform) => {
     expect(() => acceptModeFor(version, platform)).toThrow(`this is Node ${version} on ${platform}`);
     expect(() => acceptModeFor(version, platform)).toThrow(/Node >= 26\.6/);
+  });
+
+  it("matches package.json's engines: the oldest Node it names runs (on Linux), the one before does not", () => {
+    const { engines } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { engines: { node: string } };
+    const [, major, minor] = /^>=(\d+)\.(\d+)$/.exec(engines.node)!;
+    expect(acceptModeFor(`${major}.${minor}.0`, 'linux')).toBe('reuseport');
+    expect(() => acceptModeFor(`${major}.${Number(minor) - 1}.0`, 'linux')).toThrow();
   });
 
   it('defaults to the running Node', () => {

@@ -8,7 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocketServer } from 'ws';
 import { resolveBenchOptions } from '../bench/load/options.ts';
 import type { BenchOptions } from '../bench/load/options.ts';
-import { runLoad } from '../bench/load/run-load.ts';
+import { formatMarkdown, formatTable } from '../bench/load/report.ts';
+import { generatorBoundNote, runLoad } from '../bench/load/run-load.ts';
 import { listen } from '../src/main/listen.ts';
 import type { ShardServer } from '../src/main/listen.ts';
 
@@ -99,5 +100,70 @@ describe('shardws bench against a wrong echo', () => {
     expect(result.messages).toBe(0);
     expect(result.latency.count).toBe(0);
     expect(result.errorSamples.map(([text]) => text)).toContain('echo: content differs from what was sent');
+  });
+});
+
+describe('shardws bench on a terminal', () => {
+  it('shows live rates during the warm-up, not 0 msg/s', async () => {
+    const lines: string[] = [];
+    await runLoad(quick({ url: `${base}/echo`, connections: 2, warmup: 1.5, duration: 0.3 }), { progress: (line) => lines.push(line) });
+    const warmUp = lines.filter((line) => line.startsWith('warm-up'));
+    expect(warmUp.length).toBeGreaterThan(0);
+    expect(warmUp.some((line) => /[1-9][\d,]* msg\/s/.test(line)), warmUp.join('\n')).toBe(true);
+  });
+
+  it('returns partial results when aborted while measuring', async () => {
+    const abort = new AbortController();
+    const lines: string[] = [];
+    const run = runLoad(quick({ url: `${base}/echo`, connections: 2, warmup: 0.2, duration: 60 }), {
+      signal: abort.signal,
+      progress: (line) => {
+        lines.push(line);
+        // The first progress line while measuring: stop there.
+        if (line.startsWith('measuring')) abort.abort();
+      },
+    });
+    const result = await run;
+    expect(result.interrupted).toBe(true);
+    expect(result.measuredSeconds).toBeGreaterThan(0);
+    expect(result.measuredSeconds).toBeLessThan(60);
+    expect(result.messages).toBeGreaterThan(0);
+    expect(result.notes[0]).toMatch(/^interrupted: partial results \([\d.]+ s measured of 60 s\)$/);
+    expect(formatTable(result)).toContain('(interrupted: partial results)');
+  });
+
+  it('stops opening connections once every attempt fails (fail fast)', async () => {
+    const closed = new WebSocketServer({ port: 0, host: '127.0.0.1' });
+    await new Promise<void>((resolve) => closed.once('listening', () => resolve()));
+    const port = (closed.address() as AddressInfo).port;
+    await new Promise<void>((resolve) => closed.close(() => resolve()));
+    const result = await runLoad(quick({ url: `ws://127.0.0.1:${port}/`, connections: 2000, concurrency: 10 }));
+    expect(result.connections.opened).toBe(0);
+    expect(result.connections.failed).toBeGreaterThanOrEqual(10);
+    expect(result.connections.failed).toBeLessThan(2000);
+    expect(result.errorSamples[0]![0]).toContain('ECONNREFUSED');
+  });
+
+  it('prints an aligned terminal table by default and markdown on request, with the same rows', async () => {
+    const result = await runLoad(quick({ url: `${base}/echo`, connections: 2, duration: 0.3, warmup: 0.1 }));
+    const table = formatTable(result);
+    const rows = table.split('\n').filter((line) => line.startsWith('  ') && !line.startsWith('  -'));
+    // Labels end in one column, values start in the next.
+    const valueColumn = rows.map((line) => /^ +\S.*?\S  (?=\S)/.exec(line)![0].length);
+    expect(new Set(valueColumn).size).toBe(1);
+    expect(table).not.toContain('|');
+    const markdown = formatMarkdown(result);
+    expect(markdown).toContain('| measure | value |');
+    expect(markdown.split('\n').filter((line) => line.startsWith('| ') && line !== '| measure | value |' && !line.startsWith('| ---'))).toHaveLength(rows.length);
+  });
+});
+
+describe('generatorBoundNote', () => {
+  it('warns at 90 % of the client threads, capped by the cores', () => {
+    expect(generatorBoundNote(179, 2, 8)).toBeNull();
+    expect(generatorBoundNote(180, 2, 8)).toMatch(/^the generator used 180% CPU, 90% of what its 2 thread\(s\) can: it was probably the bottleneck/);
+    // Four threads on a two-core machine can use two cores at most.
+    expect(generatorBoundNote(185, 4, 2)).toContain('93% of what its 4 thread(s) can');
+    expect(generatorBoundNote(50, 1, 1)).toBeNull();
   });
 });

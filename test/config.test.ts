@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DEFLATE_DEFAULTS, OPTIONS, REDIS_OPTIONS, optionValue, resolveConfig } from '../src/shared/config.ts';
+import { DEFLATE_DEFAULTS, DEFLATE_OPTIONS, OPTIONS, REDIS_OPTIONS, optionValue, resolveConfig } from '../src/shared/config.ts';
 import type { OptionSpec, ServerOptions } from '../src/shared/config.ts';
 
 /** resolveConfig with options a type checker would refuse (what plain JavaScript callers may pass). */
@@ -9,13 +9,16 @@ describe('resolveConfig defaults', () => {
   it('takes every scalar default from the OPTIONS table, and the workers from the caller', () => {
     const config = resolveConfig({}, 6);
     for (const [name, spec] of Object.entries(OPTIONS) as [keyof typeof OPTIONS, OptionSpec][]) {
-      if (name === 'workers') continue;
+      if (name === 'workers' || name === 'logFormat') continue;
       expect(config[name], name).toBe(spec.default);
     }
     expect(config.workers).toBe(6);
-    expect(config).toMatchObject({ app: null, deflate: null, tls: null, origins: null, bridged: false });
+    // `auto` is listen()'s to decide from its stdout; a config made without it logs JSON.
+    expect(config.logFormat).toBe('json');
+    expect(resolveConfig({ logFormat: 'pretty' }, 1).logFormat).toBe('pretty');
+    expect(config).toMatchObject({ app: null, deflate: null, tls: null, origins: null, routes: [], proxy: null, bridged: false });
     // Nothing beyond the table and the structured options.
-    expect(Object.keys(config).sort()).toEqual([...Object.keys(OPTIONS), 'app', 'deflate', 'tls', 'origins', 'bridged'].sort());
+    expect(Object.keys(config).sort()).toEqual([...Object.keys(OPTIONS), 'app', 'appOptions', 'deflate', 'tls', 'origins', 'routes', 'proxy', 'bridged'].sort());
   });
 
   it('runs one worker per core by default, at most 256 of them', () => {
@@ -185,6 +188,17 @@ describe('resolveConfig validation, by kind', () => {
     expect(resolveConfig({ statsPath: '/stats', metricsPath: '/metrics', healthPath: '' }, 1)).toMatchObject({ statsPath: '/stats', metricsPath: '/metrics', healthPath: '' });
   });
 
+  it('port: takes a port, 0 (a free one) or null (no listener), and refuses anything else', () => {
+    expect(resolveConfig({}, 1).adminPort).toBeNull();
+    expect(resolveConfig({ adminPort: 0 }, 1).adminPort).toBe(0);
+    expect(resolveConfig({ adminPort: 9464 }, 1).adminPort).toBe(9464);
+    expect(resolveConfig({ adminPort: null }, 1).adminPort).toBeNull();
+    for (const value of [-1, 65536, 1.5, '9464']) {
+      expect(() => resolve({ adminPort: value })).toThrow(RangeError);
+      expect(() => resolve({ adminPort: value })).toThrow(`option adminPort must be a port from 0 to 65535 (or null for none), got ${String(value)}`);
+    }
+  });
+
   it('boolean: refuses anything but true and false', () => {
     for (const value of ['yes', 1, 0, 'false', null]) {
       expect(() => resolve({ sendPings: value })).toThrow(TypeError);
@@ -231,6 +245,27 @@ describe('resolveConfig across options', () => {
     expect(() => resolveConfig({ highWaterMark: 2000, lowWaterMark: 0, maxBackpressure: 1999 }, 1)).toThrow('option maxBackpressure must be at least highWaterMark');
     expect(() => resolveConfig({ highWaterMark: 8 * 1024 * 1024 }, 1)).toThrow('option maxBackpressure must be at least highWaterMark');
     expect(resolveConfig({ highWaterMark: 2000, lowWaterMark: 0, maxBackpressure: 2000 }, 1)).toMatchObject({ maxBackpressure: 2000 });
+  });
+});
+
+describe('resolveConfig appOptions', () => {
+  it('passes plain data through, as given, and nothing by default', () => {
+    expect(resolveConfig({}, 1).appOptions).toBeUndefined();
+    const appOptions = { greeting: 'hi', limits: [1, 2], at: new Date(0), bytes: new Uint8Array([1]) };
+    expect(resolveConfig({ appOptions }, 1).appOptions).toBe(appOptions);
+  });
+
+  it('refuses what cannot cross to a worker (a function, a socket, a class with methods is copied as data)', () => {
+    expect(() => resolveConfig({ appOptions: { onMessage: () => 1 } }, 1)).toThrow(TypeError);
+    expect(() => resolveConfig({ appOptions: { onMessage: () => 1 } }, 1)).toThrow(/^option appOptions must be plain data \(what structuredClone copies\): /);
+  });
+});
+
+describe('DEFLATE_OPTIONS', () => {
+  it('holds the defaults of every deflate field, the mode aside', () => {
+    const { mode, ...fields } = DEFLATE_DEFAULTS;
+    expect(mode).toBe('shared');
+    expect(Object.fromEntries(Object.entries(DEFLATE_OPTIONS).map(([name, spec]) => [name, spec.default]))).toEqual(fields);
   });
 });
 

@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { issueToken } from '../examples/auth/app.ts';
-import { cleanup, startServer, waitFor } from './e2e/helpers.ts';
+import { cleanup, openClient, startServer, waitFor } from './e2e/helpers.ts';
 
 const example = (name: string): string => fileURLToPath(new URL(`../examples/${name}/app.ts`, import.meta.url));
 
@@ -82,5 +82,29 @@ describe('examples/auth', () => {
     expect(viaQuery.messages[0]).toEqual({ type: 'hello', user: 'bob' });
     ws.close();
     viaQuery.ws.close();
+  });
+});
+
+describe('examples/http-handler', () => {
+  it('serves a (req, res) handler from every worker beside the WebSockets', async () => {
+    const server = await startServer({ app: example('http-handler') });
+    const base = `http://127.0.0.1:${server.address().port}`;
+    const workers = new Set<string>();
+    // A fresh connection each time: the primary balances connections, not requests.
+    for (let i = 0; i < 20 && workers.size < 2; i++) {
+      const res = await fetch(`${base}/api/time`, { headers: { connection: 'close' } });
+      expect(res.status).toBe(200);
+      expect(typeof ((await res.json()) as { now: string }).now).toBe('string');
+      workers.add(res.headers.get('x-shardws-worker')!);
+    }
+    expect(workers).toEqual(new Set(['0', '1']));
+    const page = await fetch(`${base}/`);
+    expect(await page.text()).toContain('(req, res) handler');
+    const echoed = await fetch(`${base}/api/echo`, { method: 'POST', body: '{"a":1}', headers: { 'content-type': 'application/json' } });
+    expect(await echoed.json()).toEqual({ a: 1 });
+    expect((await fetch(`${base}/missing`)).status).toBe(404);
+    const client = await openClient(`ws://127.0.0.1:${server.address().port}/ws`);
+    expect(JSON.parse(await client.nextText())).toHaveProperty('worker');
+    expect((await client.request('beside http')).data.toString()).toBe('beside http');
   });
 });

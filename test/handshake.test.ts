@@ -10,6 +10,7 @@ import {
   CLIENT_HANDSHAKE_FAILURE,
   buildErrorResponse,
   buildUpgradeRequest,
+  upgradeRequestFields,
   buildUpgradeResponse,
   computeAcceptKey,
   generateKey,
@@ -389,6 +390,21 @@ describe('client side', () => {
     const text = buildUpgradeRequest({ host: 'h:8080', path: '/?a=1', key: RFC_KEY, extensions: 'permessage-deflate', headers: { Authorization: 'Bearer t' } });
     expect(text).toContain('\r\nSec-WebSocket-Extensions: permessage-deflate\r\nAuthorization: Bearer t\r\n\r\n');
     expect(text).not.toContain('Sec-WebSocket-Protocol');
+  });
+
+  it('gives the same fields as a flat list for node:http, in the order sent', () => {
+    expect(upgradeRequestFields({ host: 'h', path: '/', key: RFC_KEY, protocols: ['chat'], origin: 'https://o', headers: { Cookie: ['a=1', 'b=2'] } })).toEqual([
+      'Host', 'h',
+      'Upgrade', 'websocket',
+      'Connection', 'Upgrade',
+      'Sec-WebSocket-Key', RFC_KEY,
+      'Sec-WebSocket-Version', '13',
+      'Sec-WebSocket-Protocol', 'chat',
+      'Origin', 'https://o',
+      'Cookie', 'a=1',
+      'Cookie', 'b=2',
+    ]);
+    expect(() => upgradeRequestFields({ host: 'h', path: '/', key: RFC_KEY, headers: { Origin: 'x' } })).toThrow(/cannot be overridden/);
   });
 
   it('refuses bad paths, hosts, keys, subprotocols and header injection with TypeError', () => {

@@ -1,14 +1,25 @@
 import { describe, expect, it } from 'vitest';
-import { Counter, ServerCounter, WorkerCounters, closeCounter, recordDeflate } from '../src/shared/worker-counters.ts';
+import {
+  Counter,
+  HANDSHAKE_SECONDS,
+  MESSAGE_IN_BYTES,
+  MESSAGE_OUT_BYTES,
+  ServerCounter,
+  WorkerCounters,
+  closeCounter,
+  recordDeflate,
+  recordSize,
+  recordValue,
+} from '../src/shared/worker-counters.ts';
 
 describe('WorkerCounters', () => {
-  it('gives each worker its own 32-slot view of one shared buffer, plus a server slot after them', () => {
+  it('gives each worker its own 96-slot view of one shared buffer, plus a server slot after them', () => {
     const counters = new WorkerCounters(3);
     expect(counters.workers).toBe(3);
     expect(counters.buffer).toBeInstanceOf(SharedArrayBuffer);
-    expect(counters.buffer.byteLength).toBe(4 * 32 * 8);
-    expect(counters.slot(1)).toHaveLength(32);
-    expect(counters.server).toHaveLength(32);
+    expect(counters.buffer.byteLength).toBe(4 * 96 * 8);
+    expect(counters.slot(1)).toHaveLength(96);
+    expect(counters.server).toHaveLength(96);
 
     counters.slot(0)[Counter.Connections] = 1;
     counters.slot(1)[Counter.Connections] = 2;
@@ -86,14 +97,51 @@ describe('WorkerCounters', () => {
     expect(closeCounter(code)).toBe(counter);
   });
 
-  it('gives every counter its own slot index, all inside the 32 slots', () => {
-    const indexes = Object.values(Counter);
-    expect(new Set(indexes).size).toBe(indexes.length);
-    for (const index of indexes) {
+  it('gives every counter and every histogram slot its own index, all inside the 96 slots', () => {
+    const used = Object.values(Counter).filter((index) => ![Counter.HandshakeSeconds, Counter.MessageInBytes, Counter.MessageOutBytes].includes(index as never)) as number[];
+    for (const { at, bounds } of [HANDSHAKE_SECONDS, MESSAGE_IN_BYTES, MESSAGE_OUT_BYTES]) {
+      // Buckets, the +Inf bucket, the sum.
+      for (let i = 0; i < bounds.length + 2; i++) used.push(at + i);
+    }
+    expect(new Set(used).size).toBe(used.length);
+    for (const index of used) {
       expect(Number.isInteger(index)).toBe(true);
       expect(index).toBeGreaterThanOrEqual(0);
-      expect(index).toBeLessThan(32);
+      expect(index).toBeLessThan(96);
     }
+    // The primary's thread sample shares the server slot with ServerCounter: no overlap.
+    expect(Math.max(...Object.values(ServerCounter))).toBeLessThan(Counter.LoopDelayMean);
+  });
+
+  it('counts sizes into power-of-4 buckets from 64 B, computed as recordValue would search them', () => {
+    const counters = new WorkerCounters(1);
+    const slot = counters.slot(0);
+    const bucketOf = (size: number): number => {
+      const before = [...slot];
+      recordSize(slot, Counter.MessageInBytes, size);
+      return slot.findIndex((value, i) => value !== before[i]) - Counter.MessageInBytes;
+    };
+    expect([0, 1, 64, 65, 256, 257, 1024, 1025, 16 * 1024 * 1024, 16 * 1024 * 1024 + 1, 2 ** 31 - 1].map(bucketOf)).toEqual([0, 0, 0, 1, 1, 2, 2, 3, 9, 10, 10]);
+    const reference = new WorkerCounters(1);
+    const sizes = [0, 7, 64, 100, 4096, 5000, 70_000, 1_000_000, 20_000_000];
+    for (const size of sizes) recordValue(reference.slot(0), MESSAGE_OUT_BYTES, size);
+    const computed = new WorkerCounters(1);
+    for (const size of sizes) recordSize(computed.slot(0), Counter.MessageOutBytes, size);
+    expect(computed.histogram(0, MESSAGE_OUT_BYTES)).toEqual(reference.histogram(0, MESSAGE_OUT_BYTES));
+  });
+
+  it('reads a histogram back cumulative, the last bucket being the count, with the sum', () => {
+    const counters = new WorkerCounters(2);
+    for (const seconds of [0.0001, 0.003, 0.003, 0.2, 60]) recordValue(counters.slot(1), HANDSHAKE_SECONDS, seconds);
+    const { cumulative, sum } = counters.histogram(1, HANDSHAKE_SECONDS);
+    expect(cumulative).toHaveLength(HANDSHAKE_SECONDS.bounds.length + 1);
+    expect(cumulative[0]).toBe(1); // <= 0.0005
+    expect(cumulative[HANDSHAKE_SECONDS.bounds.indexOf(0.005)]).toBe(3);
+    expect(cumulative[HANDSHAKE_SECONDS.bounds.indexOf(0.25)]).toBe(4);
+    expect(cumulative.at(-2)).toBe(4); // <= 10 s
+    expect(cumulative.at(-1)).toBe(5); // +Inf
+    expect(sum).toBeCloseTo(60.2061, 6);
+    expect(counters.histogram(0, HANDSHAKE_SECONDS).cumulative.at(-1)).toBe(0);
   });
 
   it('shows one worker in the stats shape, and every worker in allStats', () => {

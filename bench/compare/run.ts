@@ -6,20 +6,20 @@
  *
  *   npm run bench:compare -- [--duration 10] [--warmup 2] [--repeat 3] [--only W1,W3]
  *                            [--servers shardws-1,ws] [--pin] [--with-bun] [--profile]
+ *                            [--node-flags='--max-semi-space-size=1']
  *   npm run bench:compare -- --report bench/results/DATE-compare.json   (re-render, no runs)
  */
-import { spawn, spawnSync } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { connect, createServer } from 'node:net';
-import type { AddressInfo } from 'node:net';
 import { availableParallelism, cpus, loadavg, totalmem } from 'node:os';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { BenchResult } from '../load/run-load.ts';
 import { shardwsCli } from './built-cli.ts';
+import { collect, cpuJiffies, freePort, hardFileLimit, start, stop, waitForPort } from './processes.ts';
+import { WORKLOADS } from './workloads.ts';
+import type { Workload } from './workloads.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const SERVERS_DIR = 'bench/compare/servers';
@@ -27,31 +27,6 @@ const BUN_DIR = 'bench/.bun';
 const BUN_BIN = `${BUN_DIR}/node_modules/@oven/bun-linux-x64/bin/bun`;
 
 // ---- workloads ---------------------------------------------------------------------------
-
-type Metric = 'messagesPerSecond' | 'handshakesPerSecond' | 'p50';
-
-interface Workload {
-  readonly id: string;
-  readonly title: string;
-  readonly path: '/echo' | '/broadcast';
-  readonly deflate: boolean;
-  readonly args: readonly string[];
-  /** The headline figure, and whether more is better. */
-  readonly metric: Metric;
-  readonly unit: string;
-  /** Raw TCP echo only makes sense for plain echo. */
-  readonly rawEcho: boolean;
-  readonly broadcast: boolean;
-}
-
-const WORKLOADS: readonly Workload[] = [
-  { id: 'W1', title: 'echo 64 B text, 100 conns × 8 in flight', path: '/echo', deflate: false, args: ['--mode', 'echo', '-c', '100', '-p', '8', '-s', '64', '--kind', 'text'], metric: 'messagesPerSecond', unit: 'msg/s', rawEcho: true, broadcast: false },
-  { id: 'W2', title: 'echo 16 KiB binary, 50 conns × 4 in flight', path: '/echo', deflate: false, args: ['--mode', 'echo', '-c', '50', '-p', '4', '-s', '16384', '--kind', 'binary'], metric: 'messagesPerSecond', unit: 'msg/s', rawEcho: true, broadcast: false },
-  { id: 'W3', title: 'echo 4 KiB JSON, permessage-deflate, 50 conns × 4 in flight', path: '/echo', deflate: true, args: ['--mode', 'echo', '-c', '50', '-p', '4', '-s', '4096', '--kind', 'json', '--deflate'], metric: 'messagesPerSecond', unit: 'msg/s', rawEcho: false, broadcast: false },
-  { id: 'W4', title: 'broadcast 256 B to 1,000 subscribers, 4 in flight', path: '/broadcast', deflate: false, args: ['--mode', 'broadcast', '-c', '1000', '-p', '4', '-s', '256', '--kind', 'text'], metric: 'messagesPerSecond', unit: 'deliveries/s', rawEcho: false, broadcast: true },
-  { id: 'W5', title: '10,000 connections: handshakes/s, RSS per connection', path: '/echo', deflate: false, args: ['--mode', 'connect', '-c', '10000', '--concurrency', '200'], metric: 'handshakesPerSecond', unit: 'handshakes/s', rawEcho: false, broadcast: false },
-  { id: 'W6', title: 'latency: echo 64 B text, 10 conns × 1 in flight', path: '/echo', deflate: false, args: ['--mode', 'echo', '-c', '10', '-p', '1', '-s', '64', '--kind', 'text'], metric: 'p50', unit: 'ms p50', rawEcho: true, broadcast: false },
-];
 
 // ---- servers -----------------------------------------------------------------------------
 
@@ -118,6 +93,7 @@ const { values } = parseArgs({
     pin: { type: 'boolean', default: false },
     'with-bun': { type: 'boolean', default: false },
     profile: { type: 'boolean', default: false },
+    'node-flags': { type: 'string', default: '' },
     'from-source': { type: 'boolean', default: false },
     threads: { type: 'string' },
     out: { type: 'string', default: 'bench/results' },
@@ -138,6 +114,8 @@ if (values.help) {
   --threads N         generator threads (default: 1 when pinned, else one per core)
   --with-bun          install Bun into ${BUN_DIR}/ (npm) and include it
   --profile           run Node servers with --cpu-prof into <out>/profiles/
+  --node-flags='F'    V8/Node flags for every Node server (not the generator), e.g.
+                      --node-flags='--max-semi-space-size=1'; an A/B is two runs
   --from-source       run shardws (server and generator) from src/*.ts under type stripping
                       instead of the build in dist/ (rebuilt first), which is what users run
   --out DIR           where JSON, markdown and SVG go (default bench/results)
@@ -147,6 +125,8 @@ if (values.help) {
 }
 
 const duration = Number(values.duration);
+/** Flags for the Node servers under test: the same for all of them, so ratios stay fair. */
+const serverNodeFlags = values['node-flags'].split(/\s+/).filter((flag) => flag !== '');
 const warmup = Number(values.warmup);
 const repeat = Number(values.repeat);
 if (!(duration > 0) || !(warmup >= 0) || !Number.isInteger(repeat) || repeat < 1) {
@@ -191,75 +171,6 @@ if (servers.some((s) => s.id === 'bun')) {
 
 // ---- process helpers ---------------------------------------------------------------------
 
-const hardFileLimit = Number(spawnSync('sh', ['-c', 'ulimit -Hn'], { encoding: 'utf8' }).stdout.trim()) || 0;
-
-/** Spawns `command` with the open-file limit raised to the hard limit, optionally pinned to `cpu`. */
-function start(command: string, args: readonly string[], cpu: number | null, stdio: 'pipe' | 'inherit'): ChildProcess {
-  const full = cpu === null ? [command, ...args] : ['taskset', '-c', String(cpu), command, ...args];
-  // `exec` keeps the pid: the pid we hold is the server's (or the generator's) own.
-  return spawn('sh', ['-c', 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$@"', 'sh', ...full], {
-    cwd: ROOT,
-    stdio: ['ignore', stdio === 'pipe' ? 'pipe' : 'inherit', 'pipe'],
-  });
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
-async function waitForPort(port: number, child: ChildProcess, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode} before listening`);
-    const ok = await new Promise<boolean>((resolve) => {
-      const socket = connect(port, '127.0.0.1');
-      socket.once('connect', () => {
-        socket.destroy();
-        resolve(true);
-      });
-      socket.once('error', () => resolve(false));
-    });
-    if (ok) return;
-    await sleep(50);
-  }
-  throw new Error(`server did not listen on ${port} within ${timeoutMs} ms`);
-}
-
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 8000);
-  await exited;
-  clearTimeout(timer);
-}
-
-function collect(stream: NodeJS.ReadableStream | null): () => string {
-  let text = '';
-  stream?.setEncoding('utf8');
-  stream?.on('data', (chunk: string) => {
-    text += chunk;
-  });
-  return () => text;
-}
-
-/** Busy and total jiffies of all CPUs from /proc/stat, or null off Linux. */
-function cpuJiffies(): { busy: number; total: number } | null {
-  try {
-    const line = readFileSync('/proc/stat', 'utf8').split('\n')[0]!;
-    const fields = line.trim().split(/\s+/).slice(1).map(Number);
-    const total = fields.reduce((a, b) => a + b, 0);
-    const idle = fields[3]! + (fields[4] ?? 0); // idle + iowait
-    return { busy: total - idle, total };
-  } catch {
-    return null;
-  }
-}
-
 // ---- one run -----------------------------------------------------------------------------
 
 interface Run {
@@ -276,7 +187,7 @@ interface Run {
 async function runOne(workload: Workload, server: ServerSpec, index: number): Promise<Run> {
   const port = await freePort();
   const profileDir = resolve(ROOT, values.out, 'profiles', `${workload.id}-${server.id}-${index}`);
-  const nodeFlags = values.profile && server.id !== 'bun' ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [];
+  const nodeFlags = [...serverNodeFlags, ...(values.profile && server.id !== 'bun' ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [])];
   const [command, args] = server.command(port, workload.deflate, nodeFlags);
   const child = start(command, args, pin ? 0 : null, 'pipe');
   const serverErr = collect(child.stderr);
@@ -519,6 +430,7 @@ process.stderr.write(
   `bench:compare on ${machine.cpus} × ${machine.model}, Node ${machine.node}, shardws from ${machine.shardws}; ${placement}; generator threads ${generatorThreads}; ` +
     `${duration} s measured after ${warmup} s warm-up, ${repeat} run(s) each\n`,
 );
+if (serverNodeFlags.length > 0) notes.push(`every Node server ran with ${serverNodeFlags.join(' ')}`);
 if (loadavg()[0]! > 0.5) {
   notes.push(`load average was ${loadavg()[0]!.toFixed(2)} at the start: other processes were using the CPUs`);
 }

@@ -1,14 +1,15 @@
 /**
  * `shardws bench URL [options]`: parses the options (BENCH_HELP lists them with their
- * defaults), runs the load, prints markdown or JSON on stdout and a progress line on stderr
- * when it is a terminal. Returns the exit code: 0 clean, 1 errors seen, 2 bad options.
+ * defaults), runs the load, prints a table (or markdown, or JSON) on stdout and a progress line
+ * on stderr when it is a terminal. Ctrl-C stops the run and prints what was measured. Returns the
+ * exit code: 0 clean, 1 errors seen or nothing connected, 2 bad options, 130 interrupted.
  */
 import { parseArgs } from 'node:util';
-import { UsageError, decimal as decimalNumber, wholeNumber } from '../../src/runtime/cli-args.ts';
+import { UsageError, decimal as decimalNumber, joinNegativeValues, wholeNumber } from '../../src/runtime/cli-args.ts';
 import { BENCH_HELP, resolveBenchOptions } from './options.ts';
 import type { BenchMode, BenchOptions } from './options.ts';
 import type { MessageKind } from './message-template.ts';
-import { formatMarkdown } from './report.ts';
+import { formatMarkdown, formatTable } from './report.ts';
 import { runLoad } from './run-load.ts';
 
 const whole = (name: string, value: string | undefined): number | undefined => (value === undefined ? undefined : wholeNumber(name, value));
@@ -24,9 +25,15 @@ function headers(values: string[] | undefined): Record<string, string> {
   return out;
 }
 
-function parse(argv: string[]): { options: BenchOptions; json: boolean } | 'help' {
+type Output = 'table' | 'markdown' | 'json';
+
+/** The flags that take a value, long names. */
+const VALUE_FLAGS = new Set(['mode', 'connections', 'in-flight', 'size', 'kind', 'duration', 'warmup', 'threads', 'concurrency', 'handshake-timeout', 'server-pid', 'publish-url', 'header']);
+
+function parse(argv: string[]): { options: BenchOptions; output: Output } | 'help' {
   const { values, positionals } = parseArgs({
-    args: argv,
+    // `--connections -3` reaches our check ("must be a whole number"), not parseArgs's "ambiguous".
+    args: joinNegativeValues(argv, (flag) => VALUE_FLAGS.has(flag)),
     allowPositionals: true,
     strict: true,
     options: {
@@ -48,6 +55,7 @@ function parse(argv: string[]): { options: BenchOptions; json: boolean } | 'help
       insecure: { type: 'boolean' },
       header: { type: 'string', short: 'H', multiple: true },
       json: { type: 'boolean' },
+      markdown: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -74,8 +82,12 @@ function parse(argv: string[]): { options: BenchOptions; json: boolean } | 'help
     insecure: values.insecure,
     headers: headers(values.header),
   });
-  return { options, json: values.json === true };
+  if (values.json === true && values.markdown === true) throw new UsageError('--json and --markdown exclude each other');
+  return { options, output: values.json === true ? 'json' : values.markdown === true ? 'markdown' : 'table' };
 }
+
+/** Exit code of a run stopped by Ctrl-C (128 + SIGINT), as shells report it. */
+const INTERRUPTED = 130;
 
 export async function runBenchCli(argv: string[]): Promise<number> {
   let parsed;
@@ -94,10 +106,32 @@ export async function runBenchCli(argv: string[]): Promise<number> {
     return 0;
   }
   const tty = process.stderr.isTTY === true;
-  const result = await runLoad(parsed.options, {
-    progress: tty ? (line) => process.stderr.write(`\r\x1b[2K${line}`) : undefined,
-  });
-  if (tty) process.stderr.write('\r\x1b[2K');
-  process.stdout.write(parsed.json ? `${JSON.stringify(result, null, 2)}\n` : formatMarkdown(result));
+  // The first Ctrl-C stops the run and prints what it measured; a second one quits at once.
+  const abort = new AbortController();
+  const onInterrupt = (): void => {
+    if (abort.signal.aborted) process.exit(INTERRUPTED);
+    if (tty) process.stderr.write('\r\x1b[2Kstopping (Ctrl-C again to quit now)…');
+    abort.abort();
+  };
+  process.on('SIGINT', onInterrupt);
+  let result;
+  try {
+    result = await runLoad(parsed.options, {
+      progress: tty ? (line) => process.stderr.write(`\r\x1b[2K${line}`) : undefined,
+      signal: abort.signal,
+    });
+  } finally {
+    process.off('SIGINT', onInterrupt);
+    if (tty) process.stderr.write('\r\x1b[2K');
+  }
+  // Nothing connected: one line that says why, not a table of zeros.
+  if (result.connections.opened === 0 && !result.interrupted) {
+    const why = result.errorSamples[0]?.[0] ?? 'no error reported';
+    process.stderr.write(`shardws bench: no connection to ${parsed.options.url} could be opened (stopped after ${result.connections.failed} failed attempts): ${why}\n`);
+    return 1;
+  }
+  const output = parsed.output;
+  process.stdout.write(output === 'json' ? `${JSON.stringify(result, null, 2)}\n` : output === 'markdown' ? formatMarkdown(result) : formatTable(result, process.stdout.isTTY === true && !process.env.NO_COLOR));
+  if (result.interrupted) return INTERRUPTED;
   return result.errors > 0 || result.lost > 0 || result.connections.opened === 0 ? 1 : 0;
 }

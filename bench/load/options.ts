@@ -103,11 +103,16 @@ Options:
                            Node socket I/O (default off)
   --insecure               accept any TLS certificate for wss:// (default off)
   -H, --header "N: V"      extra request header, repeatable (default: none)
-  --json                   print the result as JSON instead of markdown (default off)
+  --markdown               print the result as a markdown table (default: a terminal table)
+  --json                   print the result as JSON (default: a terminal table)
   -h, --help               this help
 
-A progress line goes to stderr when it is a terminal. Exit code: 0 when no errors, 1 when
-there were errors or lost messages, 2 for bad options.
+A progress line with live rates goes to stderr when it is a terminal, warm-up included. Ctrl-C
+stops the run and prints the partial results (a second Ctrl-C quits at once). When no
+connection opens, the run stops after the first failures with one line saying why. A note
+warns when the generator itself used >= 90% of its threads' CPU (then it, not the server, set
+the pace). Exit codes: 0 no errors, 1 errors, lost messages or no connection, 2 bad options,
+130 interrupted.
 `;
 
 function whole(name: string, value: number, min: number, max = Number.MAX_SAFE_INTEGER): number {

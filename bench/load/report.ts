@@ -1,10 +1,14 @@
-/** The markdown summary of a BenchResult, for people (`--json` prints the result as is). */
+/**
+ * A BenchResult for people: a plain aligned table for the terminal (the default), or markdown
+ * (`--markdown`); `--json` prints the result as is. Both tables have the same rows.
+ */
 import type { BenchResult } from './run-load.ts';
 
 const number = (n: number): string => n.toLocaleString('en-US');
 const ms = (n: number): string => `${n.toFixed(3)} ms`;
 
-export function formatMarkdown(r: BenchResult): string {
+/** The rows both tables show, label and value. */
+function summaryRows(r: BenchResult): [string, string][] {
   const s = r.settings;
   const rows: [string, string][] = [];
   const what =
@@ -36,14 +40,36 @@ export function formatMarkdown(r: BenchResult): string {
   }
   rows.push(['errors', number(r.errors)]);
   if (r.mode === 'broadcast') rows.push(['lost', number(r.lost)]);
-  const lines = [`## shardws bench ${r.url}`, '', '| | |', '| --- | --- |', ...rows.map(([k, v]) => `| ${k} | ${v} |`)];
+  return rows;
+}
+
+/** The errors and notes under a table, as list items. */
+function remarks(r: BenchResult, bullet: string): string[] {
+  const lines: string[] = [];
   if (r.errorSamples.length > 0) {
     lines.push('', 'Errors:');
-    for (const [text, count] of r.errorSamples) lines.push(`- ${number(count)} × ${text}`);
+    for (const [text, count] of r.errorSamples) lines.push(`${bullet}${number(count)} × ${text}`);
   }
   if (r.notes.length > 0) {
     lines.push('', 'Notes:');
-    for (const note of r.notes) lines.push(`- ${note}`);
+    for (const note of r.notes) lines.push(`${bullet}${note}`);
   }
-  return `${lines.join('\n')}\n`;
+  return lines;
+}
+
+export function formatMarkdown(r: BenchResult): string {
+  const rows = summaryRows(r);
+  const lines = [`## shardws bench ${r.url}${r.interrupted ? ' (interrupted)' : ''}`, '', '| measure | value |', '| --- | --- |', ...rows.map(([k, v]) => `| ${k} | ${v} |`)];
+  return `${[...lines, ...remarks(r, '- ')].join('\n')}\n`;
+}
+
+/** The terminal table: labels right-aligned against their values, a warning line when generator-bound. */
+export function formatTable(r: BenchResult, colors = false): string {
+  const rows = summaryRows(r);
+  const width = Math.max(...rows.map(([k]) => k.length));
+  const bold = (text: string): string => (colors ? `\x1b[1m${text}\x1b[0m` : text);
+  const lines = [bold(`shardws bench ${r.url}${r.interrupted ? '  (interrupted: partial results)' : ''}`), ''];
+  for (const [k, v] of rows) lines.push(`  ${k.padStart(width)}  ${v}`);
+  if (r.generatorBound) lines.push('', `${colors ? '\x1b[33mwarning\x1b[0m' : 'warning'}: the generator was busy the whole run; these figures may be its limit, not the server's (see the note)`);
+  return `${[...lines, ...remarks(r, '  - ')].join('\n')}\n`;
 }

@@ -4,6 +4,7 @@
  * warm-up → measure → stop), reads the server's /proc figures at the phase edges, and merges
  * the threads' histograms and counters into one BenchResult.
  */
+import { availableParallelism } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Piscina } from 'piscina';
 import { nowMicros } from './clock.ts';
@@ -57,6 +58,10 @@ export interface BenchResult {
   readonly errorSamples: readonly (readonly [string, number])[];
   /** CPU the generator process used (all threads), as % of one core. */
   readonly generatorCpuPercent: number;
+  /** The generator used ≥ 90 % of what its threads can: the figures may be its limit, not the server's. */
+  readonly generatorBound: boolean;
+  /** Stopped early (Ctrl-C): the figures cover what ran until then. */
+  readonly interrupted: boolean;
   /** Same for the server, when --server-pid was given. */
   readonly serverCpuPercent: number | null;
   readonly serverRssBeforeKiB: number | null;
@@ -68,6 +73,24 @@ export interface BenchResult {
 export interface RunHooks {
   /** Called about once a second with a one-line status. */
   readonly progress?: (line: string) => void;
+  /** Aborting stops the run where it is and returns what was measured so far. */
+  readonly signal?: AbortSignal;
+}
+
+/** Share of the client threads' CPU at which the generator, not the server, sets the pace. */
+const GENERATOR_BOUND = 0.9;
+
+/**
+ * The warning for a run the generator itself limited: its CPU (% of one core) at least 90 % of
+ * what its threads can use (one core each, no more than the machine has); null otherwise.
+ */
+export function generatorBoundNote(cpuPercent: number, threads: number, cores: number): string | null {
+  const capacity = Math.min(threads, cores) * 100;
+  if (cpuPercent < GENERATOR_BOUND * capacity) return null;
+  return (
+    `the generator used ${cpuPercent}% CPU, ${Math.round((cpuPercent / capacity) * 100)}% of what its ${threads} thread(s) can: ` +
+    'it was probably the bottleneck, and the server may be faster than these figures (more --threads, or the generator on another machine)'
+  );
 }
 
 const TASK_FILE = new URL(`./thread-task${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url);
@@ -133,6 +156,14 @@ export async function runLoad(options: BenchOptions, hooks: RunHooks = {}): Prom
     state.setPhase(Phase.Stop);
     return null;
   });
+  const signal = hooks.signal;
+  const interrupted = new Promise<void>((resolve) => {
+    if (signal?.aborted) resolve();
+    else signal?.addEventListener('abort', () => resolve(), { once: true });
+  });
+  const stopping = (): boolean => failure !== null || signal?.aborted === true;
+  /** Every attempt so far failed and as many failed as could run at once: more would fail alike. */
+  const noneConnects = (): boolean => state.total(Live.Opened) === 0 && state.total(Live.Failed) >= Math.min(options.connections, options.concurrency);
 
   const progress = (label: string, since: number, lastReceived: { value: number; at: number }): void => {
     if (hooks.progress === undefined) return;
@@ -149,12 +180,14 @@ export async function runLoad(options: BenchOptions, hooks: RunHooks = {}): Prom
     );
   };
 
-  // Connect: wait until every thread has opened (or failed) its share.
+  // Connect: wait until every thread has opened (or failed) its share, or nothing connects.
   const last = { value: 0, at: nowMicros() };
-  while (state.ready < threads && failure === null) {
-    await Promise.race([sleep(50), all]);
+  while (state.ready < threads && !stopping()) {
+    await Promise.race([sleep(50), all, interrupted]);
+    if (noneConnects()) break;
     if (Math.floor((nowMicros() - last.at) / 1e6) >= 1) progress('connecting', startWall, last);
   }
+  if (stopping() || noneConnects()) state.setPhase(Phase.Stop);
 
   let generatorCpu = 0;
   let serverCpu: number | null = null;
@@ -166,17 +199,18 @@ export async function runLoad(options: BenchOptions, hooks: RunHooks = {}): Prom
     const since = nowMicros();
     const until = since + seconds * 1e6;
     const tick = { value: state.total(Live.Received), at: since };
-    while (failure === null) {
+    while (!stopping()) {
       const left = until - nowMicros();
       if (left <= 0) break;
-      await Promise.race([sleep(Math.min(1000, left / 1000)), all]);
+      await Promise.race([sleep(Math.min(1000, left / 1000)), all, interrupted]);
       progress(label, since, tick);
     }
   };
 
+  let measuring = false;
   if (failure === null && state.total(Live.Opened) === 0) {
     notes.push('no connection could be opened: nothing to measure');
-  } else if (failure === null) {
+  } else if (failure === null && !stopping()) {
     if (options.mode === 'connect') {
       const wall = nowMicros() - startWall;
       generatorCpu = cpuPercent(startCpu, wall);
@@ -188,12 +222,13 @@ export async function runLoad(options: BenchOptions, hooks: RunHooks = {}): Prom
     } else {
       state.setPhase(Phase.WarmUp);
       await timed(options.warmup, 'warm-up');
+      measuring = !stopping();
       const cpu0 = process.cpuUsage();
       const server0 = pids.length > 0 ? cpuMicros(pids) : null;
       const t0 = nowMicros();
-      state.setPhase(Phase.Measure);
-      await timed(options.duration, 'measuring');
-      const wall = nowMicros() - t0;
+      if (measuring) state.setPhase(Phase.Measure);
+      if (measuring) await timed(options.duration, 'measuring');
+      const wall = measuring ? nowMicros() - t0 : 0;
       measuredSeconds = wall / 1e6;
       generatorCpu = cpuPercent(cpu0, wall);
       const server1 = pids.length > 0 ? cpuMicros(pids) : null;
@@ -238,6 +273,17 @@ export async function runLoad(options: BenchOptions, hooks: RunHooks = {}): Prom
   }
   if (options.deflate && deflated < opened) notes.push(`permessage-deflate was negotiated on ${deflated} of ${opened} connections`);
   if (stalls > 0) notes.push(`the publisher gave up on ${stalls} window(s) that made no progress for 1 s`);
+  const wasInterrupted = signal?.aborted === true;
+  if (wasInterrupted) {
+    const of = options.mode === 'connect' ? `${options.duration} s held` : `${options.duration} s`;
+    notes.unshift(
+      measuredSeconds > 0 || options.mode === 'connect'
+        ? `interrupted: partial results (${round(measuredSeconds, 1)} s measured of ${of})`
+        : 'interrupted before the measurement began: nothing measured',
+    );
+  }
+  const boundNote = generatorBoundNote(generatorCpu, threads, availableParallelism());
+  if (boundNote !== null) notes.push(boundNote);
 
   const perSecond = (n: number): number => (measuredSeconds > 0 ? n / measuredSeconds : 0);
   const connectSeconds = connectEnd > connectStart ? (connectEnd - connectStart) / 1e6 : 0;
@@ -271,6 +317,8 @@ export async function runLoad(options: BenchOptions, hooks: RunHooks = {}): Prom
     stalls,
     errorSamples: [...samples].sort((a, b) => b[1] - a[1]),
     generatorCpuPercent: generatorCpu,
+    generatorBound: boundNote !== null,
+    interrupted: wasInterrupted,
     serverCpuPercent: serverCpu,
     serverRssBeforeKiB: rssBefore,
     serverRssAfterKiB: rssAfter,

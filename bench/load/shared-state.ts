@@ -18,7 +18,7 @@ export type Phase = (typeof Phase)[keyof typeof Phase];
 
 /** Columns of a thread's counter row. */
 export const Live = {
-  /** Messages received and verified, measured phase only. */
+  /** Messages received and verified, in any phase (the progress line's rate, warm-up included). */
   Received: 0,
   /** Wrong messages, protocol errors, failed or lost connections. */
   Errors: 1,

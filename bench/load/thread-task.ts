@@ -90,12 +90,12 @@ class Tally {
     else if (this.samples.size < MAX_SAMPLE_KINDS) this.samples.set(description, 1);
   }
 
-  /** One verified message; recorded only while measuring. */
+  /** One verified message: on the live rate always, in the results only while measuring. */
   delivered(bytes: number, latency: number, measuring: boolean): void {
+    this.live(Live.Received, 1);
     if (!measuring) return;
     this.received++;
     this.bytes += bytes;
-    this.live(Live.Received, 1);
     this.latency.record(latency);
   }
 
@@ -338,11 +338,11 @@ class ConnectDriver implements Driver {
   }
 }
 
-/** Runs `open(i)` for i < count with at most `limit` in progress. */
-async function withConcurrency(count: number, limit: number, open: (index: number) => Promise<void>): Promise<void> {
+/** Runs `open(i)` for i < count with at most `limit` in progress, until `stopped()`. */
+async function withConcurrency(count: number, limit: number, stopped: () => boolean, open: (index: number) => Promise<void>): Promise<void> {
   let next = 0;
   const lane = async (): Promise<void> => {
-    while (next < count) await open(next++);
+    while (next < count && !stopped()) await open(next++);
   };
   await Promise.all(Array.from({ length: Math.min(count, limit) }, lane));
 }
@@ -411,8 +411,10 @@ export default async function runThread(task: ThreadTask): Promise<ThreadResult>
 
   const perThreadLimit = Math.max(1, Math.ceil(options.concurrency / task.threads));
   // The publisher connects last, once its thread's subscribers are in.
-  await withConcurrency(task.connections, perThreadLimit, (i) => open(task.firstId + i, 'subscriber'));
-  if (task.publisher) await open(task.firstId + task.connections, 'publisher');
+  // The main thread stops the run early when nothing connects (fail fast) or on Ctrl-C.
+  const stopped = (): boolean => state.phase === Phase.Stop;
+  await withConcurrency(task.connections, perThreadLimit, stopped, (i) => open(task.firstId + i, 'subscriber'));
+  if (task.publisher && !stopped()) await open(task.firstId + task.connections, 'publisher');
   state.markReady();
 
   await state.reached(Phase.WarmUp);

@@ -14,6 +14,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Bench } from 'tinybench';
 import type { Task } from 'tinybench';
+import { UsageError, decimal } from '../../src/runtime/cli-args.ts';
 import type { BenchCase, Subject } from './case.ts';
 import { cases as deflateCases, cpuSplit } from './deflate.bench.ts';
 import type { CpuSplitRow } from './deflate.bench.ts';
@@ -28,21 +29,25 @@ interface Args {
   time: number;
 }
 
-const USAGE = 'usage: node bench/micro/run.ts [--filter <substr>] [--time <ms per task>] [--json]';
+const USAGE = 'usage: npm run bench:micro -- [--filter <substr>] [--time <ms per task>] [--json]';
 
-function parseArgs(argv: string[]): Args {
+/** The options, or 'help'; a bad command line throws UsageError (one line, exit code 2). */
+export function parseMicroArgs(argv: readonly string[]): Args | 'help' {
   const args: Args = { json: false, filter: null, time: 500 };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
+    const value = (): string => {
+      if (i + 1 >= argv.length) throw new UsageError(`${arg} needs a value (${USAGE})`);
+      return argv[++i]!;
+    };
     if (arg === '--json') args.json = true;
-    else if (arg === '--filter' && i + 1 < argv.length) args.filter = argv[++i]!.toLowerCase();
-    else if (arg === '--time' && i + 1 < argv.length) {
-      args.time = Number(argv[++i]);
-      if (!(args.time > 0)) throw new Error(`--time needs a positive number of milliseconds\n${USAGE}`);
-    } else if (arg === '--help' || arg === '-h') {
-      console.log(USAGE);
-      process.exit(0);
-    } else throw new Error(`unknown argument ${arg}\n${USAGE}`);
+    else if (arg === '--filter') args.filter = value().toLowerCase();
+    else if (arg === '--time') {
+      const raw = value();
+      args.time = decimal('time', raw);
+      if (args.time === 0) throw new UsageError(`--time must be a positive number of milliseconds, got "${raw}"`);
+    } else if (arg === '--help' || arg === '-h') return 'help';
+    else throw new UsageError(`unknown argument ${arg} (${USAGE})`);
   }
   return args;
 }
@@ -207,7 +212,20 @@ function cpuTable(rows: readonly CpuSplitRow[]): string {
 }
 
 async function main(): Promise<void> {
-  const args = parseArgs(process.argv.slice(2));
+  let args: Args;
+  try {
+    const parsed = parseMicroArgs(process.argv.slice(2));
+    if (parsed === 'help') {
+      process.stdout.write(`${USAGE}\n`);
+      return;
+    }
+    args = parsed;
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    process.stderr.write(`bench:micro: ${error.message}\n`);
+    process.exitCode = 2;
+    return;
+  }
   const log = (line: string): void => {
     process.stderr.write(`${line}\n`);
   };
@@ -240,4 +258,4 @@ async function main(): Promise<void> {
   process.stdout.write(`${out.join('\n')}\n`);
 }
 
-await main();
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) await main();

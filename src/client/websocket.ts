@@ -1,410 +1,301 @@
-import { request as httpRequest } from 'node:http';
-import type { ClientRequest, IncomingMessage } from 'node:http';
-import { request as httpsRequest } from 'node:https';
-import type { Socket } from 'node:net';
-import type { Duplex } from 'node:stream';
-import type { SecureContextOptions } from 'node:tls';
-import { CloseCode, encodeClosePayload } from '../shared/close.ts';
-import type { ProtocolError } from '../shared/errors.ts';
-import { parseExtensionHeader } from '../shared/extension-header.ts';
-import { ByteArena } from '../shared/frame-writer.ts';
-import { generateKey, validateUpgradeResponse } from '../shared/handshake.ts';
-import { MaskKeySource } from '../shared/mask.ts';
-import { compressionWanted, messageCompression } from '../shared/message-compression.ts';
-import type { MessageCompression } from '../shared/message-compression.ts';
-import { MessageEncoder } from '../shared/message-encoder.ts';
-import type { EncoderOps } from '../shared/message-encoder.ts';
-import { MessageReader } from '../shared/message-reader.ts';
-import type { MessageEvents } from '../shared/message-reader.ts';
+/**
+ * `shardws/client`: a WebSocket client with the browser's API (WHATWG WebSockets) on the same
+ * core as the server, plus the Node options a browser has no use for (headers, TLS, proxy,
+ * redirects) and opt-in reconnection. Like a browser, the constructor throws only for a bad URL
+ * or subprotocol (and, as ws, for a bad option); everything that can go wrong with the
+ * connection arrives as `error` then `close` events.
+ */
+import { CloseCode, MAX_CLOSE_REASON_BYTES, encodeClosePayload } from '../shared/close.ts';
 import { Opcode } from '../shared/opcodes.ts';
-import type { DeflateOfferOptions } from '../shared/permessage-deflate.ts';
-import { DEFAULT_THRESHOLD, PerMessageDeflate, acceptDeflateResponse, buildDeflateOffer } from '../shared/permessage-deflate.ts';
-import { parseSubprotocolHeader } from '../shared/subprotocol-header.ts';
-import { FlushScheduler, FrameSink } from '../runtime/frame-flush.ts';
+import { isToken } from '../shared/subprotocol-header.ts';
+import { ClientConnection } from './client-connection.ts';
+import type { ConnectionEvents } from './client-connection.ts';
+import { CloseEvent, ErrorEvent, HeartbeatEvent, MessageEvent, OpenEvent, ReconnectEvent, RedirectEvent } from './client-events.ts';
+import type { BinaryType, MessageData, WebSocketEventMap } from './client-events.ts';
+import { resolveClientOptions } from './client-options.ts';
+import type { ClientOptions, ResolvedClientOptions } from './client-options.ts';
+import { OpeningHandshake } from './opening-handshake.ts';
+import type { HandshakeEvents, Upgraded } from './opening-handshake.ts';
+import { isTransientDisconnect, reconnectDelay } from './reconnect-policy.ts';
+import type { Disconnect } from './reconnect-policy.ts';
 
-export type BinaryType = 'nodebuffer' | 'arraybuffer';
-
-export interface ClientOptions {
-  /** Offer permessage-deflate (default true); an object tunes the offer. */
-  readonly perMessageDeflate?: boolean | (DeflateOfferOptions & { readonly threshold?: number; readonly level?: number });
-  /** Seconds for the TCP/TLS connect and the opening handshake (default 10). */
-  readonly handshakeTimeout?: number;
-  /** Largest message accepted, after inflation (default 16 MiB; 1009 past it). */
-  readonly maxPayloadLength?: number;
-  readonly headers?: Readonly<Record<string, string>>;
-  readonly origin?: string;
-  /** TLS options for wss:// (CA, client certificate and key, SNI servername, rejectUnauthorized). */
-  readonly tls?: SecureContextOptions & { readonly servername?: string; readonly rejectUnauthorized?: boolean };
-  /** Seconds to wait for the server to close TCP after the close handshake (default 10). */
-  readonly closeTimeout?: number;
-}
-
-export class MessageEvent extends Event {
-  readonly data: string | Buffer | ArrayBuffer;
-  constructor(data: string | Buffer | ArrayBuffer) {
-    super('message');
-    this.data = data;
-  }
-}
-
-export class CloseEvent extends Event {
-  readonly code: number;
-  readonly reason: string;
-  readonly wasClean: boolean;
-  constructor(code: number, reason: string, wasClean: boolean) {
-    super('close');
-    this.code = code;
-    this.reason = reason;
-    this.wasClean = wasClean;
-  }
-}
-
-export class ErrorEvent extends Event {
-  readonly error: Error;
-  readonly message: string;
-  constructor(error: Error) {
-    super('error');
-    this.error = error;
-    this.message = error.message;
-  }
-}
-
-/** Every client of a thread packs its frames into one arena and flushes once per tick. */
-const arena = new ByteArena();
-const maskKeys = new MaskKeySource();
-const scheduler = new FlushScheduler();
-
-/** Largest message accepted by default, after inflation (1009 past it). */
-const DEFAULT_MAX_PAYLOAD = 16 * 1024 * 1024;
+export type { BinaryType, MessageData, WebSocketEventMap } from './client-events.ts';
+export { CloseEvent, ErrorEvent, HeartbeatEvent, MessageEvent, OpenEvent, ReconnectEvent, RedirectEvent } from './client-events.ts';
+export type { ClientDeflateOptions, ClientOptions, ClientTlsOptions, ReconnectOptions } from './client-options.ts';
+export { UnexpectedResponseError } from './client-errors.ts';
+export type { Disconnect } from './reconnect-policy.ts';
+export { isTransientDisconnect } from './reconnect-policy.ts';
 
 type Handler<E extends Event> = ((event: E) => void) | null;
+type Listener = Parameters<EventTarget['addEventListener']>[1];
+type ListenOptions = Parameters<EventTarget['addEventListener']>[2];
+type UnlistenOptions = Parameters<EventTarget['removeEventListener']>[2];
 
-const EMPTY = Buffer.alloc(0);
+const BINARY_TYPES: ReadonlySet<string> = new Set<BinaryType>(['nodebuffer', 'arraybuffer', 'blob']);
 
-/**
- * WebSocket is a client with the browser's API (`onopen`/`onmessage`/`onclose`/`onerror`,
- * `addEventListener`, `readyState`, `binaryType`, `bufferedAmount`, `send`, `close`), built on
- * the same core as the server: masked frames (RFC 6455 §5.3) batched into one write per tick.
- */
+/** A ping's payload is a control frame's: at most 125 bytes (RFC 6455 §5.5). */
+const MAX_CONTROL_PAYLOAD = 125;
+
 export class WebSocket extends EventTarget {
   static readonly CONNECTING = 0;
   static readonly OPEN = 1;
   static readonly CLOSING = 2;
   static readonly CLOSED = 3;
+  readonly CONNECTING = 0;
+  readonly OPEN = 1;
+  readonly CLOSING = 2;
+  readonly CLOSED = 3;
 
-  readonly url: string;
-  protocol = '';
-  extensions = '';
-  binaryType: BinaryType = 'nodebuffer';
-  onopen: Handler<Event> = null;
+  onopen: Handler<OpenEvent> = null;
   onmessage: Handler<MessageEvent> = null;
   onclose: Handler<CloseEvent> = null;
   onerror: Handler<ErrorEvent> = null;
 
-  #readyState: 0 | 1 | 2 | 3 = 0;
-  #socket: Duplex | null = null;
-  #reader: MessageReader<WebSocket> | null = null;
-  readonly #sink = new FrameSink(arena, maskKeys, scheduler, null, null, null);
-  #compression: MessageCompression | null = null;
-  /** Present when permessage-deflate was negotiated. */
-  #encoder: MessageEncoder<WebSocket> | null = null;
-  /** Messages sent while an earlier one compresses off-thread: they keep their order. */
-  readonly #pending: { payload: Buffer; opcode: Opcode; compress: boolean }[] = [];
-  /** The server's FIN came while a message inflated: our side ends once it is processed. */
-  #peerEnded = false;
-  #closeSent = false;
-  /** close() was called with messages still queued: the close frame follows them. */
-  #closeAfterPending: Buffer | null = null;
-  /** The upgrade request, until it is answered. */
-  #request: ClientRequest | null = null;
-  #closeReceived: { code: number; reason: string } | null = null;
-  #closeTimer: NodeJS.Timeout | null = null;
-  #errorEmitted = false;
-  readonly #options: ClientOptions;
+  /** The URL asked for (normalized: http(s) → ws(s)); reconnections start from it. */
+  readonly #requested: URL;
+  /** The URL of the current or last connection: the requested one, or where redirects led. */
+  #url: URL;
+  readonly #protocols: readonly string[];
+  readonly #options: ResolvedClientOptions;
+  #binaryType: BinaryType = 'nodebuffer';
+  #protocol = '';
+  #extensions = '';
+  /** readyState while no connection exists: connecting (or waiting to reconnect), closing (close() while connecting: the events are due), closed. */
+  #idleState: 0 | 2 | 3 = 0;
+  #handshake: OpeningHandshake<WebSocket> | null = null;
+  #connection: ClientConnection<WebSocket> | null = null;
+  /** The first error of the current attempt or connection, reported just before its close (one per connection, as browsers). */
+  #error: Error | null = null;
+  /** close() or terminate() was called: no further reconnection. */
+  #closedByUser = false;
+  #reconnectTimer: NodeJS.Timeout | null = null;
+  /** Reconnection attempts since the last connection opened. */
+  #attempt = 0;
+  /** Steps into the backoff; back to 0 once a connection stays up for minUptime. */
+  #backoffStep = 0;
+  /** performance.now() when the current or last connection opened. */
+  #openedAt = 0;
+  #everOpened = false;
 
-  constructor(url: string | URL, protocols: string | readonly string[] = [], options: ClientOptions = {}) {
+  /**
+   * Connects to `url` (ws:, wss:, or http:/https: taken as their WebSocket twins). `protocols`
+   * may be left out: `new WebSocket(url, options)` as ws accepts. Throws a SyntaxError
+   * DOMException for a bad URL or subprotocol list, TypeError or RangeError for a bad option.
+   */
+  constructor(url: string | URL, protocols?: string | readonly string[] | ClientOptions, options?: ClientOptions) {
     super();
-    const parsed = new URL(url);
-    if (parsed.protocol === 'http:') parsed.protocol = 'ws:';
-    if (parsed.protocol === 'https:') parsed.protocol = 'wss:';
-    if (parsed.protocol !== 'ws:' && parsed.protocol !== 'wss:') throw new SyntaxError(`unsupported URL scheme ${parsed.protocol}`);
-    if (parsed.hash !== '') throw new SyntaxError('a WebSocket URL has no fragment');
-    this.url = parsed.href;
-    this.#options = options;
-    const offered = typeof protocols === 'string' ? [protocols] : [...protocols];
-    if (offered.length > 0) parseSubprotocolHeader(offered.join(', ')); // throws on bad or repeated names
-    this.#connect(parsed, offered);
+    if (protocols !== undefined && typeof protocols === 'object' && !Array.isArray(protocols)) {
+      options = protocols as ClientOptions;
+      protocols = undefined;
+    }
+    this.#requested = parseWebSocketUrl(url);
+    this.#url = this.#requested;
+    this.#protocols = checkProtocols(protocols as string | readonly string[] | undefined);
+    this.#options = resolveClientOptions(options ?? {});
+    this.#dial();
+  }
+
+  /** The URL of the current (or last) connection: after redirects, where they led. */
+  get url(): string {
+    return this.#url.href;
+  }
+
+  /** The subprotocol the server chose, '' for none. */
+  get protocol(): string {
+    return this.#protocol;
+  }
+
+  /** The Sec-WebSocket-Extensions the server answered with, '' for none. */
+  get extensions(): string {
+    return this.#extensions;
   }
 
   get readyState(): 0 | 1 | 2 | 3 {
-    return this.#readyState;
+    return this.#connection?.state ?? this.#idleState;
+  }
+
+  /**
+   * How binary messages arrive: 'nodebuffer' (the default, as ws), 'arraybuffer', or 'blob'
+   * (the browser's default). Other values are ignored, as WebIDL has browsers do.
+   */
+  get binaryType(): BinaryType {
+    return this.#binaryType;
+  }
+
+  set binaryType(type: BinaryType) {
+    if (BINARY_TYPES.has(type)) this.#binaryType = type;
   }
 
   get bufferedAmount(): number {
-    let pending = 0;
-    for (const item of this.#pending) pending += item.payload.length;
-    return this.#sink.pendingBytes + pending + (this.#socket?.writableLength ?? 0);
+    return this.#connection?.bufferedAmount ?? 0;
   }
 
-  send(data: string | Buffer | ArrayBuffer | ArrayBufferView): void {
-    if (this.#readyState === WebSocket.CONNECTING) throw new DOMException('WebSocket is still connecting', 'InvalidStateError');
-    if (this.#readyState !== WebSocket.OPEN) return;
-    const text = typeof data === 'string';
-    const payload = text
-      ? Buffer.from(data)
-      : Buffer.isBuffer(data) ? data
-      : data instanceof ArrayBuffer ? Buffer.from(data)
-      : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-    const opcode = text ? Opcode.Text : Opcode.Binary;
-    const compress = this.#compression !== null && compressionWanted(this.#compression.threshold, payload.length, undefined);
-    if (this.#pending.length > 0 || this.#encoder?.busy === true) this.#pending.push({ payload, opcode, compress });
-    else this.#sendNow(opcode, payload, compress);
+  send(data: string | Buffer | ArrayBuffer | ArrayBufferView | Blob): void {
+    if (this.readyState === WebSocket.CONNECTING) throw new DOMException('WebSocket is still connecting', 'InvalidStateError');
+    const connection = this.#connection;
+    if (connection === null || connection.state !== WebSocket.OPEN) return;
+    if (typeof data === 'string') connection.send(Opcode.Text, Buffer.from(data));
+    else if (data instanceof Blob) connection.sendBlob(data);
+    else connection.send(Opcode.Binary, toBuffer(data));
+  }
+
+  /**
+   * Sends a ping (a Node extension, as ws's `ping()`); the server's answer arrives as a `pong`
+   * event. At most 125 bytes of data (RFC 6455 §5.5).
+   */
+  ping(data: string | Buffer | ArrayBuffer | ArrayBufferView = Buffer.alloc(0)): void {
+    if (this.readyState === WebSocket.CONNECTING) throw new DOMException('WebSocket is still connecting', 'InvalidStateError');
+    const payload = typeof data === 'string' ? Buffer.from(data) : toBuffer(data);
+    if (payload.length > MAX_CONTROL_PAYLOAD) throw new RangeError(`a ping carries at most ${MAX_CONTROL_PAYLOAD} bytes, got ${payload.length}`);
+    this.#connection?.ping(payload);
   }
 
   close(code?: number, reason?: string): void {
-    if (code !== undefined && code !== CloseCode.Normal && (code < 3000 || code > 4999)) {
+    if (code !== undefined && code !== CloseCode.Normal && !(Number.isInteger(code) && code >= 3000 && code <= 4999)) {
       throw new DOMException(`close code must be 1000 or 3000-4999, got ${code}`, 'InvalidAccessError');
     }
-    if (this.#readyState === WebSocket.CLOSING || this.#readyState === WebSocket.CLOSED) return;
-    const payload = encodeClosePayload(code ?? (reason ? CloseCode.Normal : undefined), reason ?? '');
-    if (this.#readyState === WebSocket.CONNECTING) {
-      this.#request?.destroy();
-      this.#fail(new Error('WebSocket was closed before the connection was established'), CloseCode.Abnormal);
+    if (reason !== undefined && Buffer.byteLength(reason) > MAX_CLOSE_REASON_BYTES) {
+      throw new DOMException(`close reason must be at most ${MAX_CLOSE_REASON_BYTES} bytes of UTF-8`, 'SyntaxError');
+    }
+    this.#closedByUser = true;
+    if (this.#connection !== null) {
+      this.#connection.close(encodeClosePayload(code ?? (reason ? CloseCode.Normal : undefined), reason ?? ''));
       return;
     }
-    this.#readyState = WebSocket.CLOSING;
-    // Messages sent before close() go out first (one may still be compressing), then the close.
-    if (this.#pending.length > 0 || this.#encoder?.busy === true) this.#closeAfterPending = payload;
-    else this.#sendClose(payload);
+    if (this.#idleState === WebSocket.CONNECTING) this.#abortConnecting();
   }
 
-  /** Destroys the connection without a close handshake. */
+  /** Destroys the connection without a close handshake (as ws); while connecting, as close(). */
   terminate(): void {
-    this.#socket?.destroy();
+    this.#closedByUser = true;
+    if (this.#connection !== null) this.#connection.terminate();
+    else if (this.#idleState === WebSocket.CONNECTING) this.#abortConnecting();
   }
 
-  // ---- handshake ------------------------------------------------------------------------
-
-  #connect(url: URL, protocols: string[]): void {
-    const key = generateKey();
-    const deflateOption = this.#options.perMessageDeflate ?? true;
-    const offer: DeflateOfferOptions | null = deflateOption === false ? null : deflateOption === true ? { clientMaxWindowBits: true } : deflateOption;
-    const headers: Record<string, string> = {
-      ...this.#options.headers,
-      Connection: 'Upgrade',
-      Upgrade: 'websocket',
-      'Sec-WebSocket-Key': key,
-      'Sec-WebSocket-Version': '13',
-    };
-    if (protocols.length > 0) headers['Sec-WebSocket-Protocol'] = protocols.join(', ');
-    if (offer !== null) headers['Sec-WebSocket-Extensions'] = buildDeflateOffer(offer);
-    if (this.#options.origin !== undefined) headers.Origin = this.#options.origin;
-    const secure = url.protocol === 'wss:';
-    const tls = this.#options.tls ?? {};
-    const req = (this.#request = (secure ? httpsRequest : httpRequest)({
-      host: url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname,
-      port: url.port === '' ? (secure ? 443 : 80) : Number(url.port),
-      path: url.pathname + url.search,
-      headers,
-      agent: false,
-      timeout: (this.#options.handshakeTimeout ?? 10) * 1000,
-      ...(secure ? { ...tls, servername: tls.servername ?? (url.hostname.startsWith('[') ? undefined : url.hostname) } : {}),
-    }));
-    req.on('timeout', () => req.destroy(new Error('opening handshake timed out')));
-    req.on('error', (error) => this.#fail(error, CloseCode.Abnormal));
-    req.on('response', (res: IncomingMessage) => {
-      res.resume();
-      req.destroy();
-      this.#fail(new Error(`server answered the upgrade with ${res.statusCode} ${res.statusMessage ?? ''}`.trim()), CloseCode.Abnormal);
-    });
-    req.on('upgrade', (res: IncomingMessage, socket: Socket, head: Buffer) => {
-      req.setTimeout(0);
-      this.#request = null;
-      // close() during the handshake: the answer comes too late for anyone to use it.
-      if (this.#readyState !== WebSocket.CONNECTING) {
-        socket.destroy();
-        return;
-      }
-      try {
-        const info = validateUpgradeResponse(res, { key, protocols });
-        let compression: MessageCompression | null = null;
-        if (info.extensionsHeader !== undefined) {
-          if (offer === null) throw new Error('server sent Sec-WebSocket-Extensions that were not offered');
-          const params = acceptDeflateResponse(parseExtensionHeader(info.extensionsHeader), offer);
-          const tuning = typeof deflateOption === 'object' ? deflateOption : {};
-          const codec = new PerMessageDeflate('client', params, {
-            maxMessageSize: this.#options.maxPayloadLength ?? DEFAULT_MAX_PAYLOAD,
-            threshold: tuning.threshold ?? DEFAULT_THRESHOLD,
-            level: tuning.level,
-          });
-          compression = messageCompression(codec, null);
-          this.extensions = info.extensionsHeader;
-        }
-        this.protocol = info.protocol;
-        this.#open(socket, compression, head);
-      } catch (error) {
-        socket.destroy();
-        this.#fail(error as Error, CloseCode.Abnormal);
-      }
-    });
-    req.end();
+  // Typed listeners for this client's events; any other type falls through to EventTarget's.
+  override addEventListener<K extends keyof WebSocketEventMap>(type: K, listener: ((event: WebSocketEventMap[K]) => void) | null, options?: ListenOptions): void;
+  override addEventListener(type: string, listener: Listener, options?: ListenOptions): void;
+  override addEventListener(type: string, listener: unknown, options?: ListenOptions): void {
+    super.addEventListener(type, listener as Listener, options);
   }
 
-  #open(socket: Duplex, compression: MessageCompression | null, head: Buffer): void {
-    this.#socket = socket;
-    this.#sink.attach(socket);
-    this.#compression = compression;
-    if (compression !== null) this.#encoder = new MessageEncoder(this.#sink, compression, WebSocket.#encoderOps, this, null);
-    (socket as Socket).setNoDelay?.(true);
-    const reader = new MessageReader(WebSocket.#readerEvents, this, {
-      role: 'client',
-      maxMessageSize: this.#options.maxPayloadLength ?? DEFAULT_MAX_PAYLOAD,
-      inflater: compression?.inflater ?? null,
-    });
-    this.#reader = reader;
-    socket.on('data', (chunk: Buffer) => reader.push(chunk));
-    socket.on('close', () => this.#onSocketClose());
-    socket.on('error', (error: Error) => this.#emitError(error));
-    // Frames that arrived with the server's FIN are still read (they may wait behind an
-    // inflation); our side ends once they are.
-    (socket as Duplex & { allowHalfOpen: boolean }).allowHalfOpen = true;
-    socket.on('end', () => {
-      if (reader.inflating) this.#peerEnded = true;
-      else this.#endSocket();
-    });
-    this.#readyState = WebSocket.OPEN;
-    this.#dispatch(new Event('open'), this.onopen);
-    if (head.length > 0) reader.push(head);
+  override removeEventListener<K extends keyof WebSocketEventMap>(type: K, listener: ((event: WebSocketEventMap[K]) => void) | null, options?: UnlistenOptions): void;
+  override removeEventListener(type: string, listener: Listener, options?: UnlistenOptions): void;
+  override removeEventListener(type: string, listener: unknown, options?: UnlistenOptions): void {
+    super.removeEventListener(type, listener as Listener, options);
   }
 
-  static readonly #readerEvents: MessageEvents<WebSocket> = {
-    message: (ws, data, isBinary) => ws.#onMessage(data, isBinary),
-    ping(ws, payload) {
-      if (ws.#readyState === WebSocket.OPEN) ws.#sink.frame(Opcode.Pong, payload, true, false);
+  // ---- connecting ---------------------------------------------------------------------------
+
+  #dial(): void {
+    this.#reconnectTimer = null;
+    this.#idleState = WebSocket.CONNECTING;
+    this.#url = this.#requested;
+    this.#handshake = new OpeningHandshake(this.#requested, this.#protocols, this.#options, WebSocket.#handshakeEvents, this);
+    this.#handshake.start();
+  }
+
+  /** close() or terminate() before a connection opened: the attempt (or the wait for one) ends. */
+  #abortConnecting(): void {
+    this.#handshake?.abort();
+    this.#handshake = null;
+    if (this.#reconnectTimer !== null) clearTimeout(this.#reconnectTimer);
+    this.#reconnectTimer = null;
+    // As a browser: CLOSING now, then error and close 1006 after close() returns.
+    this.#idleState = WebSocket.CLOSING;
+    const error = new Error('WebSocket was closed before the connection was established');
+    setImmediate(() => this.#ended(CloseCode.Abnormal, '', false, error));
+  }
+
+  static readonly #handshakeEvents: HandshakeEvents<WebSocket> = {
+    upgraded: (ws, result) => ws.#opened(result),
+    redirected(ws, url, status) {
+      ws.#url = url;
+      ws.#dispatch(new RedirectEvent(url.href, status), null);
     },
-    pong() {},
-    close: (ws, code, reason) => ws.#onCloseFrame(code, reason),
-    error: (ws, error) => ws.#onProtocolError(error),
-    readPressure(ws, stop) {
-      if (stop) ws.#socket?.pause();
-      else ws.#socket?.resume();
-    },
-    // The server's FIN came while a message inflated: end our side once it is processed.
-    caughtUp(ws) {
-      if (ws.#peerEnded) ws.#endSocket();
+    failed(ws, error) {
+      ws.#handshake = null;
+      ws.#ended(CloseCode.Abnormal, '', false, error);
     },
   };
 
-  // ---- receive --------------------------------------------------------------------------
-
-  #onMessage(data: Buffer, isBinary: boolean): void {
-    if (this.#readyState !== WebSocket.OPEN) return;
-    const value = !isBinary
-      ? data.toString('utf8')
-      : this.binaryType === 'arraybuffer' ? data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength) as ArrayBuffer
-      : data;
-    this.#dispatch(new MessageEvent(value), this.onmessage);
+  #opened(result: Upgraded): void {
+    this.#handshake = null;
+    this.#url = result.url;
+    this.#protocol = result.protocol;
+    this.#extensions = result.extensions;
+    const connection = new ClientConnection(result.socket, result.compression, this.#options, WebSocket.#connectionEvents, this);
+    this.#connection = connection;
+    const attempt = this.#attempt;
+    const reconnected = this.#everOpened;
+    this.#attempt = 0;
+    this.#everOpened = true;
+    this.#openedAt = performance.now();
+    this.#dispatch(new OpenEvent(attempt, reconnected), this.onopen);
+    connection.read(result.head);
   }
 
-  #onCloseFrame(code: number, reason: string): void {
-    this.#closeReceived = { code, reason };
-    if (this.#readyState === WebSocket.OPEN) {
-      this.#readyState = WebSocket.CLOSING;
-      this.#sendClose(code === CloseCode.NoStatus ? EMPTY : encodeClosePayload(code));
-    }
-    // RFC 6455 §7.1.1: the server closes TCP first; we wait for it, within the close timeout.
-    this.#startCloseTimer();
-  }
+  // ---- an open connection -------------------------------------------------------------------
 
-  #onProtocolError(error: ProtocolError): void {
-    this.#emitError(error);
-    if (this.#readyState === WebSocket.OPEN || this.#readyState === WebSocket.CLOSING) {
-      this.#readyState = WebSocket.CLOSING;
-      this.#sendClose(encodeClosePayload(error.closeCode));
-      this.#startCloseTimer();
-    }
-  }
-
-  #onSocketClose(): void {
-    if (this.#readyState === WebSocket.CLOSED) return;
-    this.#readyState = WebSocket.CLOSED;
-    if (this.#closeTimer !== null) clearTimeout(this.#closeTimer);
-    this.#reader?.stop();
-    this.#compression?.close();
-    this.#pending.length = 0;
-    this.#sink.take();
-    const received = this.#closeReceived;
-    const wasClean = received !== null && this.#closeSent;
-    this.#dispatch(new CloseEvent(received?.code ?? CloseCode.Abnormal, received?.reason ?? '', wasClean), this.onclose);
-  }
-
-  // ---- send -----------------------------------------------------------------------------
-
-  #sendNow(opcode: Opcode, payload: Buffer, compress: boolean): void {
-    if (compress && this.#encoder !== null) this.#encoder.encode(opcode, payload);
-    else this.#sink.frame(opcode, payload, true, false);
-  }
-
-  /** Sends the messages held behind a compression, then a close() that waited for them. */
-  #pump(): void {
-    while (this.#pending.length > 0 && this.#encoder?.busy !== true) {
-      const item = this.#pending.shift()!;
-      this.#sendNow(item.opcode, item.payload, item.compress);
-    }
-    if (this.#pending.length === 0 && this.#encoder?.busy !== true && this.#closeAfterPending !== null) {
-      const payload = this.#closeAfterPending;
-      this.#closeAfterPending = null;
-      this.#sendClose(payload);
-    }
-  }
-
-  static readonly #encoderOps: EncoderOps<WebSocket> = {
-    acceptsData: (ws) => !ws.#closeSent,
-    compressed(ws, error) {
-      if (error !== null) {
-        ws.#emitError(error);
-        ws.#socket?.destroy();
-        return;
-      }
-      ws.#pump();
+  static readonly #connectionEvents: ConnectionEvents<WebSocket> = {
+    message: (ws, data, isBinary) => ws.#dispatch(new MessageEvent(isBinary ? ws.#binary(data) : data.toString('utf8')), ws.onmessage),
+    ping: (ws, data) => ws.#dispatch(new HeartbeatEvent('ping', data), null),
+    pong: (ws, data) => ws.#dispatch(new HeartbeatEvent('pong', data), null),
+    error: (ws, error) => ws.#recordError(error),
+    closed(ws, code, reason, wasClean) {
+      ws.#connection = null;
+      const uptime = (performance.now() - ws.#openedAt) / 1000;
+      if (ws.#options.reconnect !== null && uptime >= ws.#options.reconnect.minUptime) ws.#backoffStep = 0;
+      ws.#ended(code, reason, wasClean, null);
     },
   };
 
-  #sendClose(payload: Buffer): void {
-    if (this.#closeSent) return;
-    this.#closeSent = true;
-    this.#pending.length = 0;
-    this.#sink.frame(Opcode.Close, payload, true, false);
-    this.#startCloseTimer();
+  #binary(data: Buffer): MessageData {
+    switch (this.#binaryType) {
+      case 'nodebuffer':
+        return data;
+      case 'arraybuffer':
+        return data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength) as ArrayBuffer;
+      case 'blob':
+        return new Blob([data as Uint8Array<ArrayBuffer>]);
+    }
   }
 
-  /** Ends our side after writing what this tick gathered (a close reply must precede the FIN). */
-  #endSocket(): void {
-    const socket = this.#socket;
-    if (socket === null || socket.destroyed) return;
-    this.#sink.flush();
-    socket.end();
+  // ---- the end of a connection or an attempt, and what follows ---------------------------------
+
+  /**
+   * A connection closed or an attempt failed. As in browsers (WHATWG "the WebSocket connection
+   * is closed"): readyState CLOSED, then `error` if the connection failed (once, with the first
+   * cause), then `close`; with `reconnect`, a `reconnect` event and the next attempt after the backoff.
+   */
+  #ended(code: number, reason: string, wasClean: boolean, error: Error | null): void {
+    if (error !== null) this.#recordError(error);
+    this.#idleState = WebSocket.CLOSED;
+    const failure = this.#error;
+    this.#error = null;
+    if (failure !== null) this.#dispatch(new ErrorEvent(failure), this.onerror);
+    const disconnect: Disconnect = { code, reason, wasClean, error: failure };
+    const willReconnect = this.#willReconnect(disconnect);
+    this.#dispatch(new CloseEvent(code, reason, wasClean, willReconnect), this.onclose);
+    // A close() from a close handler cancels the reconnection announced in the event.
+    if (!willReconnect || this.#closedByUser) return;
+    this.#attempt++;
+    this.#backoffStep++;
+    const delay = reconnectDelay(this.#backoffStep, this.#options.reconnect!);
+    this.#idleState = WebSocket.CONNECTING;
+    this.#reconnectTimer = setTimeout(() => this.#dial(), delay * 1000);
+    this.#dispatch(new ReconnectEvent(this.#attempt, delay), null);
   }
 
-  #startCloseTimer(): void {
-    if (this.#closeTimer !== null) return;
-    this.#closeTimer = setTimeout(() => this.#socket?.destroy(), (this.#options.closeTimeout ?? 10) * 1000);
-    this.#closeTimer.unref();
+  #willReconnect(disconnect: Disconnect): boolean {
+    const policy = this.#options.reconnect;
+    if (policy === null || this.#closedByUser || this.#attempt >= policy.maxRetries) return false;
+    return (policy.shouldReconnect ?? isTransientDisconnect)(disconnect);
   }
 
-  // ---- events ---------------------------------------------------------------------------
-
-  #fail(error: Error, code: number): void {
-    if (this.#readyState === WebSocket.CLOSED) return;
-    this.#emitError(error);
-    this.#readyState = WebSocket.CLOSED;
-    this.#dispatch(new CloseEvent(code, '', false), this.onclose);
-  }
-
-  #emitError(error: Error): void {
-    if (this.#errorEmitted) return;
-    this.#errorEmitted = true;
-    this.#dispatch(new ErrorEvent(error), this.onerror);
+  /** Keeps the first error of a connection (or attempt) for the `error` event its end brings. */
+  #recordError(error: Error): void {
+    if (this.#error === null) this.#error = error;
   }
 
   #dispatch<E extends Event>(event: E, handler: Handler<E>): void {
@@ -412,6 +303,7 @@ export class WebSocket extends EventTarget {
       try {
         handler.call(this, event);
       } catch (error) {
+        // As a browser reports a throwing handler without stopping the others.
         process.nextTick(() => {
           throw error;
         });
@@ -419,4 +311,38 @@ export class WebSocket extends EventTarget {
     }
     this.dispatchEvent(event);
   }
+}
+
+/**
+ * The WHATWG constructor's URL steps: parse, map http(s) to ws(s), refuse other schemes and
+ * fragments, each as a SyntaxError DOMException.
+ */
+function parseWebSocketUrl(url: string | URL): URL {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new DOMException(`invalid URL: ${String(url)}`, 'SyntaxError');
+  }
+  if (parsed.protocol === 'http:') parsed.protocol = 'ws:';
+  else if (parsed.protocol === 'https:') parsed.protocol = 'wss:';
+  if (parsed.protocol !== 'ws:' && parsed.protocol !== 'wss:') throw new DOMException(`unsupported URL scheme ${parsed.protocol}`, 'SyntaxError');
+  if (parsed.hash !== '' || parsed.href.endsWith('#')) throw new DOMException('a WebSocket URL has no fragment', 'SyntaxError');
+  return parsed;
+}
+
+/** RFC 6455 §4.1 (10): subprotocols are unique tokens; anything else is a SyntaxError (WHATWG). */
+function checkProtocols(protocols: string | readonly string[] | undefined): readonly string[] {
+  const list = protocols === undefined ? [] : typeof protocols === 'string' ? [protocols] : [...protocols];
+  for (const p of list) {
+    if (typeof p !== 'string' || !isToken(p)) throw new DOMException(`invalid subprotocol ${JSON.stringify(p)}: not a token`, 'SyntaxError');
+  }
+  if (new Set(list).size !== list.length) throw new DOMException('subprotocols must not repeat', 'SyntaxError');
+  return list;
+}
+
+function toBuffer(data: Buffer | ArrayBuffer | ArrayBufferView): Buffer {
+  if (Buffer.isBuffer(data)) return data;
+  if (data instanceof ArrayBuffer) return Buffer.from(data);
+  return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
 }

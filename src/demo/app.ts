@@ -1,6 +1,7 @@
 import type { ServerWebSocket, Shard } from '../shared/app.ts';
 import { defineApp } from '../shared/app.ts';
 import { isStreamId } from '../shared/stream-id.ts';
+import { FAVICON_ICO } from './favicon.ts';
 import { CHAT_PAGE } from './page.ts';
 
 type Route = 'echo' | 'broadcast' | 'chat';
@@ -90,6 +91,10 @@ export default defineApp<DemoData>({
     const path = new URL(req.url ?? '/', 'http://localhost').pathname;
     if (req.method === 'GET' && (path === '/' || path === '/index.html')) {
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' }).end(CHAT_PAGE);
+      return;
+    }
+    if (req.method === 'GET' && path === '/favicon.ico') {
+      res.writeHead(200, { 'content-type': 'image/x-icon', 'cache-control': 'max-age=86400' }).end(FAVICON_ICO);
       return;
     }
     res.writeHead(404, { 'content-type': 'text/plain' }).end('Not Found');

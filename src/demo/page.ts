@@ -10,27 +10,32 @@ export const CHAT_PAGE = `<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>shardws chat</title>
+<link rel="icon" href="/favicon.ico">
 <style>
   :root { color-scheme: light dark; --accent: #2f6fed; font-family: system-ui, sans-serif; }
-  body { margin: 0; display: grid; grid-template-rows: auto 1fr auto; height: 100vh; }
+  body { margin: 0; display: grid; grid-template-rows: auto 1fr auto; height: 100vh; height: 100dvh; overflow-x: hidden; }
   header { padding: .75rem 1rem; border-bottom: 1px solid #8884; display: flex; gap: 1rem; align-items: baseline; flex-wrap: wrap; }
   header h1 { font-size: 1.1rem; margin: 0; }
   #status { font-size: .9rem; opacity: .8; }
-  #workers { display: flex; gap: .5rem; font-size: .85rem; }
+  #workers { display: flex; flex-wrap: wrap; gap: .5rem; font-size: .85rem; }
   #workers span { padding: .1rem .5rem; border-radius: 1rem; background: #8882; }
   #workers span.mine { background: var(--accent); color: white; }
   #status::before { content: ''; display: inline-block; width: .6rem; height: .6rem; border-radius: 50%; margin-right: .4rem; background: #c33; vertical-align: baseline; }
   #status.up::before { background: #2a2; }
-  #log { overflow-y: auto; padding: 1rem; margin: 0; list-style: none; display: flex; flex-direction: column; gap: .35rem; }
-  #log li { max-width: 70%; padding: .35rem .7rem; border-radius: .8rem; background: #8882; align-self: flex-start; overflow-wrap: anywhere; }
+  #log { overflow-y: auto; padding: 1rem; margin: 0; list-style: none; display: flex; flex-direction: column; gap: .35rem; min-width: 0; }
+  #log li { max-width: 85%; padding: .35rem .7rem; border-radius: .8rem; background: #8882; align-self: flex-start; overflow-wrap: anywhere; }
   #log li.mine { align-self: flex-end; background: var(--accent); color: white; }
   #log li.system { align-self: center; background: none; font-size: .8rem; opacity: .7; }
   #log .meta { display: block; font-size: .7rem; opacity: .7; margin-top: .1rem; }
   #empty { opacity: .6; text-align: center; margin-top: 2rem; }
-  form { display: flex; gap: .5rem; padding: .75rem 1rem; border-top: 1px solid #8884; }
-  input { font: inherit; padding: .4rem .6rem; }
-  #text { flex: 1; }
-  button { font: inherit; padding: .4rem 1rem; background: var(--accent); color: white; border: 0; border-radius: .3rem; }
+  /* Name, message, Send on one row; below 30rem (phones) the name takes its own row. Inputs may
+     shrink below their intrinsic width (min-width: 0), so the row never overflows the screen. */
+  form { display: grid; grid-template-columns: minmax(0, 9rem) minmax(0, 1fr) auto; gap: .5rem; padding: .75rem 1rem; border-top: 1px solid #8884; }
+  @media (max-width: 30rem) { form { grid-template-columns: minmax(0, 1fr) auto; padding: .5rem; } .field-name { grid-column: 1 / -1; } }
+  .field { display: flex; flex-direction: column; min-width: 0; }
+  .field label { font-size: .75rem; opacity: .8; margin-bottom: .15rem; }
+  input { font: inherit; padding: .4rem .6rem; min-width: 0; width: 100%; box-sizing: border-box; }
+  button { font: inherit; padding: .4rem 1rem; background: var(--accent); color: white; border: 0; border-radius: .3rem; align-self: end; min-height: 2.2rem; }
 </style>
 </head>
 <body>
@@ -41,9 +46,9 @@ export const CHAT_PAGE = `<!doctype html>
 </header>
 <ul id="log" aria-live="polite"><li id="empty" class="system">No messages yet. Open this page in a second tab: it may land on another worker, and chat still reaches it.</li></ul>
 <form id="form">
-  <input id="name" placeholder="name" maxlength="32" autocomplete="nickname">
-  <input id="text" placeholder="say something" maxlength="2000" autocomplete="off">
-  <button>Send</button>
+  <div class="field field-name"><label for="name">Your name</label><input id="name" maxlength="32" autocomplete="nickname"></div>
+  <div class="field"><label for="text">Message</label><input id="text" placeholder="say something" maxlength="2000" autocomplete="off" enterkeyhint="send"></div>
+  <button type="submit">Send</button>
 </form>
 <script>
   const log = document.getElementById('log');

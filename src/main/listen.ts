@@ -5,7 +5,7 @@ import type { MessageData, SendOptions, WorkerStats } from '../shared/app.ts';
 import { exactCopy, sendsBinary } from '../shared/app.ts';
 import { resolveConfig } from '../shared/config.ts';
 import type { ServerConfig, ServerOptions, TlsOptions } from '../shared/config.ts';
-import { createLogger } from '../runtime/logger.ts';
+import { concreteLogFormat, createLogger } from '../runtime/logger.ts';
 import type { Logger } from '../runtime/logger.ts';
 import { refuse } from '../runtime/refuse.ts';
 import { SlabPool } from '../shared/slab-pool.ts';
@@ -14,7 +14,11 @@ import { LeastLoadedBalancer } from './balancer.ts';
 import { acceptModeFor } from './accept-mode.ts';
 import { BridgeRouter } from './bridge-router.ts';
 import { ShardSupervisor } from './shard-supervisor.ts';
+import { AdminListener } from './admin-listener.ts';
+import { ThreadSampler } from '../runtime/thread-sampler.ts';
+import { assertAppExists } from '../worker/app-loader.ts';
 import type { AnyTopicBridge, BridgeStats } from './topic-bridge.ts';
+import { UnixRelay } from './unix-relay.ts';
 
 export interface ListenOptions extends ServerOptions {
   /** Close gracefully on SIGINT and SIGTERM (the CLI turns this on). */
@@ -36,7 +40,10 @@ export interface ServerStats {
 export interface ShardServer {
   readonly config: ServerConfig;
   readonly logger: Logger;
+  /** The TCP address; on a Unix socket (`path`), `{ address: path, family: 'unix', port: 0 }`. */
   address(): AddressInfo;
+  /** Where the admin listener (adminPort) listens; null without one. */
+  adminAddress(): AddressInfo | null;
   stats(): ServerStats;
   /** Sends to every subscriber of `topic` on every worker. */
   publish(topic: string, data: MessageData, options?: SendOptions): void;
@@ -48,6 +55,21 @@ export interface ShardServer {
 
 const POOL_PAGE = 16 * 1024;
 
+/** The URL a person would open: `localhost` for a wildcard address, brackets around IPv6. */
+export function serverUrl(address: AddressInfo, tls: boolean): string {
+  if (address.family === 'unix') return `unix:${address.address}`;
+  const wildcard = address.address === '::' || address.address === '0.0.0.0';
+  const host = wildcard ? 'localhost' : address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  return `${tls ? 'https' : 'http'}://${host}:${address.port}`;
+}
+
+/** The one line that says the server is up, where, and (for the demo) what to open. */
+export function readyMessage(url: string, config: ServerConfig, adminUrl: string | null = null): string {
+  const workers = `${config.workers} worker${config.workers === 1 ? '' : 's'}`;
+  const admin = adminUrl === null ? '' : `; metrics at ${adminUrl}/metrics`;
+  return `listening on ${url} — ${workers}${config.app === null ? '; demo at /, echo at /echo' : ''}${admin}`;
+}
+
 /**
  * Starts a sharded WebSocket server: worker threads that run the app, and a listener on this
  * thread that hands each accepted TCP socket to the least-loaded worker.
@@ -55,8 +77,17 @@ const POOL_PAGE = 16 * 1024;
 export async function listen(options: ListenOptions = {}): Promise<ShardServer> {
   const mode = acceptModeFor();
   const bridge = options.bridge;
-  const config = resolveConfig(options, availableParallelism(), bridge === undefined ? false : bridge.durable === true ? 'durable' : 'plain');
-  const logger = createLogger(config.logLevel, { role: 'primary' });
+  const config = resolveConfig(
+    { ...options, logFormat: concreteLogFormat(options.logFormat) },
+    availableParallelism(),
+    bridge === undefined ? false : bridge.durable === true ? 'durable' : 'plain',
+  );
+  assertAppExists(config.app);
+  if (config.path !== undefined && mode !== 'transfer') {
+    throw new Error(`listen({ path }) needs Node >= 26.6: Unix socket connections reach the workers by socket transfer (this is Node ${process.versions.node})`);
+  }
+  const logger = createLogger(config.logLevel, config.logFormat, { role: 'primary' });
+  let admin: AdminListener | null = null;
   const counters = new WorkerCounters(config.workers);
   const pool = SlabPool.create({ pageSize: POOL_PAGE, pageCount: Math.max(4, Math.floor(config.poolSize / POOL_PAGE)), maxWorkers: config.workers });
   const balancer = new LeastLoadedBalancer(counters);
@@ -93,7 +124,13 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
   };
 
   const server: Server = createServer();
+  // On a Unix socket the TCP listener is the primary's own, on loopback, for the relay only.
+  const unix = config.path === undefined ? null : new UnixRelay(config.path, logger);
   server.on('connection', (socket: Socket) => {
+    if (unix !== null) unix.accepted(socket, adopt);
+    else adopt(socket);
+  });
+  const adopt = (socket: Socket): void => {
     if (mode === 'reuseport') {
       // Only while the workers start: the primary's listener then closes and they accept.
       refuseConnection(socket, 'server is starting');
@@ -111,19 +148,22 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
     }
     balancer.sent(worker);
     supervisor.send(worker, { type: 'socket', socket }, [socket]);
-  });
-  server.on('error', (error) => logger.error({ err: error }, 'listener error'));
-  const listenOnPort = (port: number): Promise<void> =>
+  };
+  const listenOnPort = (port: number, host = config.host): Promise<void> =>
     new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen({ port, host: config.host, backlog: config.backlog, reusePort: mode === 'reuseport' }, () => {
+      server.listen({ port, host, backlog: config.backlog, reusePort: mode === 'reuseport' }, () => {
         server.off('error', reject);
         resolve();
       });
     });
 
   try {
-    if (mode === 'transfer') {
+    if (unix !== null) {
+      await supervisor.start({ mode: 'transfer' });
+      await listenOnPort(0, '127.0.0.1');
+      await unix.listen((server.address() as AddressInfo).port, config.backlog);
+    } else if (mode === 'transfer') {
       await supervisor.start({ mode });
       await listenOnPort(config.port);
     } else {
@@ -132,20 +172,32 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
       const { port } = server.address() as AddressInfo;
       await supervisor.start({ mode, port, host: config.host, backlog: config.backlog });
     }
+    if (config.adminPort !== null) admin = await AdminListener.start(config.adminPort, config.adminHost, counters, logger.child({ component: 'admin' }));
   } catch (error) {
     await supervisor.stop(0);
     await router?.close();
+    unix?.close();
     server.close();
     throw error;
   }
-  const address = server.address() as AddressInfo;
+  // Failing to bind was listen()'s rejection; from here a listener error is only logged.
+  server.on('error', (error) => logger.error({ err: error }, 'listener error'));
+  const address: AddressInfo = unix !== null ? { address: config.path!, family: 'unix', port: 0 } : (server.address() as AddressInfo);
   if (mode === 'reuseport') server.close();
+  const url = serverUrl(address, config.tls !== null);
+  const adminUrl = admin === null ? null : serverUrl(admin.address(), false);
   logger.info(
-    { address: address.address, port: address.port, workers: config.workers, deflate: config.deflate?.mode ?? 'off', tls: config.tls !== null, accept: mode },
-    mode === 'transfer'
-      ? 'shardws listening: the primary accepts and transfers sockets to workers'
-      : `shardws listening: Node ${process.versions.node} cannot transfer sockets between threads, so each worker accepts on the port (SO_REUSEPORT) and the kernel spreads connections`,
+    { url, address: address.address, port: address.port, workers: config.workers, deflate: config.deflate?.mode ?? 'off', tls: config.tls !== null, accept: mode, ...(adminUrl === null ? {} : { admin: adminUrl }) },
+    readyMessage(url, config, adminUrl),
   );
+  // The primary's own row in the per-thread metrics (its event loop accepts every connection).
+  const sampler = new ThreadSampler(counters.server);
+  sampler.sample();
+  const sampling = setInterval(() => sampler.sample(), 1000);
+  sampling.unref();
+  if (mode === 'reuseport') {
+    logger.info(`Node ${process.versions.node} cannot transfer sockets between threads, so each worker accepts on the port (SO_REUSEPORT) and the kernel spreads connections`);
+  }
 
   let closing: Promise<void> | null = null;
   const close = (): Promise<void> => {
@@ -156,7 +208,12 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
       process.off('SIGHUP', onHangup);
       const listenerClosed = new Promise<void>((resolve) => (server.listening ? server.close(() => resolve()) : resolve()));
       for (const socket of refusing) socket.destroy();
-      await Promise.all([listenerClosed, supervisor.stop(config.shutdownGrace)]);
+      clearInterval(sampling);
+      sampler.stop();
+      // The Unix path stops taking connections at once; relayed ones close with their workers.
+      unix?.stopAccepting();
+      await Promise.all([listenerClosed, supervisor.stop(config.shutdownGrace), admin?.close()]);
+      unix?.close();
       await router?.close();
       logger.info('stopped');
     })();
@@ -184,6 +241,7 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
     config,
     logger,
     address: () => address,
+    adminAddress: () => admin?.address() ?? null,
     stats: (): ServerStats => {
       const workers = counters.allStats();
       return {

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { BridgeNotice } from '../shared/app.ts';
-import { REDIS_OPTIONS, optionValue } from '../shared/config.ts';
+import { REDIS_BRIDGE_FIELDS, REDIS_OPTIONS, optionValue } from '../shared/config.ts';
 import { ORIGIN_BYTES, plainEnvelope, readPlainEnvelope } from './bridge-envelope.ts';
 import { RedisLink } from './redis-link.ts';
 import { redisStreamsBridge } from './redis-streams-bridge.ts';
@@ -61,14 +61,14 @@ export function redisBridge(options: RedisBridgeOptions): AnyTopicBridge {
     cluster: options.cluster,
   };
   if (mode === 'plain') return plainBridge(common);
-  return redisStreamsBridge(common, resolveRetention(options.retention), optionValue('outageBuffer', REDIS_OPTIONS.redisOutageBuffer, options.outageBuffer) as number);
+  return redisStreamsBridge(common, resolveRetention(options.retention), optionValue(REDIS_BRIDGE_FIELDS.redisOutageBuffer, REDIS_OPTIONS.redisOutageBuffer, options.outageBuffer) as number);
 }
 
 function resolveRetention(retention: Retention | undefined): Retention {
   if (retention === undefined) return { maxLength: REDIS_OPTIONS.redisRetention.default };
   if ('maxLength' in retention === 'maxAge' in retention) throw new TypeError('redisBridge: retention is { maxLength } or { maxAge }, one of them');
-  if ('maxLength' in retention) return { maxLength: optionValue('retention.maxLength', REDIS_OPTIONS.redisRetention, retention.maxLength) as number };
-  const maxAge = optionValue('retention.maxAge', REDIS_OPTIONS.redisMaxAge, retention.maxAge) as number;
+  if ('maxLength' in retention) return { maxLength: optionValue(REDIS_BRIDGE_FIELDS.redisRetention, REDIS_OPTIONS.redisRetention, retention.maxLength) as number };
+  const maxAge = optionValue(REDIS_BRIDGE_FIELDS.redisMaxAge, REDIS_OPTIONS.redisMaxAge, retention.maxAge) as number;
   if (maxAge <= 0) throw new RangeError('redisBridge: retention.maxAge must be more than 0 seconds');
   return { maxAge };
 }

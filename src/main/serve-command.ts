@@ -1,16 +1,20 @@
 /**
- * `shardws serve [APP] [options]`: its flags, their help and their checks, generated from the
- * option table (shared/config.ts OPTIONS), so every listen() option with a scalar value has a
- * flag, and a default or a bound is written down once; the Redis bridge's `--redis-*` flags come
- * from its own table (REDIS_OPTIONS) the same way. The few structured options (deflate, TLS,
- * origins, the Redis URL) have hand-made flags here.
+ * `shardws serve [APP] [options]` and `shardws proxy URL[,URL...] [options]`: their flags, their
+ * help and their checks, generated from the option tables (shared/config.ts OPTIONS, and
+ * DEFLATE_OPTIONS for `--deflate-*`), so every listen() option with a scalar value has a flag in
+ * both, and a default or a bound is written down once; serve's `--redis-*` flags come from the
+ * Redis bridge's own table (REDIS_OPTIONS) the same way. The few structured options (the deflate
+ * mode, TLS, origins, appOptions, routes, the Redis URL, the proxy's own) have hand-made flags
+ * here, each for the commands it applies to.
  */
 import { parseArgs } from 'node:util';
 import type { ParseArgsConfig } from 'node:util';
-import { OPTIONS, REDIS_OPTIONS, optionValue } from '../shared/config.ts';
+import type { ProxyTarget } from '../shared/app.ts';
+import { DEFLATE_OPTIONS, OPTIONS, REDIS_BRIDGE_FIELDS, REDIS_OPTIONS, optionValue } from '../shared/config.ts';
 import type { CompressionMode, OptionSpec, ServerOptions } from '../shared/config.ts';
-import type { RedisBridgeOptions } from './redis-bridge.ts';
+import { DEFAULT_PROXY_TIMEOUT } from '../shared/proxy-target.ts';
 import { UsageError, byteSize, decimal, joinNegativeValues, wholeNumber } from '../runtime/cli-args.ts';
+import type { RedisBridgeOptions } from './redis-bridge.ts';
 
 type OptionName = keyof typeof OPTIONS;
 type RedisOptionName = keyof typeof REDIS_OPTIONS;
@@ -19,6 +23,7 @@ type RedisOptionName = keyof typeof REDIS_OPTIONS;
 const FLAG_NAMES: Partial<Record<OptionName, string>> = {
   maxPayloadLength: 'max-payload',
   workerYoungGenerationSize: 'worker-young-size',
+  path: 'unix',
 };
 
 const kebab = (name: string): string => name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
@@ -28,18 +33,49 @@ const flagOf = (name: OptionName): string => FLAG_NAMES[name] ?? kebab(name);
 const FLAGS = new Map<string, [OptionName, OptionSpec]>(
   (Object.entries(OPTIONS) as [OptionName, OptionSpec][]).filter(([, spec]) => spec.cli !== false).map(([name, spec]) => [flagOf(name), [name, spec]]),
 );
-/** The Redis bridge's flags (`--redis-streams`, …), by flag name. */
+
+type DeflateField = keyof typeof DEFLATE_OPTIONS;
+
+/** The deflate option's fields, by flag name (`--deflate-level`...). */
+const DEFLATE_FLAGS = new Map<string, [DeflateField, OptionSpec]>(
+  (Object.entries(DEFLATE_OPTIONS) as [DeflateField, OptionSpec][]).map(([name, spec]) => [`deflate-${name === 'serverMaxWindowBits' ? 'window-bits' : kebab(name)}`, [name, spec]]),
+);
+
+/** The Redis bridge's flags (`--redis-streams`, …), by flag name: serve only. */
 const REDIS_FLAGS = new Map<string, [RedisOptionName, OptionSpec]>((Object.entries(REDIS_OPTIONS) as [RedisOptionName, OptionSpec][]).map(([name, spec]) => [kebab(name), [name, spec]]));
 
-/** Hand-made flags, with their placeholder and help line. */
-const EXTRA_FLAGS: readonly (readonly [flag: string, placeholder: string, doc: string])[] = [
-  ['deflate[=MODE]', '', 'permessage-deflate: shared (the mode when given alone) or dedicated (default off)'],
-  ['origin', 'ORIGIN', 'allow upgrades only from this Origin; repeat for more (default any)'],
-  ['tls-cert', 'FILE', 'serve wss:// with this PEM certificate; SIGHUP reloads it (default off)'],
-  ['tls-key', 'FILE', "the certificate's PEM private key (default none)"],
-  ['tls-ca', 'FILE', 'PEM CA chain sent with the certificate (default none)'],
-  ['redis', 'URL', "join other servers' topics through Redis or a Redis Cluster (redis://host:port[/db]; default off)"],
+/** The environment variable `--tls-key`'s passphrase is read from (never on the command line, where ps shows it). */
+export const TLS_PASSPHRASE_ENV = 'SHARDWS_TLS_PASSPHRASE';
+
+export type Command = 'serve' | 'proxy';
+
+/** Hand-made flags, with their placeholder, help line and the commands that have them. */
+const EXTRA_FLAGS: readonly (readonly [flag: string, placeholder: string, doc: string, commands: readonly Command[]])[] = [
+  ['origin', 'ORIGIN', 'allow upgrades only from this Origin; repeat for more (default any)', ['serve', 'proxy']],
+  ['tls-cert', 'FILE', 'serve wss:// with this PEM certificate; SIGHUP reloads it (default off)', ['serve', 'proxy']],
+  ['tls-key', 'FILE', `the certificate's PEM private key; its passphrase, if any, from $${TLS_PASSPHRASE_ENV} (default none)`, ['serve', 'proxy']],
+  ['tls-ca', 'FILE', 'PEM CA chain sent with the certificate (default none)', ['serve', 'proxy']],
+  ['app-options', 'JSON', "the app's options, given to its start(shard, options) in every worker (default none)", ['serve']],
+  ['route', 'PATH=APP', 'serve APP on PATH (PATH/* for it and below); repeat for more (default none)', ['serve']],
+  ['redis', 'URL', "join other servers' topics through Redis or a Redis Cluster (redis://host:port[/db]; default off)", ['serve']],
+  ['balance', 'POLICY', 'spread over the upstreams by least-connections or round-robin (default least-connections)', ['proxy']],
+  ['passthrough', '', "relay the upstream's 101, then copy bytes: extensions end to end (default: message mode)", ['proxy']],
+  ['upstream-deflate', '', 'offer permessage-deflate to the upstreams (default off: plain messages)', ['proxy']],
+  ['upstream-timeout', 'SECS', `time an upstream has for its 101 before the client gets 504 (default ${DEFAULT_PROXY_TIMEOUT})`, ['proxy']],
 ];
+const extraFlags = (command: Command) => EXTRA_FLAGS.filter(([, , , commands]) => commands.includes(command));
+const DEFLATE_MODE_HELP = ['deflate[=MODE]', 'permessage-deflate: shared (the mode when given alone) or dedicated (default off)'] as const;
+
+/**
+ * The flag that sets a table option (`maxPayloadLength` → `max-payload`), a deflate field
+ * (`deflate.level`) or a redisBridge() field (`retention.maxLength` → `redis-retention`).
+ */
+export function flagForOption(name: string): string | undefined {
+  for (const [flag, [option]] of FLAGS) if (option === name) return flag;
+  for (const [flag, [field]] of DEFLATE_FLAGS) if (`deflate.${field}` === name) return flag;
+  for (const [flag, [option]] of REDIS_FLAGS) if ((REDIS_BRIDGE_FIELDS as Partial<Record<RedisOptionName, string>>)[option] === name) return flag;
+  return undefined;
+}
 
 const MiB = 1024 * 1024;
 
@@ -51,7 +87,8 @@ function describeDefault(name: string, spec: OptionSpec): string {
     case 'seconds':
       return `${spec.default}`;
     case 'path':
-      return spec.cliDefault ?? 'off';
+    case 'port':
+      return spec.default === null || spec.default === '' ? 'off' : String(spec.default);
     case 'boolean':
       return spec.default ? 'on' : 'off';
     case 'text':
@@ -65,33 +102,57 @@ function helpLine(left: string, doc: string): string {
   return `  ${left.padEnd(28)} ${doc}`;
 }
 
-export const SERVE_HELP = (() => {
-  const lines = [
+const USAGE: Readonly<Record<Command, readonly string[]>> = {
+  serve: [
     'Usage: shardws serve [APP] [options]',
     '',
     'Serves APP (a module whose default export is defineApp({...})) on worker threads; without APP,',
     'the built-in demo (chat page at /, /echo, /broadcast, /chat). Durations are in seconds, sizes',
     'in bytes (16K, 4M and 1G are accepted).',
+  ],
+  proxy: [
+    'Usage: shardws proxy URL[,URL...] [options]',
     '',
-    'Options:',
-  ];
+    'A WebSocket gateway: every upgrade is proxied to the ws:// or wss:// upstream URL(s), the path',
+    "and query appended to the upstream's. In message mode (the default) the client's leg runs",
+    'permessage-deflate (--deflate) and TLS on every worker, and the upstreams get plain messages; in',
+    'passthrough mode bytes are copied instead. An upstream that refuses or is unreachable is skipped',
+    'for a back-off and retried; one that does not answer in time gives the client 504, never a 101.',
+  ],
+};
+
+function helpFor(command: Command): string {
+  const lines = [...USAGE[command], '', 'Options:'];
   const tableLine = (flag: string, name: string, spec: OptionSpec): string => {
     if (spec.kind === 'boolean') return helpLine(`--[no-]${flag}`, `${spec.doc} (default ${describeDefault(name, spec)})`);
     const doc = spec.doc.includes('(default') ? spec.doc : `${spec.doc} (default ${describeDefault(name, spec)})`;
     return helpLine(`--${flag} ${spec.cli as string}`, doc);
   };
   for (const [flag, [name, spec]] of FLAGS) lines.push(tableLine(flag, name, spec));
-  for (const [flag, placeholder, doc] of EXTRA_FLAGS) lines.push(helpLine(`--${flag}${placeholder === '' ? '' : ` ${placeholder}`}`, doc));
-  for (const [flag, [name, spec]] of REDIS_FLAGS) lines.push(tableLine(flag, name, spec));
-  lines.push(helpLine('-h, --help', 'this help'), '');
+  lines.push(helpLine(`--${DEFLATE_MODE_HELP[0]}`, DEFLATE_MODE_HELP[1]));
+  for (const [flag, [name, spec]] of DEFLATE_FLAGS) lines.push(tableLine(flag, name, { ...spec, doc: `${spec.doc}, with --deflate` }));
+  for (const [flag, placeholder, doc] of extraFlags(command)) lines.push(helpLine(`--${flag}${placeholder === '' ? '' : ` ${placeholder}`}`, doc));
+  if (command === 'serve') for (const [flag, [name, spec]] of REDIS_FLAGS) lines.push(tableLine(flag, name, spec));
+  lines.push(
+    helpLine('-h, --help', 'this help'),
+    '',
+    'Logs go to stdout: pretty lines on a terminal, JSON lines (pino) otherwise (--log-format).',
+    'Exit codes: 0 stopped by SIGINT or SIGTERM; 1 failed at run time (the app does not load, the',
+    `port is taken); 2 bad command line (unknown option, bad value${command === 'serve' ? ', app file not found' : ''}).`,
+    '',
+  );
   return lines.join('\n');
-})();
+}
+
+export const SERVE_HELP = helpFor('serve');
+export const PROXY_HELP = helpFor('proxy');
 
 /** The value of one table flag, converted and checked against its spec. */
 function flagValue(flag: string, name: string, spec: OptionSpec, raw: string | boolean): unknown {
   let value: unknown = raw;
   switch (spec.kind) {
     case 'count':
+    case 'port':
       value = wholeNumber(flag, raw as string);
       break;
     case 'bytes':
@@ -129,52 +190,82 @@ function spellOutDeflate(args: readonly string[]): string[] {
   return out;
 }
 
-export function parseServeArgs(args: readonly string[]): ServeCommand {
-  // Help wins over anything else on the line, bad values included.
-  if (args.includes('--help') || args.includes('-h')) return { options: {}, redis: undefined, help: true };
+/** The parsed flags of either command, before what only one of them reads. */
+function parseServerArgs(command: Command, args: readonly string[], env: NodeJS.ProcessEnv): { options: Record<string, unknown>; values: Record<string, unknown>; positionals: string[] } {
+  const extras = extraFlags(command);
+  const redisFlags = command === 'serve' ? REDIS_FLAGS : new Map<string, [RedisOptionName, OptionSpec]>();
   const normalized = joinNegativeValues(
     spellOutDeflate(args),
     (flag) =>
       (FLAGS.has(flag) && FLAGS.get(flag)![1].kind !== 'boolean') ||
-      (REDIS_FLAGS.has(flag) && REDIS_FLAGS.get(flag)![1].kind !== 'boolean') ||
-      EXTRA_FLAGS.some(([f, placeholder]) => f === flag && placeholder !== ''),
+      (redisFlags.has(flag) && redisFlags.get(flag)![1].kind !== 'boolean') ||
+      DEFLATE_FLAGS.has(flag) ||
+      extras.some(([f, placeholder]) => f === flag && placeholder !== ''),
   );
-  const config: NonNullable<ParseArgsConfig['options']> = {
-    deflate: { type: 'string' },
-    origin: { type: 'string', multiple: true },
-    'tls-cert': { type: 'string' },
-    'tls-key': { type: 'string' },
-    'tls-ca': { type: 'string' },
-    redis: { type: 'string' },
-    help: { type: 'boolean', short: 'h' },
-  };
-  for (const [flag, [, spec]] of [...FLAGS, ...REDIS_FLAGS]) config[flag] = { type: spec.kind === 'boolean' ? 'boolean' : 'string' };
+  const config: NonNullable<ParseArgsConfig['options']> = { deflate: { type: 'string' }, help: { type: 'boolean', short: 'h' } };
+  for (const [flag, placeholder] of extras) {
+    config[flag] = placeholder === '' ? { type: 'boolean' } : { type: 'string', multiple: flag === 'origin' || flag === 'route' };
+  }
+  for (const [flag, [, spec]] of [...FLAGS, ...redisFlags]) config[flag] = { type: spec.kind === 'boolean' ? 'boolean' : 'string' };
+  for (const flag of DEFLATE_FLAGS.keys()) config[flag] = { type: 'string' };
   const { values, positionals } = parseArgs({ args: normalized, allowPositionals: true, allowNegative: true, strict: true, options: config });
-  if (positionals.length > 1) throw new UsageError(`serve takes one APP module, got ${positionals.length}: ${positionals.join(' ')}`);
 
-  const options: Record<string, unknown> = { app: positionals[0] };
+  const options: Record<string, unknown> = {};
   for (const [flag, [name, spec]] of FLAGS) {
     const raw = values[flag] as string | boolean | undefined;
     if (raw !== undefined) options[name] = flagValue(flag, name, spec, raw);
-    else if (spec.kind === 'path' && spec.cliDefault !== undefined) options[name] = spec.cliDefault;
   }
-  options.port ??= OPTIONS.port.default;
+  if (options.path === undefined) options.port ??= OPTIONS.port.default;
 
   const deflate = values.deflate as string | undefined;
   if (deflate !== undefined && deflate !== 'shared' && deflate !== 'dedicated') throw new UsageError(`--deflate must be shared or dedicated, got "${deflate}"`);
-  if (deflate !== undefined) options.deflate = deflate as CompressionMode;
+  const fields: Record<string, unknown> = {};
+  for (const [flag, [name, spec]] of DEFLATE_FLAGS) {
+    const raw = values[flag] as string | undefined;
+    if (raw === undefined) continue;
+    if (deflate === undefined) throw new UsageError(`--${flag} needs --deflate (or --deflate=dedicated)`);
+    fields[name] = flagValue(flag, `deflate.${name}`, spec, raw);
+  }
+  if (deflate !== undefined) options.deflate = Object.keys(fields).length === 0 ? (deflate as CompressionMode) : { mode: deflate as CompressionMode, ...fields };
   const origins = values.origin as string[] | undefined;
   if (origins !== undefined) options.origins = origins;
   const certFile = values['tls-cert'] as string | undefined;
   const keyFile = values['tls-key'] as string | undefined;
   if ((certFile === undefined) !== (keyFile === undefined)) throw new UsageError('--tls-cert and --tls-key go together');
   if (certFile === undefined && values['tls-ca'] !== undefined) throw new UsageError('--tls-ca needs --tls-cert and --tls-key');
-  if (certFile !== undefined) options.tls = { certFile, keyFile, caFile: values['tls-ca'] as string | undefined };
-  return { options: options as ServerOptions, redis: redisOptions(values), help: values.help === true };
+  const passphrase = env[TLS_PASSPHRASE_ENV];
+  if (certFile !== undefined) options.tls = { certFile, keyFile, caFile: values['tls-ca'] as string | undefined, ...(passphrase === undefined ? {} : { passphrase }) };
+  return { options, values, positionals };
+}
+
+export function parseServeArgs(args: readonly string[], env: NodeJS.ProcessEnv = process.env): ServeCommand {
+  // Help wins over anything else on the line, bad values included.
+  if (args.includes('--help') || args.includes('-h')) return { options: {}, redis: undefined, help: true };
+  const { options, values, positionals } = parseServerArgs('serve', args, env);
+  if (positionals.length > 1) throw new UsageError(`serve takes one APP module, got ${positionals.length}: ${positionals.join(' ')}`);
+  const routes = values.route as string[] | undefined;
+  if (routes !== undefined) {
+    const table: Record<string, string> = {};
+    for (const route of routes) {
+      const eq = route.indexOf('=');
+      if (eq <= 0 || eq === route.length - 1) throw new UsageError(`--route must be PATH=APP, got "${route}"`);
+      table[route.slice(0, eq)] = route.slice(eq + 1);
+    }
+    options.routes = table;
+  }
+  const appOptions = values['app-options'] as string | undefined;
+  if (appOptions !== undefined) {
+    try {
+      options.appOptions = JSON.parse(appOptions);
+    } catch (error) {
+      throw new UsageError(`--app-options must be JSON (${(error as Error).message}), got ${JSON.stringify(appOptions)}`);
+    }
+  }
+  return { options: { app: positionals[0], ...options } as ServerOptions, redis: redisOptions(values), help: values.help === true };
 }
 
 /** `--redis URL` and the `--redis-*` flags, checked together. */
-function redisOptions(values: Record<string, string | boolean | (string | boolean)[] | undefined>): RedisBridgeOptions | undefined {
+function redisOptions(values: Record<string, unknown>): RedisBridgeOptions | undefined {
   const url = values.redis as string | undefined;
   const given = new Map<RedisOptionName, unknown>();
   for (const [flag, [name, spec]] of REDIS_FLAGS) {
@@ -196,4 +287,23 @@ function redisOptions(values: Record<string, string | boolean | (string | boolea
   const retention = maxAge !== undefined ? { maxAge } : given.has('redisRetention') ? { maxLength: given.get('redisRetention') as number } : undefined;
   const outageBuffer = given.get('redisOutageBuffer') as number | undefined;
   return { url, mode: 'streams', ...(retention !== undefined ? { retention } : {}), ...(outageBuffer !== undefined ? { outageBuffer } : {}) };
+}
+
+export function parseProxyArgs(args: readonly string[], env: NodeJS.ProcessEnv = process.env): ServeCommand {
+  if (args.includes('--help') || args.includes('-h')) return { options: {}, redis: undefined, help: true };
+  const { options, values, positionals } = parseServerArgs('proxy', args, env);
+  if (positionals.length !== 1) throw new UsageError(`proxy takes one argument, the upstream URL(s) joined by commas, got ${positionals.length}${positionals.length > 0 ? `: ${positionals.join(' ')}` : ''}`);
+  const urls = positionals[0]!.split(',').filter((url) => url !== '');
+  const balance = values.balance as string | undefined;
+  if (balance !== undefined && balance !== 'least-connections' && balance !== 'round-robin') throw new UsageError(`--balance must be least-connections or round-robin, got "${balance}"`);
+  const timeout = values['upstream-timeout'] as string | undefined;
+  const proxy: ProxyTarget = {
+    url: urls,
+    mode: values.passthrough === true ? 'passthrough' : 'message',
+    ...(balance !== undefined ? { balance: balance as 'least-connections' | 'round-robin' } : {}),
+    ...(values['upstream-deflate'] === true ? { deflate: true } : {}),
+    ...(timeout !== undefined ? { timeout: decimal('upstream-timeout', timeout) } : {}),
+  };
+  if (values.passthrough === true && values['upstream-deflate'] === true) throw new UsageError('--upstream-deflate is for message mode: in passthrough the client and the upstream negotiate themselves');
+  return { options: { ...options, proxy } as ServerOptions, redis: undefined, help: values.help === true };
 }

@@ -160,7 +160,8 @@ export class ShardSupervisor {
           case 'ready':
             slot.ready = true;
             this.#connectPeers(slot);
-            this.#logger.info({ worker: slot.id, generation: slot.generation }, 'worker ready');
+            // The first start is summed up by listen()'s one line; a replacement is news.
+            this.#logger[this.#started ? 'info' : 'debug']({ worker: slot.id, generation: slot.generation }, 'worker ready');
             settled = true;
             resolve();
             return;
@@ -179,7 +180,9 @@ export class ShardSupervisor {
         }
       });
       worker.on('error', (error) => {
-        this.#logger.error({ worker: slot.id, err: error }, 'worker threw an uncaught exception');
+        // A worker failing its first start (a broken app) makes start() reject with the error,
+        // and the caller reports it once, rather than one stack per worker here.
+        this.#logger[this.#started ? 'error' : 'debug']({ worker: slot.id, err: error }, 'worker threw an uncaught exception');
         if (!settled) {
           settled = true;
           reject(error);

@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import type { DetailedPeerCertificate } from 'node:tls';
 import type { Logger } from 'pino';
 import type { HandshakeStatus } from './errors.ts';
 
@@ -142,13 +143,28 @@ export interface ServerWebSocket<T = unknown> {
   publish(topic: string, data: MessageData, options?: PublishOptions): void;
 }
 
+/** The TLS side of a wss:// upgrade: the name the client asked for, and its certificate (mTLS). */
+export interface TlsPeer {
+  /** The SNI server name the client sent, or null. */
+  readonly servername: string | null;
+  /** Whether the client's certificate was verified against `tls.ca` (false without one). */
+  readonly authorized: boolean;
+  /** Why it was not, when it sent one (`rejectUnauthorized: false` lets such clients reach upgrade). */
+  readonly authorizationError: string | null;
+  /** The client's certificate (`tls.requestCert`), with its issuer chain; null when it sent none. */
+  readonly peerCertificate: DetailedPeerCertificate | null;
+}
+
 export interface UpgradeRequest {
   readonly method: string;
   readonly url: string;
   readonly headers: IncomingHttpHeaders;
+  /** The client's address: from the PROXY protocol header when `proxyProtocol` is on. */
   readonly remoteAddress: string;
   /** Subprotocols the client offered, in its order of preference. */
   readonly protocols: readonly string[];
+  /** Present on a wss:// listener. */
+  readonly tls: TlsPeer | null;
   readonly raw: IncomingMessage;
 }
 
@@ -170,14 +186,56 @@ export interface UpgradeRejection {
   readonly headers?: ResponseHeaders;
 }
 
-export type UpgradeResult<T> = UpgradeAccept<T> | UpgradeRejection | void;
+/**
+ * Where a proxied connection goes (`upgrade` returns `{ proxy }`): shardws opens its own
+ * WebSocket to an upstream and relays messages between the two (`message` mode), or relays the
+ * upstream's 101 and then copies bytes both ways (`passthrough`).
+ */
+export interface ProxyTarget {
+  /** ws:// or wss:// URL of the upstream (path and query included), or several to balance over. */
+  readonly url: string | readonly string[];
+  /** Extra request headers for the upstream (the client's own end-to-end headers are forwarded). */
+  readonly headers?: ResponseHeaders;
+  /** Subprotocols offered to the upstream; default: what the client offered. */
+  readonly protocols?: readonly string[];
+  /**
+   * `message` (default): both legs are WebSocket connections of their own, the client's with
+   * the server's permessage-deflate, the upstream's with `deflate`. `passthrough`: after the
+   * upstream's 101, bytes are copied both ways; extensions are negotiated end to end.
+   */
+  readonly mode?: 'message' | 'passthrough';
+  /** How several upstreams share connections (default least-connections, per worker). */
+  readonly balance?: 'least-connections' | 'round-robin';
+  /** Sends every connection with the same key to the same upstream while it is up (rendezvous hashing). */
+  readonly sticky?: string;
+  /** Seconds the upstream has to answer the upgrade with its 101 (default 10): past it, 504. */
+  readonly timeout?: number;
+  /** Offer permessage-deflate to the upstream in message mode (default false: plain messages). */
+  readonly deflate?: boolean;
+  /** For wss:// upstreams: CA certificates (PEM), and whether to verify them (default true). */
+  readonly tls?: { readonly ca?: string | readonly string[]; readonly rejectUnauthorized?: boolean; readonly servername?: string };
+}
+
+/** Hands the connection to an upstream server. */
+export interface UpgradeProxy {
+  readonly proxy: ProxyTarget;
+}
+
+export type UpgradeResult<T> = UpgradeAccept<T> | UpgradeRejection | UpgradeProxy | void;
 
 /** What the `custom` slow-client policy decides for a message that would pass maxBackpressure. */
 export type SlowClientDecision = 'drop' | 'close' | 'queue';
 
-export interface App<T = unknown> {
-  /** Once per worker, before it takes connections. */
-  start?(shard: Shard): void | Promise<void>;
+/**
+ * `T`: the per-connection `data` upgrade attaches; `O`: the `appOptions` given to listen()
+ * (`--app-options`), handed to `start` in every worker.
+ */
+export interface App<T = unknown, O = unknown> {
+  /**
+   * Once per worker, before it takes connections. The module is loaded once per worker, so
+   * module state is per worker; `options` is that worker's copy of `appOptions`.
+   */
+  start?(shard: Shard, options: O): void | Promise<void>;
   /** Once per worker on shutdown, after connections are closed. */
   stop?(shard: Shard): void | Promise<void>;
   upgrade?(req: UpgradeRequest, shard: Shard): UpgradeResult<T> | Promise<UpgradeResult<T>>;
@@ -207,9 +265,12 @@ export interface App<T = unknown> {
 }
 
 /** Types an app module; returns it unchanged. */
-export function defineApp<T = undefined>(app: App<T>): App<T> {
+export function defineApp<T = undefined, O = unknown>(app: App<T, O>): App<T, O> {
   return app;
 }
 
 export const isRejection = <T>(result: UpgradeResult<T>): result is UpgradeRejection =>
   typeof result === 'object' && result !== null && 'reject' in result;
+
+export const isProxy = <T>(result: UpgradeResult<T>): result is UpgradeProxy =>
+  typeof result === 'object' && result !== null && 'proxy' in result;

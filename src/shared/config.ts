@@ -6,14 +6,19 @@
  *
  * Units: every duration is in seconds (fractions allowed), every size in bytes.
  */
+import type { ProxyTarget } from './app.ts';
 import type { WindowBits } from './permessage-deflate.ts';
 import { DEFAULT_LEVEL, DEFAULT_MEM_LEVEL, DEFAULT_THRESHOLD } from './permessage-deflate.ts';
+import { resolveProxyTarget } from './proxy-target.ts';
+import type { ResolvedProxyTarget } from './proxy-target.ts';
 
 export type CompressionMode = 'shared' | 'dedicated';
 export type SlowClientPolicy = 'close' | 'drop' | 'custom';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 /** `plain`: at-most-once, local publishes delivered at once; `durable`: every delivery through the broker, with ids. */
 export type BridgeKind = 'plain' | 'durable';
+/** `pretty`: one readable line per record, for people; `json`: one JSON object per line (pino); `auto`: pretty when stdout is a terminal. */
+export type LogFormat = 'auto' | 'json' | 'pretty';
 
 export interface DeflateConfig {
   /** `shared`: server_no_context_takeover, one compressor per worker; `dedicated`: one per connection. */
@@ -30,20 +35,72 @@ export interface DeflateConfig {
  * TLS for wss://: the primary still accepts plain TCP; each worker wraps its sockets in TLS.
  * Give files (re-read on reload) or PEM text.
  */
-export interface TlsOptions {
+export interface TlsOptions extends TlsCertificate {
+  /** CA certificates: sent with the certificate, and the ones client certificates must chain to. */
+  readonly caFile?: string;
+  readonly ca?: string;
+  /**
+   * Certificates by server name (SNI, RFC 6066 §3): `'a.example'`, or `'*.example'` for one
+   * label under it. A client that names none of them gets the default (`cert`/`key`).
+   */
+  readonly sni?: Readonly<Record<string, TlsCertificate>>;
+  /** Ask clients for a certificate (mTLS); `upgrade(req)` sees it in `req.tls`. */
+  readonly requestCert?: boolean;
+  /** With requestCert: refuse, in the TLS handshake, a client without a certificate that chains to `ca` (default true). */
+  readonly rejectUnauthorized?: boolean;
+}
+
+/** One certificate and its key, as files (re-read on reload) or PEM text. */
+export interface TlsCertificate {
   readonly certFile?: string;
   readonly keyFile?: string;
-  readonly caFile?: string;
   readonly cert?: string;
   readonly key?: string;
-  readonly ca?: string;
   readonly passphrase?: string;
+}
+
+/** What a route may set for itself; the rest is the server's. */
+export interface RouteOptions {
+  /** Module whose default export is the route's app (as `app`); or `proxy` instead. */
+  readonly app?: string | URL;
+  /** Proxies every upgrade on the route (as if its app's `upgrade` returned `{ proxy }`). */
+  readonly proxy?: ProxyTarget;
+  readonly deflate?: ServerOptions['deflate'];
+  readonly maxPayloadLength?: number;
+  readonly maxBackpressure?: number;
+  readonly highWaterMark?: number;
+  readonly lowWaterMark?: number;
+  readonly slowClient?: SlowClientPolicy;
+  readonly origins?: readonly string[];
+}
+
+/** The options a route can set, resolved (the server's own values where it sets none). */
+export interface RouteSettings {
+  readonly deflate: DeflateConfig | null;
+  readonly maxPayloadLength: number;
+  readonly maxBackpressure: number;
+  readonly highWaterMark: number;
+  readonly lowWaterMark: number;
+  readonly slowClient: SlowClientPolicy;
+  readonly origins: readonly string[] | null;
+}
+
+export interface RouteConfig extends RouteSettings {
+  /** `/chat` (that path) or `/chat/*` (it and everything under it). */
+  readonly pattern: string;
+  readonly app: string | null;
+  readonly proxy: ResolvedProxyTarget | null;
 }
 
 /** Options of `listen()` and `shardws serve`. Everything but `app` has a default (see OPTIONS). */
 export interface ServerOptions {
   /** Module (path or file: URL) whose default export is the app (see defineApp); default: the demo. */
   readonly app?: string | URL;
+  /**
+   * Configuration for the app, given to its `start(shard, appOptions)` in every worker: plain
+   * data that survives structuredClone (each worker gets its own copy). `--app-options JSON`.
+   */
+  readonly appOptions?: unknown;
   readonly port?: number;
   readonly host?: string;
   /** Pending connections the kernel queues before accept(). */
@@ -75,19 +132,38 @@ export interface ServerOptions {
   readonly maxHeaderSize?: number;
   /** When set, upgrades whose Origin is not listed get 403. */
   readonly origins?: readonly string[];
-  /** Path that serves per-worker counters as JSON; empty string disables. */
+  /**
+   * Port of the admin listener, which serves /metrics, /stats and /health from the primary, apart
+   * from the clients' port; null (the default) for none, 0 for a free one.
+   */
+  readonly adminPort?: number | null;
+  /** Address of the admin listener; localhost by default, so that only this machine reaches it. */
+  readonly adminHost?: string;
+  /** Path on the clients' port that serves per-worker counters as JSON; empty string (the default) disables. */
   readonly statsPath?: string;
   /** Path of the Prometheus text endpoint; empty string (the default) disables. */
   readonly metricsPath?: string;
   /** Path of the JSON health endpoint (200 when every worker beats, else 503); empty disables. */
   readonly healthPath?: string;
   readonly logLevel?: LogLevel;
+  readonly logFormat?: LogFormat;
   /** Seconds to wait for close handshakes on shutdown. */
   readonly shutdownGrace?: number;
   /** Seconds without a heartbeat after which a worker is deemed hung and replaced. */
   readonly heartbeatTimeout?: number;
   /** Serve wss:// (ALPN http/1.1); certificates reload with `server.reloadTls()` or SIGHUP. */
   readonly tls?: TlsOptions;
+  /** Listen on this Unix domain socket instead of a TCP port. */
+  readonly path?: string;
+  /** Every connection starts with a PROXY protocol v1 or v2 header (HAProxy, AWS NLB); off by default. */
+  readonly proxyProtocol?: boolean;
+  /**
+   * Apps by path: `{ '/chat': './chat.ts', '/feed': { app: './feed.ts', deflate: true } }`. A
+   * request goes to the longest pattern it matches, else to `app` (404 without one).
+   */
+  readonly routes?: Readonly<Record<string, string | URL | RouteOptions>>;
+  /** A gateway: every upgrade not taken by a route is proxied here (instead of an `app`). */
+  readonly proxy?: ProxyTarget;
   /**
    * Bytes of each worker's V8 young generation (Worker `resourceLimits`, in whole MiB). V8's own
    * size grows with the machine's memory (96 MiB on 24 GiB), and a worker grew into ~50 MiB under
@@ -104,6 +180,7 @@ export interface ServerOptions {
 
 export interface ServerConfig {
   readonly app: string | null;
+  readonly appOptions: unknown;
   readonly port: number;
   readonly host: string | undefined;
   readonly backlog: number;
@@ -122,15 +199,23 @@ export interface ServerConfig {
   readonly maxHandshakes: number;
   readonly maxHeaderSize: number;
   readonly origins: readonly string[] | null;
+  readonly adminPort: number | null;
+  readonly adminHost: string;
   readonly statsPath: string;
   readonly metricsPath: string;
   readonly healthPath: string;
   readonly logLevel: LogLevel;
+  /** `auto` is decided by listen() from the primary's stdout before any worker starts. */
+  readonly logFormat: Exclude<LogFormat, 'auto'>;
   readonly shutdownGrace: number;
   readonly heartbeatTimeout: number;
   readonly poolSize: number;
   readonly poolThreshold: number;
   readonly tls: TlsOptions | null;
+  readonly path: string | undefined;
+  readonly proxyProtocol: boolean;
+  readonly routes: readonly RouteConfig[];
+  readonly proxy: ResolvedProxyTarget | null;
   readonly workerYoungGenerationSize: number;
   /** Whether a topic bridge joins this server to others (listen's `bridge` option), and which kind. */
   readonly bridged: false | BridgeKind;
@@ -150,7 +235,9 @@ export type OptionSpec = { readonly doc: string; readonly cli: string | false } 
   | { readonly kind: 'bytes'; readonly default: number; readonly min: number; readonly max: number }
   | { readonly kind: 'seconds'; readonly default: number; readonly max: number; readonly wasMilliseconds?: true }
   | { readonly kind: 'choice'; readonly default: string; readonly values: readonly string[] }
-  | { readonly kind: 'path'; readonly default: string; readonly cliDefault?: string }
+  | { readonly kind: 'path'; readonly default: string }
+  /** A TCP port, or null for no listener at all. */
+  | { readonly kind: 'port'; readonly default: number | null }
   | { readonly kind: 'boolean'; readonly default: boolean }
   | { readonly kind: 'text'; readonly default: string | undefined }
 );
@@ -161,11 +248,13 @@ export const MAX_WORKERS = 256;
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 /** Options with one scalar value, in the order `shardws serve --help` lists them. */
-type ScalarOption = Exclude<keyof ServerOptions, 'app' | 'deflate' | 'tls' | 'origins'>;
+type ScalarOption = Exclude<keyof ServerOptions, 'app' | 'appOptions' | 'deflate' | 'tls' | 'origins' | 'routes' | 'proxy'>;
 
 export const OPTIONS: { readonly [K in ScalarOption]: OptionSpec } = {
   port: { kind: 'count', default: 8080, min: 0, max: 65535, cli: 'N', doc: 'TCP port (0 picks a free one)' },
   host: { kind: 'text', default: undefined, cli: 'ADDR', doc: 'address to listen on (default: all, IPv4 and IPv6)' },
+  path: { kind: 'text', default: undefined, cli: 'PATH', doc: 'listen on this Unix domain socket instead of a TCP port (default off)' },
+  proxyProtocol: { kind: 'boolean', default: false, cli: '', doc: 'expect a PROXY protocol v1/v2 header on every connection; close those without' },
   workers: { kind: 'count', default: 1, min: 1, max: MAX_WORKERS, cli: 'N', doc: 'worker threads (default: one per core, at most 256)' },
   backlog: { kind: 'count', default: 511, min: 1, max: 65535, cli: 'N', doc: 'pending connections the kernel queues before accept()' },
   maxConnections: { kind: 'count', default: 0, min: 0, max: Number.MAX_SAFE_INTEGER, cli: 'N', doc: 'refuse new sockets with 503 past N open connections (0: no limit)' },
@@ -180,10 +269,13 @@ export const OPTIONS: { readonly [K in ScalarOption]: OptionSpec } = {
   handshakeTimeout: { kind: 'seconds', default: 10, max: 120, wasMilliseconds: true, cli: 'SECS', doc: 'time a client has for TLS and its upgrade request' },
   maxHandshakes: { kind: 'count', default: 4096, min: 1, max: Number.MAX_SAFE_INTEGER, cli: 'N', doc: 'handshakes in progress per worker before 503' },
   maxHeaderSize: { kind: 'bytes', default: 16 * KiB, min: KiB, max: MiB, cli: 'BYTES', doc: 'largest upgrade request head (431 past it)' },
-  statsPath: { kind: 'path', default: '', cliDefault: '/stats', cli: 'PATH', doc: 'serve per-worker counters as JSON at PATH' },
-  metricsPath: { kind: 'path', default: '', cli: 'PATH', doc: 'serve Prometheus metrics at PATH' },
-  healthPath: { kind: 'path', default: '', cliDefault: '/health', cli: 'PATH', doc: 'serve a JSON health check at PATH' },
+  adminPort: { kind: 'port', default: null, cli: 'N', doc: 'serve /metrics, /stats and /health on this port, apart from the clients (0 picks a free one)' },
+  adminHost: { kind: 'text', default: '127.0.0.1', cli: 'ADDR', doc: 'address of the admin listener' },
+  statsPath: { kind: 'path', default: '', cli: 'PATH', doc: "also serve per-worker counters as JSON at PATH on the clients' port" },
+  metricsPath: { kind: 'path', default: '', cli: 'PATH', doc: "also serve Prometheus metrics at PATH on the clients' port" },
+  healthPath: { kind: 'path', default: '', cli: 'PATH', doc: "also serve a JSON health check at PATH on the clients' port" },
   logLevel: { kind: 'choice', default: 'info', values: LOG_LEVELS, cli: 'LEVEL', doc: 'log level' },
+  logFormat: { kind: 'choice', default: 'auto', values: ['auto', 'json', 'pretty'], cli: 'FORMAT', doc: 'log lines as json or pretty; auto: pretty when stdout is a terminal' },
   shutdownGrace: { kind: 'seconds', default: 10, max: 300, wasMilliseconds: true, cli: 'SECS', doc: 'time connections get to close on shutdown' },
   heartbeatTimeout: { kind: 'seconds', default: 10, max: 300, wasMilliseconds: true, cli: 'SECS', doc: 'replace a worker whose heartbeat is this late' },
   workerYoungGenerationSize: { kind: 'bytes', default: 16 * MiB, min: 0, max: 1024 * MiB, cli: 'BYTES', doc: "each worker's V8 young generation (whole MiB; 0: V8 decides)" },
@@ -202,18 +294,33 @@ export const REDIS_OPTIONS = {
   redisOutageBuffer: { kind: 'bytes', default: 16 * MiB, min: 0, max: 2 ** 31 - 1, cli: 'BYTES', doc: 'streams mode: bytes of publishes kept while Redis is unreachable (the oldest go past it)' },
 } as const satisfies Readonly<Record<string, OptionSpec>>;
 
+/** The redisBridge() option each value of REDIS_OPTIONS sets (`--redis-streams` sets `mode`, which is no number). */
+export const REDIS_BRIDGE_FIELDS = {
+  redisRetention: 'retention.maxLength',
+  redisMaxAge: 'retention.maxAge',
+  redisOutageBuffer: 'outageBuffer',
+} as const satisfies Readonly<Partial<Record<keyof typeof REDIS_OPTIONS, string>>>;
+
 /** Options renamed or changed in unit: a value under the old name fails with how to move. */
 const RENAMED: Readonly<Record<string, string>> = {
   workerYoungGenerationMb: 'workerYoungGenerationSize (bytes, e.g. 16 * 1024 * 1024)',
 };
 
+/**
+ * The fields of the deflate option (when it is on), as the table's options are: checked by
+ * resolveConfig, and each a `shardws serve` flag `--deflate-<name>` (the mode is `--deflate=MODE`).
+ */
+export const DEFLATE_OPTIONS: { readonly [K in Exclude<keyof DeflateConfig, 'mode'>]: OptionSpec } = {
+  threshold: { kind: 'bytes', default: DEFAULT_THRESHOLD, min: 0, max: Number.MAX_SAFE_INTEGER, cli: 'BYTES', doc: 'messages smaller than this go uncompressed' },
+  level: { kind: 'count', default: DEFAULT_LEVEL, min: 0, max: 9, cli: 'N', doc: 'zlib compression level, 0-9' },
+  memLevel: { kind: 'count', default: DEFAULT_MEM_LEVEL, min: 1, max: 9, cli: 'N', doc: 'zlib memory level, 1-9' },
+  serverMaxWindowBits: { kind: 'count', default: 15, min: 8, max: 15, cli: 'BITS', doc: 'largest window compressed with (dedicated mode), 8-15' },
+};
+
 /** Defaults of the deflate option when it is on. */
 export const DEFLATE_DEFAULTS: DeflateConfig = Object.freeze({
   mode: 'shared',
-  threshold: DEFAULT_THRESHOLD,
-  level: DEFAULT_LEVEL,
-  memLevel: DEFAULT_MEM_LEVEL,
-  serverMaxWindowBits: 15,
+  ...(Object.fromEntries(Object.entries(DEFLATE_OPTIONS).map(([name, spec]) => [name, spec.default])) as Omit<DeflateConfig, 'mode'>),
 });
 
 // ---- validation --------------------------------------------------------------------------
@@ -241,6 +348,12 @@ export function optionValue(name: string, spec: OptionSpec, value: unknown): unk
       if (value === '') return '';
       if (typeof value !== 'string' || !value.startsWith('/')) throw new RangeError(`option ${name} must start with "/", got ${String(value)}`);
       return value;
+    case 'port':
+      if (value === null) return null;
+      if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > 65535) {
+        throw new RangeError(`option ${name} must be a port from 0 to 65535 (or null for none), got ${String(value)}`);
+      }
+      return value;
     case 'boolean':
       if (typeof value !== 'boolean') throw new TypeError(`option ${name} must be true or false, got ${String(value)}`);
       return value;
@@ -253,23 +366,94 @@ export function optionValue(name: string, spec: OptionSpec, value: unknown): unk
 function resolveDeflate(value: ServerOptions['deflate']): DeflateConfig | null {
   if (value === undefined || value === false) return null;
   const partial: Partial<DeflateConfig> = value === true ? {} : typeof value === 'string' ? { mode: value } : value;
-  const d = DEFLATE_DEFAULTS;
-  const int = (name: string, v: number | undefined, fallback: number, min: number, max: number): number =>
-    optionValue(`deflate.${name}`, { kind: 'count', default: fallback, min, max, cli: false, doc: '' }, v) as number;
-  return Object.freeze({
-    mode: optionValue('deflate.mode', { kind: 'choice', default: d.mode, values: ['shared', 'dedicated'], cli: false, doc: '' }, partial.mode) as CompressionMode,
-    threshold: int('threshold', partial.threshold, d.threshold, 0, Number.MAX_SAFE_INTEGER),
-    level: int('level', partial.level, d.level, 0, 9),
-    memLevel: int('memLevel', partial.memLevel, d.memLevel, 1, 9),
-    serverMaxWindowBits: int('serverMaxWindowBits', partial.serverMaxWindowBits, d.serverMaxWindowBits, 8, 15) as WindowBits,
-  });
+  const fields: Record<string, unknown> = {
+    mode: optionValue('deflate.mode', { kind: 'choice', default: DEFLATE_DEFAULTS.mode, values: ['shared', 'dedicated'], cli: false, doc: '' }, partial.mode),
+  };
+  for (const [name, spec] of Object.entries(DEFLATE_OPTIONS)) fields[name] = optionValue(`deflate.${name}`, spec, partial[name as keyof DeflateConfig]);
+  return Object.freeze(fields as unknown as DeflateConfig);
+}
+
+/** The app's options cross to every worker by structured clone: what cannot, fails here, once. */
+function resolveAppOptions(value: unknown): unknown {
+  try {
+    structuredClone(value);
+  } catch (error) {
+    throw new TypeError(`option appOptions must be plain data (what structuredClone copies): ${(error as Error).message}`);
+  }
+  return value;
+}
+
+function checkCertificate(name: string, tls: TlsCertificate): void {
+  if ((tls.cert === undefined) === (tls.certFile === undefined)) throw new TypeError(`option ${name} needs exactly one of cert (PEM) or certFile`);
+  if ((tls.key === undefined) === (tls.keyFile === undefined)) throw new TypeError(`option ${name} needs exactly one of key (PEM) or keyFile`);
 }
 
 function resolveTls(tls: TlsOptions | undefined): TlsOptions | null {
   if (tls === undefined) return null;
-  if ((tls.cert === undefined) === (tls.certFile === undefined)) throw new TypeError('option tls needs exactly one of cert (PEM) or certFile');
-  if ((tls.key === undefined) === (tls.keyFile === undefined)) throw new TypeError('option tls needs exactly one of key (PEM) or keyFile');
-  return Object.freeze({ ...tls });
+  checkCertificate('tls', tls);
+  if (tls.sni !== undefined) {
+    if (typeof tls.sni !== 'object' || tls.sni === null) throw new TypeError('option tls.sni must be an object of server names');
+    for (const [name, certificate] of Object.entries(tls.sni)) {
+      // RFC 6066 §3: a DNS host name; one leading "*." label stands for any one label.
+      if (!/^(\*\.)?[a-z0-9-]+(\.[a-z0-9-]+)*$/i.test(name)) throw new TypeError(`option tls.sni: ${JSON.stringify(name)} is not a host name (or *.name)`);
+      checkCertificate(`tls.sni['${name}']`, certificate);
+    }
+  }
+  for (const flag of ['requestCert', 'rejectUnauthorized'] as const) {
+    if (tls[flag] !== undefined && typeof tls[flag] !== 'boolean') throw new TypeError(`option tls.${flag} must be true or false`);
+  }
+  return Object.freeze({ ...tls, ...(tls.sni ? { sni: Object.freeze({ ...tls.sni }) } : {}) });
+}
+
+function resolveOrigins(name: string, origins: readonly string[] | undefined): readonly string[] | null {
+  if (origins === undefined) return null;
+  if (!Array.isArray(origins) || origins.some((o) => typeof o !== 'string')) throw new TypeError(`option ${name} must be an array of strings`);
+  return Object.freeze([...origins]);
+}
+
+/** Route settings from `options`, each falling back to `base` (the server's). */
+function resolveRouteSettings(prefix: string, options: RouteOptions, base: RouteSettings): RouteSettings {
+  const value = <K extends 'maxPayloadLength' | 'maxBackpressure' | 'highWaterMark' | 'lowWaterMark' | 'slowClient'>(name: K): RouteSettings[K] =>
+    (options[name] === undefined ? base[name] : optionValue(`${prefix}${name}`, OPTIONS[name], options[name])) as RouteSettings[K];
+  const settings: RouteSettings = {
+    deflate: options.deflate === undefined ? base.deflate : resolveDeflate(options.deflate),
+    maxPayloadLength: value('maxPayloadLength'),
+    maxBackpressure: value('maxBackpressure'),
+    highWaterMark: value('highWaterMark'),
+    lowWaterMark: value('lowWaterMark'),
+    slowClient: value('slowClient'),
+    origins: options.origins === undefined ? base.origins : resolveOrigins(`${prefix}origins`, options.origins),
+  };
+  if (settings.lowWaterMark > settings.highWaterMark) throw new RangeError(`option ${prefix}lowWaterMark must not exceed highWaterMark`);
+  if (settings.maxBackpressure < settings.highWaterMark) throw new RangeError(`option ${prefix}maxBackpressure must be at least highWaterMark`);
+  return settings;
+}
+
+/** `/path` or `/path/*`: visible ASCII, no query. */
+const ROUTE_PATTERN = /^\/[!$&'()*+,\-.0-9:;=@A-Z_a-z~%/]*$/;
+
+function resolveRoutes(routes: ServerOptions['routes'], base: RouteSettings): readonly RouteConfig[] {
+  if (routes === undefined) return Object.freeze([]);
+  if (typeof routes !== 'object' || routes === null) throw new TypeError('option routes must be an object of paths');
+  const out: RouteConfig[] = [];
+  for (const [pattern, spec] of Object.entries(routes)) {
+    const prefix = `routes['${pattern}'].`;
+    const star = pattern.indexOf('*');
+    if (!ROUTE_PATTERN.test(pattern) || (star >= 0 && (star !== pattern.length - 1 || !pattern.endsWith('/*')))) {
+      throw new TypeError(`option routes: ${JSON.stringify(pattern)} must be a path ("/chat") or a path and everything under it ("/chat/*")`);
+    }
+    const options: RouteOptions = typeof spec === 'string' || spec instanceof URL ? { app: spec } : spec;
+    if ((options.app === undefined) === (options.proxy === undefined)) throw new TypeError(`option ${prefix.slice(0, -1)} needs exactly one of app or proxy`);
+    out.push(
+      Object.freeze({
+        pattern,
+        app: options.app === undefined ? null : options.app instanceof URL ? options.app.href : String(options.app),
+        proxy: options.proxy === undefined ? null : resolveProxyTarget(options.proxy, `option ${prefix}proxy`),
+        ...resolveRouteSettings(prefix, options, base),
+      }),
+    );
+  }
+  return Object.freeze(out);
 }
 
 /** Validates options once, at startup, into the readonly config every thread works from. */
@@ -283,18 +467,22 @@ export function resolveConfig(options: ServerOptions, defaultWorkers: number, br
   }
   // One per core by default, on a host of any size.
   if (options.workers === undefined) scalars.workers = Math.max(1, Math.min(MAX_WORKERS, Math.floor(defaultWorkers)));
-  const values = scalars as Omit<ServerConfig, 'app' | 'deflate' | 'tls' | 'origins' | 'bridged'>;
+  // listen() decides `auto` from its stdout first; a config made without it gets JSON.
+  if (scalars.logFormat === 'auto') scalars.logFormat = 'json';
+  const values = scalars as Omit<ServerConfig, 'app' | 'appOptions' | 'deflate' | 'tls' | 'origins' | 'bridged' | 'routes' | 'proxy'>;
   if (values.lowWaterMark > values.highWaterMark) throw new RangeError('option lowWaterMark must not exceed highWaterMark');
   if (values.maxBackpressure < values.highWaterMark) throw new RangeError('option maxBackpressure must be at least highWaterMark');
-  if (options.origins !== undefined && (!Array.isArray(options.origins) || options.origins.some((o) => typeof o !== 'string'))) {
-    throw new TypeError('option origins must be an array of strings');
-  }
+  if (options.app !== undefined && options.proxy !== undefined) throw new TypeError('options app and proxy exclude each other: give a route for one of them');
+  const base: RouteSettings = { ...values, deflate: resolveDeflate(options.deflate), origins: resolveOrigins('origins', options.origins) };
   return Object.freeze({
     ...values,
     app: options.app === undefined ? null : options.app instanceof URL ? options.app.href : String(options.app),
-    deflate: resolveDeflate(options.deflate),
+    appOptions: resolveAppOptions(options.appOptions),
+    deflate: base.deflate,
     tls: resolveTls(options.tls),
-    origins: options.origins ? Object.freeze([...options.origins]) : null,
+    origins: base.origins,
+    routes: resolveRoutes(options.routes, base),
+    proxy: options.proxy === undefined ? null : resolveProxyTarget(options.proxy, 'option proxy'),
     bridged,
   });
 }

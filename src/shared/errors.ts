@@ -37,8 +37,8 @@ export class ProtocolError extends Error {
 
 export const isProtocolError = (err: unknown): err is ProtocolError => err instanceof ProtocolError;
 
-/** HTTP statuses an upgrade can be refused with. */
-export type HandshakeStatus = 400 | 401 | 403 | 404 | 405 | 426 | 429 | 431 | 500 | 503;
+/** HTTP statuses an upgrade can be refused with (502 and 504: a proxied upstream failed or was too slow). */
+export type HandshakeStatus = 400 | 401 | 403 | 404 | 405 | 426 | 429 | 431 | 500 | 502 | 503 | 504;
 
 /**
  * HandshakeError refuses an upgrade (server side) or rejects a 101 response (client side).

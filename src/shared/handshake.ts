@@ -112,8 +112,8 @@ function assertFieldValue(value: unknown, name: string): asserts value is string
   }
 }
 
-/** Appends caller-supplied header lines; names are tokens and may not override `reserved` ones. */
-function appendHeaders(lines: string[], headers: OutgoingHeaders | undefined, reserved: ReadonlySet<string>): void {
+/** Checks caller-supplied headers and hands each field to `add`; names are tokens and may not override `reserved` ones. */
+function eachHeader(headers: OutgoingHeaders | undefined, reserved: ReadonlySet<string>, add: (name: string, value: string) => void): void {
   if (headers === undefined) return;
   for (const name of Object.keys(headers)) {
     if (!isToken(name)) throw new TypeError(`Invalid header name ${JSON.stringify(name)}`);
@@ -122,9 +122,14 @@ function appendHeaders(lines: string[], headers: OutgoingHeaders | undefined, re
     const values: readonly unknown[] = Array.isArray(value) ? value : [value];
     for (const v of values) {
       assertFieldValue(v, name);
-      lines.push(`${name}: ${v}`);
+      add(name, v);
     }
   }
+}
+
+/** Appends caller-supplied header lines (see eachHeader). */
+function appendHeaders(lines: string[], headers: OutgoingHeaders | undefined, reserved: ReadonlySet<string>): void {
+  eachHeader(headers, reserved, (name, value) => lines.push(`${name}: ${value}`));
 }
 
 const head = (lines: readonly string[]): string => lines.join('\r\n') + '\r\n\r\n';
@@ -288,7 +293,9 @@ const REASON: Readonly<Record<HandshakeStatus, string>> = {
   429: 'Too Many Requests',
   431: 'Request Header Fields Too Large',
   500: 'Internal Server Error',
+  502: 'Bad Gateway',
   503: 'Service Unavailable',
+  504: 'Gateway Timeout',
 };
 
 const RESERVED_IN_ERROR = new Set(['connection', 'content-type', 'content-length', 'transfer-encoding']);
@@ -363,21 +370,22 @@ function assertRequestTarget(path: string): void {
 }
 
 /**
- * buildUpgradeRequest returns the complete opening handshake request (RFC 6455 §4.1). Throws
- * TypeError on an invalid path, host, key, subprotocol (not a token, or repeated) or header.
+ * upgradeRequestFields returns the header fields of the opening handshake request (RFC 6455
+ * §4.1) as a flat [name, value, name, value, …] list, in the order they are sent (node:http's
+ * `headers` takes this form as is). Throws TypeError on an invalid path, host, key, subprotocol
+ * (not a token, or repeated) or header.
  */
-export function buildUpgradeRequest(opts: UpgradeRequestOptions): string {
+export function upgradeRequestFields(opts: UpgradeRequestOptions): string[] {
   assertRequestTarget(opts.path);
   assertFieldValue(opts.host, 'Host');
   if (opts.host === '' || opts.host.includes(' ') || opts.host.includes('\t')) throw new TypeError('Invalid Host');
   if (!isValidKey(opts.key)) throw new TypeError('Invalid Sec-WebSocket-Key: not base64 of 16 bytes');
-  const lines = [
-    `GET ${opts.path} HTTP/1.1`,
-    `Host: ${opts.host}`,
-    'Upgrade: websocket',
-    'Connection: Upgrade',
-    `Sec-WebSocket-Key: ${opts.key}`,
-    'Sec-WebSocket-Version: 13',
+  const fields = [
+    'Host', opts.host,
+    'Upgrade', 'websocket',
+    'Connection', 'Upgrade',
+    'Sec-WebSocket-Key', opts.key,
+    'Sec-WebSocket-Version', '13',
   ];
   const protocols = opts.protocols ?? [];
   if (protocols.length > 0) {
@@ -386,17 +394,25 @@ export function buildUpgradeRequest(opts: UpgradeRequestOptions): string {
       if (typeof p !== 'string' || !isToken(p)) throw new TypeError(`Invalid subprotocol ${JSON.stringify(p)}: not a token`);
     }
     if (new Set(protocols).size !== protocols.length) throw new TypeError('Subprotocols must be unique');
-    lines.push(`Sec-WebSocket-Protocol: ${protocols.join(', ')}`);
+    fields.push('Sec-WebSocket-Protocol', protocols.join(', '));
   }
   if (opts.extensions !== undefined && opts.extensions !== '') {
     assertFieldValue(opts.extensions, 'Sec-WebSocket-Extensions');
-    lines.push(`Sec-WebSocket-Extensions: ${opts.extensions}`);
+    fields.push('Sec-WebSocket-Extensions', opts.extensions);
   }
   if (opts.origin !== undefined) {
     assertFieldValue(opts.origin, 'Origin');
-    lines.push(`Origin: ${opts.origin}`);
+    fields.push('Origin', opts.origin);
   }
-  appendHeaders(lines, opts.headers, RESERVED_IN_REQUEST);
+  eachHeader(opts.headers, RESERVED_IN_REQUEST, (name, value) => fields.push(name, value));
+  return fields;
+}
+
+/** buildUpgradeRequest returns the complete opening handshake request (see upgradeRequestFields). */
+export function buildUpgradeRequest(opts: UpgradeRequestOptions): string {
+  const fields = upgradeRequestFields(opts);
+  const lines = [`GET ${opts.path} HTTP/1.1`];
+  for (let i = 0; i < fields.length; i += 2) lines.push(`${fields[i]}: ${fields[i + 1]}`);
   return head(lines);
 }
 

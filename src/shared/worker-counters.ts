@@ -40,10 +40,67 @@ export const Counter = {
   ClosesOther: 27,
   /** Sockets this worker refused before any request (SO_REUSEPORT mode's maxConnections). */
   Refused: 28,
+  /**
+   * The thread itself, sampled by ThreadSampler (the primary's in the server slot, at the same
+   * indexes): event-loop delay over the last completed window, in seconds; CPU and event-loop
+   * busy time accumulated over the slot's threads (a replacement worker adds on); the V8 heap.
+   */
+  LoopDelayMean: 32,
+  LoopDelayP50: 33,
+  LoopDelayP99: 34,
+  LoopDelayMax: 35,
+  LoopBusySeconds: 36,
+  CpuUserSeconds: 37,
+  CpuSystemSeconds: 38,
+  HeapUsedBytes: 39,
+  HeapTotalBytes: 40,
+  /** Histograms (see HISTOGRAMS): bucket counts, then the sum, from each one's `at`. */
+  HandshakeSeconds: 44,
+  MessageInBytes: 60,
+  MessageOutBytes: 76,
 } as const;
 export type Counter = (typeof Counter)[keyof typeof Counter];
 
-const SLOTS = 32;
+const SLOTS = 96;
+
+/**
+ * Histograms kept in the counter slots, one writer each (the worker): per bucket the count of
+ * values <= its bound (not cumulative: the reader sums), past the last bound the rest, then the sum.
+ */
+export interface HistogramLayout {
+  readonly at: Counter;
+  readonly bounds: readonly number[];
+}
+
+/** Upgrade request in to 101 out, seconds. */
+export const HANDSHAKE_SECONDS: HistogramLayout = {
+  at: Counter.HandshakeSeconds,
+  bounds: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+};
+/** Message payload sizes, bytes: powers of 4 from 64 B to 16 MiB (recordSize relies on it). */
+const SIZE_BOUNDS = Array.from({ length: 10 }, (_, i) => 64 * 4 ** i);
+export const MESSAGE_IN_BYTES: HistogramLayout = { at: Counter.MessageInBytes, bounds: SIZE_BOUNDS };
+export const MESSAGE_OUT_BYTES: HistogramLayout = { at: Counter.MessageOutBytes, bounds: SIZE_BOUNDS };
+
+/** Counts one value into a histogram (handshakes: not on the message path). */
+export function recordValue(slot: Float64Array, histogram: HistogramLayout, value: number): void {
+  const { at, bounds } = histogram;
+  let bucket = 0;
+  while (bucket < bounds.length && value > bounds[bucket]!) bucket++;
+  slot[at + bucket]!++;
+  slot[at + bounds.length + 1]! += value;
+}
+
+/**
+ * Counts one message size into MESSAGE_IN_BYTES or MESSAGE_OUT_BYTES, on the message path: the
+ * bucket is computed, not searched. Bound i is 2^(6 + 2i), so for size > 64 the bucket is
+ * ceil((ceil(log2 size) - 6) / 2), and ceil(log2 size) = 32 - clz32(size - 1).
+ */
+export function recordSize(slot: Float64Array, at: Counter, size: number): void {
+  const bucket = size <= 64 ? 0 : Math.min(SIZE_BOUNDS.length, (27 - Math.clz32(size - 1)) >> 1);
+  slot[at + bucket]!++;
+  slot[at + SIZE_BOUNDS.length + 1]! += size;
+}
 
 /** Counters of the server as a whole, written by the primary in the slot after the workers'. */
 export const ServerCounter = { Restarts: 0, Refused: 1 } as const;
@@ -97,6 +154,15 @@ export class WorkerCounters {
 
   get(worker: number, counter: Counter): number {
     return this.#view[worker * SLOTS + counter]!;
+  }
+
+  /** A histogram of one worker: cumulative bucket counts (the last is +Inf, the count), and the sum. */
+  histogram(worker: number, histogram: HistogramLayout): { readonly cumulative: number[]; readonly sum: number } {
+    const base = worker * SLOTS + histogram.at;
+    const cumulative: number[] = [];
+    let total = 0;
+    for (let bucket = 0; bucket <= histogram.bounds.length; bucket++) cumulative.push((total += this.#view[base + bucket]!));
+    return { cumulative, sum: this.#view[base + histogram.bounds.length + 1]! };
   }
 
   /** A fresh worker starts from zero in its slot (its predecessor's connections are gone). */

@@ -1,5 +1,6 @@
-import { isAbsolute, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { existsSync } from 'node:fs';
+import { isAbsolute, relative, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { App } from '../shared/app.ts';
 
 /** The built-in demo, next to this file's build (src/*.ts under type stripping, or dist/). */
@@ -14,14 +15,84 @@ export function appUrl(spec: string | null): string {
 }
 
 /**
+ * Checks, in the primary and before any worker starts, that a file app exists: one clear error
+ * instead of one import failure per worker. Other URLs (data:) are left to the import.
+ */
+export function assertAppExists(spec: string | null): void {
+  const url = appUrl(spec);
+  if (!url.startsWith('file:')) return;
+  const path = fileURLToPath(url);
+  const short = shortPath(path);
+  if (!existsSync(path)) throw new TypeError(`app not found: ${short}${spec !== null && spec !== short && spec !== path ? ` (from "${spec}")` : ''}`);
+}
+
+/** A path relative to the working directory when it is under it (what a person typed), else absolute. */
+function shortPath(path: string): string {
+  const rel = relative(process.cwd(), path);
+  return rel !== '' && !rel.startsWith('..') && !isAbsolute(rel) ? rel : path;
+}
+
+/**
+ * The app module failed to load (syntax error, a throw at its top level, a missing import, no
+ * default export). `location` is the `file:line` in the user's code the failure points at,
+ * when the error says; the message starts with it, as a compiler's would.
+ */
+export class AppLoadError extends Error {
+  readonly code = 'SHARDWS_APP_LOAD';
+  readonly location: string | null;
+
+  constructor(message: string, location: string | null, cause: unknown) {
+    super(location === null ? message : `${location}: ${message}`, { cause });
+    this.name = 'AppLoadError';
+    this.location = location;
+  }
+}
+
+/** This package's own sources: a stack frame there is not where the user's code failed. */
+const OWN_SOURCES = fileURLToPath(new URL('..', import.meta.url));
+
+/** `file:line` of the user's code an import error points at, from its stack. */
+export function errorLocation(error: unknown): string | null {
+  const stack = error instanceof Error && typeof error.stack === 'string' ? error.stack : '';
+  const lines = stack.split('\n');
+  const asPath = (file: string): string => shortPath(file.startsWith('file:') ? fileURLToPath(file) : file);
+  // A SyntaxError (V8's, or type stripping's) starts its stack with "file:line" and the source line.
+  const head = /^((?:file:\/\/)?\/[^:]+|[a-zA-Z]:\\[^:]+):(\d+)$/.exec(lines[0] ?? '');
+  if (head !== null) return `${asPath(head[1]!)}:${head[2]}`;
+  for (const line of lines) {
+    const frame = /at (?:.*\()?((?:file:\/\/)?\/[^:()]+|[a-zA-Z]:\\[^:()]+):(\d+):\d+\)?$/.exec(line.trim());
+    if (frame === null) continue;
+    const file = frame[1]!.startsWith('file:') ? fileURLToPath(frame[1]!) : frame[1]!;
+    if (!file.startsWith(OWN_SOURCES) && !file.includes('/node_modules/')) return `${asPath(file)}:${frame[2]}`;
+  }
+  return null;
+}
+
+/** What Node's type stripping cannot run, and what to do instead. */
+const STRIPPING_HINT = ' (Node runs TypeScript by stripping types: enum, namespace and parameter properties need a build; compile with tsc and serve the .js)';
+
+/**
  * Imports the app module named in the config, once per worker thread (each worker has its own
  * module instance and state). Its default export is the app (`export default defineApp({...})`).
  */
 export async function loadApp(spec: string | null): Promise<App<unknown>> {
   const url = appUrl(spec);
-  const module = (await import(url)) as { default?: App<unknown> };
+  let module: { default?: App<unknown> };
+  try {
+    module = (await import(url)) as { default?: App<unknown> };
+  } catch (error) {
+    const e = error as NodeJS.ErrnoException;
+    const kind = e.name === undefined ? '' : `${e.name}: `;
+    const hint = e.code === 'ERR_UNSUPPORTED_TYPESCRIPT_SYNTAX' ? STRIPPING_HINT : '';
+    // A missing module names itself and its importer in the message: no location needed.
+    const location = e.code === 'ERR_MODULE_NOT_FOUND' ? null : errorLocation(error);
+    // "imported from …/app-loader.ts" names shardws, not the user's code: left out.
+    const message = (e.message ?? String(error)).replace(` imported from ${fileURLToPath(import.meta.url)}`, '');
+    throw new AppLoadError(`${kind}${message}${hint}`, location, error);
+  }
   if (typeof module.default !== 'object' || module.default === null) {
-    throw new TypeError(`app module ${url} has no default export (export default defineApp({...}))`);
+    const file = url.startsWith('file:') ? shortPath(fileURLToPath(url)) : url;
+    throw new AppLoadError(`app module ${file} has no default export (export default defineApp({...}))`, null, undefined);
   }
   return module.default;
 }

@@ -25,7 +25,7 @@ import type { EncoderOps } from '../shared/message-encoder.ts';
 import { MessageReader } from '../shared/message-reader.ts';
 import type { MessageEvents } from '../shared/message-reader.ts';
 import { MAX_CONTROL_PAYLOAD, Opcode } from '../shared/opcodes.ts';
-import { Counter, closeCounter } from '../shared/worker-counters.ts';
+import { Counter, recordSize, closeCounter } from '../shared/worker-counters.ts';
 import { FrameSink } from '../runtime/frame-flush.ts';
 import type { FlushHook, FlushScheduler } from '../runtime/frame-flush.ts';
 import { CloseHandshake } from './close-handshake.ts';
@@ -83,12 +83,15 @@ export const kSendPrepared: unique symbol = Symbol('shardws.sendPrepared');
 export const kLastActive: unique symbol = Symbol('shardws.lastActive');
 /** The `onread` every plain TCP connection of the worker reads through (socket-rehome.ts). */
 export const kReads: unique symbol = Symbol('shardws.reads');
+/** Stops (true) or resumes reading the socket: a proxy whose upstream is behind (proxy-link.ts). */
+export const kHoldReading: unique symbol = Symbol('shardws.holdReading');
 /** This connection's number on its worker: how a publish through a durable bridge names the connection it leaves out. */
 export const kSerial: unique symbol = Symbol('shardws.serial');
+/** The app this connection serves (its route's). */
+export const kApp: unique symbol = Symbol('shardws.app');
 
 /** Serials start at a random point, so that a restarted worker's do not meet its predecessor's. */
 let nextSerial = Math.floor(Math.random() * 2 ** 31);
-
 
 /**
  * The worker's one read buffer: every plain TCP connection reads into it (net's `onread`), so no
@@ -135,6 +138,9 @@ export class Connection implements ServerWebSocket<unknown> {
   /** Releases of pooled frames handed to the sink and not yet confirmed written. */
   #inFlight: (() => void)[] | null = null;
   #lastActive: number;
+  /** Reading stopped by the reader (an inflation behind) or by kHoldReading: either keeps it stopped. */
+  #readerStopped = false;
+  #held = false;
   readonly #serial = (nextSerial = (nextSerial + 1) & 0x7fffffff);
 
   /**
@@ -191,8 +197,19 @@ export class Connection implements ServerWebSocket<unknown> {
     return this.#lastActive;
   }
 
+  [kHoldReading](held: boolean): void {
+    this.#held = held;
+    if (held) this.#socket.pause();
+    else if (!this.#readerStopped) this.#socket.resume();
+  }
+
   get [kSerial](): number {
     return this.#serial;
+  }
+
+  /** The app of this connection's route: its `stamp` and `recovery` handlers (durable bridge). */
+  get [kApp](): App<unknown> {
+    return this.#ctx.app;
   }
 
   /** Runs `open`, then parses what arrived with the upgrade request (`head`, then `pending`). */
@@ -353,18 +370,22 @@ export class Connection implements ServerWebSocket<unknown> {
       return;
     }
     this.#ctx.counters[Counter.MessagesOut]!++;
+    recordSize(this.#ctx.counters, Counter.MessageOutBytes, message.payload!.length);
     this.#encoder.encode(opcode, message.payload!);
   }
 
   #frame(opcode: Opcode, payload: Buffer): void {
     this.#sink.frame(opcode, payload, true, false);
     this.#ctx.counters[Counter.MessagesOut]!++;
+    recordSize(this.#ctx.counters, Counter.MessageOutBytes, payload.length);
   }
 
+  /** Frames built once for many connections: their size is counted as framed (and compressed, if they are). */
   #writeFrames(frames: Buffer, release: (() => void) | null): void {
     this.#sink.raw(frames);
     if (release !== null) (this.#inFlight ??= []).push(release);
     this.#ctx.counters[Counter.MessagesOut]!++;
+    recordSize(this.#ctx.counters, Counter.MessageOutBytes, frames.length);
   }
 
   /** Writes queued messages while the socket keeps up; then a held close frame, then `drain`. */
@@ -464,6 +485,7 @@ export class Connection implements ServerWebSocket<unknown> {
   static readonly #readerEvents: MessageEvents<Connection> = {
     message(connection, data, isBinary) {
       connection.#ctx.counters[Counter.MessagesIn]!++;
+      recordSize(connection.#ctx.counters, Counter.MessageInBytes, data.length);
       const handler = connection.#ctx.app.message;
       if (handler === undefined || connection.readyState !== ReadyState.Open) return;
       try {
@@ -487,8 +509,9 @@ export class Connection implements ServerWebSocket<unknown> {
       connection.#closing().fail(error.closeCode, error.message);
     },
     readPressure(connection, stop) {
+      connection.#readerStopped = stop;
       if (stop) connection.#socket.pause();
-      else connection.#socket.resume();
+      else if (!connection.#held) connection.#socket.resume();
     },
     caughtUp: (connection) => connection.#close?.caughtUp(),
   };

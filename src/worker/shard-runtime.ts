@@ -8,12 +8,14 @@ import type { PrimaryMessage, WorkerInit, WorkerMessage } from '../shared/thread
 import { Counter, WorkerCounters } from '../shared/worker-counters.ts';
 import { FlushScheduler } from '../runtime/frame-flush.ts';
 import { createLogger } from '../runtime/logger.ts';
-import { loadApp } from './app-loader.ts';
-import { kLastActive } from './connection.ts';
-import type { Connection } from './connection.ts';
+import { ThreadSampler } from '../runtime/thread-sampler.ts';
+import { kApp, kLastActive } from './connection.ts';
+import type { Connection, ConnectionContext } from './connection.ts';
 import { HttpEndpoints } from './http-endpoints.ts';
 import { IdleSweep } from './idle-sweep.ts';
 import { PeerMesh } from './peer-mesh.ts';
+import { ProxyGateway } from './proxy-gateway.ts';
+import { RouteTable } from './route-table.ts';
 import { slowClientPolicy } from './send-admission.ts';
 import { SocketIntake } from './socket-intake.ts';
 import { TopicRegistry, primaryBridgeLink } from './topic-registry.ts';
@@ -40,9 +42,11 @@ export class ShardRuntime {
   readonly #backlogged = new Set<Connection>();
   readonly #idle: IdleSweep<Connection>;
   readonly #post: (message: WorkerMessage) => void;
-  #app: App<unknown> = {};
+  /** Every app the routes load, each started and stopped once. */
+  #apps: readonly App<unknown>[] = [];
   #intake: SocketIntake | null = null;
   #heartbeat: NodeJS.Timeout | null = null;
+  #sampler: ThreadSampler | null = null;
   #stopping = false;
   readonly shard: Shard;
 
@@ -50,7 +54,7 @@ export class ShardRuntime {
     this.#init = init;
     this.#config = init.config;
     this.#post = post;
-    this.#logger = createLogger(init.config.logLevel, { worker: init.id });
+    this.#logger = createLogger(init.config.logLevel, init.config.logFormat, { worker: init.id });
     this.#counters = new WorkerCounters(init.counters);
     this.#slot = this.#counters.slot(init.id);
     const pool = SlabPool.attach(init.pool, { worker: init.id });
@@ -76,39 +80,42 @@ export class ShardRuntime {
 
   async start(): Promise<void> {
     const config = this.#config;
-    this.#app = await loadApp(config.app);
-    const app = this.#app;
-    this.#topics.useHooks({ app, logger: this.#logger });
+    // What every connection of the worker shares; each route sets its app and limits on it.
+    const base: ConnectionContext = {
+      app: {},
+      shard: this.shard,
+      logger: this.#logger,
+      arena: new ByteArena(),
+      scheduler: new FlushScheduler(),
+      counters: this.#slot,
+      maxPayloadLength: config.maxPayloadLength,
+      limits: { highWaterMark: config.highWaterMark, maxBackpressure: config.maxBackpressure },
+      lowWaterMark: config.lowWaterMark,
+      slowClient: slowClientPolicy(config.slowClient, {}, this.#logger),
+      close: { closeTimeoutMs: config.closeTimeout * 1000, logger: this.#logger },
+      topics: this.#topics,
+      idle: this.#idle,
+      backlogged: this.#backlogged,
+      closed: (connection) => this.#connections.delete(connection),
+    };
+    const routes = await RouteTable.load(config, base, this.#logger);
+    this.#apps = routes.apps;
+    // A subscriber's `stamp` and `recovery` are those of its route's app.
+    this.#topics.useHooks({ appOf: (connection) => connection[kApp], logger: this.#logger });
     this.#intake = new SocketIntake({
       config,
       logger: this.#logger,
       counters: this.#counters,
       slot: this.#slot,
-      upgrade: new UpgradeHandler(config, app, this.shard, this.#logger, this.#slot),
-      endpoints: new HttpEndpoints(config, this.#counters, app, this.shard, this.#logger),
+      upgrade: new UpgradeHandler(routes, new ProxyGateway(this.#logger), this.shard, this.#logger, this.#slot),
+      endpoints: new HttpEndpoints(config, this.#counters, routes, this.shard, this.#logger),
       connections: this.#connections,
-      context: {
-        app,
-        shard: this.shard,
-        logger: this.#logger,
-        arena: new ByteArena(),
-        scheduler: new FlushScheduler(),
-        counters: this.#slot,
-        maxPayloadLength: config.maxPayloadLength,
-        limits: { highWaterMark: config.highWaterMark, maxBackpressure: config.maxBackpressure },
-        lowWaterMark: config.lowWaterMark,
-        slowClient: slowClientPolicy(config.slowClient, app, this.#logger),
-        close: { closeTimeoutMs: config.closeTimeout * 1000, logger: this.#logger },
-        topics: this.#topics,
-        idle: this.#idle,
-        backlogged: this.#backlogged,
-        closed: (connection) => this.#connections.delete(connection),
-      },
     });
+    this.#sampler = new ThreadSampler(this.#slot);
     this.#beat();
     this.#heartbeat = setInterval(() => this.#beat(), HEARTBEAT_MS);
     this.#idle.start();
-    await app.start?.(this.shard);
+    for (const app of this.#apps) await app.start?.(this.shard, config.appOptions);
     if (this.#init.accept.mode === 'reuseport') await this.#intake.listenReusePort(this.#init.accept);
     this.#post({ type: 'ready' });
   }
@@ -148,13 +155,14 @@ export class ShardRuntime {
     }
   }
 
+  /** Every app of the worker hears about the bridge (each route's app has its own handler). */
   #bridgeNotice(notice: BridgeNotice): void {
-    const handler = this.#app.bridge;
-    if (handler === undefined) return;
-    try {
-      handler(notice, this.shard);
-    } catch (error) {
-      this.#logger.error({ err: error, notice: notice.type }, 'app bridge handler threw');
+    for (const app of this.#apps) {
+      try {
+        app.bridge?.(notice, this.shard);
+      } catch (error) {
+        this.#logger.error({ err: error, notice: notice.type }, 'app bridge handler threw');
+      }
     }
   }
 
@@ -167,6 +175,7 @@ export class ShardRuntime {
     let buffered = 0;
     for (const connection of this.#backlogged) buffered += connection.bufferedAmount;
     this.#slot[Counter.BufferedBytes] = buffered;
+    this.#sampler?.sample();
   }
 
   /** Closes every connection with 1001, waits up to `grace` seconds for them, then stops. */
@@ -175,7 +184,8 @@ export class ShardRuntime {
     this.#stopping = true;
     const intake = this.#intake!;
     intake.stop();
-    this.#logger.info({ connections: this.#connections.size }, 'shutting down: closing connections with 1001');
+    const open = this.#connections.size;
+    this.#logger[open > 0 ? 'info' : 'debug']({ connections: open }, 'shutting down: closing connections with 1001');
     for (const connection of this.#connections) connection.close(CloseCode.GoingAway, 'server shutting down');
     const deadline = Date.now() + grace * 1000;
     while (this.#connections.size > 0 && Date.now() < deadline) {
@@ -184,11 +194,14 @@ export class ShardRuntime {
     for (const connection of this.#connections) connection.terminate();
     intake.closeAll();
     if (this.#heartbeat !== null) clearInterval(this.#heartbeat);
+    this.#sampler?.stop();
     this.#idle.stop();
-    try {
-      await this.#app.stop?.(this.shard);
-    } catch (error) {
-      this.#logger.error({ err: error }, 'app stop handler threw');
+    for (const app of this.#apps) {
+      try {
+        await app.stop?.(this.shard);
+      } catch (error) {
+        this.#logger.error({ err: error }, 'app stop handler threw');
+      }
     }
     this.#mesh.close();
     this.#post({ type: 'stopped' });

@@ -15,22 +15,26 @@ import { createServer as createNetServer } from 'node:net';
 import type { Server as NetServer, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { TLSSocket } from 'node:tls';
-import type { SecureContext } from 'node:tls';
 import type { Logger } from 'pino';
 import type { ServerConfig, TlsOptions } from '../shared/config.ts';
-import { Counter } from '../shared/worker-counters.ts';
+import { Counter, HANDSHAKE_SECONDS, recordValue } from '../shared/worker-counters.ts';
 import type { WorkerCounters } from '../shared/worker-counters.ts';
 import { refuse } from '../runtime/refuse.ts';
+import { parseProxyHeader } from '../shared/proxy-protocol.ts';
 import { headEnd, parseRequestHead } from '../shared/request-head.ts';
 import type { RequestHead } from '../shared/request-head.ts';
+import { spliceSockets } from './byte-splice.ts';
+import type { Splice } from './byte-splice.ts';
 import { Connection, kReads, kStart } from './connection.ts';
 import { rehomeForReading, rehomeSocket } from './socket-rehome.ts';
 import type { ReadBuffer } from './socket-rehome.ts';
 import type { ConnectionContext } from './connection.ts';
 import type { HttpEndpoints } from './http-endpoints.ts';
-import { loadSecureContext } from './tls-context.ts';
+import { carryPeerAddress, setPeerAddress } from './peer-address.ts';
+import { loadTlsContext, recordPeerVerification } from './tls-context.ts';
+import type { TlsServerContext } from './tls-context.ts';
 import { fromIncomingMessage } from './upgrade.ts';
-import type { AcceptedUpgrade, HandshakeRequest, UpgradeHandler } from './upgrade.ts';
+import type { AcceptedConnection, AcceptedSplice, AcceptedUpgrade, HandshakeRequest, UpgradeHandler } from './upgrade.ts';
 
 /** The error listener of a socket between its upgrade and its Connection (`this` is the socket). */
 function destroyOnError(this: Duplex): void {
@@ -45,7 +49,16 @@ const DISCARD = 'discard';
 interface Upgrading {
   rest: Buffer;
 }
-type HeadState = { bytes: Buffer } | Upgrading | typeof DISCARD | null;
+/** With `proxyProtocol`: the PROXY header is read first (bounded, proxy-protocol.ts), then TLS or the head. */
+interface Preface {
+  preface: Buffer;
+  readonly tls: boolean;
+}
+/** A passthrough connection: its reads go to the upstream. */
+interface Spliced {
+  readonly splice: Splice;
+}
+type HeadState = Preface | { bytes: Buffer } | Upgrading | Spliced | typeof DISCARD | null;
 type IntakeSocket = Socket & { [kHead]: HeadState };
 
 const EMPTY = Buffer.alloc(0);
@@ -60,7 +73,6 @@ export interface IntakeParts {
   readonly slot: Float64Array;
   readonly upgrade: UpgradeHandler;
   readonly endpoints: HttpEndpoints;
-  readonly context: ConnectionContext;
   /** The worker's open connections: the intake adds each new one. */
   readonly connections: Set<Connection>;
 }
@@ -69,7 +81,8 @@ export class SocketIntake {
   readonly #parts: IntakeParts;
   readonly #server: Server;
   /** Sockets before their first request, with the timer that cuts a silent or slow one off. */
-  readonly #handshaking = new Map<Duplex, NodeJS.Timeout>();
+  /** Sockets in their handshake: the timeout, and when they arrived (for the duration histogram). */
+  readonly #handshaking = new Map<Duplex, { readonly timer: NodeJS.Timeout; readonly arrived: number }>();
   /**
    * One 'close' listener shared by every socket still in its handshake (`this` is the socket),
    * removed once the handshake ends: a per-socket closure would stay on each open connection.
@@ -78,7 +91,9 @@ export class SocketIntake {
   /** A failed TLS handshake (a plain-TCP client, a bad certificate) closes only that socket. */
   readonly #onTlsError: (this: TLSSocket, error: Error) => void;
   readonly #reads: ReadBuffer;
-  #secureContext: SecureContext | null;
+  #tls: TlsServerContext | null;
+  /** Passthrough connections: bytes copied between the client and its upstream. */
+  readonly #splices = new Set<Splice>();
   /** The worker's own listener, in SO_REUSEPORT mode only. */
   #listener: NetServer | null = null;
   #stopping = false;
@@ -86,7 +101,7 @@ export class SocketIntake {
   constructor(parts: IntakeParts) {
     this.#parts = parts;
     const { config, logger } = parts;
-    this.#secureContext = config.tls === null ? null : loadSecureContext(config.tls);
+    this.#tls = config.tls === null ? null : loadTlsContext(config.tls);
     const intake = this;
     this.#onHandshakeSocketClose = function (this: Duplex): void {
       intake.#handshakeEnded(this);
@@ -137,18 +152,28 @@ export class SocketIntake {
       return;
     }
     slot[Counter.Handshakes]!++;
-    if (this.#secureContext !== null) {
-      const secure = new TLSSocket(rehomeSocket(arrived), { isServer: true, secureContext: this.#secureContext, ALPNProtocols: ['http/1.1'] });
-      // A failed TLS handshake (a plain-TCP client, a bad certificate) closes only that socket.
-      secure.on('error', this.#onTlsError);
+    // The PROXY header comes before everything, TLS included: read here, then TLS or the head.
+    if (this.#tls !== null && !config.proxyProtocol) {
+      const secure = this.#wrapTls(rehomeSocket(arrived));
       this.#track(secure);
       this.#server.emit('connection', secure);
       return;
     }
     const socket = rehomeSocket(arrived, this.#reads) as IntakeSocket;
-    socket[kHead] = { bytes: EMPTY };
+    socket[kHead] = config.proxyProtocol ? { preface: EMPTY, tls: this.#tls !== null } : { bytes: EMPTY };
     socket.on('error', destroyOnError);
     this.#track(socket);
+  }
+
+  /** A TLS server socket over `plain`, with the current certificates. */
+  #wrapTls(plain: Socket): TLSSocket {
+    const tls = this.#tls!;
+    const secure = new TLSSocket(plain, { isServer: true, ...tls.socketOptions });
+    // A failed TLS handshake (a plain-TCP client, a bad certificate) closes only that socket.
+    secure.on('error', this.#onTlsError);
+    if (tls.socketOptions.requestCert === true) secure.on('secure', recordPeerVerification);
+    carryPeerAddress(plain, secure);
+    return secure;
   }
 
   /**
@@ -164,7 +189,7 @@ export class SocketIntake {
       socket.destroy();
     }, this.#parts.config.handshakeTimeout * 1000);
     timer.unref();
-    this.#handshaking.set(socket, timer);
+    this.#handshaking.set(socket, { timer, arrived: performance.now() });
     socket.on('close', this.#onHandshakeSocketClose);
   }
 
@@ -172,6 +197,14 @@ export class SocketIntake {
   #read(socket: IntakeSocket, chunk: Buffer): void {
     const state = socket[kHead];
     if (state === DISCARD) return;
+    if ('preface' in state!) {
+      this.#readPreface(socket, state, chunk);
+      return;
+    }
+    if ('splice' in state!) {
+      state.splice.fromClient(chunk);
+      return;
+    }
     if ('rest' in state!) {
       // A client that did not wait for the 101: keep what it sent, up to a bound. Reading goes on
       // below it, so a peer that resets or closes meanwhile is noticed.
@@ -196,31 +229,86 @@ export class SocketIntake {
   }
 
   /**
+   * The PROXY protocol header, before anything else: the client's address goes on the socket,
+   * and what follows is TLS or the request head. A connection that does not start with a valid
+   * header is closed at once (proxy-protocol.txt §2): it did not come through the proxy.
+   */
+  #readPreface(socket: IntakeSocket, state: Preface, chunk: Buffer): void {
+    const bytes = Buffer.concat([state.preface, chunk]);
+    const parsed = parseProxyHeader(bytes);
+    if (parsed.kind === 'incomplete') {
+      state.preface = bytes;
+      return;
+    }
+    if (parsed.kind === 'invalid') {
+      socket[kHead] = DISCARD;
+      this.#parts.slot[Counter.ProtocolErrors]!++;
+      this.#parts.logger.warn({ remote: socket.remoteAddress }, `closing a connection without a valid PROXY protocol header: ${parsed.reason}`);
+      socket.destroy();
+      return;
+    }
+    if (parsed.source !== null) setPeerAddress(socket, parsed.source);
+    const rest = bytes.subarray(parsed.length);
+    if (state.tls) {
+      const plain = this.#handOver(socket);
+      if (plain === null) return;
+      if (rest.length > 0) plain.unshift(rest);
+      // TLS reads what the socket already holds first (lib/internal/tls/wrap.js, initRead).
+      const secure = this.#wrapTls(plain);
+      this.#retrack(plain, secure);
+      this.#server.emit('connection', secure);
+      return;
+    }
+    socket[kHead] = { bytes: EMPTY };
+    if (rest.length > 0) this.#read(socket, rest);
+  }
+
+  /**
    * Hands a socket whose head is not ours to read to Node's HTTP server, bytes read so far
    * first: on a fresh Socket over the same handle (one without the read buffer, which the
    * server reads the usual way), tracked in its place.
    */
   #toNodeParser(socket: IntakeSocket, bytes: Buffer): void {
+    const plain = this.#handOver(socket);
+    if (plain === null) return;
+    plain.unshift(bytes);
+    this.#server.emit('connection', plain);
+  }
+
+  /**
+   * Moves an intake socket's handle to a fresh Socket that reads the usual way ('data'), still
+   * timed and counted as a handshake; null when it closed meanwhile (it is counted out then).
+   */
+  #handOver(socket: IntakeSocket): Socket | null {
     socket.pause();
     socket[kHead] = DISCARD;
-    const timer = this.#handshaking.get(socket);
+    const handshake = this.#handshaking.get(socket);
     this.#handshaking.delete(socket);
     socket.off('close', this.#onHandshakeSocketClose);
     socket.off('error', destroyOnError);
     const plain = rehomeSocket(socket);
-    if (timer === undefined || plain === socket) {
+    if (handshake === undefined || plain === socket) {
       // Closed meanwhile: it was counted out already, or is counted out now.
-      if (timer !== undefined) {
-        clearTimeout(timer);
+      if (handshake !== undefined) {
+        clearTimeout(handshake.timer);
         this.#parts.slot[Counter.Handshakes]!--;
       }
       socket.destroy();
-      return;
+      return null;
     }
-    this.#handshaking.set(plain, timer);
+    carryPeerAddress(socket, plain);
+    this.#handshaking.set(plain, handshake);
     plain.on('close', this.#onHandshakeSocketClose);
-    plain.unshift(bytes);
-    this.#server.emit('connection', plain);
+    return plain;
+  }
+
+  /** The handshake of `from` goes on as that of `to` (a TLS socket over it). */
+  #retrack(from: Duplex, to: Duplex): void {
+    const handshake = this.#handshaking.get(from)!;
+    this.#handshaking.delete(from);
+    from.off('close', this.#onHandshakeSocketClose);
+    this.#handshaking.set(to, handshake);
+    to.on('close', this.#onHandshakeSocketClose);
   }
 
   /** A head read here, as a HandshakeRequest; its IncomingMessage is made only if the app asks. */
@@ -232,6 +320,7 @@ export class SocketIntake {
       httpVersion: head.httpVersion,
       headers: head.headers,
       remoteAddress: socket.remoteAddress ?? '',
+      tls: null,
       raw: () => (raw ??= incomingMessage(socket, head)),
     };
   }
@@ -242,6 +331,11 @@ export class SocketIntake {
       socket,
       this.#handshakeRequest(socket, head),
       (accepted) => {
+        if (accepted.kind === 'splice') {
+          socket[kHead] = { splice: this.#splice(socket, socket, accepted, 'read-buffer', [upgrading.rest]) };
+          socket.resume();
+          return;
+        }
         const connection = this.#connect(socket, socket, accepted, 'read-buffer');
         socket[kHead] = null;
         connection[kStart](upgrading.rest);
@@ -282,7 +376,7 @@ export class SocketIntake {
     const options = tls ?? this.#parts.config.tls;
     if (options === null) return;
     try {
-      this.#secureContext = loadSecureContext(options);
+      this.#tls = loadTlsContext(options);
       this.#parts.logger.info('TLS certificates reloaded');
     } catch (error) {
       this.#parts.logger.error({ err: (error as Error).message }, 'TLS reload failed; keeping the previous certificates');
@@ -296,18 +390,21 @@ export class SocketIntake {
     this.#server.closeIdleConnections();
   }
 
-  /** Closes whatever HTTP sockets are left (after the grace period). */
+  /** Closes whatever HTTP sockets and passthrough connections are left (after the grace period). */
   closeAll(): void {
     this.#server.closeAllConnections();
+    for (const splice of this.#splices) splice.destroy();
   }
 
-  #handshakeEnded(socket: Duplex): void {
-    const timer = this.#handshaking.get(socket);
-    if (timer === undefined) return;
-    clearTimeout(timer);
+  /** The socket's handshake is over (upgraded, refused, closed); returns when it arrived, or -1. */
+  #handshakeEnded(socket: Duplex): number {
+    const handshake = this.#handshaking.get(socket);
+    if (handshake === undefined) return -1;
+    clearTimeout(handshake.timer);
     socket.off('close', this.#onHandshakeSocketClose);
     this.#handshaking.delete(socket);
     this.#parts.slot[Counter.Handshakes]!--;
+    return handshake.arrived;
   }
 
   /** An upgrade from Node's HTTP server (TLS, or a head the fast path left to it). */
@@ -319,6 +416,19 @@ export class SocketIntake {
       socket,
       fromIncomingMessage(req),
       (accepted) => {
+        if (accepted.kind === 'splice') {
+          // A plain TCP socket's handle keeps the read buffer net gave it at intake: it reads
+          // through it again, on a socket that knows it (TLS reads come out of the TLS layer).
+          const rehomed = rehomeForReading(socket as Socket, this.#reads);
+          if (rehomed === null) {
+            this.#splice(socket, socket, accepted, 'data-events', [head]);
+            return;
+          }
+          const live = rehomed.socket as IntakeSocket;
+          live.on('error', destroyOnError);
+          live[kHead] = { splice: this.#splice(live, socket, accepted, 'read-buffer', [head, ...rehomed.pending]) };
+          return;
+        }
         // A plain TCP connection reads into the worker's one read buffer from here on.
         const rehomed = rehomeForReading(socket as Socket, Connection[kReads]);
         const connection = this.#connect(rehomed?.socket ?? socket, socket, accepted, rehomed === null ? 'data-events' : 'read-buffer');
@@ -339,7 +449,10 @@ export class SocketIntake {
       refuse(socket, 503, 'server shutting down');
       return;
     }
-    this.#parts.upgrade.handle(request, socket).then(
+    // Once an upstream is dialed, the client waits on it, not on itself: the proxy's own
+    // timeout (504) ends that wait, not the handshake timer.
+    const dialing = (): void => clearTimeout(this.#handshaking.get(socket)?.timer);
+    this.#parts.upgrade.handle(request, socket, dialing).then(
       (accepted) => {
         if (accepted === null) {
           refused();
@@ -348,7 +461,7 @@ export class SocketIntake {
         }
         if (socket.destroyed) {
           this.#handshakeEnded(socket);
-          accepted.compression?.close();
+          accepted.abandon();
           return;
         }
         socket.off('error', destroyOnError);
@@ -364,17 +477,37 @@ export class SocketIntake {
   }
 
   /** Makes the Connection on `live` and writes the 101; `tracked` stops counting as a handshake. */
-  #connect(live: Duplex, tracked: Duplex, accepted: AcceptedUpgrade, reads: 'read-buffer' | 'data-events'): Connection {
+  #connect(live: Duplex, tracked: Duplex, accepted: AcceptedConnection, reads: 'read-buffer' | 'data-events'): Connection {
     const parts = this.#parts;
     (live as Socket).setNoDelay?.(true);
-    const connection = new Connection(live, parts.context, accepted, reads);
+    const connection = new Connection(live, accepted.context, accepted, reads);
     parts.connections.add(connection);
     // The connection counts itself when constructed: only then does the handshake stop counting.
-    this.#handshakeEnded(tracked);
+    const arrived = this.#handshakeEnded(tracked);
+    if (arrived >= 0) recordValue(parts.slot, HANDSHAKE_SECONDS, (performance.now() - arrived) / 1000);
     // The 101 goes out only now: a client that reacts to it (opens another connection, say)
     // finds this one counted once, as a connection, by the primary's maxConnections check.
     live.write(accepted.response, 'latin1');
     return connection;
+  }
+
+  /**
+   * A passthrough connection: the upstream's 101 to the client, then bytes both ways. It counts
+   * as a connection (maxConnections, the balancer) until both sockets are closed.
+   */
+  #splice(live: Duplex, tracked: Duplex, accepted: AcceptedSplice, reads: 'read-buffer' | 'data-events', early: readonly Buffer[]): Splice {
+    const slot = this.#parts.slot;
+    slot[Counter.Connections]!++;
+    this.#handshakeEnded(tracked);
+    (live as Socket).setNoDelay?.(true);
+    live.write(accepted.response, 'latin1');
+    const splice = spliceSockets(live, reads, early, accepted.upstream, accepted.upstreamHead, this.#parts.config.idleTimeout * 1000, () => {
+      slot[Counter.Connections]!--;
+      this.#splices.delete(splice);
+      accepted.ended();
+    });
+    this.#splices.add(splice);
+    return splice;
   }
 
   #onClientError(error: NodeJS.ErrnoException, socket: Duplex): void {

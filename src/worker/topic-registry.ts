@@ -36,11 +36,16 @@ export function primaryBridgeLink(post: (message: WorkerMessage) => void, durabl
   };
 }
 
-/** The app's handlers the registry calls (durable bridge), and where it logs their failures. */
+type EntryHandlers = Pick<App<unknown>, 'stamp' | 'recovery'>;
+
+/** The app handlers the registry calls (durable bridge), and where it logs their failures. */
 export interface TopicHooks {
-  readonly app: Pick<App<unknown>, 'stamp' | 'recovery'>;
+  /** The app a subscriber belongs to (its route's): routes may serve apps with different handlers. */
+  readonly appOf: (connection: Connection) => EntryHandlers;
   readonly logger: Logger;
 }
+
+type Stamp = EntryHandlers['stamp'];
 
 /** Compresses a whole message once, without context takeover, for every subscriber. */
 type SharedCompressor = (payload: Buffer) => Buffer;
@@ -88,7 +93,7 @@ export class TopicRegistry implements TopicMembership, MeshTopics {
     mesh.attach(this);
   }
 
-  /** The app's `stamp` and `recovery` handlers, once it is loaded. */
+  /** The apps' `stamp` and `recovery` handlers, once they are loaded. */
   useHooks(hooks: TopicHooks): void {
     this.#hooks = hooks;
   }
@@ -227,21 +232,47 @@ export class TopicRegistry implements TopicMembership, MeshTopics {
     drop();
   }
 
-  /** Durable bridge: an entry of `topic`, framed once (stamped with its id) for the subscribers here. */
+  /**
+   * Durable bridge: an entry of `topic`, framed once (stamped with its id) for the subscribers
+   * here; once per distinct `stamp` when the subscribers' apps differ (routes).
+   */
   deliverEntry(topic: string, id: string, data: Uint8Array, binary: boolean, except: number): void {
     const set = this.#local.get(topic);
     if (set === undefined) return;
     this.#counters[Counter.PublishesIn]!++;
-    const payload = this.#stamp(topic, id, data, binary);
     const opcode = binary ? Opcode.Binary : Opcode.Text;
-    const plain = encodeFrame(opcode, payload);
-    const compressed = this.#compressedFrame(opcode, payload, undefined);
     const recovering = this.#recovery.of(topic);
+    // Framed for the first subscriber's stamp; others only where routes serve apps with different ones.
+    let first: Stamp;
+    let plain: Buffer | null = null;
+    let compressed: Buffer | null = null;
+    let others: Map<Stamp, readonly [Buffer, Buffer | null]> | null = null;
     for (const connection of set) {
       if (connection[kSerial] === except) continue;
-      if (recovering !== undefined && recovering.has(connection)) this.#recovery.live(topic, connection, id, plain, compressed);
-      else connection[kSendPrepared](plain, compressed, 'normal', null);
+      const stamp = this.#stampOf(connection);
+      if (plain === null) {
+        first = stamp;
+        const payload = this.#stamp(stamp, topic, id, data, binary);
+        plain = encodeFrame(opcode, payload);
+        compressed = this.#compressedFrame(opcode, payload, undefined);
+      }
+      if (stamp === first!) {
+        this.#sendEntry(recovering, topic, connection, id, plain, compressed);
+        continue;
+      }
+      let frames = others?.get(stamp);
+      if (frames === undefined) {
+        const payload = this.#stamp(stamp, topic, id, data, binary);
+        frames = [encodeFrame(opcode, payload), this.#compressedFrame(opcode, payload, undefined)];
+        (others ??= new Map()).set(stamp, frames);
+      }
+      this.#sendEntry(recovering, topic, connection, id, frames[0], frames[1]);
     }
+  }
+
+  #sendEntry(recovering: ReadonlyMap<Connection, unknown> | undefined, topic: string, connection: Connection, id: string, plain: Buffer, compressed: Buffer | null): void {
+    if (recovering !== undefined && recovering.has(connection)) this.#recovery.live(topic, connection, id, plain, compressed);
+    else connection[kSendPrepared](plain, compressed, 'normal', null);
   }
 
   /** Durable bridge: the primary's answer to a publish that asked for its id. */
@@ -265,7 +296,7 @@ export class TopicRegistry implements TopicMembership, MeshTopics {
       entries,
       (replayed) => this.#tellRecovery(connection, { topic, since, replayed, complete }),
       (entry) => {
-        connection.send(this.#stamp(topic, entry.id, entry.data, entry.binary), { binary: entry.binary });
+        connection.send(this.#stamp(this.#stampOf(connection), topic, entry.id, entry.data, entry.binary), { binary: entry.binary });
       },
     );
   }
@@ -290,10 +321,13 @@ export class TopicRegistry implements TopicMembership, MeshTopics {
     return encodeFrame(opcode, deflated, { rsv1: true });
   }
 
-  /** What subscribers get for entry `id`: the app's `stamp`, or the data as published. */
-  #stamp(topic: string, id: string, data: Uint8Array, binary: boolean): Buffer {
+  #stampOf(connection: Connection): Stamp {
+    return this.#hooks?.appOf(connection).stamp;
+  }
+
+  /** What subscribers get for entry `id`: their app's `stamp`, or the data as published. */
+  #stamp(stamp: Stamp, topic: string, id: string, data: Uint8Array, binary: boolean): Buffer {
     const bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-    const stamp = this.#hooks?.app.stamp;
     if (stamp === undefined) return bytes;
     try {
       return messageBytes(stamp(topic, id, bytes, binary));
@@ -304,7 +338,7 @@ export class TopicRegistry implements TopicMembership, MeshTopics {
   }
 
   #tellRecovery(connection: Connection, recovery: Recovery): void {
-    const handler = this.#hooks?.app.recovery;
+    const handler = this.#hooks?.appOf(connection).recovery;
     if (handler === undefined) return;
     try {
       handler(connection, recovery);

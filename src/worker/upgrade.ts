@@ -1,18 +1,24 @@
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
-import type { App, ResponseHeaders, Shard, UpgradeRequest } from '../shared/app.ts';
-import { isRejection } from '../shared/app.ts';
-import type { ServerConfig } from '../shared/config.ts';
+import type { ResponseHeaders, Shard, TlsPeer, UpgradeRequest } from '../shared/app.ts';
+import { isProxy, isRejection } from '../shared/app.ts';
 import { HandshakeError } from '../shared/errors.ts';
 import type { HandshakeStatus } from '../shared/errors.ts';
 import { parseExtensionHeader } from '../shared/extension-header.ts';
 import { buildErrorResponse, buildUpgradeResponse, validateUpgradeRequest } from '../shared/handshake.ts';
+import type { UpgradeRequestInfo } from '../shared/handshake.ts';
 import { messageCompression } from '../shared/message-compression.ts';
 import type { MessageCompression } from '../shared/message-compression.ts';
 import { PerMessageDeflate, acceptDeflateOffer } from '../shared/permessage-deflate.ts';
+import { resolveProxyTarget } from '../shared/proxy-target.ts';
+import type { ResolvedProxyTarget } from '../shared/proxy-target.ts';
 import { refuse } from '../runtime/refuse.ts';
 import { Counter } from '../shared/worker-counters.ts';
+import type { ConnectionContext } from './connection.ts';
+import type { ProxyGateway } from './proxy-gateway.ts';
+import type { Route, RouteTable } from './route-table.ts';
 
 /**
  * An upgrade request as the handler reads it: from Node's HTTP parser (an IncomingMessage), or
@@ -25,6 +31,8 @@ export interface HandshakeRequest {
   readonly httpVersion: string;
   readonly headers: IncomingHttpHeaders;
   readonly remoteAddress: string;
+  /** Present on a TLS socket. */
+  readonly tls: TlsPeer | null;
   raw(): IncomingMessage;
 }
 
@@ -36,11 +44,29 @@ export function fromIncomingMessage(req: IncomingMessage): HandshakeRequest {
     httpVersion: req.httpVersion,
     headers: req.headers,
     remoteAddress: req.socket.remoteAddress ?? '',
+    tls: tlsPeer(req.socket),
     raw: () => req,
   };
 }
 
-export interface AcceptedUpgrade {
+/** The TLS facts of a socket an app may decide on (SNI name, client certificate), or null on plain TCP. */
+export function tlsPeer(socket: Duplex): TlsPeer | null {
+  if (!('encrypted' in socket)) return null;
+  const tls = socket as TLSSocket;
+  const certificate = tls.getPeerCertificate(true);
+  const error = tls.authorizationError as Error | string | null | undefined;
+  return {
+    servername: typeof tls.servername === 'string' ? tls.servername : null,
+    authorized: tls.authorized,
+    authorizationError: error === null || error === undefined ? null : typeof error === 'string' ? error : (error.message ?? String(error)),
+    // An empty object when the client sent none.
+    peerCertificate: certificate !== null && Object.keys(certificate).length > 0 ? certificate : null,
+  };
+}
+
+/** A WebSocket connection to make on the socket: served by an app, or relaying to an upstream. */
+export interface AcceptedConnection {
+  readonly kind: 'connection';
   readonly data: unknown;
   readonly protocol: string;
   readonly extensions: string;
@@ -48,7 +74,26 @@ export interface AcceptedUpgrade {
   readonly remoteAddress: string;
   /** The 101 response, for the caller to write once it counts the socket as a connection. */
   readonly response: string;
+  /** The route's context (its app and limits), or the relay's for a proxied connection. */
+  readonly context: ConnectionContext;
+  /** Releases what was set up (compression, an upstream) when the client leaves before its 101. */
+  abandon(): void;
 }
+
+/** A passthrough proxy: after the upstream's 101 (`response`), bytes are copied both ways. */
+export interface AcceptedSplice {
+  readonly kind: 'splice';
+  readonly upstream: Duplex;
+  /** Bytes the upstream sent after its 101, read with it. */
+  readonly upstreamHead: Buffer;
+  readonly response: string;
+  readonly remoteAddress: string;
+  /** The spliced connection ended. */
+  ended(): void;
+  abandon(): void;
+}
+
+export type AcceptedUpgrade = AcceptedConnection | AcceptedSplice;
 
 /** Drops the header entries an app left undefined. */
 function definedHeaders(headers: ResponseHeaders | undefined): Record<string, string> | undefined {
@@ -58,28 +103,29 @@ function definedHeaders(headers: ResponseHeaders | undefined): Record<string, st
   return out;
 }
 
-
 /**
- * UpgradeHandler runs an opening handshake (RFC 6455 §4.2) on a request Node's HTTP parser has
- * read: validate, check the origin, negotiate permessage-deflate, ask the app, build the 101.
- * It returns the accepted connection's parameters and the 101 to write, or null after refusing it.
+ * UpgradeHandler runs an opening handshake (RFC 6455 §4.2): find the route, validate, check the
+ * origin, ask the app, negotiate permessage-deflate, build the 101; or, when the app (or the
+ * route) proxies, open the upstream first (proxy-gateway.ts). It returns the accepted
+ * connection's parameters and the response to write, or null after refusing it.
  */
 export class UpgradeHandler {
-  readonly #config: ServerConfig;
-  readonly #app: App<unknown>;
+  readonly #routes: RouteTable;
+  readonly #gateway: ProxyGateway;
   readonly #shard: Shard;
   readonly #logger: Logger;
   readonly #counters: Float64Array;
 
-  constructor(config: ServerConfig, app: App<unknown>, shard: Shard, logger: Logger, counters: Float64Array) {
-    this.#config = config;
-    this.#app = app;
+  constructor(routes: RouteTable, gateway: ProxyGateway, shard: Shard, logger: Logger, counters: Float64Array) {
+    this.#routes = routes;
+    this.#gateway = gateway;
     this.#shard = shard;
     this.#logger = logger;
     this.#counters = counters;
   }
 
-  async handle(req: HandshakeRequest, socket: Duplex): Promise<AcceptedUpgrade | null> {
+  /** `dialing` is called when an upstream is dialed: the client waits on the upstream from then on. */
+  async handle(req: HandshakeRequest, socket: Duplex, dialing: () => void = () => {}): Promise<AcceptedUpgrade | null> {
     const remoteAddress = req.remoteAddress;
     this.#counters[Counter.HandshakesTotal]!++;
     const refused = (status: HandshakeStatus, reason: string, headers?: Readonly<Record<string, string>>, message?: string): null => {
@@ -89,62 +135,46 @@ export class UpgradeHandler {
       return null;
     };
 
-    let info;
+    const route = this.#routes.match(req.url);
+    if (route === null) return refused(404, `no route for ${req.url.split('?', 1)[0]!}`, undefined, 'Not Found');
+    let info: UpgradeRequestInfo;
     try {
       info = validateUpgradeRequest(req);
     } catch (error) {
       if (error instanceof HandshakeError) return refused(error.status, error.message, error.headers);
       throw error;
     }
-    const origins = this.#config.origins;
+    const origins = route.settings.origins;
     if (origins !== null && (info.origin === undefined || !origins.includes(info.origin))) {
       return refused(403, `origin ${String(info.origin)} is not allowed`);
     }
 
-    let compression: MessageCompression | null = null;
-    let extensions = '';
-    const deflate = this.#config.deflate;
-    if (deflate !== null && info.extensionsHeader !== undefined) {
-      let offers;
-      try {
-        offers = parseExtensionHeader(info.extensionsHeader);
-      } catch (error) {
-        if (error instanceof HandshakeError) return refused(error.status, error.message);
-        throw error;
-      }
-      const shared = deflate.mode === 'shared';
-      const accepted = acceptDeflateOffer(offers, {
-        mode: deflate.mode,
-        serverMaxWindowBits: deflate.serverMaxWindowBits,
-        // Shared mode keeps no zlib state per connection in either direction.
-        clientNoContextTakeover: shared,
-        threshold: deflate.threshold,
-        level: deflate.level,
-        memLevel: deflate.memLevel,
-      });
-      if (accepted !== null) {
-        const codec = new PerMessageDeflate('server', accepted.params, {
-          maxMessageSize: this.#config.maxPayloadLength,
-          level: deflate.level,
-          memLevel: deflate.memLevel,
-          threshold: deflate.threshold,
-        });
-        compression = messageCompression(codec, shared ? deflate.serverMaxWindowBits : null);
-        extensions = accepted.response;
-      }
+    let negotiated: { compression: MessageCompression; extensions: string } | null;
+    try {
+      negotiated = this.#negotiate(route, info);
+    } catch (error) {
+      if (error instanceof HandshakeError) return refused(error.status, error.message);
+      throw error;
     }
+    let compression = negotiated?.compression ?? null;
+    let extensions = negotiated?.extensions ?? '';
 
     let data: unknown = undefined;
     let protocol = '';
     let headers: Readonly<Record<string, string>> | undefined;
-    const app = this.#app;
-    if (app.upgrade) {
+    let proxy: ResolvedProxyTarget | null = route.proxy;
+    // A route's (or the gateway's) target gets the request's path; an app's is dialed as given.
+    const forwardPath = proxy !== null;
+    let sticky: string | null = proxy?.sticky ?? null;
+    const app = route.app;
+    if (proxy === null && app.upgrade) {
       const request: UpgradeRequest = {
         method: req.method,
         url: req.url,
         headers: req.headers,
         remoteAddress,
         protocols: info.protocols,
+        tls: req.tls,
         // Made only if the app reads it: most never do.
         get raw() {
           return req.raw();
@@ -171,7 +201,16 @@ export class UpgradeHandler {
         }
         return refused(result.reject, `rejected by the app (${result.reject})`, rejectHeaders, result.message);
       }
-      if (result) {
+      if (isProxy(result)) {
+        try {
+          proxy = resolveProxyTarget(result.proxy, 'the proxy returned by upgrade');
+        } catch (error) {
+          compression?.close();
+          this.#logger.error({ err: error, url: req.url }, 'app upgrade handler returned an invalid proxy target; answering 500');
+          return refused(500, 'invalid proxy target', undefined, 'Internal Server Error');
+        }
+        sticky = proxy.sticky;
+      } else if (result) {
         data = result.data;
         headers = definedHeaders(result.headers);
         if (result.protocol !== undefined) {
@@ -188,6 +227,33 @@ export class UpgradeHandler {
       compression?.close();
       return null;
     }
+    if (proxy !== null && proxy.mode === 'passthrough') {
+      // Passthrough negotiates extensions end to end: the client's offer goes to the upstream.
+      compression?.close();
+      compression = null;
+      extensions = '';
+    }
+
+    if (proxy !== null) {
+      dialing();
+      let result;
+      try {
+        result = await this.#gateway.open(proxy, { request: req, info, route, compression, extensions, headers }, socket, sticky, forwardPath);
+      } catch (error) {
+        compression?.close();
+        throw error;
+      }
+      if (result === null) {
+        compression?.close();
+        return null;
+      }
+      if ('refuse' in result) {
+        compression?.close();
+        return refused(result.refuse, result.reason, undefined, result.refuse === 504 ? 'Gateway Timeout' : 'Bad Gateway');
+      }
+      return result;
+    }
+
     let response;
     try {
       response = buildUpgradeResponse({ key: info.key, protocol: protocol || undefined, extensions, headers });
@@ -196,6 +262,41 @@ export class UpgradeHandler {
       this.#logger.error({ err: error }, 'invalid upgrade response headers from the app');
       return refused(500, 'invalid response headers', undefined, 'Internal Server Error');
     }
-    return { data, protocol, extensions, compression, remoteAddress, response };
+    return {
+      kind: 'connection',
+      data,
+      protocol,
+      extensions,
+      compression,
+      remoteAddress,
+      response,
+      context: route.context,
+      abandon: () => compression?.close(),
+    };
+  }
+
+  /** permessage-deflate for the client, with the route's settings (RFC 7692 §5), or null. */
+  #negotiate(route: Route, info: UpgradeRequestInfo): { compression: MessageCompression; extensions: string } | null {
+    const deflate = route.settings.deflate;
+    if (deflate === null || info.extensionsHeader === undefined) return null;
+    const offers = parseExtensionHeader(info.extensionsHeader);
+    const shared = deflate.mode === 'shared';
+    const accepted = acceptDeflateOffer(offers, {
+      mode: deflate.mode,
+      serverMaxWindowBits: deflate.serverMaxWindowBits,
+      // Shared mode keeps no zlib state per connection in either direction.
+      clientNoContextTakeover: shared,
+      threshold: deflate.threshold,
+      level: deflate.level,
+      memLevel: deflate.memLevel,
+    });
+    if (accepted === null) return null;
+    const codec = new PerMessageDeflate('server', accepted.params, {
+      maxMessageSize: route.settings.maxPayloadLength,
+      level: deflate.level,
+      memLevel: deflate.memLevel,
+      threshold: deflate.threshold,
+    });
+    return { compression: messageCompression(codec, shared ? deflate.serverMaxWindowBits : null), extensions: accepted.response };
   }
 }

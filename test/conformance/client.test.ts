@@ -8,7 +8,7 @@ import type { AddressInfo, Server, Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocketServer } from 'ws';
-import type { CloseEvent, ErrorEvent, MessageEvent } from '../../src/client/websocket.ts';
+import type { CloseEvent, ErrorEvent, MessageData, MessageEvent } from '../../src/client/websocket.ts';
 import { WebSocket } from '../../src/client/websocket.ts';
 import type { ClientOptions } from '../../src/client/websocket.ts';
 import { listen } from '../../src/main/listen.ts';
@@ -86,7 +86,7 @@ afterEach(() => {
 /** A client that records its messages, its error and its close from the start. */
 class Recorder {
   readonly ws: WebSocket;
-  readonly messages: (string | Buffer | ArrayBuffer)[] = [];
+  readonly messages: MessageData[] = [];
   error: ErrorEvent | null = null;
   readonly opened: Promise<void>;
   readonly closed: Promise<CloseEvent>;
@@ -104,7 +104,7 @@ class Recorder {
     this.closed = new Promise((resolve) => this.ws.addEventListener('close', (event) => resolve(event as CloseEvent)));
   }
 
-  async next(timeout = 5000): Promise<string | Buffer | ArrayBuffer> {
+  async next(timeout = 5000): Promise<MessageData> {
     const deadline = Date.now() + timeout;
     const index = this.messages.length;
     while (this.messages.length <= index) {
@@ -114,7 +114,7 @@ class Recorder {
     return this.messages[index]!;
   }
 
-  async request(data: string | Buffer): Promise<string | Buffer | ArrayBuffer> {
+  async request(data: string | Buffer): Promise<MessageData> {
     const reply = this.next();
     this.ws.send(data);
     return reply;

@@ -3,35 +3,34 @@
  * playwright-core; never a downloaded browser), two pages chatting through a 2-worker server
  * with permessage-deflate.
  */
-import { existsSync } from 'node:fs';
-import { chromium } from 'playwright-core';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ShardServer } from '../../src/main/listen.ts';
+import { chromiumAvailable, launchChromium } from './chromium.ts';
 import { cleanup, startServer } from './helpers.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
-// CI installs chromium (.ci/run): there a missing browser is a failure, not a skip.
-const run = existsSync(CHROMIUM) || process.env.CI === 'true';
 
 // Functions given to page.evaluate run in Chromium; the project's lib has no DOM, so this module
 // names the few browser globals they touch (module-scoped: nothing leaks into other files).
 declare const location: { readonly host: string };
-declare const document: { querySelectorAll(selector: string): Iterable<HTMLElement> };
+declare const document: { querySelectorAll(selector: string): Iterable<HTMLElement>; readonly documentElement: { readonly scrollWidth: number } };
+declare const window: { readonly innerWidth: number };
+declare class Image {
+  src: string;
+  readonly naturalWidth: number;
+  decode(): Promise<void>;
+}
 interface HTMLElement {
   readonly dataset: Readonly<Record<string, string | undefined>>;
 }
 
-describe.skipIf(!run)('demo chat page in Chromium (needs /usr/bin/chromium: apt-get install chromium)', () => {
+describe.skipIf(!chromiumAvailable)('demo chat page in Chromium (needs /usr/bin/chromium: apt-get install chromium)', () => {
   let browser: Browser;
   let server: ShardServer;
 
   beforeAll(async () => {
     server = await startServer({ deflate: 'shared' });
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    });
+    browser = await launchChromium();
   }, 60_000);
 
   afterAll(async () => {
@@ -97,4 +96,51 @@ describe.skipIf(!run)('demo chat page in Chromium (needs /usr/bin/chromium: apt-
     );
     await ann!.screenshot({ path: 'test/.artifacts/chat.png' }).catch(() => {});
   }, 60_000);
+
+  // Phones from the narrowest in use (320 px) to a desktop, in light and dark mode.
+  it.each([
+    ['phone', 320, 568, 'light'],
+    ['phone', 390, 844, 'dark'],
+    ['phone', 390, 844, 'light'],
+    ['desktop', 1280, 800, 'dark'],
+  ] as const)('fits a %s screen (%i×%i, %s mode): no horizontal overflow, Send on screen, labelled inputs', async (name, width, height, colorScheme) => {
+    const context = await browser.newContext({ viewport: { width, height }, colorScheme, isMobile: width < 500, hasTouch: width < 500 });
+    try {
+      const page = await context.newPage();
+      await page.goto(`http://127.0.0.1:${server.address().port}/`);
+      await page.waitForSelector('#status[data-worker]');
+      const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+      expect(overflow, 'page wider than the screen').toBeLessThanOrEqual(0);
+      const send = page.getByRole('button', { name: 'Send' });
+      await expect(send.isVisible()).resolves.toBe(true);
+      const box = (await send.boundingBox())!;
+      expect(box.x).toBeGreaterThanOrEqual(0);
+      expect(box.x + box.width).toBeLessThanOrEqual(width);
+      expect(box.y + box.height).toBeLessThanOrEqual(height);
+      // Inputs are found by their labels, as a screen reader names them; typing and Send work.
+      await page.getByLabel('Your name').fill('narrow');
+      await page.getByLabel('Message').fill(`hello from ${width} px`);
+      await send.click();
+      await page.waitForSelector(`#log li:has-text("hello from ${width} px")`);
+      await page.screenshot({ path: `test/.artifacts/chat-${width}-${colorScheme}.png` }).catch(() => {});
+    } finally {
+      await context.close();
+    }
+  }, 60_000);
+
+  it('serves a favicon the browser can draw', async () => {
+    const page = await browser.newPage();
+    try {
+      await page.goto(`http://127.0.0.1:${server.address().port}/`);
+      const width = await page.evaluate(async () => {
+        const image = new Image();
+        image.src = '/favicon.ico';
+        await image.decode();
+        return image.naturalWidth;
+      });
+      expect(width).toBe(16);
+    } finally {
+      await page.close();
+    }
+  });
 });

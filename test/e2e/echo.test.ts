@@ -118,3 +118,26 @@ describe('connections spread over the workers', () => {
     expect((await openShardClients(url, 2)).map((c) => c.shard)).toEqual([0, 0]);
   });
 });
+
+describe('demo page over HTTP', () => {
+  let server: ShardServer;
+  beforeAll(async () => {
+    server = await startServer({});
+  });
+  afterAll(cleanup);
+
+  it('serves the page and an ICO favicon (no 404 in the browser console)', async () => {
+    const base = `http://127.0.0.1:${server.address().port}`;
+    const page = await fetch(`${base}/`);
+    expect(page.status).toBe(200);
+    expect(await page.text()).toContain('<link rel="icon" href="/favicon.ico">');
+    const icon = await fetch(`${base}/favicon.ico`);
+    expect(icon.status).toBe(200);
+    expect(icon.headers.get('content-type')).toBe('image/x-icon');
+    const bytes = Buffer.from(await icon.arrayBuffer());
+    // ICONDIR: reserved 0, type 1 (icon), one image of 16×16 at 32 bits per pixel.
+    expect([...bytes.subarray(0, 8)]).toEqual([0, 0, 1, 0, 1, 0, 16, 16]);
+    expect(bytes.readUInt16LE(12)).toBe(32);
+    expect(bytes.length).toBe(22 + bytes.readUInt32LE(14));
+  });
+});

@@ -245,7 +245,7 @@ class LoggedServer {
         try {
           const parsed = JSON.parse(line) as LogLine;
           this.lines.push(parsed);
-          if (parsed.msg.startsWith('shardws listening')) this.port = Number(parsed.port);
+          if (parsed.msg.startsWith('listening on')) this.port = Number(parsed.port);
         } catch {
           // not a log line
         }

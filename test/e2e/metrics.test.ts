@@ -75,3 +75,60 @@ describe('metrics and health', () => {
     expect((await get(server.address().port, '/metrics')).status).toBe(426);
   });
 });
+
+describe('admin listener', () => {
+  it('serves metrics, stats and health on its own port, on localhost, and nothing of it on the clients\' port', async () => {
+    const server = await startServer({ app: fixtureApp('shard-echo'), adminPort: 0 });
+    const admin = server.adminAddress()!;
+    expect(admin.address).toBe('127.0.0.1');
+    expect(admin.port).not.toBe(server.address().port);
+    const clients = await openShardClients(wsUrl(server), 2);
+    for (const { client } of clients) await client.request('x'.repeat(300));
+
+    const metrics = await get(admin.port, '/metrics');
+    expect(metrics.status).toBe(200);
+    expect(metrics.type).toContain('text/plain');
+    expect(sum(metrics.body, 'shardws_connections')).toBe(2);
+    // Both upgrades are in the handshake histogram; the 300-byte messages in the sizes (in: <= 1024).
+    expect(sum(metrics.body, 'shardws_handshake_duration_seconds_count')).toBe(2);
+    expect(sum(metrics.body, 'shardws_message_size_bytes_bucket', 'direction="in",le="1024"')).toBeGreaterThanOrEqual(2);
+    expect(sum(metrics.body, 'shardws_message_size_bytes_bucket', 'direction="in",le="256"')).toBe(0);
+    // A row per worker and one for the primary in the per-thread runtime figures.
+    for (const worker of ['0', '1', 'primary']) expect(metrics.body).toMatch(new RegExp(`shardws_heap_used_bytes\\{worker="${worker}"\\} [1-9]`));
+    expect(metrics.body).toContain('process_cpu_seconds_total');
+
+    const stats = await get(admin.port, '/stats');
+    expect(stats.status).toBe(200);
+    expect((JSON.parse(stats.body) as { workers: unknown[] }).workers).toHaveLength(2);
+    const health = await get(admin.port, '/health');
+    expect(health.status).toBe(200);
+    expect((JSON.parse(health.body) as { status: string }).status).toBe('ok');
+    const other = await get(admin.port, '/');
+    expect(other.status).toBe(404);
+    expect(other.body).toContain('/metrics, /stats, /health');
+
+    // The clients' port answers none of it (the app has no http handler: 426).
+    for (const path of ['/metrics', '/stats', '/health']) expect((await get(server.address().port, path)).status).toBe(426);
+  });
+
+  it('keeps answering /health from the primary while a worker is replaced', async () => {
+    const server = await startServer({ app: fixtureApp('shard-echo'), adminPort: 0 });
+    const admin = server.adminAddress()!.port;
+    const [victim] = await openShardClients(wsUrl(server), 1);
+    victim!.client.ws.send('exit');
+    await waitFor(() => server.stats().restarts === 1, 'the worker to be replaced', 10_000);
+    expect([200, 503]).toContain((await get(admin, '/health')).status);
+    let status = 0;
+    for (let i = 0; i < 200 && status !== 200; i++) {
+      status = (await get(admin, '/health')).status;
+      if (status !== 200) await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    expect(status).toBe(200);
+    expect(sum((await get(admin, '/metrics')).body, 'shardws_worker_restarts_total')).toBe(1);
+  });
+
+  it('is off by default', async () => {
+    const server = await startServer({ app: fixtureApp('shard-echo') });
+    expect(server.adminAddress()).toBeNull();
+  });
+});

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { SERVE_HELP, parseServeArgs } from '../../src/main/serve-command.ts';
+import { PROXY_HELP, SERVE_HELP, parseProxyArgs, parseServeArgs } from '../../src/main/serve-command.ts';
 import { UsageError } from '../../src/runtime/cli-args.ts';
-import { OPTIONS, resolveConfig } from '../../src/shared/config.ts';
+import { DEFLATE_OPTIONS, OPTIONS, resolveConfig } from '../../src/shared/config.ts';
 import type { OptionSpec } from '../../src/shared/config.ts';
 
 type OptionName = keyof typeof OPTIONS;
@@ -10,6 +10,7 @@ type OptionName = keyof typeof OPTIONS;
 const TABLE_FLAGS: readonly (readonly [flag: string, option: OptionName, raw: string, value: unknown])[] = [
   ['port', 'port', '9001', 9001],
   ['host', 'host', '127.0.0.1', '127.0.0.1'],
+  ['unix', 'path', '/run/shardws.sock', '/run/shardws.sock'],
   ['workers', 'workers', '3', 3],
   ['backlog', 'backlog', '100', 100],
   ['max-connections', 'maxConnections', '5000', 5000],
@@ -23,10 +24,13 @@ const TABLE_FLAGS: readonly (readonly [flag: string, option: OptionName, raw: st
   ['handshake-timeout', 'handshakeTimeout', '5', 5],
   ['max-handshakes', 'maxHandshakes', '100', 100],
   ['max-header-size', 'maxHeaderSize', '8K', 8 * 1024],
+  ['admin-port', 'adminPort', '9464', 9464],
+  ['admin-host', 'adminHost', '0.0.0.0', '0.0.0.0'],
   ['stats-path', 'statsPath', '/s', '/s'],
   ['metrics-path', 'metricsPath', '/metrics', '/metrics'],
   ['health-path', 'healthPath', '/h', '/h'],
   ['log-level', 'logLevel', 'warn', 'warn'],
+  ['log-format', 'logFormat', 'pretty', 'pretty'],
   ['shutdown-grace', 'shutdownGrace', '0.5', 0.5],
   ['heartbeat-timeout', 'heartbeatTimeout', '20', 20],
   ['worker-young-size', 'workerYoungGenerationSize', '32M', 32 * 1024 * 1024],
@@ -34,9 +38,16 @@ const TABLE_FLAGS: readonly (readonly [flag: string, option: OptionName, raw: st
   ['pool-threshold', 'poolThreshold', '4K', 4 * 1024],
 ];
 /** The on/off flag: `--send-pings` / `--no-send-pings`. */
-const BOOLEAN_FLAGS = ['send-pings'];
+const BOOLEAN_FLAGS = ['send-pings', 'proxy-protocol'];
+/** The deflate option's fields, from DEFLATE_OPTIONS. */
+const DEFLATE_FIELD_FLAGS: readonly (readonly [flag: string, field: string, raw: string, value: number])[] = [
+  ['deflate-threshold', 'threshold', '1K', 1024],
+  ['deflate-level', 'level', '6', 6],
+  ['deflate-mem-level', 'memLevel', '9', 9],
+  ['deflate-window-bits', 'serverMaxWindowBits', '12', 12],
+];
 /** Hand-made flags, as the help spells them. */
-const EXTRA_FLAGS = ['deflate[=MODE]', 'origin', 'tls-cert', 'tls-key', 'tls-ca', 'redis'];
+const EXTRA_FLAGS = ['deflate[=MODE]', 'origin', 'tls-cert', 'tls-key', 'tls-ca', 'app-options', 'route', 'redis'];
 /** The Redis bridge's flags, from its table (REDIS_OPTIONS). */
 const REDIS_FLAGS = ['[no-]redis-streams', 'redis-retention', 'redis-max-age', 'redis-outage-buffer'];
 
@@ -60,8 +71,8 @@ const usageError = (args: string[]): Error => {
 };
 
 describe('parseServeArgs', () => {
-  it('sets the CLI defaults: port 8080, /stats and /health on, nothing else', () => {
-    expect(parseServeArgs([])).toEqual({ options: { app: undefined, port: 8080, statsPath: '/stats', healthPath: '/health' }, redis: undefined, help: false });
+  it('sets the CLI default port 8080 and nothing else: no stats, health or metrics on the clients\' port', () => {
+    expect(parseServeArgs([])).toEqual({ options: { app: undefined, port: 8080 }, redis: undefined, help: false });
   });
 
   it('takes one positional APP module', () => {
@@ -79,9 +90,10 @@ describe('parseServeArgs', () => {
 
   it('maps every flag in the help to an option, and has a flag for every option the table gives one', () => {
     const inHelp = helpFlags().map((f) => f.flag);
-    expect(inHelp.sort()).toEqual([...TABLE_FLAGS.map(([flag]) => flag), ...BOOLEAN_FLAGS.map((f) => `[no-]${f}`), ...EXTRA_FLAGS, ...REDIS_FLAGS].sort());
+    expect(inHelp.sort()).toEqual([...TABLE_FLAGS.map(([flag]) => flag), ...BOOLEAN_FLAGS.map((f) => `[no-]${f}`), ...DEFLATE_FIELD_FLAGS.map(([flag]) => flag), ...EXTRA_FLAGS, ...REDIS_FLAGS].sort());
+    expect(DEFLATE_FIELD_FLAGS.map(([, field]) => field).sort()).toEqual(Object.keys(DEFLATE_OPTIONS).sort());
     const withFlag = (Object.entries(OPTIONS) as [OptionName, OptionSpec][]).filter(([, spec]) => spec.cli !== false).map(([name]) => name);
-    expect([...TABLE_FLAGS.map(([, option]) => option), 'sendPings'].sort()).toEqual(withFlag.sort());
+    expect([...TABLE_FLAGS.map(([, option]) => option), 'sendPings', 'proxyProtocol'].sort()).toEqual(withFlag.sort());
   });
 
   it('turns pings on and off', () => {
@@ -158,6 +170,35 @@ describe('parseServeArgs', () => {
     const error = usageError(['--deflate=fast']);
     expect(error).toBeInstanceOf(UsageError);
     expect(error.message).toBe('--deflate must be shared or dedicated, got "fast"');
+  });
+
+  it.each(DEFLATE_FIELD_FLAGS)('--%s sets deflate.%s, with --deflate', (flag, field, raw, value) => {
+    expect(parseServeArgs(['--deflate', `--${flag}`, raw]).options.deflate).toEqual({ mode: 'shared', [field]: value });
+    expect(parseServeArgs(['--deflate=dedicated', `--${flag}=${raw}`]).options.deflate).toEqual({ mode: 'dedicated', [field]: value });
+    const lonely = usageError([`--${flag}`, raw]);
+    expect(lonely).toBeInstanceOf(UsageError);
+    expect(lonely.message).toBe(`--${flag} needs --deflate (or --deflate=dedicated)`);
+  });
+
+  it('checks the deflate fields against DEFLATE_OPTIONS, naming the flag', () => {
+    expect(usageError(['--deflate', '--deflate-level', '10']).message).toBe('--deflate-level must be an integer from 0 to 9, got 10');
+    expect(usageError(['--deflate', '--deflate-window-bits', '-9']).message).toBe('--deflate-window-bits must be a whole number, got "-9"');
+    const { options } = parseServeArgs(['--deflate', '--deflate-level', '9', '--deflate-window-bits', '10']);
+    expect(resolveConfig(options, 1).deflate).toMatchObject({ mode: 'shared', level: 9, serverMaxWindowBits: 10, memLevel: 8 });
+  });
+
+  it('reads --app-options as JSON', () => {
+    expect(parseServeArgs(['--app-options', '{"greeting":"hi","n":[1,2]}']).options.appOptions).toEqual({ greeting: 'hi', n: [1, 2] });
+    expect(parseServeArgs(['--app-options=42']).options.appOptions).toBe(42);
+    const error = usageError(['--app-options', '{a:1}']);
+    expect(error).toBeInstanceOf(UsageError);
+    expect(error.message).toMatch(/^--app-options must be JSON \(.*\), got "\{a:1\}"$/);
+  });
+
+  it("reads the TLS key's passphrase from $SHARDWS_TLS_PASSPHRASE, never from the command line", () => {
+    const args = ['--tls-cert', 'c.pem', '--tls-key', 'k.pem'];
+    expect(parseServeArgs(args, { SHARDWS_TLS_PASSPHRASE: 's3cret' }).options.tls).toEqual({ certFile: 'c.pem', keyFile: 'k.pem', caFile: undefined, passphrase: 's3cret' });
+    expect(parseServeArgs(args, {}).options.tls).not.toHaveProperty('passphrase');
   });
 
   it('collects repeated --origin flags', () => {
@@ -274,10 +315,34 @@ describe('SERVE_HELP', () => {
     expect(line('max-payload')).toContain('(default 16M)');
     expect(line('high-water-mark')).toContain('(default 64K)');
     expect(line('idle-timeout')).toContain('(default 120)');
-    expect(line('stats-path')).toContain('(default /stats)');
-    expect(line('health-path')).toContain('(default /health)');
+    expect(line('stats-path')).toContain('(default off)');
+    expect(line('health-path')).toContain('(default off)');
     expect(line('metrics-path')).toContain('(default off)');
+    expect(line('admin-port')).toContain('(default off)');
+    expect(line('admin-host')).toContain('(default 127.0.0.1)');
     expect(line('[no-]send-pings')).toContain('(default on)');
     expect(line('log-level')).toContain('(default info)');
+  });
+});
+
+describe('--route and parseProxyArgs', () => {
+  it('reads --route PATH=APP, repeated, into routes', () => {
+    expect(parseServeArgs(['--route', '/chat=chat.ts', '--route=/feed/*=./feed.ts']).options.routes).toEqual({ '/chat': 'chat.ts', '/feed/*': './feed.ts' });
+    expect(() => parseServeArgs(['--route', 'chat.ts'])).toThrow(/--route must be PATH=APP/);
+  });
+
+  it('makes the gateway target from the URLs and the proxy flags, with every serve flag beside them', () => {
+    const { options } = parseProxyArgs(['ws://a:1,wss://b:2/x', '--passthrough', '--balance', 'round-robin', '--upstream-timeout', '2.5', '--workers', '2', '--unix', '/run/gw.sock']);
+    expect(options.proxy).toEqual({ url: ['ws://a:1', 'wss://b:2/x'], mode: 'passthrough', balance: 'round-robin', timeout: 2.5 });
+    expect(options).toMatchObject({ workers: 2, path: '/run/gw.sock' });
+    expect(options.statsPath).toBeUndefined();
+    expect(options.port).toBeUndefined();
+    const config = resolveConfig(options, 2);
+    expect(config.proxy).toMatchObject({ urls: ['ws://a:1/', 'wss://b:2/x'], mode: 'passthrough', balance: 'round-robin', timeout: 2.5, deflate: false });
+    expect(parseProxyArgs(['ws://a', '--upstream-deflate']).options.proxy).toMatchObject({ mode: 'message', deflate: true });
+    expect(() => parseProxyArgs(['ws://a', '--passthrough', '--upstream-deflate'])).toThrow(/--upstream-deflate is for message mode/);
+    expect(() => parseProxyArgs(['ws://a', 'ws://b'])).toThrow(/proxy takes one argument/);
+    expect(() => parseProxyArgs(['ws://a', '--route', '/x=y.ts'])).toThrow(/Unknown option/);
+    expect(PROXY_HELP).toContain('Usage: shardws proxy URL[,URL...] [options]');
   });
 });

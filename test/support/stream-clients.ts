@@ -130,7 +130,8 @@ export class ServerProcess {
       const lines = (this.#rest + chunk).split('\n');
       this.#rest = lines.pop()!;
       for (const line of lines) {
-        if (!line.includes('shardws listening')) continue;
+        // The primary's ready record (JSON lines: stdout is not a terminal).
+        if (!line.startsWith('{') || !line.includes('"listening on ')) continue;
         this.port = Number((JSON.parse(line) as { port: number }).port);
       }
     });

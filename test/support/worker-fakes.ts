@@ -7,7 +7,13 @@
 import { Duplex } from 'node:stream';
 import { pino } from 'pino';
 import type { Logger } from 'pino';
-import type { MessageData, Priority, SendOptions, SendStatus, Shard } from '../../src/shared/app.ts';
+import type { App, MessageData, Priority, SendOptions, SendStatus, Shard } from '../../src/shared/app.ts';
+import type { ServerConfig } from '../../src/shared/config.ts';
+import { ByteArena } from '../../src/shared/frame-writer.ts';
+import { FlushScheduler } from '../../src/runtime/frame-flush.ts';
+import type { ConnectionContext } from '../../src/worker/connection.ts';
+import { RouteTable } from '../../src/worker/route-table.ts';
+import { closeSlowClients } from '../../src/worker/send-admission.ts';
 import type { PeerPublish } from '../../src/shared/thread-messages.ts';
 import { kSendPrepared, kSerial } from '../../src/worker/connection.ts';
 import type { Connection } from '../../src/worker/connection.ts';
@@ -172,4 +178,33 @@ export async function until(predicate: () => boolean, what: string, timeout = 20
     if (Date.now() > deadline) throw new Error(`timed out after ${timeout} ms waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 1));
   }
+}
+
+/**
+ * The ConnectionContext a worker builds (shard-runtime.ts), for tests that make connections:
+ * fresh arena and scheduler, recording topics, closed connections leave `connections`.
+ */
+export function testContext(config: ServerConfig, shard: Shard, logger: Logger, counters: Float64Array, connections: Set<Connection> = new Set()): ConnectionContext {
+  return {
+    app: {},
+    shard,
+    logger,
+    arena: new ByteArena(),
+    scheduler: new FlushScheduler(),
+    counters,
+    maxPayloadLength: config.maxPayloadLength,
+    limits: { highWaterMark: config.highWaterMark, maxBackpressure: config.maxBackpressure },
+    lowWaterMark: config.lowWaterMark,
+    slowClient: closeSlowClients,
+    close: { closeTimeoutMs: 1000, logger },
+    topics: new RecordingMembership(),
+    idle: { tick: 0 },
+    backlogged: new Set(),
+    closed: (connection) => connections.delete(connection),
+  };
+}
+
+/** A route table of one app that takes every path, with the server's settings. */
+export function singleRoute(config: ServerConfig, app: App<unknown>, context: ConnectionContext): RouteTable {
+  return RouteTable.build([{ pattern: null, app, settings: config, proxy: null }], context, silentLogger());
 }

@@ -1,7 +1,8 @@
 import { describe, it, expect } from 'vitest';
-import { resolve } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { appUrl, loadApp } from '../../src/worker/app-loader.ts';
+import { AppLoadError, appUrl, assertAppExists, errorLocation, loadApp } from '../../src/worker/app-loader.ts';
+
 
 const FIXTURE = fileURLToPath(new URL('../fixtures/apps/shard-echo.ts', import.meta.url));
 
@@ -48,19 +49,71 @@ describe('loadApp', () => {
     expect(typeof app.upgrade).toBe('function');
   });
 
-  it('refuses a module without a default export with a TypeError naming its URL', async () => {
-    const spec = fileURLToPath(new URL('../support/worker-fakes.ts', import.meta.url));
-    const url = pathToFileURL(spec).href;
-    const error = await loadApp(spec).then(
-      () => null,
-      (e: unknown) => e,
+  const failure = (spec: string): Promise<AppLoadError> =>
+    loadApp(spec).then(
+      () => {
+        throw new Error(`${spec} loaded`);
+      },
+      (e: unknown) => e as AppLoadError,
     );
-    expect(error).toBeInstanceOf(TypeError);
-    expect((error as TypeError).message).toContain(url);
-    expect((error as TypeError).message).toContain('no default export');
+
+  it('refuses a module without a default export with an AppLoadError naming its file', async () => {
+    const spec = fileURLToPath(new URL('../support/worker-fakes.ts', import.meta.url));
+    const error = await failure(spec);
+    expect(error).toBeInstanceOf(AppLoadError);
+    expect(error.code).toBe('SHARDWS_APP_LOAD');
+    expect(error.message).toBe(`app module ${relative(process.cwd(), spec)} has no default export (export default defineApp({...}))`);
   });
 
-  it('rejects with the import error for a module that does not exist', async () => {
-    await expect(loadApp('/nonexistent/shardws-app.ts')).rejects.toThrow();
+  it('rejects with the import error for a module that does not exist, without a location (the message names it)', async () => {
+    const error = await failure('/nonexistent/shardws-app.ts');
+    expect(error).toBeInstanceOf(AppLoadError);
+    expect(error.location).toBeNull();
+    expect(error.message).toMatch(/^Error: Cannot find module '.*\/nonexistent\/shardws-app\.ts'$/);
+  });
+  // What Node's own loader says for a syntax error, a throw at load and an enum is tested with
+  // the real binary in test/cli.test.ts: under vitest, modules go through vite's transform.
+});
+
+describe('errorLocation', () => {
+  it('skips frames in node: internals, node_modules and shardws itself', () => {
+    const error = new Error('x');
+    error.stack = [
+      'Error: x',
+      '    at check (node:internal/modules/esm/resolve:241:11)',
+      `    at loadApp (${pathToFileURL(fileURLToPath(new URL('../../src/worker/app-loader.ts', import.meta.url))).href}:70:5)`,
+      '    at helper (/srv/app/node_modules/lib/index.js:3:1)',
+      '    at file:///srv/app/config.ts:12:9',
+    ].join('\n');
+    expect(errorLocation(error)).toBe('/srv/app/config.ts:12');
+    expect(errorLocation('not an error')).toBeNull();
+  });
+
+  it("takes a SyntaxError's file:line from the first line of its stack", () => {
+    const error = new SyntaxError("Expected ',', got '}'");
+    error.stack = "/srv/app/app.ts:4\n    ws.send(d\n  }\n  ^\n\nSyntaxError [ERR_INVALID_TYPESCRIPT_SYNTAX]: Expected ',', got '}'\n    at parseTypeScript (node:internal/modules/typescript:61:36)";
+    expect(errorLocation(error)).toBe('/srv/app/app.ts:4');
+    error.stack = 'file:///srv/app/app.js:7\nfoo bar\n    ^^^\n\nSyntaxError: Unexpected identifier';
+    expect(errorLocation(error)).toBe('/srv/app/app.js:7');
+  });
+
+  it('names a file under the working directory by its relative path', () => {
+    const error = new Error('x');
+    error.stack = `Error: x\n    at ${pathToFileURL(join(process.cwd(), 'apps', 'chat.ts')).href}:3:1`;
+    expect(errorLocation(error)).toBe(join('apps', 'chat.ts:3'));
+  });
+});
+
+describe('assertAppExists', () => {
+  it('passes the demo, an existing file and non-file URLs', () => {
+    expect(() => assertAppExists(null)).not.toThrow();
+    expect(() => assertAppExists(FIXTURE)).not.toThrow();
+    expect(() => assertAppExists('data:text/javascript,export default {}')).not.toThrow();
+  });
+
+  it('throws a TypeError naming the missing file, and what was typed when it differs', () => {
+    expect(() => assertAppExists('/nonexistent/app.ts')).toThrow(new TypeError('app not found: /nonexistent/app.ts'));
+    expect(() => assertAppExists('file:///nonexistent/app.ts')).toThrow(new TypeError('app not found: /nonexistent/app.ts (from "file:///nonexistent/app.ts")'));
+    expect(() => assertAppExists('./no-such-app.ts')).toThrow(new TypeError('app not found: no-such-app.ts (from "./no-such-app.ts")'));
   });
 });

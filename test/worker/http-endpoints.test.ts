@@ -8,7 +8,7 @@ import type { ServerOptions } from '../../src/shared/config.ts';
 import { resolveConfig } from '../../src/shared/config.ts';
 import { Counter, WorkerCounters } from '../../src/shared/worker-counters.ts';
 import { HttpEndpoints, health } from '../../src/worker/http-endpoints.ts';
-import { noPublish, silentLogger } from '../support/worker-fakes.ts';
+import { noPublish, silentLogger, singleRoute, testContext } from '../support/worker-fakes.ts';
 
 /** Counts the MetricsEndpoints built (the real ones), to see prom-client is loaded on the first scrape only. */
 const metricsBuilt = vi.hoisted(() => ({ count: 0 }));
@@ -41,7 +41,8 @@ afterAll(async () => {
 });
 
 function use(options: ServerOptions = {}, app: App<unknown> = {}, counters = new WorkerCounters(2)): WorkerCounters {
-  endpoints = new HttpEndpoints(resolveConfig(options, 2), counters, app, shard, silentLogger());
+  const config = resolveConfig(options, 2);
+  endpoints = new HttpEndpoints(config, counters, singleRoute(config, app, testContext(config, shard, silentLogger(), counters.slot(0))), shard, silentLogger());
   return counters;
 }
 

@@ -1,5 +1,6 @@
+import { readFileSync } from 'node:fs';
 import { describe, it, expect } from 'vitest';
-import { Counter, ServerCounter, WorkerCounters } from '../../src/shared/worker-counters.ts';
+import { Counter, HANDSHAKE_SECONDS, ServerCounter, WorkerCounters, recordSize, recordValue } from '../../src/shared/worker-counters.ts';
 import { MetricsEndpoint } from '../../src/worker/metrics.ts';
 
 /** `name{labels} value` lines of an exposition, as a map (comments left out). */
@@ -39,17 +40,79 @@ const PER_WORKER: [string, Counter, 'gauge' | 'counter'][] = [
   ['shardws_peer_publishes_total', Counter.PublishesIn, 'counter'],
 ];
 
+/** Per-thread runtime metrics: name, extra labels, the counter, the type. */
+const PER_THREAD: [string, string, Counter, 'gauge' | 'counter'][] = [
+  ['shardws_eventloop_delay_seconds', 'quantile="0.5"', Counter.LoopDelayP50, 'gauge'],
+  ['shardws_eventloop_delay_seconds', 'quantile="0.99"', Counter.LoopDelayP99, 'gauge'],
+  ['shardws_eventloop_delay_seconds', 'quantile="1"', Counter.LoopDelayMax, 'gauge'],
+  ['shardws_eventloop_delay_mean_seconds', '', Counter.LoopDelayMean, 'gauge'],
+  ['shardws_eventloop_busy_seconds_total', '', Counter.LoopBusySeconds, 'counter'],
+  ['shardws_thread_cpu_seconds_total', 'mode="user"', Counter.CpuUserSeconds, 'counter'],
+  ['shardws_thread_cpu_seconds_total', 'mode="system"', Counter.CpuSystemSeconds, 'counter'],
+  ['shardws_heap_used_bytes', '', Counter.HeapUsedBytes, 'gauge'],
+  ['shardws_heap_total_bytes', '', Counter.HeapTotalBytes, 'gauge'],
+];
+
 describe('MetricsEndpoint', () => {
   it('exposes every metric with its type', async () => {
     const text = await new MetricsEndpoint(new WorkerCounters(2)).text();
-    expect(types(text)).toEqual({
+    const ours = Object.fromEntries(Object.entries(types(text)).filter(([name]) => name.startsWith('shardws_')));
+    expect(ours).toEqual({
       ...Object.fromEntries(PER_WORKER.map(([name, , type]) => [name, type])),
+      ...Object.fromEntries(PER_THREAD.map(([name, , , type]) => [name, type])),
       shardws_closes_total: 'counter',
       shardws_compression_ratio: 'gauge',
       shardws_worker_restarts_total: 'counter',
       shardws_connections_refused_total: 'counter',
       shardws_workers: 'gauge',
+      shardws_handshake_duration_seconds: 'histogram',
+      shardws_message_size_bytes: 'histogram',
     });
+    // prom-client's defaults: the process as a whole, Node in the thread that answers.
+    expect(types(text)).toMatchObject({ process_cpu_seconds_total: 'counter', process_resident_memory_bytes: 'gauge', nodejs_eventloop_lag_p99_seconds: 'gauge' });
+  });
+
+  it('has a row for every worker and the primary in the per-thread runtime metrics', async () => {
+    const counters = new WorkerCounters(2);
+    PER_THREAD.forEach(([, , counter], i) => {
+      counters.slot(0)[counter] = 10 + i;
+      counters.slot(1)[counter] = 100 + i;
+      counters.server[counter] = 1000 + i;
+    });
+    const got = samples(await new MetricsEndpoint(counters).text());
+    PER_THREAD.forEach(([name, labels, , ], i) => {
+      const extra = labels === '' ? '' : `,${labels}`;
+      expect(got.get(`${name}{worker="0"${extra}}`), name).toBe(10 + i);
+      expect(got.get(`${name}{worker="1"${extra}}`), name).toBe(100 + i);
+      expect(got.get(`${name}{worker="primary"${extra}}`), name).toBe(1000 + i);
+    });
+    // The per-worker counters have no primary row (its slot holds other things there).
+    expect([...got.keys()].some((key) => key.startsWith('shardws_connections{worker="primary"'))).toBe(false);
+  });
+
+  it('exposes the histograms in the Prometheus shape: cumulative buckets, +Inf, _sum and _count', async () => {
+    const counters = new WorkerCounters(2);
+    for (const seconds of [0.0002, 0.004, 0.004, 3]) recordValue(counters.slot(1), HANDSHAKE_SECONDS, seconds);
+    for (const size of [10, 100, 100_000]) recordSize(counters.slot(0), Counter.MessageInBytes, size);
+    recordSize(counters.slot(0), Counter.MessageOutBytes, 5000);
+    const got = samples(await new MetricsEndpoint(counters).text());
+    const h = 'shardws_handshake_duration_seconds';
+    expect(got.get(`${h}_bucket{worker="1",le="0.0005"}`)).toBe(1);
+    expect(got.get(`${h}_bucket{worker="1",le="0.005"}`)).toBe(3);
+    expect(got.get(`${h}_bucket{worker="1",le="2.5"}`)).toBe(3);
+    expect(got.get(`${h}_bucket{worker="1",le="5"}`)).toBe(4);
+    expect(got.get(`${h}_bucket{worker="1",le="+Inf"}`)).toBe(4);
+    expect(got.get(`${h}_count{worker="1"}`)).toBe(4);
+    expect(got.get(`${h}_sum{worker="1"}`)).toBeCloseTo(3.0082, 6);
+    expect(got.get(`${h}_count{worker="0"}`)).toBe(0);
+    const m = 'shardws_message_size_bytes';
+    expect(got.get(`${m}_bucket{worker="0",direction="in",le="64"}`)).toBe(1);
+    expect(got.get(`${m}_bucket{worker="0",direction="in",le="256"}`)).toBe(2);
+    expect(got.get(`${m}_bucket{worker="0",direction="in",le="262144"}`)).toBe(3);
+    expect(got.get(`${m}_sum{worker="0",direction="in"}`)).toBe(100_110);
+    expect(got.get(`${m}_count{worker="0",direction="out"}`)).toBe(1);
+    expect(got.get(`${m}_bucket{worker="0",direction="out",le="4096"}`)).toBe(0);
+    expect(got.get(`${m}_bucket{worker="0",direction="out",le="16384"}`)).toBe(1);
   });
 
   it('reads each per-worker metric from that worker’s slot, labelled with its index', async () => {
@@ -126,5 +189,24 @@ describe('MetricsEndpoint', () => {
     const values = samples(await second.text());
     expect(values.get('shardws_connections{worker="0"}')).toBe(9);
     expect(values.get('shardws_workers')).toBe(3);
+  });
+});
+
+describe('docs/grafana-dashboard.json', () => {
+  it('queries only metrics the endpoint exports, and shows the per-thread event-loop delay', async () => {
+    const dashboard = JSON.parse(readFileSync(new URL('../../docs/grafana-dashboard.json', import.meta.url), 'utf8')) as { panels: { title: string; targets: { expr: string }[] }[] };
+    const text = await new MetricsEndpoint(new WorkerCounters(2)).text();
+    const exported = new Set<string>();
+    for (const [name, type] of Object.entries(types(text))) {
+      exported.add(name);
+      if (type === 'histogram') for (const suffix of ['_bucket', '_sum', '_count']) exported.add(name + suffix);
+    }
+    const queried = new Set<string>();
+    for (const panel of dashboard.panels) {
+      for (const { expr } of panel.targets) for (const [name] of expr.matchAll(/\b(?:shardws|process|nodejs)_[a-z_]+\b/g)) queried.add(name);
+    }
+    expect(queried.size).toBeGreaterThan(15);
+    for (const name of queried) expect(exported.has(name), name).toBe(true);
+    expect(dashboard.panels.some((p) => p.targets.some((t) => t.expr.includes('shardws_eventloop_delay_seconds{quantile="0.99"')))).toBe(true);
   });
 });

@@ -6,15 +6,13 @@ import type { AddressInfo, Server, Socket } from 'node:net';
 import type { App, Shard } from '../../src/shared/app.ts';
 import type { ServerOptions } from '../../src/shared/config.ts';
 import { resolveConfig } from '../../src/shared/config.ts';
-import { ByteArena } from '../../src/shared/frame-writer.ts';
 import { Counter, WorkerCounters } from '../../src/shared/worker-counters.ts';
-import { FlushScheduler } from '../../src/runtime/frame-flush.ts';
-import type { Connection, ConnectionContext } from '../../src/worker/connection.ts';
+import type { Connection } from '../../src/worker/connection.ts';
 import type { HttpEndpoints } from '../../src/worker/http-endpoints.ts';
-import { closeSlowClients } from '../../src/worker/send-admission.ts';
 import { SocketIntake } from '../../src/worker/socket-intake.ts';
 import { UpgradeHandler } from '../../src/worker/upgrade.ts';
-import { RecordingMembership, noPublish, silentLogger, until } from '../support/worker-fakes.ts';
+import { ProxyGateway } from '../../src/worker/proxy-gateway.ts';
+import { noPublish, silentLogger, singleRoute, testContext, until } from '../support/worker-fakes.ts';
 
 const RFC_KEY = 'dGhlIHNhbXBsZSBub25jZQ==';
 const RFC_ACCEPT = 's3pPLMBiTxaQ9kYGzzhZRbK+xOo=';
@@ -40,24 +38,8 @@ async function start(options: ServerOptions = {}, app: App<unknown> = {}) {
     },
   } as unknown as HttpEndpoints;
   const connections = new Set<Connection>();
-  const context: ConnectionContext = {
-    app,
-    shard,
-    logger,
-    arena: new ByteArena(),
-    scheduler: new FlushScheduler(),
-    counters: slot,
-    maxPayloadLength: config.maxPayloadLength,
-    limits: { highWaterMark: config.highWaterMark, maxBackpressure: config.maxBackpressure },
-    lowWaterMark: config.lowWaterMark,
-    slowClient: closeSlowClients,
-    close: { closeTimeoutMs: 1000, logger },
-    topics: new RecordingMembership(),
-    idle: { tick: 0 },
-    backlogged: new Set(),
-    closed: (connection) => connections.delete(connection),
-  };
-  const intake = new SocketIntake({ config, logger, counters, slot, upgrade: new UpgradeHandler(config, app, shard, logger, slot), endpoints, context, connections });
+  const context = testContext(config, shard, logger, slot, connections);
+  const intake = new SocketIntake({ config, logger, counters, slot, upgrade: new UpgradeHandler(singleRoute(config, app, context), new ProxyGateway(logger), shard, logger, slot), endpoints, connections });
   const listener: Server = createServer((socket) => intake.adopt(socket));
   listener.listen(0, '127.0.0.1');
   await once(listener, 'listening');

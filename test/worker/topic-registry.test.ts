@@ -12,7 +12,7 @@ import { PeerMesh } from '../../src/worker/peer-mesh.ts';
 import { TopicRegistry, primaryBridgeLink } from '../../src/worker/topic-registry.ts';
 import type { BridgeLink } from '../../src/worker/topic-registry.ts';
 import { FakeConnection, FakeMesh, silentLogger, until } from '../support/worker-fakes.ts';
-import type { Recovery } from '../../src/shared/app.ts';
+import type { App, Recovery } from '../../src/shared/app.ts';
 import { kSerial } from '../../src/worker/connection.ts';
 
 /** A BridgeLink that records what the registry tells it. */
@@ -339,16 +339,14 @@ describe('TopicRegistry with a durable bridge', () => {
     const logged: string[] = [];
     const logger = silentLogger();
     logger.error = ((_fields: object, message: string) => void logged.push(message)) as typeof logger.error;
-    topics.useHooks({
-      app: {
-        ...(stamp === null ? {} : { stamp }),
-        recovery: (_ws, recovery) => {
-          recoveries.push(recovery);
-          events.push(`recovery ${recovery.replayed}`);
-        },
+    const app: App<unknown> = {
+      ...(stamp === null ? {} : { stamp }),
+      recovery: (_ws, recovery) => {
+        recoveries.push(recovery);
+        events.push(`recovery ${recovery.replayed}`);
       },
-      logger,
-    });
+    };
+    topics.useHooks({ appOf: () => app, logger });
     return { bridge, mesh, counters, topics, recoveries, events, logged };
   }
   const text = (frame: Buffer): string => framePayload(frame).toString();
@@ -413,6 +411,34 @@ describe('TopicRegistry with a durable bridge', () => {
     expect(failing.logged).toEqual(['app stamp handler threw; sending the message as published']);
   });
 
+  it('stamps for each subscriber with its own app (routes serving different apps), framing once per app', () => {
+    const { bridge, topics } = durable();
+    const [a, b, c, d] = [new FakeConnection(), new FakeConnection(), new FakeConnection(), new FakeConnection()];
+    const chat: App<unknown> = { stamp: (_t, id, data) => `chat ${id} ${data.toString()}` };
+    const feed: App<unknown> = { stamp: (_t, id, data) => JSON.stringify({ id, data: data.toString() }) };
+    const recoveries: string[] = [];
+    const bare: App<unknown> = { recovery: (_ws, r) => void recoveries.push(`bare ${r.topic}`) };
+    const apps = new Map<unknown, App<unknown>>([
+      [a.asConnection, chat],
+      [b.asConnection, feed],
+      [c.asConnection, chat],
+      [d.asConnection, bare],
+    ]);
+    topics.useHooks({ appOf: (connection) => apps.get(connection)!, logger: silentLogger() });
+    for (const conn of [a, b, c, d]) topics.subscribe(conn.asConnection, 'room');
+    topics.deliverEntry('room', '7-0', Buffer.from('hi'), false, -1);
+    expect(text(a.sends[0]!.plain)).toBe('chat 7-0 hi');
+    expect(text(b.sends[0]!.plain)).toBe('{"id":"7-0","data":"hi"}');
+    expect(c.sends[0]!.plain).toBe(a.sends[0]!.plain);
+    expect(text(d.sends[0]!.plain)).toBe('hi');
+    // A recovery is told to the recovering connection's app.
+    const e = new FakeConnection();
+    apps.set(e.asConnection, bare);
+    topics.subscribe(e.asConnection, 'room', '1-0');
+    topics.replayed(bridge.requests.find((r) => r.kind === 'recover')!.ticket, [], true);
+    expect(recoveries).toEqual(['bare room']);
+  });
+
   it('recovers a subscriber: asks after the interest, holds live entries, tells the app, replays, then goes live without a duplicate', () => {
     const { bridge, topics, recoveries, events } = durable();
     const old = new FakeConnection();
@@ -446,7 +472,8 @@ describe('TopicRegistry with a durable bridge', () => {
   it('without a durable bridge: `withId` rejects, and a recovery is reported incomplete after subscribe returns', async () => {
     const { topics } = registry({ bridge: new FakeBridge(false) });
     const recoveries: Recovery[] = [];
-    topics.useHooks({ app: { recovery: (_ws, r) => recoveries.push(r) }, logger: silentLogger() });
+    const app: App<unknown> = { recovery: (_ws, r) => void recoveries.push(r) };
+    topics.useHooks({ appOf: () => app, logger: silentLogger() });
     await expect(topics.publish('t', 'x', { withId: true }, null)).rejects.toThrow('message ids need a durable bridge');
     const c = new FakeConnection();
     topics.subscribe(c.asConnection, 't', '1-0');

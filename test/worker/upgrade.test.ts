@@ -1,13 +1,14 @@
 import { describe, it, expect, afterEach, vi } from 'vitest';
 import type { IncomingMessage } from 'node:http';
 import type { App, Shard, UpgradeRequest } from '../../src/shared/app.ts';
-import type { ServerOptions } from '../../src/shared/config.ts';
+import type { ServerConfig, ServerOptions } from '../../src/shared/config.ts';
 import { resolveConfig } from '../../src/shared/config.ts';
 import { PerMessageDeflate } from '../../src/shared/permessage-deflate.ts';
 import { Counter, WorkerCounters } from '../../src/shared/worker-counters.ts';
-import type { AcceptedUpgrade } from '../../src/worker/upgrade.ts';
+import { ProxyGateway } from '../../src/worker/proxy-gateway.ts';
+import type { AcceptedConnection } from '../../src/worker/upgrade.ts';
 import { UpgradeHandler, fromIncomingMessage } from '../../src/worker/upgrade.ts';
-import { RecordingSocket, noPublish, silentLogger } from '../support/worker-fakes.ts';
+import { RecordingSocket, noPublish, silentLogger, singleRoute, testContext } from '../support/worker-fakes.ts';
 
 const RFC_KEY = 'dGhlIHNhbXBsZSBub25jZQ==';
 const RFC_ACCEPT = 's3pPLMBiTxaQ9kYGzzhZRbK+xOo=';
@@ -43,18 +44,23 @@ function request(headers: Record<string, string | undefined> = {}, overrides: { 
   } as unknown as IncomingMessage;
 }
 
-const compressions: AcceptedUpgrade[] = [];
+const compressions: AcceptedConnection[] = [];
 afterEach(() => {
   for (const accepted of compressions.splice(0)) accepted.compression?.close();
   vi.restoreAllMocks();
 });
 
+function upgradeHandler(config: ServerConfig, app: App<unknown>, counters: Float64Array): UpgradeHandler {
+  const logger = silentLogger();
+  return new UpgradeHandler(singleRoute(config, app, testContext(config, shard, logger, counters)), new ProxyGateway(logger), shard, logger, counters);
+}
+
 function handler(options: ServerOptions = {}, app: App<unknown> = {}) {
   const counters = new WorkerCounters(1).slot(0);
-  const upgrade = new UpgradeHandler(resolveConfig(options, 1), app, shard, silentLogger(), counters);
+  const upgrade = upgradeHandler(resolveConfig(options, 1), app, counters);
   const run = async (req: IncomingMessage = request()) => {
     const socket = new RecordingSocket();
-    const accepted = await upgrade.handle(fromIncomingMessage(req), socket);
+    const accepted = (await upgrade.handle(fromIncomingMessage(req), socket)) as AcceptedConnection | null;
     if (accepted !== null) compressions.push(accepted);
     return { accepted, socket };
   };
@@ -68,7 +74,8 @@ describe('UpgradeHandler', () => {
   it('accepts a valid request with a 101 carrying the RFC 6455 accept key, written by no one yet', async () => {
     const { counters, run } = handler();
     const { accepted, socket } = await run();
-    expect(accepted).toEqual({
+    expect(accepted).toMatchObject({
+      kind: 'connection',
       data: undefined,
       protocol: '',
       extensions: '',
@@ -270,7 +277,7 @@ describe('UpgradeHandler with an app upgrade hook', () => {
     const close = vi.spyOn(PerMessageDeflate.prototype, 'close');
     const counters = new WorkerCounters(1).slot(0);
     const socket = new RecordingSocket();
-    const upgrade = new UpgradeHandler(
+    const upgrade = upgradeHandler(
       resolveConfig({ deflate: true }, 1),
       {
         async upgrade() {
@@ -278,8 +285,6 @@ describe('UpgradeHandler with an app upgrade hook', () => {
           return { data: 1 };
         },
       },
-      shard,
-      silentLogger(),
       counters,
     );
     expect(await upgrade.handle(fromIncomingMessage(request({ 'sec-websocket-extensions': 'permessage-deflate' })), socket)).toBeNull();
