@@ -82,7 +82,12 @@ function resolveRetention(retention: Retention | undefined): Retention {
 function plainBridge(options: ResolvedRedisOptions): TopicBridge {
   const { prefix } = options;
   const origin = randomBytes(ORIGIN_BYTES);
-  const link = new RedisLink({ url: options.url, cluster: options.cluster, maxReconnectDelay: options.maxReconnectDelay });
+  const link = new RedisLink({
+    url: options.url,
+    cluster: options.cluster,
+    maxReconnectDelay: options.maxReconnectDelay,
+    whileDown: 'local pub/sub goes on, cross-server publishes are dropped until it is back',
+  });
   const topics = new Set<string>();
   let published = 0;
   let received = 0;

@@ -24,6 +24,8 @@ export interface RedisLinkOptions {
   readonly cluster: boolean | undefined;
   /** Longest pause between reconnection attempts, in milliseconds. */
   readonly maxReconnectDelay: number;
+  /** What an outage means for the mode using the link, for the operator reading the log line. */
+  readonly whileDown?: string;
   /** Lua scripts defined as commands on the command client (ioredis runs them by SHA, loading them where missing). */
   readonly scripts?: Readonly<Record<string, { readonly numberOfKeys: number; readonly lua: string }>>;
 }
@@ -239,7 +241,8 @@ export class RedisLink {
       if (this.#closing || this.#down) return;
       this.#down = true;
       this.#outages++;
-      this.#log?.error({ role, url: this.url }, 'redis bridge: lost the broker; local pub/sub goes on, cross-server delivery resumes on reconnect');
+      const meaning = this.#options.whileDown === undefined ? '' : `; ${this.#options.whileDown}`;
+      this.#log?.error({ role, url: this.url }, `redis bridge: lost the broker, reconnecting${meaning}`);
       this.#events?.down();
     });
     client.on('ready', () => void this.#ready(0));

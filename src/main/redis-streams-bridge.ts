@@ -18,7 +18,13 @@ import type { BridgeLog, BridgeStats, DurableBridgeEvents, DurableTopicBridge } 
 export function redisStreamsBridge(options: ResolvedRedisOptions, retention: Retention, outageBuffer: number): DurableTopicBridge {
   const { prefix } = options;
   const origin = randomBytes(ORIGIN_BYTES);
-  const link = new RedisLink({ url: options.url, cluster: options.cluster, maxReconnectDelay: options.maxReconnectDelay, scripts: STREAM_SCRIPTS });
+  const link = new RedisLink({
+    url: options.url,
+    cluster: options.cluster,
+    maxReconnectDelay: options.maxReconnectDelay,
+    scripts: STREAM_SCRIPTS,
+    whileDown: 'publishes wait in the outage buffer (nothing is delivered meanwhile) and go out in order once it is back',
+  });
   const store = new RedisStreamStore(link, prefix, origin, retention);
   let events: DurableBridgeEvents | null = null;
   let log: BridgeLog | null = null;

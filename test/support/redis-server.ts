@@ -151,6 +151,8 @@ export function suiteRedis(): { readonly server: RedisServer; readonly probe: Re
     suite.server = new RedisServer(await freePort());
     await suite.server.start();
     suite.probe = new Redis(suite.server.url, { retryStrategy: () => 50 });
+    // Tests stop the server: the probe reconnects, and its refused attempts are no news.
+    suite.probe.on('error', () => {});
   });
   afterAll(async () => {
     suite.probe?.disconnect();
