@@ -90,8 +90,13 @@ async function startPair(mode: Mode): Promise<{ redis: ChildProcess; a: { port: 
     const child = spawn(
       process.execPath,
       [CLI, 'serve', '--port', String(port), '--host', '127.0.0.1', '--workers', values.workers, '--redis', `redis://127.0.0.1:${redisPort}`, ...MODES[mode], '--log-level', 'warn'],
-      { stdio: ['ignore', 'ignore', 'inherit'] },
+      { stdio: ['ignore', 'ignore', 'pipe'] },
     );
+    // Warnings and errors reach the terminal; the server's "listening on" line would split the table.
+    child.stderr!.setEncoding('utf8').on('data', (text: string) => {
+      const shown = text.split('\n').filter((line) => line !== '' && !line.startsWith('shardws: listening on'));
+      if (shown.length > 0) process.stderr.write(`${shown.join('\n')}\n`);
+    });
     children.push(child);
     await waitForPort(port, child);
     servers.push({ port, child });
