@@ -15,7 +15,7 @@ import type { ConnectionContext } from '../../src/worker/connection.ts';
 import { RouteTable } from '../../src/worker/route-table.ts';
 import { closeSlowClients } from '../../src/worker/send-admission.ts';
 import type { PeerPublish } from '../../src/shared/thread-messages.ts';
-import { kSendPrepared } from '../../src/worker/connection.ts';
+import { kSendPrepared, kSerial } from '../../src/worker/connection.ts';
 import type { Connection } from '../../src/worker/connection.ts';
 import type { MeshTopics, PeerMesh } from '../../src/worker/peer-mesh.ts';
 
@@ -34,9 +34,19 @@ export interface PreparedSend {
  * `releaseAtOnce`) runs the release it was given before returning, as a connection that wrote
  * the frames straight away (or dropped them) would.
  */
+let serials = 0;
+
 export class FakeConnection {
   readonly sends: PreparedSend[] = [];
+  /** What went through `send` (a recovery's replay). */
+  readonly direct: { readonly data: Buffer; readonly binary: boolean }[] = [];
   releaseAtOnce = false;
+  readonly [kSerial] = serials++;
+
+  send(data: MessageData, options?: SendOptions): SendStatus {
+    this.direct.push({ data: Buffer.from(data as Uint8Array), binary: options?.binary ?? typeof data !== 'string' });
+    return 'written';
+  }
 
   [kSendPrepared](plain: Buffer, compressed: Buffer | null, priority: Priority, release: (() => void) | null): SendStatus {
     this.sends.push({ plain, compressed, priority, release });
@@ -124,10 +134,13 @@ export class RecordingMembership {
   unsubscribe(_connection: Connection, topic: string): void {
     this.calls.push(`unsubscribe ${topic}`);
   }
-  publish(topic: string, _data: MessageData, _options: SendOptions | undefined, _except: Connection | null): void {
+  publish(topic: string, _data: MessageData, _options: SendOptions | undefined, _except: Connection | null): undefined {
     this.calls.push(`publish ${topic}`);
   }
 }
+
+/** A Shard's `publish` that does nothing (typed as the overloaded original). */
+export const noPublish = (() => undefined) as unknown as Shard['publish'];
 
 /**
  * An in-memory socket: records every byte written to it (`text`, Latin-1 as the handshake
