@@ -78,7 +78,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   // Loaded only when asked for: a server without a bridge never loads ioredis.
-  const bridge = redis === undefined ? undefined : (await import('./main/redis-bridge.ts')).redisBridge({ url: redis });
+  const bridge = redis === undefined ? undefined : (await import('./main/redis-bridge.ts')).redisBridge(redis);
   const server = await listen({ ...options, handleSignals: true, bridge });
   // One human line that the server is up: the pretty log already says it when it shows info.
   if (server.config.logFormat === 'json' || !server.logger.isLevelEnabled('info')) {

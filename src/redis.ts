@@ -1,4 +1,4 @@
 /** `shardws/redis`: topics across servers through Redis (loads ioredis). */
 export { redisBridge } from './main/redis-bridge.ts';
-export type { RedisBridgeOptions } from './main/redis-bridge.ts';
-export type { BridgeStats, TopicBridge } from './main/topic-bridge.ts';
+export type { RedisBridgeOptions, Retention } from './main/redis-bridge.ts';
+export type { AnyTopicBridge, BridgeStats, DurableTopicBridge, TopicBridge } from './main/topic-bridge.ts';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DEFLATE_DEFAULTS, DEFLATE_OPTIONS, DEFLATE_PRESETS, OPTIONS, optionValue, resolveConfig } from '../src/shared/config.ts';
+import { DEFLATE_DEFAULTS, DEFLATE_OPTIONS, DEFLATE_PRESETS, OPTIONS, REDIS_OPTIONS, optionValue, resolveConfig } from '../src/shared/config.ts';
 import type { DeflatePreset, OptionSpec, ServerOptions } from '../src/shared/config.ts';
 
 /** resolveConfig with options a type checker would refuse (what plain JavaScript callers may pass). */
@@ -61,8 +61,8 @@ describe('resolveConfig defaults', () => {
     expect(resolveConfig({ port: undefined, workers: undefined, deflate: undefined, tls: undefined }, 3)).toMatchObject({ port: 8080, workers: 3, deflate: null, tls: null });
   });
 
-  it('every default in the table passes its own check (workers: the caller gives it)', () => {
-    for (const [name, spec] of Object.entries(OPTIONS) as [keyof typeof OPTIONS, OptionSpec][]) {
+  it('every default in the tables passes its own check (workers: the caller gives it)', () => {
+    for (const [name, spec] of Object.entries({ ...OPTIONS, ...REDIS_OPTIONS }) as [string, OptionSpec][]) {
       if (name === 'workers') continue;
       expect(optionValue(name, spec, spec.default), name).toBe(spec.default);
     }
@@ -72,9 +72,9 @@ describe('resolveConfig defaults', () => {
     const config = resolveConfig(
       { port: 0, host: '127.0.0.1', workers: 3, idleTimeout: 0.5, sendPings: false, slowClient: 'custom', statsPath: '/s', logLevel: 'silent' },
       8,
-      true,
+      'durable',
     );
-    expect(config).toMatchObject({ port: 0, host: '127.0.0.1', workers: 3, idleTimeout: 0.5, sendPings: false, slowClient: 'custom', statsPath: '/s', logLevel: 'silent', bridged: true });
+    expect(config).toMatchObject({ port: 0, host: '127.0.0.1', workers: 3, idleTimeout: 0.5, sendPings: false, slowClient: 'custom', statsPath: '/s', logLevel: 'silent', bridged: 'durable' });
   });
 
   it('reads the app as a string, a file: URL as its href', () => {

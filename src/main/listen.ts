@@ -17,14 +17,14 @@ import { ShardSupervisor } from './shard-supervisor.ts';
 import { AdminListener } from './admin-listener.ts';
 import { ThreadSampler } from '../runtime/thread-sampler.ts';
 import { assertAppExists } from '../worker/app-loader.ts';
-import type { BridgeStats, TopicBridge } from './topic-bridge.ts';
+import type { AnyTopicBridge, BridgeStats } from './topic-bridge.ts';
 import { UnixRelay } from './unix-relay.ts';
 
 export interface ListenOptions extends ServerOptions {
   /** Close gracefully on SIGINT and SIGTERM (the CLI turns this on). */
   readonly handleSignals?: boolean;
-  /** Joins this server's topics to other servers' (e.g. `redisBridge({ url })`). */
-  readonly bridge?: TopicBridge;
+  /** Joins this server's topics to other servers' (e.g. `redisBridge({ url })` from `shardws/redis`). */
+  readonly bridge?: AnyTopicBridge;
 }
 
 export interface ServerStats {
@@ -76,7 +76,12 @@ export function readyMessage(url: string, config: ServerConfig, adminUrl: string
  */
 export async function listen(options: ListenOptions = {}): Promise<ShardServer> {
   const mode = acceptModeFor();
-  const config = resolveConfig({ ...options, logFormat: concreteLogFormat(options.logFormat) }, availableParallelism(), options.bridge !== undefined);
+  const bridge = options.bridge;
+  const config = resolveConfig(
+    { ...options, logFormat: concreteLogFormat(options.logFormat) },
+    availableParallelism(),
+    bridge === undefined ? false : bridge.durable === true ? 'durable' : 'plain',
+  );
   assertAppExists(config.app);
   if (config.path !== undefined && mode !== 'transfer') {
     throw new Error(`listen({ path }) needs Node >= 26.6: Unix socket connections reach the workers by socket transfer (this is Node ${process.versions.node})`);
@@ -91,10 +96,15 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
     reset: (worker) => balancer.reset(worker),
     exited: (worker) => router?.workerGone(worker),
     interest: (worker, topics, subscribed) => router?.interest(worker, topics, subscribed),
-    bridgePublish: (topic, data, binary) => router?.publish(topic, data, binary),
+    bridgePublish: (worker, message) => router?.publish(worker, message),
+    recover: (worker, message) => router?.recover(worker, message),
   });
-  if (options.bridge !== undefined) {
-    router = new BridgeRouter(options.bridge, (message, preferred) => supervisor.sendToAny(message, preferred), config.workers);
+  if (bridge !== undefined) {
+    router = new BridgeRouter(
+      bridge,
+      { enter: (message, preferred) => supervisor.sendToAny(message, preferred), post: (worker, message) => supervisor.post(worker, message) },
+      config.workers,
+    );
     await router.start(logger.child({ component: 'bridge' }));
   }
   // Refused sockets wait for the peer to close its side; close() must not wait for them.

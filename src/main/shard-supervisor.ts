@@ -35,7 +35,9 @@ export interface SupervisorEvents {
   /** With a bridge: a worker's first subscriber to these topics came, or its last one left. */
   interest(worker: number, topics: readonly string[], subscribed: boolean): void;
   /** With a bridge: a publish made on this server, for the other servers. */
-  bridgePublish(topic: string, data: Uint8Array, binary: boolean): void;
+  bridgePublish(worker: number, message: Extract<WorkerMessage, { type: 'bridge-publish' }>): void;
+  /** With a durable bridge: a connection subscribed with `since`. */
+  recover(worker: number, message: Extract<WorkerMessage, { type: 'recover' }>): void;
 }
 
 /**
@@ -104,6 +106,11 @@ export class ShardSupervisor {
     this.#slots[worker]!.worker!.postMessage(message, transfer as never);
   }
 
+  /** Sends to `worker` if it runs (a message for a worker that died goes with it). */
+  post(worker: number, message: PrimaryMessage): void {
+    this.#slots[worker]?.worker?.postMessage(message);
+  }
+
   /**
    * Sends to the ready worker `preferred`, or the next ready one after it (a publish enters the
    * mesh there). Returns false when no worker is ready.
@@ -165,7 +172,10 @@ export class ShardSupervisor {
             this.#events.interest(slot.id, message.topics, message.subscribed);
             return;
           case 'bridge-publish':
-            this.#events.bridgePublish(message.topic, message.data, message.binary);
+            this.#events.bridgePublish(slot.id, message);
+            return;
+          case 'recover':
+            this.#events.recover(slot.id, message);
             return;
         }
       });

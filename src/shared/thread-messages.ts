@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
 import type { MessagePort } from 'node:worker_threads';
-import type { Priority } from './app.ts';
+import type { BridgeNotice, Priority } from './app.ts';
 import type { ServerConfig, TlsOptions } from './config.ts';
 
 /** What a worker is started with (workerData). */
@@ -28,15 +28,38 @@ export type PrimaryMessage =
   /** Close every connection (1001) within `grace` seconds, then report 'stopped'. */
   | { readonly type: 'shutdown'; readonly grace: number }
   /** Rebuild the TLS context: from new options, or by re-reading the configured files. */
-  | { readonly type: 'tls-reload'; readonly tls: TlsOptions | null };
+  | { readonly type: 'tls-reload'; readonly tls: TlsOptions | null }
+  /**
+   * Durable bridge: an entry of a topic this worker has subscribers for, sent to each such worker
+   * in the stream's order; `except` is the serial of a connection here that published it with
+   * `ws.publish` (-1: none).
+   */
+  | { readonly type: 'entry'; readonly topic: string; readonly id: string; readonly data: Uint8Array; readonly binary: boolean; readonly except: number }
+  /** Durable bridge: the answer to a `bridge-publish` that asked for one: its id, or why it has none. */
+  | { readonly type: 'published'; readonly ticket: number; readonly id: string | null; readonly error: string | null }
+  /** Durable bridge: the answer to a `recover`. */
+  | { readonly type: 'replay'; readonly ticket: number; readonly entries: readonly ReplayedEntry[]; readonly complete: boolean }
+  | { readonly type: 'bridge-notice'; readonly notice: BridgeNotice };
+
+export interface ReplayedEntry {
+  readonly id: string;
+  readonly data: Uint8Array;
+  readonly binary: boolean;
+}
 
 /** Worker → primary. */
 export type WorkerMessage =
   | { readonly type: 'ready' }
   /** With a bridge: this worker's first subscriber to these topics came, or its last one left. */
   | { readonly type: 'interest'; readonly topics: readonly string[]; readonly subscribed: boolean }
-  /** With a bridge: a publish made on this server, for the other servers. */
-  | { readonly type: 'bridge-publish'; readonly topic: string; readonly data: Uint8Array; readonly binary: boolean }
+  /**
+   * With a bridge: a publish made on this server, for the other servers (durable bridge: for every
+   * subscriber, this server's too). Durable bridge only: `except`, the serial of the publishing
+   * connection to leave out (-1: none); `ticket` ≥ 0 asks for a `published` answer.
+   */
+  | { readonly type: 'bridge-publish'; readonly topic: string; readonly data: Uint8Array; readonly binary: boolean; readonly except: number; readonly ticket: number }
+  /** Durable bridge: a connection here subscribed to `topic` with `since` (after the `interest` that covers it). */
+  | { readonly type: 'recover'; readonly topic: string; readonly since: string; readonly ticket: number }
   | { readonly type: 'stopped' };
 
 /**

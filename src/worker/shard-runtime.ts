@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { App, MessageData, SendOptions, Shard, WorkerStats } from '../shared/app.ts';
+import type { App, BridgeNotice, MessageData, PublishOptions, Shard, WorkerStats } from '../shared/app.ts';
 import { CloseCode } from '../shared/close.ts';
 import type { ServerConfig } from '../shared/config.ts';
 import { ByteArena } from '../shared/frame-writer.ts';
@@ -9,7 +9,7 @@ import { Counter, WorkerCounters } from '../shared/worker-counters.ts';
 import { FlushScheduler } from '../runtime/frame-flush.ts';
 import { createLogger } from '../runtime/logger.ts';
 import { ThreadSampler } from '../runtime/thread-sampler.ts';
-import { kLastActive, readingLimits } from './connection.ts';
+import { kApp, kLastActive, readingLimits } from './connection.ts';
 import type { Connection, ConnectionContext } from './connection.ts';
 import { HttpEndpoints } from './http-endpoints.ts';
 import { IdleSweep } from './idle-sweep.ts';
@@ -64,7 +64,8 @@ export class ShardRuntime {
     // Broadcasts compress with the server's deflate settings, or a route's when only routes set it:
     // a topic's subscribers may be on any route, and every negotiated connection reads the frame.
     const broadcastDeflate = init.config.deflate ?? init.config.routes.find((route) => route.deflate !== null)?.deflate ?? null;
-    this.#topics = new TopicRegistry(this.#mesh, broadcastDeflate, this.#slot, init.config.bridged ? primaryBridgeLink(post) : null);
+    const bridged = init.config.bridged;
+    this.#topics = new TopicRegistry(this.#mesh, broadcastDeflate, this.#slot, bridged === false ? null : primaryBridgeLink(post, bridged === 'durable'));
     this.#idle = new IdleSweep(this.#connections, (connection) => connection[kLastActive], {
       idleTimeoutMs: init.config.idleTimeout * 1000,
       sendPings: init.config.sendPings,
@@ -77,7 +78,7 @@ export class ShardRuntime {
       id: init.id,
       count: init.config.workers,
       logger: this.#logger,
-      publish: (topic: string, data: MessageData, options?: SendOptions) => topics.publish(topic, data, options, null),
+      publish: ((topic: string, data: MessageData, options?: PublishOptions) => topics.publish(topic, data, options, null)) as Shard['publish'],
       subscriberCount: (topic: string) => topics.subscriberCount(topic),
       stats: (): WorkerStats[] => counters.allStats(),
     };
@@ -107,6 +108,8 @@ export class ShardRuntime {
     };
     const routes = await RouteTable.load(config, base, this.#logger);
     this.#apps = routes.apps;
+    // A subscriber's `stamp` and `recovery` are those of its route's app.
+    this.#topics.useHooks({ appOf: (connection) => connection[kApp], logger: this.#logger });
     this.#intake = new SocketIntake({
       config,
       logger: this.#logger,
@@ -146,6 +149,29 @@ export class ShardRuntime {
       case 'tls-reload':
         this.#intake!.reloadTls(message.tls);
         return;
+      case 'entry':
+        this.#topics.deliverEntry(message.topic, message.id, message.data, message.binary, message.except);
+        return;
+      case 'published':
+        this.#topics.published(message.ticket, message.id, message.error);
+        return;
+      case 'replay':
+        this.#topics.replayed(message.ticket, message.entries, message.complete);
+        return;
+      case 'bridge-notice':
+        this.#bridgeNotice(message.notice);
+        return;
+    }
+  }
+
+  /** Every app of the worker hears about the bridge (each route's app has its own handler). */
+  #bridgeNotice(notice: BridgeNotice): void {
+    for (const app of this.#apps) {
+      try {
+        app.bridge?.(notice, this.shard);
+      } catch (error) {
+        this.#logger.error({ err: error, notice: notice.type }, 'app bridge handler threw');
+      }
     }
   }
 

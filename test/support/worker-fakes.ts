@@ -17,7 +17,7 @@ import type { ConnectionContext } from '../../src/worker/connection.ts';
 import { RouteTable } from '../../src/worker/route-table.ts';
 import { closeSlowClients } from '../../src/worker/send-admission.ts';
 import type { PeerPublish } from '../../src/shared/thread-messages.ts';
-import { kSendPrepared, readingLimits } from '../../src/worker/connection.ts';
+import { kSendPrepared, kSerial, readingLimits } from '../../src/worker/connection.ts';
 import type { Connection } from '../../src/worker/connection.ts';
 import type { MeshTopics, PeerMesh } from '../../src/worker/peer-mesh.ts';
 
@@ -33,6 +33,8 @@ export interface PreparedSend {
   readonly release: (() => void) | null;
 }
 
+let serials = 0;
+
 /**
  * A connection as the TopicRegistry sees it: records every prepared send (compressed at
  * `window`, as a connection that negotiated it asks), and (when `releaseAtOnce`) runs the
@@ -41,11 +43,19 @@ export interface PreparedSend {
  */
 export class FakeConnection {
   readonly sends: PreparedSend[] = [];
+  /** What went through `send` (a recovery's replay). */
+  readonly direct: { readonly data: Buffer; readonly binary: boolean }[] = [];
   releaseAtOnce = false;
   readonly window: WindowBits;
+  readonly [kSerial] = serials++;
 
   constructor(window: WindowBits = 15) {
     this.window = window;
+  }
+
+  send(data: MessageData, options?: SendOptions): SendStatus {
+    this.direct.push({ data: Buffer.from(data as Uint8Array), binary: options?.binary ?? typeof data !== 'string' });
+    return 'written';
   }
 
   [kSendPrepared](message: PreparedMessage, priority: Priority, release: (() => void) | null): SendStatus {
@@ -135,10 +145,13 @@ export class RecordingMembership {
   unsubscribe(_connection: Connection, topic: string): void {
     this.calls.push(`unsubscribe ${topic}`);
   }
-  publish(topic: string, _data: MessageData, _options: SendOptions | undefined, _except: Connection | null): void {
+  publish(topic: string, _data: MessageData, _options: SendOptions | undefined, _except: Connection | null): undefined {
     this.calls.push(`publish ${topic}`);
   }
 }
+
+/** A Shard's `publish` that does nothing (typed as the overloaded original). */
+export const noPublish = (() => undefined) as unknown as Shard['publish'];
 
 /**
  * An in-memory socket: records every byte written to it (`text`, Latin-1 as the handshake

@@ -36,7 +36,7 @@ class FakeTopics implements TopicMembership {
   unsubscribe(connection: Connection, topic: string): void {
     this.calls.push(`unsubscribe ${String(connection.data)} ${topic}`);
   }
-  publish(topic: string, data: MessageData, options: SendOptions | undefined, except: Connection | null): void {
+  publish(topic: string, data: MessageData, options: SendOptions | undefined, except: Connection | null): undefined {
     this.publishes.push({ topic, data, options, except });
   }
 }

@@ -8,7 +8,7 @@ import { Counter, WorkerCounters } from '../../src/shared/worker-counters.ts';
 import { ProxyGateway } from '../../src/worker/proxy-gateway.ts';
 import type { AcceptedConnection } from '../../src/worker/upgrade.ts';
 import { UpgradeHandler, fromIncomingMessage } from '../../src/worker/upgrade.ts';
-import { RecordingSocket, silentLogger, singleRoute, testContext } from '../support/worker-fakes.ts';
+import { RecordingSocket, noPublish, silentLogger, singleRoute, testContext } from '../support/worker-fakes.ts';
 
 const RFC_KEY = 'dGhlIHNhbXBsZSBub25jZQ==';
 const RFC_ACCEPT = 's3pPLMBiTxaQ9kYGzzhZRbK+xOo=';
@@ -17,7 +17,7 @@ const shard: Shard = {
   id: 3,
   count: 4,
   logger: silentLogger(),
-  publish: () => {},
+  publish: noPublish,
   subscriberCount: () => 0,
   stats: () => [],
 };
