@@ -3,13 +3,15 @@
  * a broken upstream can), the ws package, and a TLS server on 127.0.0.1.
  */
 import { createServer } from 'node:net';
-import type { AddressInfo, Server, Socket } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocketServer } from 'ws';
-import { computeAcceptKey, generateKey } from '../../src/shared/handshake.ts';
+import { generateKey } from '../../src/shared/handshake.ts';
 import { dialUpstream } from '../../src/worker/upstream-dial.ts';
 import type { DialRequest, DialResult } from '../../src/worker/upstream-dial.ts';
+import { scriptedUpstream, switchingProtocols } from '../support/scripted-upstream.ts';
+import type { ScriptedUpstream } from '../support/scripted-upstream.ts';
 import { testCert, testKey } from '../support/tls-fixture.ts';
 
 const closers: (() => void)[] = [];
@@ -17,32 +19,13 @@ afterEach(() => {
   for (const close of closers.splice(0)) close();
 });
 
-/** A TCP server that reads one request head and answers with `answer(head, key)`, or never (null). */
-async function scripted(answer: ((head: string, key: string) => Buffer | string) | null): Promise<{ port: number; heads: string[] }> {
-  const heads: string[] = [];
-  const sockets = new Set<Socket>();
-  const server: Server = createServer((socket) => {
-    sockets.add(socket);
-    socket.on('error', () => {});
-    let head = '';
-    socket.on('data', (chunk) => {
-      head += chunk.toString('latin1');
-      const end = head.indexOf('\r\n\r\n');
-      if (end < 0) return;
-      heads.push(head.slice(0, end));
-      const key = /sec-websocket-key: (\S+)/i.exec(head)?.[1] ?? '';
-      if (answer !== null) socket.write(answer(head, key));
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  closers.push(() => {
-    for (const socket of sockets) socket.destroy();
-    server.close();
-  });
-  return { port: (server.address() as AddressInfo).port, heads };
+async function scripted(answer: ((head: string, key: string) => Buffer | string) | null): Promise<ScriptedUpstream> {
+  const upstream = await scriptedUpstream(answer);
+  closers.push(() => upstream.close());
+  return upstream;
 }
 
-const switching = (key: string, extra = ''): string => `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${computeAcceptKey(key)}\r\n${extra}\r\n`;
+const switching = switchingProtocols;
 
 function request(url: string, overrides: Partial<DialRequest> = {}): DialRequest {
   const key = overrides.key ?? generateKey();
