@@ -159,7 +159,8 @@ export interface ServerOptions {
   readonly proxyProtocol?: boolean;
   /**
    * Apps by path: `{ '/chat': './chat.ts', '/feed': { app: './feed.ts', deflate: true } }`. A
-   * request goes to the longest pattern it matches, else to `app` (404 without one).
+   * request goes to the pattern it matches most closely (an exact path, then the longest wildcard
+   * stem), else to `app` (404 without one).
    */
   readonly routes?: Readonly<Record<string, string | URL | RouteOptions>>;
   /** A gateway: every upgrade not taken by a route is proxied here (instead of an `app`). */

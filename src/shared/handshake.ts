@@ -102,7 +102,7 @@ function joined(value: string | string[] | undefined): string | undefined {
  * Field values we send are visible ASCII, space and tab only (RFC 9110 §5.5). CR, LF and NUL would
  * let a value inject headers; characters above 0xFF would, once truncated by a Latin-1 write.
  */
-function assertFieldValue(value: unknown, name: string): asserts value is string {
+export function assertFieldValue(value: unknown, name: string): asserts value is string {
   if (typeof value !== 'string') throw new TypeError(`Header ${name} must be a string`);
   for (let i = 0; i < value.length; i++) {
     const code = value.charCodeAt(i);

@@ -1,6 +1,6 @@
 /**
  * Which app (or proxy) a request goes to, by its path: the routes of `listen({ routes })`, the
- * longest matching pattern first, then the server's own `app` (or `proxy`). Each route has its
+ * most specific matching pattern first (an exact path, then the longest wildcard stem), then the server's own `app` (or `proxy`). Each route has its
  * own ConnectionContext, so its limits, compression and slow-client policy are its own without
  * any check on the message path; a second context per route carries its proxied connections.
  */
@@ -37,12 +37,12 @@ export interface RouteSpec {
 const NO_APP: App<unknown> = Object.freeze({});
 
 export class RouteTable {
-  /** Longest pattern first. */
+  /** Most specific pattern first (see specificity). */
   readonly #routes: readonly Route[];
   readonly #fallback: Route | null;
 
   private constructor(routes: readonly Route[], fallback: Route | null) {
-    this.#routes = [...routes].sort((a, b) => b.pattern!.length - a.pattern!.length);
+    this.#routes = [...routes].sort((a, b) => specificity(b.pattern!) - specificity(a.pattern!));
     this.#fallback = fallback;
   }
 
@@ -85,6 +85,15 @@ export class RouteTable {
     apps.delete(NO_APP);
     return [...apps];
   }
+}
+
+/**
+ * How specific a pattern is: its literal part's length, an exact path before a wildcard with the
+ * same stem. Sorted by the pattern's own length, `/chat/*` came before `/chat` (and before
+ * `/chat/x`, on a tie), so the exact route never got its own path.
+ */
+function specificity(pattern: string): number {
+  return pattern.endsWith('/*') ? 2 * (pattern.length - 2) : 2 * pattern.length + 1;
 }
 
 /** `/chat` matches only `/chat`; `/chat/*` matches `/chat` and everything under `/chat/`. */
