@@ -18,9 +18,9 @@ import { RouteTable } from '../../src/worker/route-table.ts';
 import type { AcceptedUpgrade } from '../../src/worker/upgrade.ts';
 import { headerOf, scriptedUpstream, switchingProtocols } from '../support/scripted-upstream.ts';
 import type { ScriptedUpstream } from '../support/scripted-upstream.ts';
-import { silentLogger, testContext, until } from '../support/worker-fakes.ts';
+import { noPublish, silentLogger, testContext, until } from '../support/worker-fakes.ts';
 
-const shard: Shard = { id: 0, count: 1, logger: silentLogger(), publish: () => {}, subscriberCount: () => 0, stats: () => [] };
+const shard: Shard = { id: 0, count: 1, logger: silentLogger(), publish: noPublish, subscriberCount: () => 0, stats: () => [] };
 const config = resolveConfig({}, 1);
 const route = RouteTable.build([{ pattern: null, app: {}, settings: config, proxy: null }], testContext(config, shard, silentLogger(), new WorkerCounters(1).slot(0)), silentLogger()).match('/')!;
 
