@@ -12,6 +12,13 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import type { ListenOptions, ShardServer } from '../../src/index.ts';
+import { resolveBenchOptions } from '../../bench/load/options.ts';
+import { runLoad } from '../../bench/load/run-load.ts';
+import { http2Sessions } from '../../src/client/http2-sessions.ts';
+import { WebSocket as ShardWebSocket } from '../../src/client/websocket.ts';
+import type { ClientOptions } from '../../src/client/client-options.ts';
+import { createSecureServer } from 'node:http2';
+import type { ServerHttp2Stream } from 'node:http2';
 import { cleanup, clientFrame, fixtureApp, parseFrame, startServer, waitFor, withTimeout } from './helpers.ts';
 import type { RawFrame } from './helpers.ts';
 
@@ -296,5 +303,90 @@ describe('WebSockets over HTTP/2 (RFC 8441)', () => {
 
   it('is refused without tls', async () => {
     await expect(startServer({ http2: true })).rejects.toThrow(/http2 needs tls/);
+  });
+});
+
+/** Our client's WebSocket with its events collected. */
+class OurClient {
+  readonly ws: ShardWebSocket;
+  readonly messages: string[] = [];
+  error: Error | null = null;
+  closed: { code: number; reason: string } | null = null;
+  opened = false;
+
+  constructor(url: string, protocols: string[] = [], options: ClientOptions = {}) {
+    this.ws = new ShardWebSocket(url, protocols, { http2: true, tls: { ca }, ...options });
+    this.ws.addEventListener('open', () => (this.opened = true));
+    this.ws.addEventListener('message', (event) => this.messages.push(String((event as MessageEvent).data)));
+    this.ws.addEventListener('error', (event) => (this.error = (event as unknown as { error: Error }).error));
+    this.ws.addEventListener('close', (event) => (this.closed = { code: (event as CloseEvent).code, reason: (event as CloseEvent).reason }));
+  }
+
+  async message(index: number): Promise<string> {
+    await waitFor(() => this.messages.length > index || this.closed !== null, `message ${index}`);
+    if (this.messages.length <= index) throw new Error(`closed (${JSON.stringify(this.closed)}) before message ${index}`);
+    return this.messages[index]!;
+  }
+}
+
+describe('the shardws client and bench over HTTP/2', () => {
+  it('multiplexes WebSockets over one pooled HTTP/2 connection per origin, with subprotocol and deflate', async () => {
+    const server = await startH2({ deflate: true });
+    const url = `wss://localhost:${server.address().port}`;
+    const before = http2Sessions.size;
+    const clients = Array.from({ length: 5 }, (_, i) => new OurClient(`${url}/c${i}`, ['chat']));
+    for (const [i, client] of clients.entries()) {
+      const hello = JSON.parse(await client.message(0)) as Record<string, unknown>;
+      expect(hello).toMatchObject({ method: 'CONNECT', url: `/c${i}`, protocol: 'chat' });
+      expect(client.ws.protocol).toBe('chat');
+      expect(client.ws.extensions).toMatch(/^permessage-deflate/);
+    }
+    expect(http2Sessions.size).toBe(before + 1);
+    for (const [i, client] of clients.entries()) client.ws.send(`hello ${i} `.repeat(50));
+    for (const [i, client] of clients.entries()) expect(await client.message(1)).toBe(`hello ${i} `.repeat(50));
+    clients[0]!.ws.close(4000, 'done');
+    await waitFor(() => clients[0]!.closed !== null, 'the close');
+    expect(clients[0]!.closed!.code).toBe(4000);
+    expect(await clients[1]!.message(2)).toBe('closed 4000');
+    // The others share the connection and carry on.
+    clients[1]!.ws.send('after');
+    expect(await clients[1]!.message(3)).toBe('after');
+    for (const client of clients.slice(1)) client.ws.close();
+    await waitFor(() => clients.every((client) => client.closed !== null), 'every close');
+  });
+
+  it('reports a refusal as an error with its status, and a server without ENABLE_CONNECT_PROTOCOL as an error too', async () => {
+    const server = await startH2({ app: undefined, routes: { '/only': fixtureApp('h2-probe') } });
+    const refused = new OurClient(`wss://localhost:${server.address().port}/elsewhere`);
+    await waitFor(() => refused.closed !== null, 'the refusal');
+    expect(refused.opened).toBe(false);
+    expect(refused.error).toMatchObject({ status: 404 });
+    expect(refused.closed!.code).toBe(1006);
+
+    // A plain HTTP/2 server: it speaks h2 but never advertised extended CONNECT (RFC 8441 §3).
+    const plain = createSecureServer({ cert: readFileSync(tlsFixture('cert.pem')), key: readFileSync(tlsFixture('key.pem')) });
+    plain.on('stream', (stream: ServerHttp2Stream) => stream.respond({ ':status': 200 }));
+    await new Promise<void>((resolve) => plain.listen(0, '127.0.0.1', resolve));
+    try {
+      const client = new OurClient(`wss://localhost:${(plain.address() as { port: number }).port}/`);
+      await waitFor(() => client.closed !== null, 'the failure');
+      expect(client.opened).toBe(false);
+      expect(client.error?.message).toMatch(/ENABLE_CONNECT_PROTOCOL/);
+    } finally {
+      http2Sessions.closeAll();
+      plain.close();
+    }
+  });
+
+  it('shardws bench --http2 runs its echo over streams', async () => {
+    // The demo app's /echo: nothing but echoes.
+    const server = await startServer({ http2: true, tls });
+    const result = await runLoad(
+      resolveBenchOptions({ url: `wss://localhost:${server.address().port}/echo`, http2: true, insecure: true, connections: 4, inFlight: 2, duration: 0.5, warmup: 0, threads: 1 }),
+    );
+    expect(result.connections.opened).toBe(4);
+    expect(result.errors, JSON.stringify(result)).toBe(0);
+    expect(result.messages).toBeGreaterThan(0);
+    expect(result.settings.http2).toBe(true);
   });
 });
