@@ -10,7 +10,7 @@ import { connect as tlsConnect } from 'node:tls';
 import { constants as zlib, deflateRawSync, inflateRawSync } from 'node:zlib';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
-import WebSocket from 'ws';
+import WebSocket, { WebSocketServer } from 'ws';
 import type { ListenOptions, ShardServer } from '../../src/index.ts';
 import { resolveBenchOptions } from '../../bench/load/options.ts';
 import { runLoad } from '../../bench/load/run-load.ts';
@@ -27,7 +27,10 @@ const ca = readFileSync(tlsFixture('cert.pem'));
 const tls = { certFile: tlsFixture('cert.pem'), keyFile: tlsFixture('key.pem') };
 
 const sessions = new Set<ClientHttp2Session>();
+const upstreams = new Set<WebSocketServer>();
 afterEach(async () => {
+  for (const upstream of upstreams) upstream.close();
+  upstreams.clear();
   for (const session of sessions) session.destroy();
   sessions.clear();
   await cleanup();
@@ -299,6 +302,44 @@ describe('WebSockets over HTTP/2 (RFC 8441)', () => {
     ws.stream.end();
     await closing;
     expect(goaway).toBe(true);
+  });
+
+  it('proxies a stream in message mode to an HTTP/1.1 upstream (ws), and refuses passthrough with 502', async () => {
+    const upstream = new WebSocketServer({ port: 0, host: '127.0.0.1' });
+    upstreams.add(upstream);
+    upstream.on('connection', (socket, req) => {
+      socket.send(`upstream saw ${req.url} from ${String(req.headers['x-forwarded-proto'])}`);
+      socket.on('message', (data, isBinary) => socket.send(data, { binary: isBinary }));
+    });
+    await new Promise((resolve) => upstream.once('listening', resolve));
+    const upstreamUrl = `ws://127.0.0.1:${(upstream.address() as { port: number }).port}`;
+    const server = await startServer({ http2: true, tls, app: undefined, routes: { '/relay/*': { proxy: { url: upstreamUrl } }, '/splice': { proxy: { url: upstreamUrl, mode: 'passthrough' } } } });
+    const session = await openSession(server);
+    const ws = await StreamSocket.open(session, '/relay/x?y=1');
+    expect(ws.status).toBe(200);
+    expect(await ws.nextText()).toBe('upstream saw /relay/x?y=1 from https');
+    ws.send(0x1, 'through the gateway');
+    expect(await ws.nextText()).toBe('through the gateway');
+    expect((await StreamSocket.open(session, '/splice')).status).toBe(502);
+  });
+
+  it('counts streams against maxConnections (503 past it) and closes a connection that carries nothing for handshakeTimeout', async () => {
+    const limited = await startH2({ maxConnections: 2, workers: 1 });
+    const session = await openSession(limited);
+    const open = [await StreamSocket.open(session), await StreamSocket.open(session)];
+    expect(open.map((ws) => ws.status)).toEqual([200, 200]);
+    expect((await StreamSocket.open(session)).status).toBe(503);
+
+    const quick = await startH2({ handshakeTimeout: 1 });
+    const busy = await openSession(quick);
+    const ws = await StreamSocket.open(busy);
+    const idle = await openSession(quick);
+    let closed = false;
+    idle.once('close', () => (closed = true));
+    await waitFor(() => closed, 'the idle HTTP/2 connection to be closed', 5000);
+    // The busy one is kept.
+    ws.send(0x1, 'still open');
+    expect(await ws.textMatching((t) => t === 'still open', 'echoed')).toBe('still open');
   });
 
   it('is refused without tls', async () => {
