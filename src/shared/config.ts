@@ -158,6 +158,13 @@ export interface ServerOptions {
   /** Every connection starts with a PROXY protocol v1 or v2 header (HAProxy, AWS NLB); off by default. */
   readonly proxyProtocol?: boolean;
   /**
+   * With `tls`: offer HTTP/2 by ALPN beside HTTP/1.1, and take WebSockets over HTTP/2 streams
+   * (RFC 8441 extended CONNECT) on the same port. Off by default.
+   */
+  readonly http2?: boolean;
+  /** With `http2`: WebSockets (streams) one HTTP/2 connection may carry at once (SETTINGS_MAX_CONCURRENT_STREAMS). */
+  readonly http2MaxStreams?: number;
+  /**
    * Apps by path: `{ '/chat': './chat.ts', '/feed': { app: './feed.ts', deflate: true } }`. A
    * request goes to the pattern it matches most closely (an exact path, then the longest wildcard
    * stem), else to `app` (404 without one).
@@ -215,6 +222,8 @@ export interface ServerConfig {
   readonly tls: TlsOptions | null;
   readonly path: string | undefined;
   readonly proxyProtocol: boolean;
+  readonly http2: boolean;
+  readonly http2MaxStreams: number;
   readonly routes: readonly RouteConfig[];
   readonly proxy: ResolvedProxyTarget | null;
   readonly workerYoungGenerationSize: number;
@@ -256,6 +265,8 @@ export const OPTIONS: { readonly [K in ScalarOption]: OptionSpec } = {
   host: { kind: 'text', default: undefined, cli: 'ADDR', doc: 'address to listen on (default: all, IPv4 and IPv6)' },
   path: { kind: 'text', default: undefined, cli: 'PATH', doc: 'listen on this Unix domain socket instead of a TCP port (default off)' },
   proxyProtocol: { kind: 'boolean', default: false, cli: '', doc: 'expect a PROXY protocol v1/v2 header on every connection; close those without' },
+  http2: { kind: 'boolean', default: false, cli: '', doc: 'with TLS, also take WebSockets over HTTP/2 (RFC 8441) on the same port' },
+  http2MaxStreams: { kind: 'count', default: 100, min: 1, max: 2 ** 31 - 1, cli: 'N', doc: 'WebSockets one HTTP/2 connection may carry at once' },
   workers: { kind: 'count', default: 1, min: 1, max: MAX_WORKERS, cli: 'N', doc: 'worker threads (default: one per core, at most 256)' },
   backlog: { kind: 'count', default: 511, min: 1, max: 65535, cli: 'N', doc: 'pending connections the kernel queues before accept()' },
   maxConnections: { kind: 'count', default: 0, min: 0, max: Number.MAX_SAFE_INTEGER, cli: 'N', doc: 'refuse new sockets with 503 past N open connections (0: no limit)' },
@@ -474,6 +485,8 @@ export function resolveConfig(options: ServerOptions, defaultWorkers: number, br
   if (values.lowWaterMark > values.highWaterMark) throw new RangeError('option lowWaterMark must not exceed highWaterMark');
   if (values.maxBackpressure < values.highWaterMark) throw new RangeError('option maxBackpressure must be at least highWaterMark');
   if (options.app !== undefined && options.proxy !== undefined) throw new TypeError('options app and proxy exclude each other: give a route for one of them');
+  // RFC 8441 runs over h2, which browsers and our client reach only by ALPN on TLS.
+  if (values.http2 && options.tls === undefined) throw new TypeError('option http2 needs tls: HTTP/2 is offered by ALPN during the TLS handshake');
   const base: RouteSettings = { ...values, deflate: resolveDeflate(options.deflate), origins: resolveOrigins('origins', options.origins) };
   return Object.freeze({
     ...values,

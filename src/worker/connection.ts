@@ -11,7 +11,6 @@
  * closures of its own.
  */
 import type { Socket } from 'node:net';
-import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { App, MessageData, Priority, PublishOptions, SendOptions, SendStatus, ServerWebSocket, Shard, SubscribeOptions } from '../shared/app.ts';
 import { ReadyState, messageBytes, sendsBinary } from '../shared/app.ts';
@@ -27,6 +26,7 @@ import type { MessageEvents } from '../shared/message-reader.ts';
 import { MAX_CONTROL_PAYLOAD, Opcode } from '../shared/opcodes.ts';
 import { Counter, recordSize, closeCounter } from '../shared/worker-counters.ts';
 import { FrameSink } from '../runtime/frame-flush.ts';
+import type { FrameTransport } from '../runtime/frame-transport.ts';
 import type { FlushHook, FlushScheduler } from '../runtime/frame-flush.ts';
 import { CloseHandshake } from './close-handshake.ts';
 import type { CloseOps, CloseSettings } from './close-handshake.ts';
@@ -113,7 +113,7 @@ const EMPTY = Buffer.alloc(0);
 
 /** Where a socket's listeners find their Connection. */
 const kConnection = Symbol('shardws.connection');
-type OwnedSocket = Duplex & { [kConnection]: Connection };
+type OwnedSocket = FrameTransport & { [kConnection]: Connection };
 
 export class Connection implements ServerWebSocket<unknown> {
   data: unknown;
@@ -121,7 +121,7 @@ export class Connection implements ServerWebSocket<unknown> {
   readonly protocol: string;
   readonly extensions: string;
 
-  readonly #socket: Duplex;
+  readonly #socket: FrameTransport;
   readonly #ctx: ConnectionContext;
   readonly #reader: MessageReader<Connection>;
   readonly #sink: FrameSink<Connection>;
@@ -145,9 +145,9 @@ export class Connection implements ServerWebSocket<unknown> {
 
   /**
    * `socket` is either a plain TCP socket created with `Connection[kReads]` as its `onread`, or
-   * any Duplex that emits 'data' (TLS): `reads` says which.
+   * a transport that emits 'data' (TLS, an HTTP/2 stream): `reads` says which.
    */
-  constructor(socket: Duplex, ctx: ConnectionContext, init: ConnectionInit, reads: 'read-buffer' | 'data-events' = 'data-events') {
+  constructor(socket: FrameTransport, ctx: ConnectionContext, init: ConnectionInit, reads: 'read-buffer' | 'data-events' = 'data-events') {
     this.#socket = socket;
     this.#ctx = ctx;
     this.data = init.data;
@@ -158,7 +158,7 @@ export class Connection implements ServerWebSocket<unknown> {
     this.#lastActive = ctx.idle.tick;
     // Frames that arrive with the peer's FIN are still read and answered (the closing handshake
     // ends our side), even when they wait behind an inflation.
-    (socket as Duplex & { allowHalfOpen: boolean }).allowHalfOpen = true;
+    socket.allowHalfOpen = true;
     this.#sink = new FrameSink<Connection>(ctx.arena, null, ctx.scheduler, socket, Connection.#flushing, this);
     this.#encoder = init.compression === null ? null : new MessageEncoder<Connection>(this.#sink, init.compression, Connection.#encoderOps, this, ctx.counters);
     this.#reader = new MessageReader<Connection>(Connection.#readerEvents, this, {

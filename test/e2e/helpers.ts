@@ -326,7 +326,7 @@ function parseHead(text: string): HttpHead {
   return { status, headers };
 }
 
-function parseFrame(bytes: Buffer): { frame: RawFrame; size: number } | null {
+export function parseFrame(bytes: Buffer): { frame: RawFrame; size: number } | null {
   if (bytes.length < 2) return null;
   let length = bytes[1]! & 0x7f;
   let offset = 2;

@@ -24,6 +24,7 @@ const TABLE_FLAGS: readonly (readonly [flag: string, option: OptionName, raw: st
   ['handshake-timeout', 'handshakeTimeout', '5', 5],
   ['max-handshakes', 'maxHandshakes', '100', 100],
   ['max-header-size', 'maxHeaderSize', '8K', 8 * 1024],
+  ['http2-max-streams', 'http2MaxStreams', '50', 50],
   ['admin-port', 'adminPort', '9464', 9464],
   ['admin-host', 'adminHost', '0.0.0.0', '0.0.0.0'],
   ['stats-path', 'statsPath', '/s', '/s'],
@@ -38,7 +39,7 @@ const TABLE_FLAGS: readonly (readonly [flag: string, option: OptionName, raw: st
   ['pool-threshold', 'poolThreshold', '4K', 4 * 1024],
 ];
 /** The on/off flag: `--send-pings` / `--no-send-pings`. */
-const BOOLEAN_FLAGS = ['send-pings', 'proxy-protocol'];
+const BOOLEAN_FLAGS = ['send-pings', 'proxy-protocol', 'http2'];
 /** The deflate option's fields, from DEFLATE_OPTIONS. */
 const DEFLATE_FIELD_FLAGS: readonly (readonly [flag: string, field: string, raw: string, value: number])[] = [
   ['deflate-threshold', 'threshold', '1K', 1024],
@@ -93,7 +94,12 @@ describe('parseServeArgs', () => {
     expect(inHelp.sort()).toEqual([...TABLE_FLAGS.map(([flag]) => flag), ...BOOLEAN_FLAGS.map((f) => `[no-]${f}`), ...DEFLATE_FIELD_FLAGS.map(([flag]) => flag), ...EXTRA_FLAGS, ...REDIS_FLAGS].sort());
     expect(DEFLATE_FIELD_FLAGS.map(([, field]) => field).sort()).toEqual(Object.keys(DEFLATE_OPTIONS).sort());
     const withFlag = (Object.entries(OPTIONS) as [OptionName, OptionSpec][]).filter(([, spec]) => spec.cli !== false).map(([name]) => name);
-    expect([...TABLE_FLAGS.map(([, option]) => option), 'sendPings', 'proxyProtocol'].sort()).toEqual(withFlag.sort());
+    expect([...TABLE_FLAGS.map(([, option]) => option), 'sendPings', 'proxyProtocol', 'http2'].sort()).toEqual(withFlag.sort());
+  });
+
+  it('turns WebSockets over HTTP/2 on (with TLS: resolveConfig refuses it without)', () => {
+    expect(parseServeArgs(['--http2', '--tls-cert', 'c.pem', '--tls-key', 'k.pem']).options.http2).toBe(true);
+    expect(parseServeArgs([]).options.http2).toBeUndefined();
   });
 
   it('turns pings on and off', () => {
