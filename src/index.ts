@@ -8,6 +8,9 @@ export type { BridgeStats, TopicBridge } from './main/topic-bridge.ts';
 export { defineApp, ReadyState } from './shared/app.ts';
 export type {
   App,
+  ConnectionInfo,
+  CountOptions,
+  Delivery,
   MessageData,
   Priority,
   ProxyTarget,

@@ -1,14 +1,18 @@
+import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:net';
 import type { AddressInfo, Server, Socket } from 'node:net';
 import { availableParallelism } from 'node:os';
-import type { MessageData, SendOptions, WorkerStats } from '../shared/app.ts';
+import type { CountOptions, Delivery, MessageData, SendOptions, WorkerStats } from '../shared/app.ts';
 import { exactCopy, sendsBinary } from '../shared/app.ts';
 import { resolveConfig } from '../shared/config.ts';
 import type { ServerConfig, ServerOptions, TlsOptions } from '../shared/config.ts';
 import { concreteLogFormat, createLogger } from '../runtime/logger.ts';
 import type { Logger } from '../runtime/logger.ts';
 import { refuse } from '../runtime/refuse.ts';
+import { PresenceTable } from '../shared/presence-table.ts';
 import { SlabPool } from '../shared/slab-pool.ts';
+import type { DirectAction, PrimaryMessage } from '../shared/thread-messages.ts';
+import { closeAction, parseConnectionId, sendAction } from '../worker/connection-directory.ts';
 import { Counter, ServerCounter, WorkerCounters } from '../shared/worker-counters.ts';
 import { LeastLoadedBalancer } from './balancer.ts';
 import { acceptModeFor } from './accept-mode.ts';
@@ -47,6 +51,30 @@ export interface ShardServer {
   stats(): ServerStats;
   /** Sends to every subscriber of `topic` on every worker. */
   publish(topic: string, data: MessageData, options?: SendOptions): void;
+  /** Subscribers of `topic` on every worker (shared memory); `{ scope: 'cluster' }`: on every server, a promise. */
+  subscriberCount(topic: string): number;
+  subscriberCount(topic: string, options: { readonly scope: 'cluster' }): Promise<number>;
+  subscriberCount(topic: string, options?: CountOptions): number | Promise<number>;
+  /** Sends to the connection with this id, wherever it is ('forwarded'), or says it is 'gone'. */
+  send(id: string, data: MessageData, options?: SendOptions): Delivery;
+  /** Closes the connection with this id, wherever it is (`shard.close(id)` from a worker; `close()` here stops the server). */
+  closeConnection(id: string, code?: number, reason?: string): Delivery;
+  /** Sends to every connection tagged `key`, on every worker and server. */
+  sendTo(key: string, data: MessageData, options?: SendOptions): void;
+  /** Closes every connection tagged `key`, everywhere. */
+  closeAll(key: string, code?: number, reason?: string): void;
+  /**
+   * Re-imports the app modules in every worker (a new module instance, `start` run on it) and
+   * switches new and open connections to its handlers, `ws.data` and subscriptions kept; the
+   * old instance gets `stop`. A module that fails to load anywhere changes nothing: rejects.
+   * SIGUSR2 does the same (with handleSignals).
+   */
+  reload(): Promise<void>;
+  /**
+   * Replaces the workers one at a time: each one's connections get 1001 at random moments
+   * within `spread` seconds (default 2), so they reconnect to the others, never all at once.
+   */
+  restartWorkers(options?: { readonly spread?: number }): Promise<void>;
   /** New TLS options for new connections, or (without) the configured files read again. */
   reloadTls(tls?: TlsOptions): void;
   /** Stops accepting, closes every connection with 1001 within the grace period, stops workers. */
@@ -86,13 +114,24 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
   const counters = new WorkerCounters(config.workers);
   const pool = SlabPool.create({ pageSize: POOL_PAGE, pageCount: Math.max(4, Math.floor(config.poolSize / POOL_PAGE)), maxWorkers: config.workers });
   const balancer = new LeastLoadedBalancer(counters);
+  const presence = PresenceTable.create(config.presenceCapacity, config.workers);
+  // This server's part of every connection id: 60 random bits, so servers never share one.
+  const serverId = randomBytes(8).readBigUInt64BE().toString(36).slice(0, 12);
   let router: BridgeRouter | null = null;
-  const supervisor = new ShardSupervisor(config, counters, pool, logger, {
-    reset: (worker) => balancer.reset(worker),
-    exited: (worker) => router?.workerGone(worker),
-    interest: (worker, topics, subscribed) => router?.interest(worker, topics, subscribed),
-    bridgePublish: (topic, data, binary) => router?.publish(topic, data, binary),
-  });
+  const supervisor = new ShardSupervisor(
+    config,
+    counters,
+    pool,
+    logger,
+    {
+      reset: (worker) => balancer.reset(worker),
+      exited: (worker) => router?.workerGone(worker),
+      interest: (worker, topics, subscribed) => router?.interest(worker, topics, subscribed),
+      bridgePublish: (topic, data, binary) => router?.publish(topic, data, binary),
+    },
+    presence,
+    serverId,
+  );
   if (options.bridge !== undefined) {
     router = new BridgeRouter(options.bridge, (message, preferred) => supervisor.sendToAny(message, preferred), config.workers);
     await router.start(logger.child({ component: 'bridge' }));
@@ -131,7 +170,10 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
       refuseConnection(socket, 'server is at maxConnections');
       return;
     }
-    const worker = balancer.pick((w) => supervisor.isReady(w));
+    // A worker whose heartbeat is late is stuck: it gets nothing while another is on time.
+    const now = Date.now();
+    let worker = balancer.pick((w) => supervisor.isAccepting(w, now));
+    if (worker < 0) worker = balancer.pick((w) => supervisor.isReady(w));
     if (worker < 0) {
       refuseConnection(socket, 'no worker is available');
       return;
@@ -196,6 +238,7 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
       process.off('SIGHUP', onHangup);
+      process.off('SIGUSR2', onReloadSignal);
       const listenerClosed = new Promise<void>((resolve) => (server.listening ? server.close(() => resolve()) : resolve()));
       for (const socket of refusing) socket.destroy();
       clearInterval(sampling);
@@ -221,9 +264,36 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
     logger.info('SIGHUP: reloading TLS certificates');
     reloadTls();
   };
+  const reload = async (): Promise<void> => {
+    const started = performance.now();
+    try {
+      await supervisor.reload();
+    } catch (error) {
+      logger.error({ err: (error as Error).message }, (error as Error).message);
+      throw error;
+    }
+    logger.info({ ms: Math.round(performance.now() - started) }, 'app reloaded in every worker');
+  };
+  const onReloadSignal = (): void => {
+    logger.info('SIGUSR2: reloading the app');
+    reload().catch(() => {});
+  };
+  /** A direct message for the connection `id`, posted to the worker its id names. */
+  const direct = (id: string, action: () => DirectAction): Delivery => {
+    const parsed = parseConnectionId(id);
+    if (parsed === null || parsed.server !== serverId || supervisor.generationOf(parsed.worker) !== parsed.generation) return 'gone';
+    return supervisor.post(parsed.worker, { type: 'direct', target: { id }, action: action() }) ? 'forwarded' : 'gone';
+  };
+  /** A tag's message to every worker the presence table says holds it (all of them once it overflowed). */
+  const spread = (key: string, action: DirectAction): void => {
+    const message: PrimaryMessage = { type: 'direct', target: { tag: key }, action };
+    const holders = presence.overflowed ? Array.from({ length: config.workers }, (_, w) => w) : presence.workersWith('tag', key);
+    for (const worker of holders) supervisor.post(worker, message);
+  };
   if (options.handleSignals) {
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
+    process.on('SIGUSR2', onReloadSignal);
     if (config.tls !== null) process.on('SIGHUP', onHangup);
   }
 
@@ -246,6 +316,16 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
     publish: (topic, data, publishOptions) => {
       supervisor.sendToAny({ type: 'publish', topic, data: exactCopy(data), binary: sendsBinary(data, publishOptions?.binary), fromBridge: false });
     },
+    subscriberCount: ((topic: string, countOptions?: CountOptions) => {
+      const count = presence.count('topic', topic);
+      return countOptions?.scope === 'cluster' ? Promise.resolve(count) : count;
+    }) as ShardServer['subscriberCount'],
+    send: (id, data, sendOptions) => direct(id, () => sendAction(data, sendOptions)),
+    closeConnection: (id, code, reason) => direct(id, () => closeAction(code, reason)),
+    sendTo: (key, data, sendOptions) => spread(key, sendAction(data, sendOptions)),
+    closeAll: (key, code, reason) => spread(key, closeAction(code, reason)),
+    reload,
+    restartWorkers: (restartOptions) => supervisor.restartWorkers(restartOptions?.spread ?? 2),
     reloadTls,
     close,
   };

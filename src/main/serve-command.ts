@@ -52,6 +52,7 @@ const EXTRA_FLAGS: readonly (readonly [flag: string, placeholder: string, doc: s
   ['app-options', 'JSON', "the app's options, given to its start(shard, options) in every worker (default none)", ['serve']],
   ['route', 'PATH=APP', 'serve APP on PATH (PATH/* for it and below); repeat for more (default none)', ['serve']],
   ['redis', 'URL', "join other servers' topics through Redis (redis://host:port[/db]; default off)", ['serve']],
+  ['watch', '', "reload the app in every worker when a file in its directory changes, connections kept (development; default off)", ['serve']],
   ['balance', 'POLICY', 'spread over the upstreams by least-connections or round-robin (default least-connections)', ['proxy']],
   ['passthrough', '', "relay the upstream's 101, then copy bytes: extensions end to end (default: message mode)", ['proxy']],
   ['upstream-deflate', '', 'offer permessage-deflate to the upstreams (default off: plain messages)', ['proxy']],
@@ -165,6 +166,8 @@ export interface ServeCommand {
   readonly options: ServerOptions;
   readonly redis: string | undefined;
   readonly help: boolean;
+  /** `--watch`: reload the app on file changes. */
+  readonly watch?: boolean;
 }
 
 /** `--deflate` alone means shared mode, `--deflate MODE` that mode: parseArgs has no optional values. */
@@ -246,7 +249,7 @@ export function parseServeArgs(args: readonly string[], env: NodeJS.ProcessEnv =
   }
   const redis = values.redis as string | undefined;
   if (redis !== undefined && !/^rediss?:\/\//.test(redis)) throw new UsageError(`--redis must be a redis:// or rediss:// URL, got "${redis}"`);
-  return { options: { app: positionals[0], ...options } as ServerOptions, redis, help: values.help === true };
+  return { options: { app: positionals[0], ...options } as ServerOptions, redis, help: values.help === true, watch: values.watch === true };
 }
 
 export function parseProxyArgs(args: readonly string[], env: NodeJS.ProcessEnv = process.env): ServeCommand {

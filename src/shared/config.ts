@@ -149,6 +149,10 @@ export interface ServerOptions {
   readonly shutdownGrace?: number;
   /** Seconds without a heartbeat after which a worker is deemed hung and replaced. */
   readonly heartbeatTimeout?: number;
+  /** Seconds after which a connection is closed with 1001 (less up to 20% at random) so that it reconnects and rebalances; 0 disables. */
+  readonly maxLifetime?: number;
+  /** Topics and tags counted across workers at once (the shared presence table's buckets). */
+  readonly presenceCapacity?: number;
   /** Serve wss:// (ALPN http/1.1); certificates reload with `server.reloadTls()` or SIGHUP. */
   readonly tls?: TlsOptions;
   /** Listen on this Unix domain socket instead of a TCP port. */
@@ -207,6 +211,8 @@ export interface ServerConfig {
   readonly logFormat: Exclude<LogFormat, 'auto'>;
   readonly shutdownGrace: number;
   readonly heartbeatTimeout: number;
+  readonly maxLifetime: number;
+  readonly presenceCapacity: number;
   readonly poolSize: number;
   readonly poolThreshold: number;
   readonly tls: TlsOptions | null;
@@ -276,6 +282,8 @@ export const OPTIONS: { readonly [K in ScalarOption]: OptionSpec } = {
   logFormat: { kind: 'choice', default: 'auto', values: ['auto', 'json', 'pretty'], cli: 'FORMAT', doc: 'log lines as json or pretty; auto: pretty when stdout is a terminal' },
   shutdownGrace: { kind: 'seconds', default: 10, max: 300, wasMilliseconds: true, cli: 'SECS', doc: 'time connections get to close on shutdown' },
   heartbeatTimeout: { kind: 'seconds', default: 10, max: 300, wasMilliseconds: true, cli: 'SECS', doc: 'replace a worker whose heartbeat is this late' },
+  maxLifetime: { kind: 'seconds', default: 0, max: 30 * 86_400, cli: 'SECS', doc: 'close connections older than this with 1001, less up to 20% at random (0 disables)' },
+  presenceCapacity: { kind: 'count', default: 65_536, min: 16, max: 16 * 1024 * 1024, cli: 'N', doc: 'topics and tags counted across workers at once' },
   workerYoungGenerationSize: { kind: 'bytes', default: 16 * MiB, min: 0, max: 1024 * MiB, cli: 'BYTES', doc: "each worker's V8 young generation (whole MiB; 0: V8 decides)" },
   poolSize: { kind: 'bytes', default: 16 * MiB, min: 64 * KiB, max: 2 ** 31 - 1, cli: 'BYTES', doc: 'shared pool for large cross-worker publishes' },
   poolThreshold: { kind: 'bytes', default: 16 * KiB, min: 1, max: 2 ** 31 - 1, cli: 'BYTES', doc: 'published frames this large go through the pool' },

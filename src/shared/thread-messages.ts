@@ -10,6 +10,10 @@ export interface WorkerInit {
   readonly config: ServerConfig;
   readonly counters: SharedArrayBuffer;
   readonly pool: SharedArrayBuffer;
+  /** The PresenceTable: subscribers and tags counted per worker. */
+  readonly presence: SharedArrayBuffer;
+  /** This server's part of every connection id (unique across the servers of a cluster). */
+  readonly serverId: string;
   /** Where sockets come from: the primary, or (Node < 26.6) the worker's own listener. */
   readonly accept: AcceptSource;
 }
@@ -28,7 +32,30 @@ export type PrimaryMessage =
   /** Close every connection (1001) within `grace` seconds, then report 'stopped'. */
   | { readonly type: 'shutdown'; readonly grace: number }
   /** Rebuild the TLS context: from new options, or by re-reading the configured files. */
-  | { readonly type: 'tls-reload'; readonly tls: TlsOptions | null };
+  | { readonly type: 'tls-reload'; readonly tls: TlsOptions | null }
+  /** For a connection of this worker, or every connection with a tag here. */
+  | DirectMessage
+  /** Load a new instance of the app modules and start it, keeping the old one (reply: 'reload-prepared'). */
+  | { readonly type: 'reload-prepare'; readonly generation: number }
+  /** Switch to the prepared instance (true) or drop it (false). */
+  | { readonly type: 'reload-finish'; readonly generation: number; readonly commit: boolean }
+  /** Stop taking connections and close this worker's with 1001, each at a random moment within `spread` seconds; then 'stopped'. */
+  | { readonly type: 'drain'; readonly spread: number; readonly grace: number };
+
+/** Where a direct message goes: one connection, by id, or every connection with a tag. */
+export type DirectTarget = { readonly id: string } | { readonly tag: string };
+
+/** What a direct message does there. */
+export type DirectAction =
+  | { readonly kind: 'send'; readonly data: Uint8Array; readonly binary: boolean; readonly compress: boolean | undefined; readonly priority: Priority }
+  | { readonly kind: 'close'; readonly code: number; readonly reason: string };
+
+/** `shard.send(id)`, `shard.close(id)`, `sendTo(key)`, `closeAll(key)` reaching the worker that holds the connections. */
+export interface DirectMessage {
+  readonly type: 'direct';
+  readonly target: DirectTarget;
+  readonly action: DirectAction;
+}
 
 /** Worker → primary. */
 export type WorkerMessage =
@@ -37,6 +64,8 @@ export type WorkerMessage =
   | { readonly type: 'interest'; readonly topics: readonly string[]; readonly subscribed: boolean }
   /** With a bridge: a publish made on this server, for the other servers. */
   | { readonly type: 'bridge-publish'; readonly topic: string; readonly data: Uint8Array; readonly binary: boolean }
+  /** The reload's new app instance is loaded and started (`error`: why it is not). */
+  | { readonly type: 'reload-prepared'; readonly generation: number; readonly error: string | null }
   | { readonly type: 'stopped' };
 
 /**
@@ -46,7 +75,8 @@ export type WorkerMessage =
  */
 export type PeerMessage =
   | { readonly type: 'interest'; readonly topics: readonly string[]; readonly subscribed: boolean }
-  | PeerPublish;
+  | PeerPublish
+  | DirectMessage;
 
 export interface PeerPublish {
   readonly type: 'publish';

@@ -10,6 +10,7 @@ import { Counter, recordDeflate } from '../shared/worker-counters.ts';
 import { kSendPrepared } from './connection.ts';
 import type { Connection, TopicMembership } from './connection.ts';
 import type { MeshTopics, PeerMesh } from './peer-mesh.ts';
+import type { WorkerPresence } from './worker-presence.ts';
 
 /** Where a worker's topics meet a TopicBridge: the primary, which owns the broker link. */
 export interface BridgeLink {
@@ -43,14 +44,17 @@ export class TopicRegistry implements TopicMembership, MeshTopics {
   readonly #threshold: number;
   readonly #counters: Float64Array;
   readonly #bridge: BridgeLink | null;
+  readonly #presence: WorkerPresence | null;
 
   /**
    * `deflate` in shared mode compresses each broadcast once for every subscriber that
-   * negotiated it; in dedicated mode (or off) broadcasts go out uncompressed.
+   * negotiated it; in dedicated mode (or off) broadcasts go out uncompressed. `presence`
+   * counts subscribers across the server's workers (without it, counts are this worker's).
    */
-  constructor(mesh: PeerMesh, deflate: DeflateConfig | null, counters: Float64Array, bridge: BridgeLink | null) {
+  constructor(mesh: PeerMesh, deflate: DeflateConfig | null, counters: Float64Array, bridge: BridgeLink | null, presence: WorkerPresence | null = null) {
     this.#mesh = mesh;
     this.#bridge = bridge;
+    this.#presence = presence;
     this.#compressor =
       deflate !== null && deflate.mode === 'shared'
         ? (payload) => deflateMessageShared(payload, deflate.serverMaxWindowBits, deflate.level, deflate.memLevel)
@@ -65,11 +69,14 @@ export class TopicRegistry implements TopicMembership, MeshTopics {
     return [...this.#local.keys()];
   }
 
+  /** Subscribers of `topic` on every worker of this server (with presence), else on this one. */
   subscriberCount(topic: string): number {
-    return this.#local.get(topic)?.size ?? 0;
+    const local = this.#local.get(topic)?.size ?? 0;
+    return this.#presence === null ? local : this.#presence.count('topic', topic, local);
   }
 
-  subscribe(connection: Connection, topic: string): void {
+  /** Returns the topic's subscriber count after this subscription. */
+  subscribe(connection: Connection, topic: string): number {
     let set = this.#local.get(topic);
     if (set === undefined) {
       set = new Set();
@@ -78,16 +85,21 @@ export class TopicRegistry implements TopicMembership, MeshTopics {
       this.#bridge?.interest([topic], true);
     }
     set.add(connection);
+    this.#presence?.hold('topic', topic);
+    return this.subscriberCount(topic);
   }
 
-  unsubscribe(connection: Connection, topic: string): void {
+  /** Returns the topic's subscriber count after this unsubscription, or -1 when `connection` was not subscribed. */
+  unsubscribe(connection: Connection, topic: string): number {
     const set = this.#local.get(topic);
-    if (set === undefined || !set.delete(connection)) return;
+    if (set === undefined || !set.delete(connection)) return -1;
+    this.#presence?.release('topic', topic, set.size === 0);
     if (set.size === 0) {
       this.#local.delete(topic);
       this.#mesh.announce([topic], false);
       this.#bridge?.interest([topic], false);
     }
+    return this.subscriberCount(topic);
   }
 
   /** A peer's subscribers came or went. */
