@@ -42,6 +42,11 @@ export default defineApp<DemoData>({
     return { data: { route } };
   },
 
+  // The room's member count, on every worker: the topic's subscribers, from shared memory.
+  subscription(ws, topic, members) {
+    if (topic === 'chat') ws.shard.publish('chat', JSON.stringify({ type: 'members', members }));
+  },
+
   open(ws) {
     if (ws.data.route === 'broadcast') ws.subscribe('broadcast');
     if (ws.data.route === 'chat') {
