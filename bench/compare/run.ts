@@ -6,6 +6,7 @@
  *
  *   npm run bench:compare -- [--duration 10] [--warmup 2] [--repeat 3] [--only W1,W3]
  *                            [--servers shardws-1,ws] [--pin] [--with-bun] [--profile]
+ *                            [--node-flags='--max-semi-space-size=1']
  *   npm run bench:compare -- --report bench/results/DATE-compare.json   (re-render, no runs)
  */
 import { spawnSync } from 'node:child_process';
@@ -92,6 +93,7 @@ const { values } = parseArgs({
     pin: { type: 'boolean', default: false },
     'with-bun': { type: 'boolean', default: false },
     profile: { type: 'boolean', default: false },
+    'node-flags': { type: 'string', default: '' },
     'from-source': { type: 'boolean', default: false },
     threads: { type: 'string' },
     out: { type: 'string', default: 'bench/results' },
@@ -112,6 +114,8 @@ if (values.help) {
   --threads N         generator threads (default: 1 when pinned, else one per core)
   --with-bun          install Bun into ${BUN_DIR}/ (npm) and include it
   --profile           run Node servers with --cpu-prof into <out>/profiles/
+  --node-flags='F'    V8/Node flags for every Node server (not the generator), e.g.
+                      --node-flags='--max-semi-space-size=1'; an A/B is two runs
   --from-source       run shardws (server and generator) from src/*.ts under type stripping
                       instead of the build in dist/ (rebuilt first), which is what users run
   --out DIR           where JSON, markdown and SVG go (default bench/results)
@@ -121,6 +125,8 @@ if (values.help) {
 }
 
 const duration = Number(values.duration);
+/** Flags for the Node servers under test: the same for all of them, so ratios stay fair. */
+const serverNodeFlags = values['node-flags'].split(/\s+/).filter((flag) => flag !== '');
 const warmup = Number(values.warmup);
 const repeat = Number(values.repeat);
 if (!(duration > 0) || !(warmup >= 0) || !Number.isInteger(repeat) || repeat < 1) {
@@ -181,7 +187,7 @@ interface Run {
 async function runOne(workload: Workload, server: ServerSpec, index: number): Promise<Run> {
   const port = await freePort();
   const profileDir = resolve(ROOT, values.out, 'profiles', `${workload.id}-${server.id}-${index}`);
-  const nodeFlags = values.profile && server.id !== 'bun' ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [];
+  const nodeFlags = [...serverNodeFlags, ...(values.profile && server.id !== 'bun' ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [])];
   const [command, args] = server.command(port, workload.deflate, nodeFlags);
   const child = start(command, args, pin ? 0 : null, 'pipe');
   const serverErr = collect(child.stderr);
@@ -424,6 +430,7 @@ process.stderr.write(
   `bench:compare on ${machine.cpus} × ${machine.model}, Node ${machine.node}, shardws from ${machine.shardws}; ${placement}; generator threads ${generatorThreads}; ` +
     `${duration} s measured after ${warmup} s warm-up, ${repeat} run(s) each\n`,
 );
+if (serverNodeFlags.length > 0) notes.push(`every Node server ran with ${serverNodeFlags.join(' ')}`);
 if (loadavg()[0]! > 0.5) {
   notes.push(`load average was ${loadavg()[0]!.toFixed(2)} at the start: other processes were using the CPUs`);
 }
