@@ -79,7 +79,9 @@ async function main(argv: string[]): Promise<number> {
   }
   // Loaded only when asked for: a server without a bridge never loads ioredis.
   const bridge = redis === undefined ? undefined : (await import('./main/redis-bridge.ts')).redisBridge({ url: redis });
-  const server = await listen({ ...options, handleSignals: true, bridge });
+  // The same Redis joins connections and counts: send(id), sendTo(key), cluster-wide counts.
+  const cluster = redis === undefined ? undefined : (await import('./main/redis-cluster.ts')).redisCluster({ url: redis });
+  const server = await listen({ ...options, handleSignals: true, bridge, cluster });
   if (watch === true) {
     const { appDirectories, watchApp } = await import('./main/app-watcher.ts');
     const { config } = server;

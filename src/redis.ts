@@ -2,3 +2,6 @@
 export { redisBridge } from './main/redis-bridge.ts';
 export type { RedisBridgeOptions } from './main/redis-bridge.ts';
 export type { BridgeStats, TopicBridge } from './main/topic-bridge.ts';
+export { redisCluster } from './main/redis-cluster.ts';
+export type { RedisClusterOptions } from './main/redis-cluster.ts';
+export type { ClusterDirectory, ServerReport } from './main/cluster-directory.ts';

@@ -11,8 +11,9 @@ import type { Logger } from '../runtime/logger.ts';
 import { refuse } from '../runtime/refuse.ts';
 import { PresenceTable } from '../shared/presence-table.ts';
 import { SlabPool } from '../shared/slab-pool.ts';
-import type { DirectAction, PrimaryMessage } from '../shared/thread-messages.ts';
-import { closeAction, parseConnectionId, sendAction } from '../worker/connection-directory.ts';
+import { closeAction, sendAction } from '../worker/connection-directory.ts';
+import type { ClusterDirectory } from './cluster-directory.ts';
+import { ServerDirectory } from './server-directory.ts';
 import { Counter, ServerCounter, WorkerCounters } from '../shared/worker-counters.ts';
 import { LeastLoadedBalancer } from './balancer.ts';
 import { acceptModeFor } from './accept-mode.ts';
@@ -29,6 +30,11 @@ export interface ListenOptions extends ServerOptions {
   readonly handleSignals?: boolean;
   /** Joins this server's topics to other servers' (e.g. `redisBridge({ url })`). */
   readonly bridge?: TopicBridge;
+  /**
+   * Joins this server's connections and counts to other servers' (e.g. `redisCluster({ url })`):
+   * `send(id)`, `sendTo(key)` and `{ scope: 'cluster' }` counts reach every server.
+   */
+  readonly cluster?: ClusterDirectory;
 }
 
 export interface ServerStats {
@@ -55,6 +61,10 @@ export interface ShardServer {
   subscriberCount(topic: string): number;
   subscriberCount(topic: string, options: { readonly scope: 'cluster' }): Promise<number>;
   subscriberCount(topic: string, options?: CountOptions): number | Promise<number>;
+  /** Open connections on every worker; `{ scope: 'cluster' }`: on every server, a promise. */
+  connectionCount(): number;
+  connectionCount(options: { readonly scope: 'cluster' }): Promise<number>;
+  connectionCount(options?: CountOptions): number | Promise<number>;
   /** Sends to the connection with this id, wherever it is ('forwarded'), or says it is 'gone'. */
   send(id: string, data: MessageData, options?: SendOptions): Delivery;
   /** Closes the connection with this id, wherever it is (`shard.close(id)` from a worker; `close()` here stops the server). */
@@ -104,7 +114,7 @@ export function readyMessage(url: string, config: ServerConfig, adminUrl: string
  */
 export async function listen(options: ListenOptions = {}): Promise<ShardServer> {
   const mode = acceptModeFor();
-  const config = resolveConfig({ ...options, logFormat: concreteLogFormat(options.logFormat) }, availableParallelism(), options.bridge !== undefined);
+  const config = resolveConfig({ ...options, logFormat: concreteLogFormat(options.logFormat) }, availableParallelism(), options.bridge !== undefined, options.cluster !== undefined);
   assertAppExists(config.app);
   if (config.path !== undefined && mode !== 'transfer') {
     throw new Error(`listen({ path }) needs Node >= 26.6: Unix socket connections reach the workers by socket transfer (this is Node ${process.versions.node})`);
@@ -118,6 +128,7 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
   // This server's part of every connection id: 60 random bits, so servers never share one.
   const serverId = randomBytes(8).readBigUInt64BE().toString(36).slice(0, 12);
   let router: BridgeRouter | null = null;
+  let directory: ServerDirectory | null = null;
   const supervisor = new ShardSupervisor(
     config,
     counters,
@@ -125,9 +136,16 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
     logger,
     {
       reset: (worker) => balancer.reset(worker),
-      exited: (worker) => router?.workerGone(worker),
-      interest: (worker, topics, subscribed) => router?.interest(worker, topics, subscribed),
+      exited: (worker) => {
+        router?.workerGone(worker);
+        directory?.workerGone(worker);
+      },
+      interest: (worker, topics, subscribed) => {
+        router?.interest(worker, topics, subscribed);
+        directory?.topicInterest(worker, topics, subscribed);
+      },
       bridgePublish: (topic, data, binary) => router?.publish(topic, data, binary),
+      cluster: (worker, request) => directory?.request(worker, request),
     },
     presence,
     serverId,
@@ -136,6 +154,13 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
     router = new BridgeRouter(options.bridge, (message, preferred) => supervisor.sendToAny(message, preferred), config.workers);
     await router.start(logger.child({ component: 'bridge' }));
   }
+  const connectionCount = (): number => {
+    let total = 0;
+    for (let worker = 0; worker < config.workers; worker++) total += counters.get(worker, Counter.Connections);
+    return total;
+  };
+  directory = new ServerDirectory(serverId, presence, supervisor, connectionCount, options.cluster ?? null);
+  await directory.start(logger.child({ component: 'cluster' }));
   // Refused sockets wait for the peer to close its side; close() must not wait for them.
   const refusing = new Set<Socket>();
   const refuseConnection = (socket: Socket, reason: string): void => {
@@ -208,6 +233,7 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
   } catch (error) {
     await supervisor.stop(0);
     await router?.close();
+    await directory.close();
     unix?.close();
     server.close();
     throw error;
@@ -248,6 +274,7 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
       await Promise.all([listenerClosed, supervisor.stop(config.shutdownGrace), admin?.close()]);
       unix?.close();
       await router?.close();
+      await directory?.close();
       logger.info('stopped');
     })();
     return closing;
@@ -278,18 +305,6 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
     logger.info('SIGUSR2: reloading the app');
     reload().catch(() => {});
   };
-  /** A direct message for the connection `id`, posted to the worker its id names. */
-  const direct = (id: string, action: () => DirectAction): Delivery => {
-    const parsed = parseConnectionId(id);
-    if (parsed === null || parsed.server !== serverId || supervisor.generationOf(parsed.worker) !== parsed.generation) return 'gone';
-    return supervisor.post(parsed.worker, { type: 'direct', target: { id }, action: action() }) ? 'forwarded' : 'gone';
-  };
-  /** A tag's message to every worker the presence table says holds it (all of them once it overflowed). */
-  const spread = (key: string, action: DirectAction): void => {
-    const message: PrimaryMessage = { type: 'direct', target: { tag: key }, action };
-    const holders = presence.overflowed ? Array.from({ length: config.workers }, (_, w) => w) : presence.workersWith('tag', key);
-    for (const worker of holders) supervisor.post(worker, message);
-  };
   if (options.handleSignals) {
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
@@ -316,14 +331,13 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
     publish: (topic, data, publishOptions) => {
       supervisor.sendToAny({ type: 'publish', topic, data: exactCopy(data), binary: sendsBinary(data, publishOptions?.binary), fromBridge: false });
     },
-    subscriberCount: ((topic: string, countOptions?: CountOptions) => {
-      const count = presence.count('topic', topic);
-      return countOptions?.scope === 'cluster' ? Promise.resolve(count) : count;
-    }) as ShardServer['subscriberCount'],
-    send: (id, data, sendOptions) => direct(id, () => sendAction(data, sendOptions)),
-    closeConnection: (id, code, reason) => direct(id, () => closeAction(code, reason)),
-    sendTo: (key, data, sendOptions) => spread(key, sendAction(data, sendOptions)),
-    closeAll: (key, code, reason) => spread(key, closeAction(code, reason)),
+    subscriberCount: ((topic: string, countOptions?: CountOptions) =>
+      countOptions?.scope === 'cluster' ? directory.subscriberCount(topic) : presence.count('topic', topic)) as ShardServer['subscriberCount'],
+    connectionCount: ((countOptions?: CountOptions) => (countOptions?.scope === 'cluster' ? directory.connectionCount() : connectionCount())) as ShardServer['connectionCount'],
+    send: (id, data, sendOptions) => directory.toId(id, () => sendAction(data, sendOptions)),
+    closeConnection: (id, code, reason) => directory.toId(id, () => closeAction(code, reason)),
+    sendTo: (key, data, sendOptions) => directory.toTag(key, sendAction(data, sendOptions)),
+    closeAll: (key, code, reason) => directory.toTag(key, closeAction(code, reason)),
     reload,
     restartWorkers: (restartOptions) => supervisor.restartWorkers(restartOptions?.spread ?? 2),
     reloadTls,

@@ -249,7 +249,7 @@ export function parseServeArgs(args: readonly string[], env: NodeJS.ProcessEnv =
   }
   const redis = values.redis as string | undefined;
   if (redis !== undefined && !/^rediss?:\/\//.test(redis)) throw new UsageError(`--redis must be a redis:// or rediss:// URL, got "${redis}"`);
-  return { options: { app: positionals[0], ...options } as ServerOptions, redis, help: values.help === true, watch: values.watch === true };
+  return { options: { app: positionals[0], ...options } as ServerOptions, redis, help: values.help === true, ...(values.watch === true ? { watch: true } : {}) };
 }
 
 export function parseProxyArgs(args: readonly string[], env: NodeJS.ProcessEnv = process.env): ServeCommand {

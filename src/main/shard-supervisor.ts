@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { ServerConfig, TlsOptions } from '../shared/config.ts';
 import type { PresenceTable } from '../shared/presence-table.ts';
 import type { SlabPool } from '../shared/slab-pool.ts';
-import type { AcceptSource, PrimaryMessage, WorkerInit, WorkerMessage } from '../shared/thread-messages.ts';
+import type { AcceptSource, ClusterRequest, PrimaryMessage, WorkerInit, WorkerMessage } from '../shared/thread-messages.ts';
 import { Counter, ServerCounter } from '../shared/worker-counters.ts';
 import type { WorkerCounters } from '../shared/worker-counters.ts';
 
@@ -46,6 +46,8 @@ export interface SupervisorEvents {
   interest(worker: number, topics: readonly string[], subscribed: boolean): void;
   /** With a bridge: a publish made on this server, for the other servers. */
   bridgePublish(topic: string, data: Uint8Array, binary: boolean): void;
+  /** With a cluster directory: what a worker sends to other servers, or asks of them. */
+  cluster?(worker: number, request: ClusterRequest): void;
 }
 
 /**
@@ -208,6 +210,12 @@ export class ShardSupervisor {
             return;
           case 'bridge-publish':
             this.#events.bridgePublish(message.topic, message.data, message.binary);
+            return;
+          case 'cluster-direct':
+          case 'cluster-tagged':
+          case 'tag-interest':
+          case 'cluster-count':
+            this.#events.cluster?.(slot.id, message);
             return;
           case 'reload-prepared':
             if (message.generation === this.#reloads) this.#reloadReplies?.(slot.id, message.error);

@@ -97,6 +97,10 @@ export interface Shard {
   closeAll(key: string, code?: number, reason?: string): void;
   /** This worker's connections. */
   connections(): ConnectionInfo[];
+  /** Open connections on every worker of this server; `{ scope: 'cluster' }`: a promise of the count on every server. */
+  connectionCount(): number;
+  connectionCount(options: { readonly scope: 'cluster' }): Promise<number>;
+  connectionCount(options?: CountOptions): number | Promise<number>;
   /** Live counters of every worker (connections, messages, bytes...). */
   stats(): WorkerStats[];
 }

@@ -223,6 +223,8 @@ export interface ServerConfig {
   readonly workerYoungGenerationSize: number;
   /** Whether a TopicBridge joins this server to others (listen's `bridge` option). */
   readonly bridged: boolean;
+  /** Whether a ClusterDirectory joins this server's connections and counts to others' (listen's `cluster` option). */
+  readonly clustered: boolean;
 }
 
 // ---- the option table ------------------------------------------------------------------------
@@ -445,7 +447,7 @@ function resolveRoutes(routes: ServerOptions['routes'], base: RouteSettings): re
 }
 
 /** Validates options once, at startup, into the readonly config every thread works from. */
-export function resolveConfig(options: ServerOptions, defaultWorkers: number, bridged = false): ServerConfig {
+export function resolveConfig(options: ServerOptions, defaultWorkers: number, bridged = false, clustered = false): ServerConfig {
   for (const old of Object.keys(RENAMED)) {
     if (old in options) throw new TypeError(`option ${old} was replaced by ${RENAMED[old]}`);
   }
@@ -457,7 +459,7 @@ export function resolveConfig(options: ServerOptions, defaultWorkers: number, br
   if (options.workers === undefined) scalars.workers = Math.max(1, Math.min(MAX_WORKERS, Math.floor(defaultWorkers)));
   // listen() decides `auto` from its stdout first; a config made without it gets JSON.
   if (scalars.logFormat === 'auto') scalars.logFormat = 'json';
-  const values = scalars as Omit<ServerConfig, 'app' | 'appOptions' | 'deflate' | 'tls' | 'origins' | 'bridged' | 'routes' | 'proxy'>;
+  const values = scalars as Omit<ServerConfig, 'app' | 'appOptions' | 'deflate' | 'tls' | 'origins' | 'bridged' | 'clustered' | 'routes' | 'proxy'>;
   if (values.lowWaterMark > values.highWaterMark) throw new RangeError('option lowWaterMark must not exceed highWaterMark');
   if (values.maxBackpressure < values.highWaterMark) throw new RangeError('option maxBackpressure must be at least highWaterMark');
   if (options.app !== undefined && options.proxy !== undefined) throw new TypeError('options app and proxy exclude each other: give a route for one of them');
@@ -472,5 +474,6 @@ export function resolveConfig(options: ServerOptions, defaultWorkers: number, br
     routes: resolveRoutes(options.routes, base),
     proxy: options.proxy === undefined ? null : resolveProxyTarget(options.proxy, 'option proxy'),
     bridged,
+    clustered,
   });
 }

@@ -39,6 +39,8 @@ export type PrimaryMessage =
   | { readonly type: 'reload-prepare'; readonly generation: number }
   /** Switch to the prepared instance (true) or drop it (false). */
   | { readonly type: 'reload-finish'; readonly generation: number; readonly commit: boolean }
+  /** The answer to a worker's `cluster-count`. */
+  | { readonly type: 'cluster-count'; readonly request: number; readonly count: number }
   /** Stop taking connections and close this worker's with 1001, each at a random moment within `spread` seconds; then 'stopped'. */
   | { readonly type: 'drain'; readonly spread: number; readonly grace: number };
 
@@ -64,9 +66,22 @@ export type WorkerMessage =
   | { readonly type: 'interest'; readonly topics: readonly string[]; readonly subscribed: boolean }
   /** With a bridge: a publish made on this server, for the other servers. */
   | { readonly type: 'bridge-publish'; readonly topic: string; readonly data: Uint8Array; readonly binary: boolean }
+  /** With a cluster directory: what goes to other servers, and the counts asked of them. */
+  | ClusterRequest
   /** The reload's new app instance is loaded and started (`error`: why it is not). */
   | { readonly type: 'reload-prepared'; readonly generation: number; readonly error: string | null }
   | { readonly type: 'stopped' };
+
+/** Worker → primary, for the other servers of a cluster. */
+export type ClusterRequest =
+  /** For a connection of `server` (another server). */
+  | { readonly type: 'cluster-direct'; readonly server: string; readonly message: DirectMessage }
+  /** For the connections tagged `message.target.tag` on the other servers. */
+  | { readonly type: 'cluster-tagged'; readonly message: DirectMessage }
+  /** This worker's first connection tagged `key` came (true), or its last one left (false). */
+  | { readonly type: 'tag-interest'; readonly key: string; readonly held: boolean }
+  /** Count across the cluster: a topic's subscribers, or (topic null) connections; answered by `cluster-count`. */
+  | { readonly type: 'cluster-count'; readonly request: number; readonly topic: string | null };
 
 /**
  * Worker → worker, over the MessagePort between them. A publish carries the frame built once by

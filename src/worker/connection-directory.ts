@@ -30,6 +30,8 @@ export interface ClusterLink {
   direct(server: string, message: DirectMessage): void;
   /** For every connection tagged `message.target.tag` on the other servers. */
   tagged(message: DirectMessage): void;
+  /** This worker's first connection tagged `key` came (true) or its last one left (false). */
+  tagHeld(key: string, held: boolean): void;
 }
 
 /** The parts of an id: `server.worker.generation.sequence` (base 36 numbers). */
@@ -107,7 +109,10 @@ export class ConnectionDirectory<C extends Addressable = Addressable> {
 
   tag(connection: C, key: string): void {
     let set = this.#tagged.get(key);
-    if (set === undefined) this.#tagged.set(key, (set = new Set()));
+    if (set === undefined) {
+      this.#tagged.set(key, (set = new Set()));
+      this.#cluster?.tagHeld(key, true);
+    }
     set.add(connection);
     this.#presence.hold('tag', key);
   }
@@ -116,7 +121,10 @@ export class ConnectionDirectory<C extends Addressable = Addressable> {
     const set = this.#tagged.get(key);
     if (set === undefined || !set.delete(connection)) return;
     this.#presence.release('tag', key, set.size === 0);
-    if (set.size === 0) this.#tagged.delete(key);
+    if (set.size === 0) {
+      this.#tagged.delete(key);
+      this.#cluster?.tagHeld(key, false);
+    }
   }
 
   list(): ConnectionInfo[] {

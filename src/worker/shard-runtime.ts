@@ -58,6 +58,9 @@ export class ShardRuntime {
   #heartbeat: NodeJS.Timeout | null = null;
   #sampler: ThreadSampler | null = null;
   #stopping = false;
+  /** Cluster-wide counts asked of the primary, by request number. */
+  readonly #counting = new Map<number, (count: number) => void>();
+  #requests = 0;
   readonly shard: Shard;
 
   constructor(init: WorkerInit, post: (message: WorkerMessage) => void) {
@@ -70,9 +73,17 @@ export class ShardRuntime {
     const pool = SlabPool.attach(init.pool, { worker: init.id });
     this.#mesh = new PeerMesh(init.id, init.generation, pool, init.config.poolThreshold, this.#logger);
     const presence = new WorkerPresence(PresenceTable.attach(init.presence), init.id, this.#logger);
-    this.#topics = new TopicRegistry(this.#mesh, init.config.deflate, this.#slot, init.config.bridged ? primaryBridgeLink(post) : null, presence);
+    const config = init.config;
+    this.#topics = new TopicRegistry(this.#mesh, config.deflate, this.#slot, config.bridged || config.clustered ? primaryBridgeLink(post, config.bridged) : null, presence);
     const directory = new ConnectionDirectory<Connection>(init.serverId, init.id, init.generation, this.#mesh, presence);
     this.#directory = directory;
+    if (config.clustered) {
+      directory.linkCluster({
+        direct: (server, message) => post({ type: 'cluster-direct', server, message }),
+        tagged: (message) => post({ type: 'cluster-tagged', message }),
+        tagHeld: (key, held) => post({ type: 'tag-interest', key, held }),
+      });
+    }
     this.#mesh.attachDirect((message) => directory.receive(message));
     this.#lifetime = new LifetimeSweep(this.#connections, (connection) => directory.openedAt(connection), init.config.maxLifetime);
     this.#idle = new IdleSweep(this.#connections, (connection) => connection[kLastActive], {
@@ -88,10 +99,14 @@ export class ShardRuntime {
       logger: this.#logger,
       publish: (topic: string, data: MessageData, options?: SendOptions) => topics.publish(topic, data, options, null),
       subscriberCount: ((topic: string, options?: CountOptions) => {
-        const count = topics.subscriberCount(topic);
-        // Without a bridge this server is the whole cluster.
-        return options?.scope === 'cluster' ? Promise.resolve(count) : count;
+        if (options?.scope !== 'cluster') return topics.subscriberCount(topic);
+        // Without a cluster directory this server is the whole cluster.
+        return config.clustered ? this.#askCluster(topic) : Promise.resolve(topics.subscriberCount(topic));
       }) as Shard['subscriberCount'],
+      connectionCount: ((options?: CountOptions) => {
+        if (options?.scope !== 'cluster') return counters.openConnections();
+        return config.clustered ? this.#askCluster(null) : Promise.resolve(counters.openConnections());
+      }) as Shard['connectionCount'],
       send: (id, data, options) => directory.send(id, data, options),
       close: (id, code, reason) => directory.close(id, code, reason),
       sendTo: (key, data, options) => directory.sendTo(key, data, options),
@@ -167,6 +182,10 @@ export class ShardRuntime {
       case 'direct':
         this.#directory.receive(message);
         return;
+      case 'cluster-count':
+        this.#counting.get(message.request)?.(message.count);
+        this.#counting.delete(message.request);
+        return;
       case 'reload-prepare':
         void this.#prepareReload(message.generation);
         return;
@@ -177,6 +196,15 @@ export class ShardRuntime {
         this.#intake!.reloadTls(message.tls);
         return;
     }
+  }
+
+  /** A count across the cluster (a topic's subscribers, or with null connections), from the primary. */
+  #askCluster(topic: string | null): Promise<number> {
+    const request = ++this.#requests;
+    return new Promise((resolve) => {
+      this.#counting.set(request, resolve);
+      this.#post({ type: 'cluster-count', request, topic });
+    });
   }
 
   /** The heartbeat the primary's watchdog reads, and the bytes waiting on slow connections. */

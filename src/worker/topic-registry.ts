@@ -20,11 +20,14 @@ export interface BridgeLink {
   publish(topic: string, payload: Buffer, binary: boolean): void;
 }
 
-/** The bridge link of a worker thread: messages to the primary. */
-export function primaryBridgeLink(post: (message: WorkerMessage) => void): BridgeLink {
+/**
+ * The bridge link of a worker thread: messages to the primary. Without `publishes` (a cluster
+ * directory but no bridge), only interest goes: the primary reports subscriber counts per topic.
+ */
+export function primaryBridgeLink(post: (message: WorkerMessage) => void, publishes = true): BridgeLink {
   return {
     interest: (topics, subscribed) => post({ type: 'interest', topics, subscribed }),
-    publish: (topic, payload, binary) => post({ type: 'bridge-publish', topic, data: exactCopy(payload), binary }),
+    publish: publishes ? (topic, payload, binary) => post({ type: 'bridge-publish', topic, data: exactCopy(payload), binary }) : () => {},
   };
 }
 

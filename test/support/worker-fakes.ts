@@ -154,6 +154,7 @@ export function testShard(overrides: Partial<Shard> = {}): Shard {
     sendTo: () => {},
     closeAll: () => {},
     connections: () => [],
+    connectionCount: ((options?: CountOptions) => (options?.scope === 'cluster' ? Promise.resolve(0) : 0)) as Shard['connectionCount'],
     stats: () => [],
     ...overrides,
   };

@@ -149,11 +149,20 @@ describe('ConnectionDirectory', () => {
   it('hands ids of other servers and every tag to the cluster link', () => {
     const { directory, open } = setup();
     const calls: [string, DirectMessage][] = [];
-    const cluster: ClusterLink = { direct: (server, m) => calls.push([server, m]), tagged: (m) => calls.push(['*', m]) };
+    const held: [string, boolean][] = [];
+    const cluster: ClusterLink = { direct: (server, m) => calls.push([server, m]), tagged: (m) => calls.push(['*', m]), tagHeld: (key, h) => held.push([key, h]) };
     directory.linkCluster(cluster);
     expect(directory.send('far.0.1.1', 'hello')).toBe('forwarded');
-    directory.tag(open(), 'u');
+    const a = open();
+    const b = open();
+    directory.tag(a, 'u');
+    directory.tag(b, 'u');
     directory.sendTo('u', 'all');
     expect(calls.map(([s, m]) => [s, m.target, text(m)])).toEqual([['far', { id: 'far.0.1.1' }, 'hello'], ['*', { tag: 'u' }, 'all']]);
+    // The first and the last of this worker's connections with a tag, only.
+    directory.untag(a, 'u');
+    expect(held).toEqual([['u', true]]);
+    directory.remove(b, ['u']);
+    expect(held).toEqual([['u', true], ['u', false]]);
   });
 });
