@@ -49,13 +49,16 @@ export function watchApp(dirs: readonly string[], reload: () => Promise<void>, l
         }
       });
   };
-  const watchers: FSWatcher[] = dirs.map((dir) =>
-    watch(dir, { recursive: true }, (_event, file) => {
+  const watchers: FSWatcher[] = dirs.map((dir) => {
+    const watcher = watch(dir, { recursive: true }, (_event, file) => {
       if (!relevant(file)) return;
       if (timer !== null) clearTimeout(timer);
       timer = setTimeout(run, SETTLE_MS);
-    }).unref(),
-  );
+    });
+    // Watching alone does not keep the process up: the server does, until it closes.
+    watcher.unref();
+    return watcher;
+  });
   logger.info({ dirs }, `watching ${dirs.join(', ')}: a change reloads the app`);
   return () => {
     if (timer !== null) clearTimeout(timer);
