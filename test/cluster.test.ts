@@ -132,4 +132,21 @@ describe.skipIf(!run)('presence and addressing across servers (needs redis-serve
     // The last holder gone, each server leaves the index.
     await settles(() => probe.scard('shardws:tag:user-42'), 0, 'the tag index');
   });
+  it('reports its counts and tags again to a Redis that restarted empty', async () => {
+    const here = await peer(a);
+    const there = await peer(b);
+    await ask(there.client, 'sub:after-restart', 'subscription:');
+    await ask(there.client, 'tag:user-r', 'tagged:');
+    await settles(() => a.subscriberCount('after-restart', { scope: 'cluster' }), 1, 'the count before the restart');
+    await redis.stop();
+    await redis.start();
+    probe.disconnect();
+    probe = new Redis(redis.url, { lazyConnect: true, retryStrategy: () => 100 });
+    await probe.connect();
+    expect(await probe.scard('shardws:tag:user-r')).toBe(0);
+    await settles(() => a.subscriberCount('after-restart', { scope: 'cluster' }), 1, 'the count after the restart');
+    await settles(() => probe.scard('shardws:tag:user-r'), 1, 'the tag index after the restart');
+    here.client.ws.send('sendto:user-r:after the restart');
+    await waitFor(() => there.client.texts.includes('after the restart'), 'a tagged message after the restart', 10_000);
+  });
 });

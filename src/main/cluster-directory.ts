@@ -20,8 +20,12 @@ export interface ClusterDirectory {
   start(serverId: string, deliver: (message: DirectMessage) => void, log: BridgeLog): Promise<void>;
   /** Seconds a server's reports count after its last heartbeat. */
   readonly ttl: number;
-  /** This server is alive, with what changed since the last heartbeat (call every ttl / 3). */
-  heartbeat(report: ServerReport): Promise<void>;
+  /**
+   * This server is alive, with what changed since the last heartbeat (call every ttl / 3).
+   * False when the broker may not have what was reported before: this one was not written, or
+   * the connection was lost since (the broker may have restarted empty); report everything again.
+   */
+  heartbeat(report: ServerReport): Promise<boolean>;
   /** Subscribers of `topic` on the other live servers. */
   remoteSubscribers(topic: string): Promise<number>;
   /** Connections on the other live servers. */

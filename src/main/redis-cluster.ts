@@ -128,6 +128,8 @@ export function redisCluster(options: RedisClusterOptions): ClusterDirectory {
   let commands: Redis | null = null;
   let subscriber: Redis | null = null;
   let log: BridgeLog | null = null;
+  /** The command connection came back since the last heartbeat. */
+  let reconnected = false;
 
   const connection = (role: string): Redis => {
     const redis = new Redis(options.url, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: (attempt) => Math.min(5000, 50 * 2 ** Math.min(attempt, 10)) });
@@ -149,6 +151,10 @@ export function redisCluster(options: RedisClusterOptions): ClusterDirectory {
       self = serverId;
       log = bridgeLog;
       commands = connection('commands');
+      let readies = 0;
+      commands.on('ready', () => {
+        if (++readies > 1) reconnected = true;
+      });
       subscriber = connection('subscriber');
       subscriber.on('messageBuffer', (_channel: Buffer, payload: Buffer) => {
         const message = decodeDirect(payload);
@@ -163,7 +169,9 @@ export function redisCluster(options: RedisClusterOptions): ClusterDirectory {
       const pairs: string[] = [];
       for (const [topic, count] of report.topics) pairs.push(topic, String(count));
       const args = [String(now), String(now + ttl * 1000), self, String(report.connections), String(ttl * 2000), String(report.topics.size), ...pairs, prefix];
-      return attempt('heartbeat', (redis) => redis.eval(HEARTBEAT, 3, serversKey, `${prefix}topics:${self}`, connsKey, ...args).then(() => undefined), undefined);
+      const fresh = !reconnected;
+      reconnected = false;
+      return attempt('heartbeat', (redis) => redis.eval(HEARTBEAT, 3, serversKey, `${prefix}topics:${self}`, connsKey, ...args).then(() => fresh), false);
     },
     remoteSubscribers: (topic) => attempt('count', (redis) => redis.eval(SUBSCRIBERS, 1, serversKey, String(Date.now()), self, prefix, topic).then(Number), 0),
     remoteConnections: () => attempt('count', (redis) => redis.eval(CONNECTIONS, 2, serversKey, connsKey, String(Date.now()), self).then(Number), 0),

@@ -20,6 +20,9 @@ export interface WorkerPosts {
   post(worker: number, message: PrimaryMessage): boolean;
 }
 
+/** Heartbeats between two reports of every count (the others carry only what changed). */
+const FULL_REPORT_EVERY = 10;
+
 export class ServerDirectory {
   readonly #serverId: string;
   readonly #presence: PresenceTable;
@@ -32,6 +35,8 @@ export class ServerDirectory {
   /** Tags held here, by worker: the broker's index has this server for a key while any worker holds it. */
   readonly #tags = new Map<string, Set<number>>();
   #heartbeat: NodeJS.Timeout | null = null;
+  /** Heartbeats since the last full report: every FULL_REPORT_EVERY-th sends every count, in case the broker lost them (a restart). */
+  #sinceFull = FULL_REPORT_EVERY;
 
   constructor(serverId: string, presence: PresenceTable, workers: WorkerPosts, connections: () => number, cluster: ClusterDirectory | null) {
     this.#serverId = serverId;
@@ -136,19 +141,29 @@ export class ServerDirectory {
     await this.#cluster?.close();
   }
 
-  /** Reports the counts that changed since the last heartbeat (topics are read from the presence table). */
-  #beat(): Promise<void> {
+  /**
+   * Reports the counts that changed since the last heartbeat the broker got (topics are read
+   * from the presence table), and every count now and then.
+   */
+  async #beat(): Promise<void> {
+    const full = ++this.#sinceFull >= FULL_REPORT_EVERY;
     const changed = new Map<string, number>();
     for (const topic of this.#topics.keys()) {
       const count = this.#presence.count('topic', topic);
-      if (this.#reported.get(topic) !== count) changed.set(topic, count);
+      if (full || this.#reported.get(topic) !== count) changed.set(topic, count);
     }
     for (const topic of this.#reported.keys()) if (!this.#topics.has(topic)) changed.set(topic, 0);
+    if (!(await this.#cluster!.heartbeat({ connections: this.#connections(), topics: changed }))) {
+      // Not written, or the broker may have lost what it had: every count and tag again.
+      this.#sinceFull = FULL_REPORT_EVERY;
+      for (const key of this.#tags.keys()) this.#cluster!.tagHeld(key, true);
+      return;
+    }
+    if (full) this.#sinceFull = 0;
     for (const [topic, count] of changed) {
       if (count === 0) this.#reported.delete(topic);
       else this.#reported.set(topic, count);
     }
-    return this.#cluster!.heartbeat({ connections: this.#connections(), topics: changed });
   }
 }
 
