@@ -78,9 +78,9 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   // Loaded only when asked for: a server without a bridge never loads ioredis.
-  const bridge = redis === undefined ? undefined : (await import('./main/redis-bridge.ts')).redisBridge({ url: redis });
+  const bridge = redis === undefined ? undefined : (await import('./main/redis-bridge.ts')).redisBridge(redis);
   // The same Redis joins connections and counts: send(id), sendTo(key), cluster-wide counts.
-  const cluster = redis === undefined ? undefined : (await import('./main/redis-cluster.ts')).redisCluster({ url: redis });
+  const cluster = redis === undefined ? undefined : (await import('./main/redis-cluster.ts')).redisCluster({ url: redis.url });
   const server = await listen({ ...options, handleSignals: true, bridge, cluster });
   if (watch === true) {
     const { appDirectories, watchApp } = await import('./main/app-watcher.ts');

@@ -4,17 +4,22 @@
  */
 export { listen } from './main/listen.ts';
 export type { ListenOptions, ServerStats, ShardServer } from './main/listen.ts';
-export type { BridgeStats, TopicBridge } from './main/topic-bridge.ts';
+export type { AnyTopicBridge, BridgeStats, DurableTopicBridge, TopicBridge } from './main/topic-bridge.ts';
 export { defineApp, ReadyState } from './shared/app.ts';
+export { isStreamId as isMessageId } from './shared/stream-id.ts';
 export type {
   App,
+  BridgeNotice,
   ConnectionInfo,
   CountOptions,
   Delivery,
   MessageData,
   Priority,
   ProxyTarget,
+  PublishOptions,
+  Recovery,
   SendOptions,
+  SubscribeOptions,
   SendStatus,
   ServerWebSocket,
   Shard,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DEFLATE_DEFAULTS, DEFLATE_OPTIONS, OPTIONS, optionValue, resolveConfig } from '../src/shared/config.ts';
+import { DEFLATE_DEFAULTS, DEFLATE_OPTIONS, OPTIONS, REDIS_OPTIONS, optionValue, resolveConfig } from '../src/shared/config.ts';
 import type { OptionSpec, ServerOptions } from '../src/shared/config.ts';
 
 /** resolveConfig with options a type checker would refuse (what plain JavaScript callers may pass). */
@@ -17,7 +17,7 @@ describe('resolveConfig defaults', () => {
     expect(config.logFormat).toBe('json');
     expect(resolveConfig({ logFormat: 'pretty' }, 1).logFormat).toBe('pretty');
     expect(config).toMatchObject({ app: null, deflate: null, tls: null, origins: null, routes: [], proxy: null, bridged: false, clustered: false });
-    expect(resolveConfig({}, 1, true, true)).toMatchObject({ bridged: true, clustered: true });
+    expect(resolveConfig({}, 1, 'plain', true)).toMatchObject({ bridged: 'plain', clustered: true });
     // Nothing beyond the table and the structured options.
     expect(Object.keys(config).sort()).toEqual([...Object.keys(OPTIONS), 'app', 'appOptions', 'deflate', 'tls', 'origins', 'routes', 'proxy', 'bridged', 'clustered'].sort());
   });
@@ -62,8 +62,8 @@ describe('resolveConfig defaults', () => {
     expect(resolveConfig({ port: undefined, workers: undefined, deflate: undefined, tls: undefined }, 3)).toMatchObject({ port: 8080, workers: 3, deflate: null, tls: null });
   });
 
-  it('every default in the table passes its own check (workers: the caller gives it)', () => {
-    for (const [name, spec] of Object.entries(OPTIONS) as [keyof typeof OPTIONS, OptionSpec][]) {
+  it('every default in the tables passes its own check (workers: the caller gives it)', () => {
+    for (const [name, spec] of Object.entries({ ...OPTIONS, ...REDIS_OPTIONS }) as [string, OptionSpec][]) {
       if (name === 'workers') continue;
       expect(optionValue(name, spec, spec.default), name).toBe(spec.default);
     }
@@ -73,9 +73,9 @@ describe('resolveConfig defaults', () => {
     const config = resolveConfig(
       { port: 0, host: '127.0.0.1', workers: 3, idleTimeout: 0.5, sendPings: false, slowClient: 'custom', statsPath: '/s', logLevel: 'silent' },
       8,
-      true,
+      'durable',
     );
-    expect(config).toMatchObject({ port: 0, host: '127.0.0.1', workers: 3, idleTimeout: 0.5, sendPings: false, slowClient: 'custom', statsPath: '/s', logLevel: 'silent', bridged: true });
+    expect(config).toMatchObject({ port: 0, host: '127.0.0.1', workers: 3, idleTimeout: 0.5, sendPings: false, slowClient: 'custom', statsPath: '/s', logLevel: 'silent', bridged: 'durable' });
   });
 
   it('reads the app as a string, a file: URL as its href', () => {

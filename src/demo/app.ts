@@ -1,11 +1,14 @@
 import type { ServerWebSocket, Shard } from '../shared/app.ts';
 import { defineApp } from '../shared/app.ts';
+import { isStreamId } from '../shared/stream-id.ts';
 import { FAVICON_ICO } from './favicon.ts';
 import { CHAT_PAGE } from './page.ts';
 
 type Route = 'echo' | 'broadcast' | 'chat';
 interface DemoData {
   readonly route: Route;
+  /** `/chat?since=ID`: the id of the last chat message the page has (streams mode). */
+  readonly since: string | undefined;
 }
 
 const ROUTES: Readonly<Record<string, Route>> = { '/echo': 'echo', '/broadcast': 'broadcast', '/chat': 'chat' };
@@ -22,6 +25,10 @@ function workerCounts(shard: Shard): string {
  * The built-in demo: `/` is a chat page, `/chat` its socket (messages go to every chatter on
  * every worker), `/echo` echoes each message with its type, `/broadcast` relays each message
  * to every other `/broadcast` client across workers.
+ *
+ * With `--redis URL --redis-streams` the chat recovers: each chat message carries its id (the
+ * `stamp` below), the page keeps the last one, and comes back (a reload, a reconnect) with
+ * `/chat?since=ID`: it gets what it missed, in order, then live messages, none twice.
  */
 export default defineApp<DemoData>({
   start(shard) {
@@ -37,9 +44,12 @@ export default defineApp<DemoData>({
   },
 
   upgrade(req) {
-    const route = ROUTES[new URL(req.url, 'http://localhost').pathname];
+    const url = new URL(req.url, 'http://localhost');
+    const route = ROUTES[url.pathname];
     if (route === undefined) return { reject: 404, message: 'no WebSocket endpoint here (try /echo, /broadcast, /chat)' };
-    return { data: { route } };
+    const since = url.searchParams.get('since');
+    // A malformed id from the page is ignored rather than trusted: ws.subscribe refuses it.
+    return { data: { route, since: since !== null && isStreamId(since) ? since : undefined } };
   },
 
   // The room's member count, on every worker: the topic's subscribers, from shared memory.
@@ -50,7 +60,7 @@ export default defineApp<DemoData>({
   open(ws) {
     if (ws.data.route === 'broadcast') ws.subscribe('broadcast');
     if (ws.data.route === 'chat') {
-      ws.subscribe('chat');
+      ws.subscribe('chat', ws.data.since === undefined ? undefined : { since: ws.data.since });
       ws.subscribe('workers');
       ws.send(JSON.stringify({ type: 'welcome', worker: ws.shard.id, workers: ws.shard.count }));
       ws.send(workerCounts(ws.shard));
@@ -69,6 +79,17 @@ export default defineApp<DemoData>({
         relayChat(ws, data, isBinary);
         return;
     }
+  },
+
+  // Streams mode: every chat message gets its id as its first field, for the page to keep.
+  stamp(topic, id, data) {
+    if (topic !== 'chat' || data[0] !== 0x7b) return data;
+    return `{"id":"${id}",${data.toString('utf8', 1)}`;
+  },
+
+  // Told before the missed messages are sent: the page says how many, or that some are gone.
+  recovery(ws, { replayed, complete }) {
+    ws.send(JSON.stringify({ type: 'recovery', replayed, complete }));
   },
 
   http(req, res) {
@@ -102,6 +123,6 @@ function relayChat(ws: ServerWebSocket<DemoData>, data: Buffer, isBinary: boolea
     worker: ws.shard.id,
     at: Date.now(),
   });
-  ws.publish('chat', message);
-  ws.send(message);
+  // To every chatter, this one included: with a streams bridge its own copy comes back with its id too.
+  ws.shard.publish('chat', message);
 }

@@ -1,4 +1,9 @@
-/** The demo chat page served at `/`: plain HTML, CSS and the browser's own WebSocket. */
+/**
+ * The demo chat page served at `/`: plain HTML, CSS and the browser's own WebSocket. With a
+ * streams bridge each chat message has an id: the page keeps the last one and the messages it
+ * shows in sessionStorage (this tab only), and connects with `/chat?since=ID`, so a reload or a
+ * reconnect gets what it missed; an id it already has is never shown twice.
+ */
 export const CHAT_PAGE = `<!doctype html>
 <html lang="en">
 <head>
@@ -56,6 +61,16 @@ export const CHAT_PAGE = `<!doctype html>
   let myWorker = -1;
   let ws = null;
   let retry = 500;
+  // Streams mode: the last message id this tab has, and the messages it shows (kept across reloads).
+  const KEPT = 100;
+  let kept = { lastId: null, messages: [] };
+  try { kept = JSON.parse(sessionStorage.getItem('shardws-chat')) || kept; } catch {}
+  // Ids are <milliseconds>-<sequence>: later ones are larger.
+  const newer = (a, b) => {
+    const [am, as] = a.split('-').map(Number);
+    const [bm, bs] = b.split('-').map(Number);
+    return am > bm || (am === bm && as > bs);
+  };
   const time = (at) => new Date(at).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
   function system(text) {
     const li = document.createElement('li');
@@ -64,7 +79,8 @@ export const CHAT_PAGE = `<!doctype html>
     log.append(li);
   }
   function connect() {
-    ws = new WebSocket((location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/chat');
+    const since = kept.lastId ? '?since=' + encodeURIComponent(kept.lastId) : '';
+    ws = new WebSocket((location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/chat' + since);
     ws.onopen = () => { retry = 500; status.textContent = 'connected'; status.classList.add('up'); };
     ws.onclose = (e) => {
       status.classList.remove('up');
@@ -93,20 +109,35 @@ export const CHAT_PAGE = `<!doctype html>
         if (w.worker === myWorker) span.className = 'mine';
         return span;
       }));
+    } else if (msg.type === 'recovery') {
+      if (!msg.complete) system('Some messages sent while you were away are gone (older than the server keeps).');
+      else if (msg.replayed > 0) system(msg.replayed + (msg.replayed === 1 ? ' message' : ' messages') + ' arrived while you were away.');
     } else if (msg.type === 'chat') {
-      document.getElementById('empty')?.remove();
-      const li = document.createElement('li');
-      if (msg.name === nameInput.value) li.className = 'mine';
-      const who = document.createElement('strong');
-      who.textContent = msg.name + ': ';
-      const meta = document.createElement('span');
-      meta.className = 'meta';
-      meta.textContent = time(msg.at) + ' · via worker ' + msg.worker;
-      li.append(who, document.createTextNode(msg.text), meta);
-      log.append(li);
-      log.scrollTop = log.scrollHeight;
+      if (msg.id) {
+        if (kept.lastId && !newer(msg.id, kept.lastId)) return;
+        kept.lastId = msg.id;
+        kept.messages = [...kept.messages, msg].slice(-KEPT);
+        sessionStorage.setItem('shardws-chat', JSON.stringify(kept));
+      }
+      showChat(msg);
     }
   }
+  function showChat(msg) {
+    document.getElementById('empty')?.remove();
+    const li = document.createElement('li');
+    if (msg.id) li.dataset.id = msg.id;
+    if (msg.name === nameInput.value) li.className = 'mine';
+    const who = document.createElement('strong');
+    who.textContent = msg.name + ': ';
+    const meta = document.createElement('span');
+    meta.className = 'meta';
+    meta.textContent = time(msg.at) + ' · via worker ' + msg.worker;
+    li.append(who, document.createTextNode(msg.text), meta);
+    log.append(li);
+    log.scrollTop = log.scrollHeight;
+  }
+  // What this tab showed before a reload; what came meanwhile follows once connected.
+  if (kept.lastId) kept.messages.forEach(showChat);
   connect();
   document.getElementById('form').addEventListener('submit', (event) => {
     event.preventDefault();

@@ -22,14 +22,14 @@ import { ShardSupervisor } from './shard-supervisor.ts';
 import { AdminListener } from './admin-listener.ts';
 import { ThreadSampler } from '../runtime/thread-sampler.ts';
 import { assertAppExists } from '../worker/app-loader.ts';
-import type { BridgeStats, TopicBridge } from './topic-bridge.ts';
+import type { AnyTopicBridge, BridgeStats } from './topic-bridge.ts';
 import { UnixRelay } from './unix-relay.ts';
 
 export interface ListenOptions extends ServerOptions {
   /** Close gracefully on SIGINT and SIGTERM (the CLI turns this on). */
   readonly handleSignals?: boolean;
-  /** Joins this server's topics to other servers' (e.g. `redisBridge({ url })`). */
-  readonly bridge?: TopicBridge;
+  /** Joins this server's topics to other servers' (e.g. `redisBridge({ url })` from `shardws/redis`). */
+  readonly bridge?: AnyTopicBridge;
   /**
    * Joins this server's connections and counts to other servers' (e.g. `redisCluster({ url })`):
    * `send(id)`, `sendTo(key)` and `{ scope: 'cluster' }` counts reach every server.
@@ -114,7 +114,13 @@ export function readyMessage(url: string, config: ServerConfig, adminUrl: string
  */
 export async function listen(options: ListenOptions = {}): Promise<ShardServer> {
   const mode = acceptModeFor();
-  const config = resolveConfig({ ...options, logFormat: concreteLogFormat(options.logFormat) }, availableParallelism(), options.bridge !== undefined, options.cluster !== undefined);
+  const bridge = options.bridge;
+  const config = resolveConfig(
+    { ...options, logFormat: concreteLogFormat(options.logFormat) },
+    availableParallelism(),
+    bridge === undefined ? false : bridge.durable === true ? 'durable' : 'plain',
+    options.cluster !== undefined,
+  );
   assertAppExists(config.app);
   if (config.path !== undefined && mode !== 'transfer') {
     throw new Error(`listen({ path }) needs Node >= 26.6: Unix socket connections reach the workers by socket transfer (this is Node ${process.versions.node})`);
@@ -144,14 +150,19 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
         router?.interest(worker, topics, subscribed);
         directory?.topicInterest(worker, topics, subscribed);
       },
-      bridgePublish: (topic, data, binary) => router?.publish(topic, data, binary),
+      bridgePublish: (worker, message) => router?.publish(worker, message),
+      recover: (worker, message) => router?.recover(worker, message),
       cluster: (worker, request) => directory?.request(worker, request),
     },
     presence,
     serverId,
   );
-  if (options.bridge !== undefined) {
-    router = new BridgeRouter(options.bridge, (message, preferred) => supervisor.sendToAny(message, preferred), config.workers);
+  if (bridge !== undefined) {
+    router = new BridgeRouter(
+      bridge,
+      { enter: (message, preferred) => supervisor.sendToAny(message, preferred), post: (worker, message) => supervisor.post(worker, message) },
+      config.workers,
+    );
     await router.start(logger.child({ component: 'bridge' }));
   }
   const connectionCount = (): number => {

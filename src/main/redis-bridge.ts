@@ -1,158 +1,146 @@
 import { randomBytes } from 'node:crypto';
-import { Redis } from 'ioredis';
-import type { BridgeLog, BridgeStats, TopicBridge } from './topic-bridge.ts';
+import type { BridgeNotice } from '../shared/app.ts';
+import { REDIS_BRIDGE_FIELDS, REDIS_OPTIONS, optionValue } from '../shared/config.ts';
+import { ORIGIN_BYTES, plainEnvelope, readPlainEnvelope } from './bridge-envelope.ts';
+import { RedisLink } from './redis-link.ts';
+import { redisStreamsBridge } from './redis-streams-bridge.ts';
+import type { Retention } from './stream-store.ts';
+import type { AnyTopicBridge, BridgeStats, DurableTopicBridge, TopicBridge } from './topic-bridge.ts';
+
+export type { Retention } from './stream-store.ts';
 
 export interface RedisBridgeOptions {
-  /** redis://[user:pass@]host:port[/db] */
+  /** redis://[user:pass@]host:port[/db] or rediss://…; for a Redis Cluster, any of its nodes. */
   readonly url: string;
-  /** Prefix of the broker channels, so several apps can share one Redis (default "shardws:"). */
+  /**
+   * `plain` (default): Redis pub/sub, at most once, the cheapest. `streams`: each topic's messages
+   * kept in a Redis stream, with ids, recovery (`ws.subscribe(topic, { since })`) and an outage
+   * buffer: at least once, exactly once for a client that deduplicates by id.
+   */
+  readonly mode?: 'plain' | 'streams';
+  /** Prefix of the channels (and streams), so several apps can share one Redis (default "shardws:"). */
   readonly prefix?: string;
   /** Longest pause between reconnection attempts, in milliseconds (default 5,000). */
   readonly maxReconnectDelay?: number;
+  /** Whether `url` is a Redis Cluster node; by default it is asked when connecting (`INFO cluster`). */
+  readonly cluster?: boolean;
+  /** Streams mode: how much each topic's stream keeps (default `{ maxLength: 10_000 }`; `maxAge` in seconds). */
+  readonly retention?: Retention;
+  /** Streams mode: bytes of publishes kept while Redis is unreachable; past it the oldest go (default 16 MiB). */
+  readonly outageBuffer?: number;
+}
+
+/** The options both modes share, checked once. */
+export interface ResolvedRedisOptions {
+  readonly url: string;
+  readonly prefix: string;
+  readonly maxReconnectDelay: number;
+  readonly cluster: boolean | undefined;
 }
 
 /**
- * Envelope of a message on the broker: version, flags, the origin server's id, the payload.
- * The origin lets a server skip its own publishes (Redis echoes them to every subscriber,
- * itself included); binary-safe because Redis channels carry bytes.
+ * redisBridge joins servers through Redis, with ioredis (chosen over node-redis for its binary
+ * `messageBuffer` events, its long-proven reconnect, and its Cluster client with sharded pub/sub).
+ * The plain mode is Redis pub/sub; the streams mode is in redis-streams-bridge.ts. Both work on a
+ * single Redis and on a Redis Cluster (redis-link.ts).
  */
-const VERSION = 1;
-const FLAG_BINARY = 1;
-const ORIGIN_BYTES = 16;
-const HEADER_BYTES = 2 + ORIGIN_BYTES;
+export function redisBridge(options: RedisBridgeOptions & { readonly mode: 'streams' }): DurableTopicBridge;
+export function redisBridge(options: RedisBridgeOptions & { readonly mode?: 'plain' }): TopicBridge;
+export function redisBridge(options: RedisBridgeOptions): AnyTopicBridge;
+export function redisBridge(options: RedisBridgeOptions): AnyTopicBridge {
+  if (typeof options.url !== 'string' || !/^rediss?:\/\//.test(options.url)) throw new TypeError(`redisBridge: url must be a redis:// or rediss:// URL, got ${String(options.url)}`);
+  const mode = options.mode ?? 'plain';
+  if (mode !== 'plain' && mode !== 'streams') throw new RangeError(`redisBridge: mode must be plain or streams, got ${String(mode)}`);
+  if (mode === 'plain' && (options.retention !== undefined || options.outageBuffer !== undefined)) {
+    throw new TypeError("redisBridge: retention and outageBuffer belong to mode: 'streams'");
+  }
+  const common: ResolvedRedisOptions = {
+    url: options.url,
+    prefix: options.prefix ?? 'shardws:',
+    maxReconnectDelay: options.maxReconnectDelay ?? 5000,
+    cluster: options.cluster,
+  };
+  if (mode === 'plain') return plainBridge(common);
+  return redisStreamsBridge(common, resolveRetention(options.retention), optionValue(REDIS_BRIDGE_FIELDS.redisOutageBuffer, REDIS_OPTIONS.redisOutageBuffer, options.outageBuffer) as number);
+}
+
+function resolveRetention(retention: Retention | undefined): Retention {
+  if (retention === undefined) return { maxLength: REDIS_OPTIONS.redisRetention.default };
+  if ('maxLength' in retention === 'maxAge' in retention) throw new TypeError('redisBridge: retention is { maxLength } or { maxAge }, one of them');
+  if ('maxLength' in retention) return { maxLength: optionValue(REDIS_BRIDGE_FIELDS.redisRetention, REDIS_OPTIONS.redisRetention, retention.maxLength) as number };
+  const maxAge = optionValue(REDIS_BRIDGE_FIELDS.redisMaxAge, REDIS_OPTIONS.redisMaxAge, retention.maxAge) as number;
+  if (maxAge <= 0) throw new RangeError('redisBridge: retention.maxAge must be more than 0 seconds');
+  return { maxAge };
+}
 
 /**
- * redisBridge joins servers through Redis pub/sub, with ioredis (chosen over node-redis for
- * its `messageBuffer` event, which keeps payloads binary without a per-message option, and its
- * long-proven reconnect/resubscribe). Two connections per process: publishes and subscriptions
- * cannot share one (a subscribed Redis connection takes no other commands). Publishes made while
- * the broker is down are dropped and counted (no offline queue: it would grow without bound);
- * subscriptions are restored on reconnect.
+ * The plain mode: a message on the topic's channel per publish, with the origin server's id so a
+ * server skips its own (Redis echoes them to every subscriber, itself included). Publishes made
+ * while Redis is unreachable are dropped and counted (no offline queue: it would grow without
+ * bound); subscriptions are restored on reconnect.
  */
-export function redisBridge(options: RedisBridgeOptions): TopicBridge {
-  const prefix = options.prefix ?? 'shardws:';
+function plainBridge(options: ResolvedRedisOptions): TopicBridge {
+  const { prefix } = options;
   const origin = randomBytes(ORIGIN_BYTES);
-  const maxDelay = options.maxReconnectDelay ?? 5000;
+  const link = new RedisLink({
+    url: options.url,
+    cluster: options.cluster,
+    maxReconnectDelay: options.maxReconnectDelay,
+    whileDown: 'local pub/sub goes on, cross-server publishes are dropped until it is back',
+  });
   const topics = new Set<string>();
-  let publisher: Redis | null = null;
-  let subscriber: Redis | null = null;
-  let log: BridgeLog | null = null;
   let published = 0;
   let received = 0;
   let dropped = 0;
-  let outages = 0;
-  let down = false;
-  let closing = false;
-
-  const connection = (role: string): Redis => {
-    const redis = new Redis(options.url, {
-      lazyConnect: true,
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 0,
-      // Subscriptions are restored from `topics` on every 'ready' instead: ioredis's own list
-      // would bring back a channel whose unsubscribe failed during the outage.
-      autoResubscribe: false,
-      retryStrategy: (attempt) => Math.min(maxDelay, 50 * 2 ** Math.min(attempt, 10)),
-    });
-    redis.on('error', (error: Error) => {
-      if (!down) log?.warn({ role, err: error.message }, 'redis bridge: broker error');
-    });
-    redis.on('close', () => {
-      if (closing || down) return;
-      down = true;
-      outages++;
-      log?.error({ role, url: redact(options.url) }, 'redis bridge: lost the broker; local pub/sub goes on, cross-server delivery resumes on reconnect');
-    });
-    redis.on('ready', () => {
-      if (down && publisher?.status === 'ready' && subscriber?.status === 'ready') {
-        down = false;
-        log?.info({ url: redact(options.url) }, 'redis bridge: broker is back');
-      }
-    });
-    return redis;
-  };
-
-  const channel = (topic: string): string => prefix + topic;
 
   return {
-    async start(deliver, bridgeLog) {
-      log = bridgeLog;
-      publisher = connection('publish');
-      subscriber = connection('subscribe');
-      subscriber.on('ready', () => {
-        if (topics.size > 0) subscriber?.subscribe(...[...topics].map(channel)).catch(() => {});
-      });
-      subscriber.on('messageBuffer', (channelBytes: Buffer, message: Buffer) => {
-        if (message.length < HEADER_BYTES || message[0] !== VERSION) return;
-        if (message.compare(origin, 0, ORIGIN_BYTES, 2, HEADER_BYTES) === 0) return; // our own publish
-        const name = channelBytes.toString('utf8');
-        if (!name.startsWith(prefix)) return;
-        received++;
-        deliver(name.slice(prefix.length), message.subarray(HEADER_BYTES), (message[1]! & FLAG_BINARY) !== 0);
-      });
-      try {
-        await Promise.all([publisher.connect(), subscriber.connect()]);
-        log.info({ url: redact(options.url) }, 'redis bridge connected');
-      } catch (error) {
-        // Not fatal: the server runs with local pub/sub, and ioredis keeps retrying.
-        log.error({ url: redact(options.url), err: (error as Error).message }, 'redis bridge: broker unreachable at start; retrying in the background');
-      }
+    async start(deliver, log, notice?: (notice: BridgeNotice) => void) {
+      await link.start(
+        {
+          message(channel, message) {
+            const decoded = readPlainEnvelope(message, origin);
+            if (decoded === null || decoded.own) return;
+            const name = channel.toString('utf8');
+            if (!name.startsWith(prefix)) return;
+            received++;
+            deliver(name.slice(prefix.length), decoded.payload, decoded.binary);
+          },
+          interrupted() {},
+          resubscribed() {},
+          down: () => notice?.({ type: 'down' }),
+          up: () => notice?.({ type: 'up' }),
+        },
+        log,
+      );
     },
 
     subscribe(topic) {
       topics.add(topic);
-      // Offline, the next 'ready' subscribes every topic in `topics`.
-      if (subscriber?.status === 'ready') subscriber.subscribe(channel(topic)).catch(() => {});
+      // Offline, the link subscribes every channel again when it is back.
+      void link.subscribe(prefix + topic);
     },
 
     unsubscribe(topic) {
       topics.delete(topic);
-      if (subscriber?.status === 'ready') subscriber.unsubscribe(channel(topic)).catch(() => {});
+      link.unsubscribe(prefix + topic);
     },
 
     publish(topic, payload, binary) {
-      if (publisher === null || publisher.status !== 'ready') {
+      if (!link.ready) {
         dropped++;
         return;
       }
-      const message = Buffer.allocUnsafe(HEADER_BYTES + payload.length);
-      message[0] = VERSION;
-      message[1] = binary ? FLAG_BINARY : 0;
-      origin.copy(message, 2);
-      message.set(payload, HEADER_BYTES);
       published++;
-      publisher.publish(channel(topic), message).catch(() => {
+      link.publish(prefix + topic, plainEnvelope(origin, payload, binary)).catch(() => {
         published--;
         dropped++;
       });
     },
 
     stats(): BridgeStats {
-      return {
-        connected: publisher?.status === 'ready' && subscriber?.status === 'ready',
-        published,
-        received,
-        dropped,
-        outages,
-        topics: topics.size,
-      };
+      return { connected: link.ready, published, received, dropped, outages: link.outages, topics: topics.size };
     },
 
-    async close() {
-      closing = true;
-      const all = [publisher, subscriber].filter((r): r is Redis => r !== null);
-      publisher = subscriber = null;
-      await Promise.all(all.map((r) => r.quit().catch(() => r.disconnect())));
-    },
+    close: () => link.close(),
   };
-}
-
-function redact(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = '***';
-    return parsed.href;
-  } catch {
-    return 'redis://(invalid url)';
-  }
 }

@@ -130,6 +130,8 @@ export function redisCluster(options: RedisClusterOptions): ClusterDirectory {
   let log: BridgeLog | null = null;
   /** The command connection came back since the last heartbeat. */
   let reconnected = false;
+  /** On a Redis Cluster: nothing is kept in Redis, and this server's counts and routes stay its own. */
+  let inert = false;
 
   const connection = (role: string): Redis => {
     const redis = new Redis(options.url, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: (attempt) => Math.min(5000, 50 * 2 ** Math.min(attempt, 10)) });
@@ -162,9 +164,19 @@ export function redisCluster(options: RedisClusterOptions): ClusterDirectory {
         else deliver(message);
       });
       await Promise.all([commands.connect(), subscriber.connect()]);
+      // Its scripts compute key names (servers, tags), which a Redis Cluster cannot route.
+      if (/cluster_enabled:1/.test(await commands.info('cluster'))) {
+        inert = true;
+        log.warn({}, 'redis cluster directory: Redis is a Redis Cluster; presence and addressing across servers need a single Redis, so counts, send(id) and sendTo(key) stay within this server');
+        await Promise.all([commands.quit(), subscriber.quit()]);
+        commands = null;
+        subscriber = null;
+        return;
+      }
       await subscriber.subscribe(`${prefix}direct:${self}`);
     },
     heartbeat(report: ServerReport) {
+      if (inert) return Promise.resolve(true);
       const now = Date.now();
       const pairs: string[] = [];
       for (const [topic, count] of report.topics) pairs.push(topic, String(count));

@@ -2,19 +2,22 @@
  * `shardws serve [APP] [options]` and `shardws proxy URL[,URL...] [options]`: their flags, their
  * help and their checks, generated from the option tables (shared/config.ts OPTIONS, and
  * DEFLATE_OPTIONS for `--deflate-*`), so every listen() option with a scalar value has a flag in
- * both, and a default or a bound is written down once. The few structured options (the deflate
- * mode, TLS, origins, appOptions, routes, the Redis bridge, the proxy's own) have hand-made flags
+ * both, and a default or a bound is written down once; serve's `--redis-*` flags come from the
+ * Redis bridge's own table (REDIS_OPTIONS) the same way. The few structured options (the deflate
+ * mode, TLS, origins, appOptions, routes, the Redis URL, the proxy's own) have hand-made flags
  * here, each for the commands it applies to.
  */
 import { parseArgs } from 'node:util';
 import type { ParseArgsConfig } from 'node:util';
 import type { ProxyTarget } from '../shared/app.ts';
-import { DEFLATE_OPTIONS, OPTIONS, optionValue } from '../shared/config.ts';
+import { DEFLATE_OPTIONS, OPTIONS, REDIS_BRIDGE_FIELDS, REDIS_OPTIONS, optionValue } from '../shared/config.ts';
 import type { CompressionMode, OptionSpec, ServerOptions } from '../shared/config.ts';
 import { DEFAULT_PROXY_TIMEOUT } from '../shared/proxy-target.ts';
 import { UsageError, byteSize, decimal, joinNegativeValues, wholeNumber } from '../runtime/cli-args.ts';
+import type { RedisBridgeOptions } from './redis-bridge.ts';
 
 type OptionName = keyof typeof OPTIONS;
+type RedisOptionName = keyof typeof REDIS_OPTIONS;
 
 /** Flags whose name is not the option's name in kebab case (kept from earlier releases). */
 const FLAG_NAMES: Partial<Record<OptionName, string>> = {
@@ -38,6 +41,9 @@ const DEFLATE_FLAGS = new Map<string, [DeflateField, OptionSpec]>(
   (Object.entries(DEFLATE_OPTIONS) as [DeflateField, OptionSpec][]).map(([name, spec]) => [`deflate-${name === 'serverMaxWindowBits' ? 'window-bits' : kebab(name)}`, [name, spec]]),
 );
 
+/** The Redis bridge's flags (`--redis-streams`, …), by flag name: serve only. */
+const REDIS_FLAGS = new Map<string, [RedisOptionName, OptionSpec]>((Object.entries(REDIS_OPTIONS) as [RedisOptionName, OptionSpec][]).map(([name, spec]) => [kebab(name), [name, spec]]));
+
 /** The environment variable `--tls-key`'s passphrase is read from (never on the command line, where ps shows it). */
 export const TLS_PASSPHRASE_ENV = 'SHARDWS_TLS_PASSPHRASE';
 
@@ -51,7 +57,7 @@ const EXTRA_FLAGS: readonly (readonly [flag: string, placeholder: string, doc: s
   ['tls-ca', 'FILE', 'PEM CA chain sent with the certificate (default none)', ['serve', 'proxy']],
   ['app-options', 'JSON', "the app's options, given to its start(shard, options) in every worker (default none)", ['serve']],
   ['route', 'PATH=APP', 'serve APP on PATH (PATH/* for it and below); repeat for more (default none)', ['serve']],
-  ['redis', 'URL', "join other servers' topics through Redis (redis://host:port[/db]; default off)", ['serve']],
+  ['redis', 'URL', "join other servers' topics through Redis or a Redis Cluster (redis://host:port[/db]; default off)", ['serve']],
   ['watch', '', "reload the app in every worker when a file in its directory changes, connections kept (development; default off)", ['serve']],
   ['balance', 'POLICY', 'spread over the upstreams by least-connections or round-robin (default least-connections)', ['proxy']],
   ['passthrough', '', "relay the upstream's 101, then copy bytes: extensions end to end (default: message mode)", ['proxy']],
@@ -61,10 +67,14 @@ const EXTRA_FLAGS: readonly (readonly [flag: string, placeholder: string, doc: s
 const extraFlags = (command: Command) => EXTRA_FLAGS.filter(([, , , commands]) => commands.includes(command));
 const DEFLATE_MODE_HELP = ['deflate[=MODE]', 'permessage-deflate: shared (the mode when given alone) or dedicated (default off)'] as const;
 
-/** The flag that sets a table option (`maxPayloadLength` → `max-payload`) or a deflate field (`deflate.level`). */
+/**
+ * The flag that sets a table option (`maxPayloadLength` → `max-payload`), a deflate field
+ * (`deflate.level`) or a redisBridge() field (`retention.maxLength` → `redis-retention`).
+ */
 export function flagForOption(name: string): string | undefined {
   for (const [flag, [option]] of FLAGS) if (option === name) return flag;
   for (const [flag, [field]] of DEFLATE_FLAGS) if (`deflate.${field}` === name) return flag;
+  for (const [flag, [option]] of REDIS_FLAGS) if ((REDIS_BRIDGE_FIELDS as Partial<Record<RedisOptionName, string>>)[option] === name) return flag;
   return undefined;
 }
 
@@ -123,6 +133,7 @@ function helpFor(command: Command): string {
   lines.push(helpLine(`--${DEFLATE_MODE_HELP[0]}`, DEFLATE_MODE_HELP[1]));
   for (const [flag, [name, spec]] of DEFLATE_FLAGS) lines.push(tableLine(flag, name, { ...spec, doc: `${spec.doc}, with --deflate` }));
   for (const [flag, placeholder, doc] of extraFlags(command)) lines.push(helpLine(`--${flag}${placeholder === '' ? '' : ` ${placeholder}`}`, doc));
+  if (command === 'serve') for (const [flag, [name, spec]] of REDIS_FLAGS) lines.push(tableLine(flag, name, spec));
   lines.push(
     helpLine('-h, --help', 'this help'),
     '',
@@ -164,7 +175,8 @@ function flagValue(flag: string, name: string, spec: OptionSpec, raw: string | b
 
 export interface ServeCommand {
   readonly options: ServerOptions;
-  readonly redis: string | undefined;
+  /** `--redis` and its `--redis-*` flags: what to build the bridge from. */
+  readonly redis: RedisBridgeOptions | undefined;
   readonly help: boolean;
   /** `--watch`: reload the app on file changes. */
   readonly watch?: boolean;
@@ -184,15 +196,20 @@ function spellOutDeflate(args: readonly string[]): string[] {
 /** The parsed flags of either command, before what only one of them reads. */
 function parseServerArgs(command: Command, args: readonly string[], env: NodeJS.ProcessEnv): { options: Record<string, unknown>; values: Record<string, unknown>; positionals: string[] } {
   const extras = extraFlags(command);
+  const redisFlags = command === 'serve' ? REDIS_FLAGS : new Map<string, [RedisOptionName, OptionSpec]>();
   const normalized = joinNegativeValues(
     spellOutDeflate(args),
-    (flag) => (FLAGS.has(flag) && FLAGS.get(flag)![1].kind !== 'boolean') || DEFLATE_FLAGS.has(flag) || extras.some(([f, placeholder]) => f === flag && placeholder !== ''),
+    (flag) =>
+      (FLAGS.has(flag) && FLAGS.get(flag)![1].kind !== 'boolean') ||
+      (redisFlags.has(flag) && redisFlags.get(flag)![1].kind !== 'boolean') ||
+      DEFLATE_FLAGS.has(flag) ||
+      extras.some(([f, placeholder]) => f === flag && placeholder !== ''),
   );
   const config: NonNullable<ParseArgsConfig['options']> = { deflate: { type: 'string' }, help: { type: 'boolean', short: 'h' } };
   for (const [flag, placeholder] of extras) {
     config[flag] = placeholder === '' ? { type: 'boolean' } : { type: 'string', multiple: flag === 'origin' || flag === 'route' };
   }
-  for (const [flag, [, spec]] of FLAGS) config[flag] = { type: spec.kind === 'boolean' ? 'boolean' : 'string' };
+  for (const [flag, [, spec]] of [...FLAGS, ...redisFlags]) config[flag] = { type: spec.kind === 'boolean' ? 'boolean' : 'string' };
   for (const flag of DEFLATE_FLAGS.keys()) config[flag] = { type: 'string' };
   const { values, positionals } = parseArgs({ args: normalized, allowPositionals: true, allowNegative: true, strict: true, options: config });
 
@@ -247,9 +264,32 @@ export function parseServeArgs(args: readonly string[], env: NodeJS.ProcessEnv =
       throw new UsageError(`--app-options must be JSON (${(error as Error).message}), got ${JSON.stringify(appOptions)}`);
     }
   }
-  const redis = values.redis as string | undefined;
-  if (redis !== undefined && !/^rediss?:\/\//.test(redis)) throw new UsageError(`--redis must be a redis:// or rediss:// URL, got "${redis}"`);
-  return { options: { app: positionals[0], ...options } as ServerOptions, redis, help: values.help === true, ...(values.watch === true ? { watch: true } : {}) };
+  return { options: { app: positionals[0], ...options } as ServerOptions, redis: redisOptions(values), help: values.help === true, ...(values.watch === true ? { watch: true } : {}) };
+}
+
+/** `--redis URL` and the `--redis-*` flags, checked together. */
+function redisOptions(values: Record<string, unknown>): RedisBridgeOptions | undefined {
+  const url = values.redis as string | undefined;
+  const given = new Map<RedisOptionName, unknown>();
+  for (const [flag, [name, spec]] of REDIS_FLAGS) {
+    const raw = values[flag] as string | boolean | undefined;
+    if (raw !== undefined) given.set(name, flagValue(flag, name, spec, raw));
+  }
+  if (url === undefined) {
+    if (given.size > 0) throw new UsageError(`--${kebab([...given.keys()][0]!)} needs --redis URL`);
+    return undefined;
+  }
+  if (!/^rediss?:\/\//.test(url)) throw new UsageError(`--redis must be a redis:// or rediss:// URL, got "${url}"`);
+  if (given.get('redisStreams') !== true) {
+    const streamsOnly = [...given.keys()].find((name) => name !== 'redisStreams');
+    if (streamsOnly !== undefined) throw new UsageError(`--${kebab(streamsOnly)} needs --redis-streams`);
+    return { url };
+  }
+  const maxAge = (given.get('redisMaxAge') as number | undefined) || undefined;
+  if (given.has('redisRetention') && maxAge !== undefined) throw new UsageError('--redis-retention and --redis-max-age: one or the other');
+  const retention = maxAge !== undefined ? { maxAge } : given.has('redisRetention') ? { maxLength: given.get('redisRetention') as number } : undefined;
+  const outageBuffer = given.get('redisOutageBuffer') as number | undefined;
+  return { url, mode: 'streams', ...(retention !== undefined ? { retention } : {}), ...(outageBuffer !== undefined ? { outageBuffer } : {}) };
 }
 
 export function parseProxyArgs(args: readonly string[], env: NodeJS.ProcessEnv = process.env): ServeCommand {

@@ -45,7 +45,9 @@ export interface SupervisorEvents {
   /** With a bridge: a worker's first subscriber to these topics came, or its last one left. */
   interest(worker: number, topics: readonly string[], subscribed: boolean): void;
   /** With a bridge: a publish made on this server, for the other servers. */
-  bridgePublish(topic: string, data: Uint8Array, binary: boolean): void;
+  bridgePublish(worker: number, message: Extract<WorkerMessage, { type: 'bridge-publish' }>): void;
+  /** With a durable bridge: a connection subscribed with `since`. */
+  recover(worker: number, message: Extract<WorkerMessage, { type: 'recover' }>): void;
   /** With a cluster directory: what a worker sends to other servers, or asks of them. */
   cluster?(worker: number, request: ClusterRequest): void;
 }
@@ -132,17 +134,17 @@ export class ShardSupervisor {
     return slot === undefined || slot.worker === null ? -1 : slot.generation;
   }
 
-  /** Posts to a worker that is up; false when it has none. */
-  post(worker: number, message: PrimaryMessage): boolean {
-    const slot = this.#slots[worker];
-    if (slot === undefined || slot.worker === null || !slot.ready) return false;
-    slot.worker.postMessage(message);
-    return true;
-  }
-
   /** Hands a socket to a worker; the transfer must happen before anything reads the socket. */
   send(worker: number, message: PrimaryMessage, transfer: readonly unknown[]): void {
     this.#slots[worker]!.worker!.postMessage(message, transfer as never);
+  }
+
+  /** Sends to `worker` if it runs (a message for a worker that died goes with it); false when it has none. */
+  post(worker: number, message: PrimaryMessage): boolean {
+    const thread = this.#slots[worker]?.worker;
+    if (thread == null) return false;
+    thread.postMessage(message);
+    return true;
   }
 
   /**
@@ -209,7 +211,10 @@ export class ShardSupervisor {
             this.#events.interest(slot.id, message.topics, message.subscribed);
             return;
           case 'bridge-publish':
-            this.#events.bridgePublish(message.topic, message.data, message.binary);
+            this.#events.bridgePublish(slot.id, message);
+            return;
+          case 'recover':
+            this.#events.recover(slot.id, message);
             return;
           case 'cluster-direct':
           case 'cluster-tagged':

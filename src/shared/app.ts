@@ -44,6 +44,48 @@ export interface SendOptions {
   readonly priority?: Priority;
 }
 
+/** `publish` options: how to send, and (streams mode) whether to resolve to the message's id. */
+export interface PublishOptions extends SendOptions {
+  /**
+   * Streams mode (`redisBridge({ mode: 'streams' })`): `publish` returns a Promise of the
+   * message's id, resolved once Redis has appended it; it rejects when the message is dropped
+   * (past the outage buffer) or when there are no ids (no streams bridge).
+   */
+  readonly withId?: boolean;
+}
+
+export interface SubscribeOptions {
+  /**
+   * Recovery (streams mode): the id of the last message of this topic the client has seen.
+   * Every message after it that the stream still holds is sent first, in order, then live ones,
+   * none twice; `App.recovery` says beforehand how many, and whether some are gone. Only a new
+   * subscription recovers: on a topic the connection already has, subscribe does nothing.
+   */
+  readonly since?: string;
+}
+
+/** What `ws.subscribe(topic, { since })` found, told to `App.recovery` before those messages are sent. */
+export interface Recovery {
+  readonly topic: string;
+  readonly since: string;
+  /** Messages after `since` about to be sent, before any live one. */
+  readonly replayed: number;
+  /**
+   * Every message after `since` is among them. False when the stream no longer holds some (they
+   * were older than its retention, or Redis lost its data), or without a streams bridge: the
+   * client should reload its state.
+   */
+  readonly complete: boolean;
+}
+
+/** What the topic bridge tells the app (`App.bridge`), on every worker. */
+export type BridgeNotice =
+  /** The broker is unreachable: plain mode drops cross-server publishes, streams mode buffers them. */
+  | { readonly type: 'down' }
+  | { readonly type: 'up' }
+  /** Streams mode: publishes waiting for the broker were dropped, oldest first, past the outage buffer. */
+  | { readonly type: 'dropped'; readonly count: number; readonly topics: readonly string[] };
+
 export const ReadyState = { Connecting: 0, Open: 1, Closing: 2, Closed: 3 } as const;
 export type ReadyState = (typeof ReadyState)[keyof typeof ReadyState];
 
@@ -77,12 +119,13 @@ export interface Shard {
   readonly id: number;
   readonly count: number;
   readonly logger: Logger;
-  /** Sends to every subscriber of `topic` on every worker. */
-  publish(topic: string, data: MessageData, options?: SendOptions): void;
+  /** Sends to every subscriber of `topic` on every worker (and server, with a bridge). */
+  publish(topic: string, data: MessageData, options: PublishOptions & { readonly withId: true }): Promise<string>;
+  publish(topic: string, data: MessageData, options?: PublishOptions): void;
   /**
    * Connections subscribed to `topic` on every worker of this server: read from shared memory,
    * exact once a subscribe or unsubscribe has returned. With `{ scope: 'cluster' }`, a promise
-   * of the count on every server of the bridge.
+   * of the count on every server of the cluster directory.
    */
   subscriberCount(topic: string): number;
   subscriberCount(topic: string, options: { readonly scope: 'cluster' }): Promise<number>;
@@ -136,12 +179,14 @@ export interface ServerWebSocket<T = unknown> {
   close(code?: number, reason?: string): void;
   /** Destroys the TCP connection at once, without a close handshake. */
   terminate(): void;
-  subscribe(topic: string): void;
+  /** `since`: recover what the client missed (streams mode; see SubscribeOptions). */
+  subscribe(topic: string, options?: SubscribeOptions): void;
   unsubscribe(topic: string): void;
   isSubscribed(topic: string): boolean;
   readonly topics: readonly string[];
-  /** Sends to every subscriber of `topic` on every worker except this connection. */
-  publish(topic: string, data: MessageData, options?: SendOptions): void;
+  /** Sends to every subscriber of `topic` on every worker (and server) except this connection. */
+  publish(topic: string, data: MessageData, options: PublishOptions & { readonly withId: true }): Promise<string>;
+  publish(topic: string, data: MessageData, options?: PublishOptions): void;
   /** Adds an app-defined key (a user id, a session): `shard.sendTo(key)` and `closeAll(key)` reach it. */
   tag(key: string): void;
   untag(key: string): void;
@@ -261,6 +306,17 @@ export interface App<T = unknown, O = unknown> {
   http?(req: IncomingMessage, res: ServerResponse, shard: Shard): void;
   /** Decides for the `custom` slow-client policy. */
   slowClient?(ws: ServerWebSocket<T>, bufferedAmount: number, priority: Priority): SlowClientDecision;
+  /**
+   * Streams mode: the message a topic's subscribers get for the entry `id`; put the id where
+   * your client reads it (it is what the client gives back as `since`). Runs once per message on
+   * each worker that has subscribers, for live and replayed messages alike; without it they get
+   * `data` as published.
+   */
+  stamp?(topic: string, id: string, data: Buffer, isBinary: boolean): MessageData;
+  /** After `ws.subscribe(topic, { since })`: what will be replayed, told before it is sent. */
+  recovery?(ws: ServerWebSocket<T>, recovery: Recovery): void;
+  /** The topic bridge's news: the broker went away or came back, publishes were dropped. */
+  bridge?(notice: BridgeNotice, shard: Shard): void;
 }
 
 /** Types an app module; returns it unchanged. */

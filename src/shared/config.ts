@@ -15,6 +15,8 @@ import type { ResolvedProxyTarget } from './proxy-target.ts';
 export type CompressionMode = 'shared' | 'dedicated';
 export type SlowClientPolicy = 'close' | 'drop' | 'custom';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+/** `plain`: at-most-once, local publishes delivered at once; `durable`: every delivery through the broker, with ids. */
+export type BridgeKind = 'plain' | 'durable';
 /** `pretty`: one readable line per record, for people; `json`: one JSON object per line (pino); `auto`: pretty when stdout is a terminal. */
 export type LogFormat = 'auto' | 'json' | 'pretty';
 
@@ -221,8 +223,8 @@ export interface ServerConfig {
   readonly routes: readonly RouteConfig[];
   readonly proxy: ResolvedProxyTarget | null;
   readonly workerYoungGenerationSize: number;
-  /** Whether a TopicBridge joins this server to others (listen's `bridge` option). */
-  readonly bridged: boolean;
+  /** Whether a topic bridge joins this server to others (listen's `bridge` option), and which kind. */
+  readonly bridged: false | BridgeKind;
   /** Whether a ClusterDirectory joins this server's connections and counts to others' (listen's `cluster` option). */
   readonly clustered: boolean;
 }
@@ -290,6 +292,24 @@ export const OPTIONS: { readonly [K in ScalarOption]: OptionSpec } = {
   poolSize: { kind: 'bytes', default: 16 * MiB, min: 64 * KiB, max: 2 ** 31 - 1, cli: 'BYTES', doc: 'shared pool for large cross-worker publishes' },
   poolThreshold: { kind: 'bytes', default: 16 * KiB, min: 1, max: 2 ** 31 - 1, cli: 'BYTES', doc: 'published frames this large go through the pool' },
 };
+
+/**
+ * The scalar options of `redisBridge()` (shardws/redis), which `shardws serve` turns into its
+ * `--redis-*` flags like the table above. Not listen() options: a bridge is built from them.
+ */
+export const REDIS_OPTIONS = {
+  redisStreams: { kind: 'boolean', default: false, cli: '', doc: 'with --redis: the durable mode on Redis Streams (message ids, recovery, outage buffer)' },
+  redisRetention: { kind: 'count', default: 10_000, min: 1, max: 2 ** 31 - 1, cli: 'N', doc: "streams mode: messages each topic's stream keeps, at least (MAXLEN ~)" },
+  redisMaxAge: { kind: 'seconds', default: 0, max: 365 * 86_400, cli: 'SECS', doc: 'streams mode: keep a time window instead of a count (MINID ~; 0: use the count)' },
+  redisOutageBuffer: { kind: 'bytes', default: 16 * MiB, min: 0, max: 2 ** 31 - 1, cli: 'BYTES', doc: 'streams mode: bytes of publishes kept while Redis is unreachable (the oldest go past it)' },
+} as const satisfies Readonly<Record<string, OptionSpec>>;
+
+/** The redisBridge() option each value of REDIS_OPTIONS sets (`--redis-streams` sets `mode`, which is no number). */
+export const REDIS_BRIDGE_FIELDS = {
+  redisRetention: 'retention.maxLength',
+  redisMaxAge: 'retention.maxAge',
+  redisOutageBuffer: 'outageBuffer',
+} as const satisfies Readonly<Partial<Record<keyof typeof REDIS_OPTIONS, string>>>;
 
 /** Options renamed or changed in unit: a value under the old name fails with how to move. */
 const RENAMED: Readonly<Record<string, string>> = {
@@ -447,7 +467,7 @@ function resolveRoutes(routes: ServerOptions['routes'], base: RouteSettings): re
 }
 
 /** Validates options once, at startup, into the readonly config every thread works from. */
-export function resolveConfig(options: ServerOptions, defaultWorkers: number, bridged = false, clustered = false): ServerConfig {
+export function resolveConfig(options: ServerOptions, defaultWorkers: number, bridged: false | BridgeKind = false, clustered = false): ServerConfig {
   for (const old of Object.keys(RENAMED)) {
     if (old in options) throw new TypeError(`option ${old} was replaced by ${RENAMED[old]}`);
   }

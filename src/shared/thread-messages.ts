@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
 import type { MessagePort } from 'node:worker_threads';
-import type { Priority } from './app.ts';
+import type { BridgeNotice, Priority } from './app.ts';
 import type { ServerConfig, TlsOptions } from './config.ts';
 
 /** What a worker is started with (workerData). */
@@ -33,6 +33,17 @@ export type PrimaryMessage =
   | { readonly type: 'shutdown'; readonly grace: number }
   /** Rebuild the TLS context: from new options, or by re-reading the configured files. */
   | { readonly type: 'tls-reload'; readonly tls: TlsOptions | null }
+  /**
+   * Durable bridge: an entry of a topic this worker has subscribers for, sent to each such worker
+   * in the stream's order; `except` is the serial of a connection here that published it with
+   * `ws.publish` (-1: none).
+   */
+  | { readonly type: 'entry'; readonly topic: string; readonly id: string; readonly data: Uint8Array; readonly binary: boolean; readonly except: number }
+  /** Durable bridge: the answer to a `bridge-publish` that asked for one: its id, or why it has none. */
+  | { readonly type: 'published'; readonly ticket: number; readonly id: string | null; readonly error: string | null }
+  /** Durable bridge: the answer to a `recover`. */
+  | { readonly type: 'replay'; readonly ticket: number; readonly entries: readonly ReplayedEntry[]; readonly complete: boolean }
+  | { readonly type: 'bridge-notice'; readonly notice: BridgeNotice }
   /** For a connection of this worker, or every connection with a tag here. */
   | DirectMessage
   /** Load a new instance of the app modules and start it, keeping the old one (reply: 'reload-prepared'). */
@@ -43,6 +54,12 @@ export type PrimaryMessage =
   | { readonly type: 'cluster-count'; readonly request: number; readonly count: number }
   /** Stop taking connections and close this worker's with 1001, each at a random moment within `spread` seconds; then 'stopped'. */
   | { readonly type: 'drain'; readonly spread: number; readonly grace: number };
+
+export interface ReplayedEntry {
+  readonly id: string;
+  readonly data: Uint8Array;
+  readonly binary: boolean;
+}
 
 /** Where a direct message goes: one connection, by id, or every connection with a tag. */
 export type DirectTarget = { readonly id: string } | { readonly tag: string };
@@ -64,8 +81,14 @@ export type WorkerMessage =
   | { readonly type: 'ready' }
   /** With a bridge: this worker's first subscriber to these topics came, or its last one left. */
   | { readonly type: 'interest'; readonly topics: readonly string[]; readonly subscribed: boolean }
-  /** With a bridge: a publish made on this server, for the other servers. */
-  | { readonly type: 'bridge-publish'; readonly topic: string; readonly data: Uint8Array; readonly binary: boolean }
+  /**
+   * With a bridge: a publish made on this server, for the other servers (durable bridge: for every
+   * subscriber, this server's too). Durable bridge only: `except`, the serial of the publishing
+   * connection to leave out (-1: none); `ticket` ≥ 0 asks for a `published` answer.
+   */
+  | { readonly type: 'bridge-publish'; readonly topic: string; readonly data: Uint8Array; readonly binary: boolean; readonly except: number; readonly ticket: number }
+  /** Durable bridge: a connection here subscribed to `topic` with `since` (after the `interest` that covers it). */
+  | { readonly type: 'recover'; readonly topic: string; readonly since: string; readonly ticket: number }
   /** With a cluster directory: what goes to other servers, and the counts asked of them. */
   | ClusterRequest
   /** The reload's new app instance is loaded and started (`error`: why it is not). */

@@ -13,7 +13,7 @@
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
-import type { App, MessageData, Priority, SendOptions, SendStatus, ServerWebSocket, Shard } from '../shared/app.ts';
+import type { App, MessageData, Priority, PublishOptions, SendOptions, SendStatus, ServerWebSocket, Shard, SubscribeOptions } from '../shared/app.ts';
 import { ReadyState, messageBytes, sendsBinary } from '../shared/app.ts';
 import { CloseCode } from '../shared/close.ts';
 import type { ProtocolError } from '../shared/errors.ts';
@@ -67,10 +67,10 @@ export interface ConnectionContext {
 /** The topic registry as a connection sees it. */
 export interface TopicMembership {
   /** Returns the topic's subscriber count after the change. */
-  subscribe(connection: Connection, topic: string): number;
+  subscribe(connection: Connection, topic: string, since?: string): number;
   /** Returns the topic's subscriber count after the change, or -1 when it was not subscribed. */
   unsubscribe(connection: Connection, topic: string): number;
-  publish(topic: string, data: MessageData, options: SendOptions | undefined, except: Connection | null): void;
+  publish(topic: string, data: MessageData, options: PublishOptions | undefined, except: Connection | null): Promise<string> | undefined;
 }
 
 /** What the upgrade settled for a connection. */
@@ -92,6 +92,13 @@ export const kLastActive: unique symbol = Symbol('shardws.lastActive');
 export const kReads: unique symbol = Symbol('shardws.reads');
 /** Stops (true) or resumes reading the socket: a proxy whose upstream is behind (proxy-link.ts). */
 export const kHoldReading: unique symbol = Symbol('shardws.holdReading');
+/** This connection's number on its worker: how a publish through a durable bridge names the connection it leaves out. */
+export const kSerial: unique symbol = Symbol('shardws.serial');
+/** The app this connection serves (its route's). */
+export const kApp: unique symbol = Symbol('shardws.app');
+
+/** Serials start at a random point, so that a restarted worker's do not meet its predecessor's. */
+let nextSerial = Math.floor(Math.random() * 2 ** 31);
 
 /**
  * The worker's one read buffer: every plain TCP connection reads into it (net's `onread`), so no
@@ -143,6 +150,7 @@ export class Connection implements ServerWebSocket<unknown> {
   /** Reading stopped by the reader (an inflation behind) or by kHoldReading: either keeps it stopped. */
   #readerStopped = false;
   #held = false;
+  readonly #serial = (nextSerial = (nextSerial + 1) & 0x7fffffff);
 
   /**
    * `socket` is either a plain TCP socket created with `Connection[kReads]` as its `onread`, or
@@ -208,6 +216,15 @@ export class Connection implements ServerWebSocket<unknown> {
     this.#held = held;
     if (held) this.#socket.pause();
     else if (!this.#readerStopped) this.#socket.resume();
+  }
+
+  get [kSerial](): number {
+    return this.#serial;
+  }
+
+  /** The app of this connection's route: its `stamp` and `recovery` handlers (durable bridge). */
+  get [kApp](): App<unknown> {
+    return this.#ctx.app;
   }
 
   /** Runs `open`, then parses what arrived with the upgrade request (`head`, then `pending`). */
@@ -279,10 +296,10 @@ export class Connection implements ServerWebSocket<unknown> {
     this.#closing().terminate();
   }
 
-  subscribe(topic: string): void {
+  subscribe(topic: string, options?: SubscribeOptions): void {
     if (this.readyState === ReadyState.Closed || this.#topics?.has(topic) === true) return;
+    const count = this.#ctx.topics.subscribe(this, topic, options?.since);
     (this.#topics ??= new Set()).add(topic);
-    const count = this.#ctx.topics.subscribe(this, topic);
     this.#subscription(topic, count, count - 1);
   }
 
@@ -318,8 +335,10 @@ export class Connection implements ServerWebSocket<unknown> {
     return this.#topics?.has(topic) === true;
   }
 
-  publish(topic: string, data: MessageData, options?: SendOptions): void {
-    this.#ctx.topics.publish(topic, data, options, this);
+  publish(topic: string, data: MessageData, options: PublishOptions & { readonly withId: true }): Promise<string>;
+  publish(topic: string, data: MessageData, options?: PublishOptions): void;
+  publish(topic: string, data: MessageData, options?: PublishOptions): Promise<string> | undefined {
+    return this.#ctx.topics.publish(topic, data, options, this);
   }
 
   /** Earlier messages still wait (queued, or compressing): a new one may not overtake them. */

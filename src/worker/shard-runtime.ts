@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { App, CountOptions, MessageData, SendOptions, Shard, WorkerStats } from '../shared/app.ts';
+import type { App, BridgeNotice, CountOptions, MessageData, PublishOptions, Shard, WorkerStats } from '../shared/app.ts';
 import { CloseCode } from '../shared/close.ts';
 import type { ServerConfig } from '../shared/config.ts';
 import { ByteArena } from '../shared/frame-writer.ts';
@@ -10,7 +10,7 @@ import { Counter, WorkerCounters } from '../shared/worker-counters.ts';
 import { FlushScheduler } from '../runtime/frame-flush.ts';
 import { createLogger } from '../runtime/logger.ts';
 import { ThreadSampler } from '../runtime/thread-sampler.ts';
-import { kLastActive } from './connection.ts';
+import { kApp, kLastActive } from './connection.ts';
 import type { Connection, ConnectionContext } from './connection.ts';
 import { ConnectionDirectory } from './connection-directory.ts';
 import { HttpEndpoints } from './http-endpoints.ts';
@@ -74,7 +74,9 @@ export class ShardRuntime {
     this.#mesh = new PeerMesh(init.id, init.generation, pool, init.config.poolThreshold, this.#logger);
     const presence = new WorkerPresence(PresenceTable.attach(init.presence), init.id, this.#logger);
     const config = init.config;
-    this.#topics = new TopicRegistry(this.#mesh, config.deflate, this.#slot, config.bridged || config.clustered ? primaryBridgeLink(post, config.bridged) : null, presence);
+    const bridged = config.bridged;
+    const link = bridged !== false ? primaryBridgeLink(post, bridged === 'durable') : config.clustered ? primaryBridgeLink(post, false, false) : null;
+    this.#topics = new TopicRegistry(this.#mesh, config.deflate, this.#slot, link, presence);
     const directory = new ConnectionDirectory<Connection>(init.serverId, init.id, init.generation, this.#mesh, presence);
     this.#directory = directory;
     if (config.clustered) {
@@ -85,7 +87,7 @@ export class ShardRuntime {
       });
     }
     this.#mesh.attachDirect((message) => directory.receive(message));
-    this.#lifetime = new LifetimeSweep(this.#connections, (connection) => directory.openedAt(connection), init.config.maxLifetime);
+    this.#lifetime = new LifetimeSweep(this.#connections, (connection) => directory.openedAt(connection), config.maxLifetime);
     this.#idle = new IdleSweep(this.#connections, (connection) => connection[kLastActive], {
       idleTimeoutMs: init.config.idleTimeout * 1000,
       sendPings: init.config.sendPings,
@@ -97,7 +99,7 @@ export class ShardRuntime {
       id: init.id,
       count: init.config.workers,
       logger: this.#logger,
-      publish: (topic: string, data: MessageData, options?: SendOptions) => topics.publish(topic, data, options, null),
+      publish: ((topic: string, data: MessageData, options?: PublishOptions) => topics.publish(topic, data, options, null)) as Shard['publish'],
       subscriberCount: ((topic: string, options?: CountOptions) => {
         if (options?.scope !== 'cluster') return topics.subscriberCount(topic);
         // Without a cluster directory this server is the whole cluster.
@@ -140,6 +142,8 @@ export class ShardRuntime {
     const routes = await RouteTable.load(config, base, this.#logger);
     this.#routes = routes;
     this.#apps = routes.apps;
+    // A subscriber's `stamp` and `recovery` are those of its route's app.
+    this.#topics.useHooks({ appOf: (connection) => connection[kApp], logger: this.#logger });
     this.#intake = new SocketIntake({
       config,
       logger: this.#logger,
@@ -195,6 +199,29 @@ export class ShardRuntime {
       case 'tls-reload':
         this.#intake!.reloadTls(message.tls);
         return;
+      case 'entry':
+        this.#topics.deliverEntry(message.topic, message.id, message.data, message.binary, message.except);
+        return;
+      case 'published':
+        this.#topics.published(message.ticket, message.id, message.error);
+        return;
+      case 'replay':
+        this.#topics.replayed(message.ticket, message.entries, message.complete);
+        return;
+      case 'bridge-notice':
+        this.#bridgeNotice(message.notice);
+        return;
+    }
+  }
+
+  /** Every app of the worker hears about the bridge (each route's app has its own handler). */
+  #bridgeNotice(notice: BridgeNotice): void {
+    for (const app of this.#apps) {
+      try {
+        app.bridge?.(notice, this.shard);
+      } catch (error) {
+        this.#logger.error({ err: error, notice: notice.type }, 'app bridge handler threw');
+      }
     }
   }
 

@@ -1,43 +1,69 @@
-import type { MessageData, SendOptions } from '../shared/app.ts';
+import type { Logger } from 'pino';
+import type { App, MessageData, PublishOptions, Recovery } from '../shared/app.ts';
 import { exactCopy, messageBytes, sendsBinary } from '../shared/app.ts';
 import type { DeflateConfig } from '../shared/config.ts';
 import { encodeFrame } from '../shared/frame-encoder.ts';
 import { compressionWanted } from '../shared/message-compression.ts';
 import { Opcode } from '../shared/opcodes.ts';
 import { deflateMessageShared } from '../shared/permessage-deflate.ts';
-import type { PeerPublish, WorkerMessage } from '../shared/thread-messages.ts';
+import { isStreamId } from '../shared/stream-id.ts';
+import type { PeerPublish, ReplayedEntry, WorkerMessage } from '../shared/thread-messages.ts';
 import { Counter, recordDeflate } from '../shared/worker-counters.ts';
-import { kSendPrepared } from './connection.ts';
+import { kSendPrepared, kSerial } from './connection.ts';
 import type { Connection, TopicMembership } from './connection.ts';
 import type { MeshTopics, PeerMesh } from './peer-mesh.ts';
 import type { WorkerPresence } from './worker-presence.ts';
+import { TopicRecovery } from './topic-recovery.ts';
 
-/** Where a worker's topics meet a TopicBridge: the primary, which owns the broker link. */
+/** Where a worker's topics meet a topic bridge: the primary, which owns the broker link. */
 export interface BridgeLink {
+  /** A durable bridge: publishes reach subscribers (here too) only through the broker, with ids. */
+  readonly durable: boolean;
   /** This worker's first subscriber to these topics came, or its last one left. */
   interest(topics: readonly string[], subscribed: boolean): void;
-  /** A publish made here, for the other servers. */
-  publish(topic: string, payload: Buffer, binary: boolean): void;
+  /** A publish made here; durable only: the serial of the connection to leave out (-1: none), and a ticket for its id (-1: none wanted). */
+  publish(topic: string, payload: Buffer, binary: boolean, except: number, ticket: number): void;
+  /** Durable only: a subscriber here wants `topic`'s entries after `since`. */
+  recover(topic: string, since: string, ticket: number): void;
 }
 
 /**
  * The bridge link of a worker thread: messages to the primary. Without `publishes` (a cluster
  * directory but no bridge), only interest goes: the primary reports subscriber counts per topic.
  */
-export function primaryBridgeLink(post: (message: WorkerMessage) => void, publishes = true): BridgeLink {
+export function primaryBridgeLink(post: (message: WorkerMessage) => void, durable: boolean, publishes = true): BridgeLink {
   return {
+    durable,
     interest: (topics, subscribed) => post({ type: 'interest', topics, subscribed }),
-    publish: publishes ? (topic, payload, binary) => post({ type: 'bridge-publish', topic, data: exactCopy(payload), binary }) : () => {},
+    publish: publishes ? (topic, payload, binary, except, ticket) => post({ type: 'bridge-publish', topic, data: exactCopy(payload), binary, except, ticket }) : () => {},
+    recover: (topic, since, ticket) => post({ type: 'recover', topic, since, ticket }),
   };
 }
 
+type EntryHandlers = Pick<App<unknown>, 'stamp' | 'recovery'>;
+
+/** The app handlers the registry calls (durable bridge), and where it logs their failures. */
+export interface TopicHooks {
+  /** The app a subscriber belongs to (its route's): routes may serve apps with different handlers. */
+  readonly appOf: (connection: Connection) => EntryHandlers;
+  readonly logger: Logger;
+}
+
+type Stamp = EntryHandlers['stamp'];
+
 /** Compresses a whole message once, without context takeover, for every subscriber. */
 type SharedCompressor = (payload: Buffer) => Buffer;
+
+const NO_IDS = 'message ids need a durable bridge: redisBridge({ url, mode: "streams" })';
 
 /**
  * TopicRegistry is a worker's pub/sub: which local connections subscribe to a topic, and which
  * other workers have subscribers (learned from their interest messages through the PeerMesh),
  * so a publish is framed (and compressed) once here and sent only to workers that need it.
+ *
+ * With a durable bridge a publish goes only to the primary (and the broker); it comes back as
+ * an entry with its id, to every worker with subscribers, and is framed here for them. A
+ * subscription with `since` is joined to its replay by TopicRecovery.
  */
 export class TopicRegistry implements TopicMembership, MeshTopics {
   readonly #local = new Map<string, Set<Connection>>();
@@ -48,6 +74,13 @@ export class TopicRegistry implements TopicMembership, MeshTopics {
   readonly #counters: Float64Array;
   readonly #bridge: BridgeLink | null;
   readonly #presence: WorkerPresence | null;
+  readonly #recovery = new TopicRecovery<Connection>({ sendFrames: (connection, plain, compressed) => connection[kSendPrepared](plain, compressed, 'normal', null) });
+  /** Publishes waiting for their id (durable bridge), by ticket. */
+  readonly #ids = new Map<number, { readonly resolve: (id: string) => void; readonly reject: (error: Error) => void }>();
+  /** Recoveries waiting for their replay, by ticket. */
+  readonly #replays = new Map<number, { readonly connection: Connection; readonly topic: string; readonly since: string }>();
+  #nextTicket = 0;
+  #hooks: TopicHooks | null = null;
 
   /**
    * `deflate` in shared mode compresses each broadcast once for every subscriber that
@@ -67,6 +100,11 @@ export class TopicRegistry implements TopicMembership, MeshTopics {
     mesh.attach(this);
   }
 
+  /** The apps' `stamp` and `recovery` handlers, once they are loaded. */
+  useHooks(hooks: TopicHooks): void {
+    this.#hooks = hooks;
+  }
+
   /** Topics with at least one local subscriber (told to a peer that joins late). */
   get localTopics(): string[] {
     return [...this.#local.keys()];
@@ -79,7 +117,8 @@ export class TopicRegistry implements TopicMembership, MeshTopics {
   }
 
   /** Returns the topic's subscriber count after this subscription. */
-  subscribe(connection: Connection, topic: string): number {
+  subscribe(connection: Connection, topic: string, since?: string): number {
+    if (since !== undefined && !isStreamId(since)) throw new RangeError(`subscribe: since must be a message id (<milliseconds>-<sequence>), got ${JSON.stringify(since)}`);
     let set = this.#local.get(topic);
     if (set === undefined) {
       set = new Set();
@@ -89,7 +128,22 @@ export class TopicRegistry implements TopicMembership, MeshTopics {
     }
     set.add(connection);
     this.#presence?.hold('topic', topic);
-    return this.subscriberCount(topic);
+    const count = this.subscriberCount(topic);
+    if (since === undefined) return count;
+    const bridge = this.#bridge;
+    if (bridge === null || !bridge.durable) {
+      // Nothing to recover from: the app hears so, after the subscribe call returns.
+      queueMicrotask(() => {
+        if (this.#local.get(topic)?.has(connection) === true) this.#tellRecovery(connection, { topic, since, replayed: 0, complete: false });
+      });
+      return count;
+    }
+    // Live entries wait for the replay from now on; it is asked for after the interest above.
+    this.#recovery.begin(topic, connection, since);
+    const ticket = this.#nextTicket++;
+    this.#replays.set(ticket, { connection, topic, since });
+    bridge.recover(topic, since, ticket);
+    return count;
   }
 
   /** Returns the topic's subscriber count after this unsubscription, or -1 when `connection` was not subscribed. */
@@ -97,6 +151,7 @@ export class TopicRegistry implements TopicMembership, MeshTopics {
     const set = this.#local.get(topic);
     if (set === undefined || !set.delete(connection)) return -1;
     this.#presence?.release('topic', topic, set.size === 0);
+    this.#recovery.forget(topic, connection);
     if (set.size === 0) {
       this.#local.delete(topic);
       this.#mesh.announce([topic], false);
@@ -127,37 +182,37 @@ export class TopicRegistry implements TopicMembership, MeshTopics {
     }
   }
 
-  /** Sends to the topic's subscribers here, on the other workers and, unless it came from there, other servers. */
-  publish(topic: string, data: MessageData, options: SendOptions | undefined, except: Connection | null, fromBridge = false): void {
+  /**
+   * Sends to the topic's subscribers here, on the other workers and, unless it came from there,
+   * other servers. With a durable bridge only to the broker, which brings it back to every
+   * subscriber with its id; `withId` then returns a Promise of that id.
+   */
+  publish(topic: string, data: MessageData, options: PublishOptions | undefined, except: Connection | null, fromBridge = false): Promise<string> | undefined {
+    const bridge = fromBridge ? null : this.#bridge;
+    if (bridge !== null && bridge.durable) return this.#append(bridge, topic, data, options, except);
+    const ids = options?.withId === true ? Promise.reject(new Error(NO_IDS)) : undefined;
     const local = this.#local.get(topic);
     const remote = this.#remote.get(topic);
     const localCount = local === undefined ? 0 : local.size - (except !== null && local.has(except) ? 1 : 0);
-    const bridge = fromBridge ? null : this.#bridge;
-    if (localCount === 0 && remote === undefined && bridge === null) return;
+    if (localCount === 0 && remote === undefined && bridge === null) return ids;
     this.#counters[Counter.PublishesOut]!++;
 
     const payload = messageBytes(data);
     const binary = sendsBinary(data, options?.binary);
-    bridge?.publish(topic, payload, binary);
-    if (localCount === 0 && remote === undefined) return;
+    bridge?.publish(topic, payload, binary, -1, -1);
+    if (localCount === 0 && remote === undefined) return ids;
 
-    // Framed once (and compressed once) for every subscriber on every worker.
     const opcode = binary ? Opcode.Binary : Opcode.Text;
     const plain = encodeFrame(opcode, payload);
-    let compressed: Buffer | null = null;
-    if (this.#compressor !== null && compressionWanted(this.#threshold, payload.length, options?.compress)) {
-      const deflated = this.#compressor(payload);
-      recordDeflate(this.#counters, payload.length, deflated.length);
-      compressed = encodeFrame(opcode, deflated, { rsv1: true });
-    }
+    const compressed = this.#compressedFrame(opcode, payload, options?.compress);
     const priority = options?.priority ?? 'normal';
-
     if (localCount > 0) {
       for (const connection of local!) {
         if (connection !== except) connection[kSendPrepared](plain, compressed, priority, null);
       }
     }
     if (remote !== undefined) this.#mesh.publish(remote, topic, plain, compressed, priority);
+    return ids;
   }
 
   /** A publish from another worker: write its frames to local subscribers. */
@@ -191,5 +246,120 @@ export class TopicRegistry implements TopicMembership, MeshTopics {
       });
     }
     drop();
+  }
+
+  /**
+   * Durable bridge: an entry of `topic`, framed once (stamped with its id) for the subscribers
+   * here; once per distinct `stamp` when the subscribers' apps differ (routes).
+   */
+  deliverEntry(topic: string, id: string, data: Uint8Array, binary: boolean, except: number): void {
+    const set = this.#local.get(topic);
+    if (set === undefined) return;
+    this.#counters[Counter.PublishesIn]!++;
+    const opcode = binary ? Opcode.Binary : Opcode.Text;
+    const recovering = this.#recovery.of(topic);
+    // Framed for the first subscriber's stamp; others only where routes serve apps with different ones.
+    let first: Stamp;
+    let plain: Buffer | null = null;
+    let compressed: Buffer | null = null;
+    let others: Map<Stamp, readonly [Buffer, Buffer | null]> | null = null;
+    for (const connection of set) {
+      if (connection[kSerial] === except) continue;
+      const stamp = this.#stampOf(connection);
+      if (plain === null) {
+        first = stamp;
+        const payload = this.#stamp(stamp, topic, id, data, binary);
+        plain = encodeFrame(opcode, payload);
+        compressed = this.#compressedFrame(opcode, payload, undefined);
+      }
+      if (stamp === first!) {
+        this.#sendEntry(recovering, topic, connection, id, plain, compressed);
+        continue;
+      }
+      let frames = others?.get(stamp);
+      if (frames === undefined) {
+        const payload = this.#stamp(stamp, topic, id, data, binary);
+        frames = [encodeFrame(opcode, payload), this.#compressedFrame(opcode, payload, undefined)];
+        (others ??= new Map()).set(stamp, frames);
+      }
+      this.#sendEntry(recovering, topic, connection, id, frames[0], frames[1]);
+    }
+  }
+
+  #sendEntry(recovering: ReadonlyMap<Connection, unknown> | undefined, topic: string, connection: Connection, id: string, plain: Buffer, compressed: Buffer | null): void {
+    if (recovering !== undefined && recovering.has(connection)) this.#recovery.live(topic, connection, id, plain, compressed);
+    else connection[kSendPrepared](plain, compressed, 'normal', null);
+  }
+
+  /** Durable bridge: the primary's answer to a publish that asked for its id. */
+  published(ticket: number, id: string | null, error: string | null): void {
+    const waiting = this.#ids.get(ticket);
+    if (waiting === undefined) return;
+    this.#ids.delete(ticket);
+    if (id !== null) waiting.resolve(id);
+    else waiting.reject(new Error(error ?? 'publish failed'));
+  }
+
+  /** Durable bridge: the replay a recovering subscriber asked for. */
+  replayed(ticket: number, entries: readonly ReplayedEntry[], complete: boolean): void {
+    const request = this.#replays.get(ticket);
+    if (request === undefined) return;
+    this.#replays.delete(ticket);
+    const { connection, topic, since } = request;
+    this.#recovery.replayed(
+      topic,
+      connection,
+      entries,
+      (replayed) => this.#tellRecovery(connection, { topic, since, replayed, complete }),
+      (entry) => {
+        connection.send(this.#stamp(this.#stampOf(connection), topic, entry.id, entry.data, entry.binary), { binary: entry.binary });
+      },
+    );
+  }
+
+  #append(bridge: BridgeLink, topic: string, data: MessageData, options: PublishOptions | undefined, except: Connection | null): Promise<string> | undefined {
+    this.#counters[Counter.PublishesOut]!++;
+    let ticket = -1;
+    let ids: Promise<string> | undefined;
+    if (options?.withId === true) {
+      ticket = this.#nextTicket++;
+      ids = new Promise<string>((resolve, reject) => this.#ids.set(ticket, { resolve, reject }));
+    }
+    bridge.publish(topic, messageBytes(data), sendsBinary(data, options?.binary), except === null ? -1 : except[kSerial], ticket);
+    return ids;
+  }
+
+  /** The message compressed once for every subscriber (shared mode, when wanted), framed; else null. */
+  #compressedFrame(opcode: Opcode, payload: Buffer, compress: boolean | undefined): Buffer | null {
+    if (this.#compressor === null || !compressionWanted(this.#threshold, payload.length, compress)) return null;
+    const deflated = this.#compressor(payload);
+    recordDeflate(this.#counters, payload.length, deflated.length);
+    return encodeFrame(opcode, deflated, { rsv1: true });
+  }
+
+  #stampOf(connection: Connection): Stamp {
+    return this.#hooks?.appOf(connection).stamp;
+  }
+
+  /** What subscribers get for entry `id`: their app's `stamp`, or the data as published. */
+  #stamp(stamp: Stamp, topic: string, id: string, data: Uint8Array, binary: boolean): Buffer {
+    const bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    if (stamp === undefined) return bytes;
+    try {
+      return messageBytes(stamp(topic, id, bytes, binary));
+    } catch (error) {
+      this.#hooks!.logger.error({ err: error, topic, id }, 'app stamp handler threw; sending the message as published');
+      return bytes;
+    }
+  }
+
+  #tellRecovery(connection: Connection, recovery: Recovery): void {
+    const handler = this.#hooks?.appOf(connection).recovery;
+    if (handler === undefined) return;
+    try {
+      handler(connection, recovery);
+    } catch (error) {
+      this.#hooks!.logger.error({ err: error, topic: recovery.topic }, 'app recovery handler threw');
+    }
   }
 }

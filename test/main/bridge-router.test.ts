@@ -2,7 +2,7 @@ import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { BridgeRouter } from '../../src/main/bridge-router.ts';
 import type { PrimaryMessage } from '../../src/shared/thread-messages.ts';
-import type { BridgeLog, BridgeStats, TopicBridge } from '../../src/main/topic-bridge.ts';
+import type { BridgeLog, BridgeStats, DurableBridgeEvents, DurableTopicBridge, Except, Replay, TopicBridge } from '../../src/main/topic-bridge.ts';
 
 const logger = pino({ level: 'silent' });
 
@@ -43,9 +43,14 @@ async function started(workers = 4): Promise<{ bridge: FakeBridge; router: Bridg
   const entered: Entered[] = [];
   const router = new BridgeRouter(
     bridge,
-    (message, preferred) => {
-      entered.push({ message, preferred });
-      return true;
+    {
+      enter: (message, preferred) => {
+        entered.push({ message, preferred });
+        return true;
+      },
+      post: () => {
+        throw new Error('a plain bridge posts to no single worker');
+      },
     },
     workers,
   );
@@ -107,8 +112,8 @@ describe('BridgeRouter', () => {
   it('forwards this server’s publishes, stats and close to the bridge', async () => {
     const { bridge, router } = await started();
     const data = new Uint8Array([1, 2, 3]);
-    router.publish('news', data, true);
-    router.publish('text', new Uint8Array([104, 105]), false);
+    router.publish(0, { type: 'bridge-publish', topic: 'news', data, binary: true, except: -1, ticket: -1 });
+    router.publish(1, { type: 'bridge-publish', topic: 'text', data: new Uint8Array([104, 105]), binary: false, except: -1, ticket: -1 });
     expect(bridge.published).toEqual([
       { topic: 'news', payload: data, binary: true },
       { topic: 'text', payload: new Uint8Array([104, 105]), binary: false },
@@ -189,5 +194,107 @@ describe('BridgeRouter', () => {
     for (const { message, preferred } of other.entered) {
       if (message.type === 'publish') expect([...entry.get(message.topic)!]).toEqual([preferred]);
     }
+  });
+});
+
+/** A DurableTopicBridge the test plays the broker for. */
+class FakeDurableBridge implements DurableTopicBridge {
+  readonly durable = true;
+  readonly calls: string[] = [];
+  readonly appended: { topic: string; payload: Uint8Array; binary: boolean; except: Except | null; settle: { resolve: (id: string) => void; reject: (error: Error) => void } }[] = [];
+  readonly replays: { topic: string; since: string; resolve: (replay: Replay) => void }[] = [];
+  events: DurableBridgeEvents | null = null;
+
+  async start(events: DurableBridgeEvents): Promise<void> {
+    this.events = events;
+  }
+  subscribe(topic: string): void {
+    this.calls.push(`subscribe ${topic}`);
+  }
+  unsubscribe(topic: string): void {
+    this.calls.push(`unsubscribe ${topic}`);
+  }
+  append(topic: string, payload: Uint8Array, binary: boolean, except: Except | null): Promise<string> {
+    return new Promise((resolve, reject) => this.appended.push({ topic, payload, binary, except, settle: { resolve, reject } }));
+  }
+  replay(topic: string, since: string): Promise<Replay> {
+    return new Promise((resolve) => this.replays.push({ topic, since, resolve }));
+  }
+  stats(): BridgeStats {
+    return { connected: true, published: 0, received: 0, dropped: 0, outages: 0, topics: 0 };
+  }
+  async close(): Promise<void> {}
+}
+
+describe('BridgeRouter with a durable bridge', () => {
+  async function durable(workers = 3) {
+    const bridge = new FakeDurableBridge();
+    const posted: { worker: number; message: PrimaryMessage }[] = [];
+    const router = new BridgeRouter(
+      bridge,
+      {
+        enter: () => {
+          throw new Error('a durable bridge does not enter through the mesh');
+        },
+        post: (worker, message) => posted.push({ worker, message }),
+      },
+      workers,
+    );
+    await router.start(logger);
+    return { bridge, router, posted };
+  }
+  const settle = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+  it('sends each entry straight to every worker with subscribers, the connection left out only to its own worker', async () => {
+    const { bridge, router, posted } = await durable();
+    router.interest(0, ['room'], true);
+    router.interest(2, ['room'], true);
+    const readBuffer = Buffer.from('..hello..');
+    bridge.events!.entry('room', { id: '7-0', payload: readBuffer.subarray(2, 7), binary: false, except: { worker: 2, serial: 41 } });
+    bridge.events!.entry('nobody', { id: '7-1', payload: Buffer.from('x'), binary: false, except: null });
+    readBuffer.fill(0);
+    expect(posted.map((p) => [p.worker, p.message.type === 'entry' && p.message.except])).toEqual([
+      [0, -1],
+      [2, 41],
+    ]);
+    const message = posted[0]!.message as Extract<PrimaryMessage, { type: 'entry' }>;
+    expect(message).toMatchObject({ topic: 'room', id: '7-0', binary: false });
+    expect(Buffer.from(message.data).toString()).toBe('hello');
+  });
+
+  it('appends a worker’s publish with the connection it leaves out, and answers a ticket with the id or the reason', async () => {
+    const { bridge, router, posted } = await durable();
+    router.publish(1, { type: 'bridge-publish', topic: 't', data: new Uint8Array([1]), binary: true, except: 9, ticket: 4 });
+    router.publish(2, { type: 'bridge-publish', topic: 't', data: new Uint8Array([2]), binary: true, except: -1, ticket: 5 });
+    router.publish(2, { type: 'bridge-publish', topic: 't', data: new Uint8Array([3]), binary: true, except: -1, ticket: -1 });
+    expect(bridge.appended.map((a) => a.except)).toEqual([{ worker: 1, serial: 9 }, null, null]);
+    bridge.appended[0]!.settle.resolve('9-9');
+    bridge.appended[1]!.settle.reject(new Error('dropped: the outage buffer is full'));
+    bridge.appended[2]!.settle.resolve('9-10');
+    await settle();
+    expect(posted).toEqual([
+      { worker: 1, message: { type: 'published', ticket: 4, id: '9-9', error: null } },
+      { worker: 2, message: { type: 'published', ticket: 5, id: null, error: 'dropped: the outage buffer is full' } },
+    ]);
+  });
+
+  it('answers a recovery with the replay, to the worker that asked', async () => {
+    const { bridge, router, posted } = await durable();
+    router.recover(2, { type: 'recover', topic: 'room', since: '1-0', ticket: 8 });
+    expect(bridge.replays).toMatchObject([{ topic: 'room', since: '1-0' }]);
+    bridge.replays[0]!.resolve({ entries: [{ id: '2-0', payload: Buffer.from('two'), binary: false, except: null }], complete: false });
+    await settle();
+    expect(posted).toHaveLength(1);
+    expect(posted[0]!.worker).toBe(2);
+    const replay = posted[0]!.message as Extract<PrimaryMessage, { type: 'replay' }>;
+    expect(replay).toMatchObject({ type: 'replay', ticket: 8, complete: false });
+    expect(replay.entries.map((e) => [e.id, Buffer.from(e.data).toString(), e.binary])).toEqual([['2-0', 'two', false]]);
+  });
+
+  it('tells every worker the bridge’s notices', async () => {
+    const { bridge, posted } = await durable(3);
+    bridge.events!.notice({ type: 'dropped', count: 2, topics: ['t'] });
+    expect(posted.map((p) => p.worker)).toEqual([0, 1, 2]);
+    expect(posted[0]!.message).toEqual({ type: 'bridge-notice', notice: { type: 'dropped', count: 2, topics: ['t'] } });
   });
 });

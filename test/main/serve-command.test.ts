@@ -50,6 +50,8 @@ const DEFLATE_FIELD_FLAGS: readonly (readonly [flag: string, field: string, raw:
 ];
 /** Hand-made flags, as the help spells them. */
 const EXTRA_FLAGS = ['deflate[=MODE]', 'origin', 'tls-cert', 'tls-key', 'tls-ca', 'app-options', 'route', 'redis', 'watch'];
+/** The Redis bridge's flags, from its table (REDIS_OPTIONS). */
+const REDIS_FLAGS = ['[no-]redis-streams', 'redis-retention', 'redis-max-age', 'redis-outage-buffer'];
 
 /** Flag name and placeholder of every help line that starts with "--". */
 function helpFlags(): { flag: string; placeholder: string; line: string }[] {
@@ -100,7 +102,7 @@ describe('parseServeArgs', () => {
 
   it('maps every flag in the help to an option, and has a flag for every option the table gives one', () => {
     const inHelp = helpFlags().map((f) => f.flag);
-    expect(inHelp.sort()).toEqual([...TABLE_FLAGS.map(([flag]) => flag), ...BOOLEAN_FLAGS.map((f) => `[no-]${f}`), ...DEFLATE_FIELD_FLAGS.map(([flag]) => flag), ...EXTRA_FLAGS].sort());
+    expect(inHelp.sort()).toEqual([...TABLE_FLAGS.map(([flag]) => flag), ...BOOLEAN_FLAGS.map((f) => `[no-]${f}`), ...DEFLATE_FIELD_FLAGS.map(([flag]) => flag), ...EXTRA_FLAGS, ...REDIS_FLAGS].sort());
     expect(DEFLATE_FIELD_FLAGS.map(([, field]) => field).sort()).toEqual(Object.keys(DEFLATE_OPTIONS).sort());
     const withFlag = (Object.entries(OPTIONS) as [OptionName, OptionSpec][]).filter(([, spec]) => spec.cli !== false).map(([name]) => name);
     expect([...TABLE_FLAGS.map(([, option]) => option), 'sendPings', 'proxyProtocol'].sort()).toEqual(withFlag.sort());
@@ -237,13 +239,44 @@ describe('parseServeArgs', () => {
   it('takes a redis:// or rediss:// URL for the bridge, apart from the listen options', () => {
     expect(parseServeArgs([]).redis).toBeUndefined();
     const plain = parseServeArgs(['--redis', 'redis://127.0.0.1:6379/2']);
-    expect(plain.redis).toBe('redis://127.0.0.1:6379/2');
+    expect(plain.redis).toEqual({ url: 'redis://127.0.0.1:6379/2' });
     expect(plain.options).not.toHaveProperty('redis');
-    expect(parseServeArgs(['--redis=rediss://cache.example:6380']).redis).toBe('rediss://cache.example:6380');
+    expect(parseServeArgs(['--redis=rediss://cache.example:6380']).redis).toEqual({ url: 'rediss://cache.example:6380' });
+    expect(parseServeArgs(['--redis', 'redis://r', '--no-redis-streams']).redis).toEqual({ url: 'redis://r' });
     for (const url of ['127.0.0.1:6379', 'http://127.0.0.1:6379', 'redis:/x']) {
       const error = usageError(['--redis', url]);
       expect(error).toBeInstanceOf(UsageError);
       expect(error.message).toBe(`--redis must be a redis:// or rediss:// URL, got "${url}"`);
+    }
+  });
+
+  it('builds the streams mode from --redis-streams and its table flags, with their units', () => {
+    expect(parseServeArgs(['--redis', 'redis://r', '--redis-streams']).redis).toEqual({ url: 'redis://r', mode: 'streams' });
+    expect(parseServeArgs(['--redis', 'redis://r', '--redis-streams', '--redis-retention', '500', '--redis-outage-buffer', '64K']).redis).toEqual({
+      url: 'redis://r',
+      mode: 'streams',
+      retention: { maxLength: 500 },
+      outageBuffer: 64 * 1024,
+    });
+    expect(parseServeArgs(['--redis', 'redis://r', '--redis-streams', '--redis-max-age=3600']).redis).toEqual({ url: 'redis://r', mode: 'streams', retention: { maxAge: 3600 } });
+    // 0 is the table's default: the count applies.
+    expect(parseServeArgs(['--redis', 'redis://r', '--redis-streams', '--redis-max-age', '0']).redis).toEqual({ url: 'redis://r', mode: 'streams' });
+  });
+
+  it('refuses --redis-* flags that do not go together, naming the flag', () => {
+    const cases: [string[], string][] = [
+      [['--redis-streams'], '--redis-streams needs --redis URL'],
+      [['--redis-retention', '5'], '--redis-retention needs --redis URL'],
+      [['--redis', 'redis://r', '--redis-retention', '5'], '--redis-retention needs --redis-streams'],
+      [['--redis', 'redis://r', '--redis-outage-buffer', '1M'], '--redis-outage-buffer needs --redis-streams'],
+      [['--redis', 'redis://r', '--redis-streams', '--redis-retention', '5', '--redis-max-age', '60'], '--redis-retention and --redis-max-age: one or the other'],
+      [['--redis', 'redis://r', '--redis-streams', '--redis-retention', '0'], '--redis-retention must be an integer from 1 to 2147483647, got 0'],
+      [['--redis', 'redis://r', '--redis-streams', '--redis-max-age', '-1'], '--redis-max-age must be a number >= 0, got "-1"'],
+    ];
+    for (const [args, message] of cases) {
+      const error = usageError(args);
+      expect(error, args.join(' ')).toBeInstanceOf(UsageError);
+      expect(error.message).toBe(message);
     }
   });
 

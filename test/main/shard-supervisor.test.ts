@@ -30,7 +30,7 @@ afterEach(async () => {
 });
 
 /** A supervisor over `workers` workers of a fixture app, recording its events; stopped after the test. */
-function supervise(app: string, workers: number, options: ServerOptions = {}, bridged = true, on: Partial<SupervisorEvents> = {}) {
+function supervise(app: string, workers: number, options: ServerOptions = {}, bridged: false | 'plain' = 'plain', on: Partial<SupervisorEvents> = {}) {
   // What the supervisor logs at error level, one object a line.
   const errors: { msg: string }[] = [];
   const logger = pino({ level: 'error' }, { write: (line: string) => void errors.push(JSON.parse(line) as { msg: string }) });
@@ -52,10 +52,11 @@ function supervise(app: string, workers: number, options: ServerOptions = {}, br
       events.push({ kind: 'interest', worker, topics: [...topics], subscribed });
       on.interest?.(worker, topics, subscribed);
     },
-    bridgePublish: (topic, data, binary) => {
-      events.push({ kind: 'bridgePublish', topic, data, binary });
-      on.bridgePublish?.(topic, data, binary);
+    bridgePublish: (worker, message) => {
+      events.push({ kind: 'bridgePublish', topic: message.topic, data: message.data, binary: message.binary });
+      on.bridgePublish?.(worker, message);
     },
+    recover: (worker, message) => on.recover?.(worker, message),
   }, presence, 'test');
   cleanups.push(() => supervisor.stop(0));
   return { supervisor, counters, presence, events, errors, of: (kind: Event['kind']) => events.filter((e) => e.kind === kind) };
@@ -129,7 +130,7 @@ describe('ShardSupervisor', () => {
 
   it('starts its workers, restarts one that exits, counts it, and falls through to a ready worker meanwhile', async () => {
     let duringRestart: { ready: boolean[]; sent: boolean } | null = null;
-    const { supervisor, counters, events, errors, of } = supervise('shard-echo', 2, {}, true, {
+    const { supervisor, counters, events, errors, of } = supervise('shard-echo', 2, {}, 'plain', {
       exited: (worker) => {
         // While worker 1 is gone, a publish meant for it enters through worker 0.
         if (worker === 1 && duringRestart === null) {
@@ -184,7 +185,7 @@ describe('ShardSupervisor', () => {
   });
 
   it('reports a worker’s topic interest and its publishes, wires the workers together, and stops', async () => {
-    const { supervisor, counters, events, of } = supervise('pubsub', 2, {}, true);
+    const { supervisor, counters, events, of } = supervise('pubsub', 2, {}, 'plain');
     await supervisor.start({ mode: 'transfer' });
     let target = 0;
     const connect = await transferTo(supervisor, () => target);

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { flagForOption } from '../../src/main/serve-command.ts';
-import { DEFLATE_OPTIONS, OPTIONS } from '../../src/shared/config.ts';
+import { DEFLATE_OPTIONS, OPTIONS, REDIS_BRIDGE_FIELDS, REDIS_OPTIONS } from '../../src/shared/config.ts';
 import type { OptionSpec } from '../../src/shared/config.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -88,11 +88,12 @@ export function optionRow(name: string, spec: OptionSpec): string {
   return `| \`${name}\` | ${flag === undefined ? '(none)' : `\`--${flag}\``} | ${value} | ${unit} | ${spec.doc} |`;
 }
 
-/** Every table option's row: OPTIONS, then the deflate fields as `deflate.<name>`. */
+/** Every table option's row: OPTIONS, the deflate fields as `deflate.<name>`, redisBridge()'s numbers by their field. */
 export function optionRows(): string[] {
   return [
     ...Object.entries(OPTIONS).map(([name, spec]) => optionRow(name, spec as OptionSpec)),
     ...Object.entries(DEFLATE_OPTIONS).map(([name, spec]) => optionRow(`deflate.${name}`, spec)),
+    ...Object.entries(REDIS_BRIDGE_FIELDS).map(([name, field]) => optionRow(field, REDIS_OPTIONS[name as keyof typeof REDIS_BRIDGE_FIELDS])),
   ];
 }
 

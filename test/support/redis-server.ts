@@ -1,12 +1,20 @@
 /**
- * A throwaway redis-server on a free loopback port, for tests of the Redis bridge. CI installs
- * Debian's redis-server (.ci/run); elsewhere the tests that need it say so and are skipped.
+ * Throwaway redis-servers on free loopback ports, for tests of the Redis bridge: a single one,
+ * and a three-node Redis Cluster made with `redis-cli --cluster create`. CI installs Debian's
+ * redis-server and redis-tools (.ci/run); elsewhere the tests that need them say so and are
+ * skipped.
  */
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll } from 'vitest';
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 export const hasRedisServer = spawnSync('redis-server', ['--version'], { stdio: 'ignore' }).status === 0;
+export const hasRedisCli = spawnSync('redis-cli', ['--version'], { stdio: 'ignore' }).status === 0;
 
 export async function freePort(): Promise<number> {
   const server = createServer();
@@ -16,12 +24,33 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
+async function portIsFree(port: number): Promise<boolean> {
+  const server = createServer();
+  const free = await new Promise<boolean>((resolve) => {
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => resolve(true));
+  });
+  if (free) await new Promise((resolve) => server.close(resolve));
+  return free;
+}
+
+/** A free port whose cluster bus port (port + 10000) is free too. */
+async function freeClusterPort(): Promise<number> {
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const port = 20_000 + Math.floor(Math.random() * 30_000);
+    if ((await portIsFree(port)) && (await portIsFree(port + 10_000))) return port;
+  }
+  throw new Error('no free port pair for a cluster node');
+}
+
 export class RedisServer {
   readonly port: number;
+  readonly #args: readonly string[];
   #child: ChildProcess | null = null;
 
-  constructor(port: number) {
+  constructor(port: number, args: readonly string[] = []) {
     this.port = port;
+    this.#args = args;
   }
 
   get url(): string {
@@ -29,7 +58,7 @@ export class RedisServer {
   }
 
   async start(): Promise<void> {
-    const child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+    const child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...this.#args], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.#child = child;
@@ -59,4 +88,75 @@ export class RedisServer {
     child.kill('SIGKILL');
     await exited;
   }
+}
+
+/** Three masters, no replicas, every slot assigned: `redis-cli --cluster create`. */
+export class RedisCluster {
+  readonly nodes: RedisServer[];
+  readonly #dir: string;
+
+  private constructor(nodes: RedisServer[], dir: string) {
+    this.nodes = nodes;
+    this.#dir = dir;
+  }
+
+  /** Any node's URL: a client finds the others from it. */
+  get url(): string {
+    return this.nodes[0]!.url;
+  }
+
+  static async start(size = 3): Promise<RedisCluster> {
+    const dir = mkdtempSync(join(tmpdir(), 'shardws-cluster-'));
+    const nodes: RedisServer[] = [];
+    for (let i = 0; i < size; i++) {
+      const port = await freeClusterPort();
+      nodes.push(new RedisServer(port, ['--cluster-enabled', 'yes', '--cluster-config-file', join(dir, `nodes-${port}.conf`), '--dir', dir]));
+    }
+    const cluster = new RedisCluster(nodes, dir);
+    try {
+      await Promise.all(nodes.map((node) => node.start()));
+      const create = spawnSync('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'], {
+        encoding: 'utf8',
+        timeout: 30_000,
+      });
+      if (create.status !== 0) throw new Error(`redis-cli --cluster create failed: ${create.stdout}${create.stderr}`);
+      // Every node must agree before clients ask them for the slot map.
+      const deadline = Date.now() + 20_000;
+      for (const node of nodes) {
+        while (!/cluster_state:ok/.test(spawnSync('redis-cli', ['-p', String(node.port), 'cluster', 'info'], { encoding: 'utf8' }).stdout)) {
+          if (Date.now() > deadline) throw new Error(`cluster node ${node.port} never reached cluster_state:ok`);
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+      }
+    } catch (error) {
+      await cluster.stop();
+      throw error;
+    }
+    return cluster;
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.nodes.map((node) => node.stop()));
+    rmSync(this.#dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * A redis-server for the suite this is called in: started before its first test, stopped after
+ * its last, with a plain client (`probe`) to look at what the code under test did.
+ */
+export function suiteRedis(): { readonly server: RedisServer; readonly probe: Redis } {
+  const suite = {} as { server: RedisServer; probe: Redis };
+  beforeAll(async () => {
+    suite.server = new RedisServer(await freePort());
+    await suite.server.start();
+    suite.probe = new Redis(suite.server.url, { retryStrategy: () => 50 });
+    // Tests stop the server: the probe reconnects, and its refused attempts are no news.
+    suite.probe.on('error', () => {});
+  });
+  afterAll(async () => {
+    suite.probe?.disconnect();
+    await suite.server?.stop();
+  });
+  return suite;
 }

@@ -19,7 +19,7 @@ import { PresenceTable } from '../../src/shared/presence-table.ts';
 import { ConnectionDirectory } from '../../src/worker/connection-directory.ts';
 import type { DirectPeers } from '../../src/worker/connection-directory.ts';
 import { WorkerPresence } from '../../src/worker/worker-presence.ts';
-import { kSendPrepared } from '../../src/worker/connection.ts';
+import { kSendPrepared, kSerial } from '../../src/worker/connection.ts';
 import type { Connection } from '../../src/worker/connection.ts';
 import type { MeshTopics, PeerMesh } from '../../src/worker/peer-mesh.ts';
 
@@ -38,9 +38,19 @@ export interface PreparedSend {
  * `releaseAtOnce`) runs the release it was given before returning, as a connection that wrote
  * the frames straight away (or dropped them) would.
  */
+let serials = 0;
+
 export class FakeConnection {
   readonly sends: PreparedSend[] = [];
+  /** What went through `send` (a recovery's replay). */
+  readonly direct: { readonly data: Buffer; readonly binary: boolean }[] = [];
   releaseAtOnce = false;
+  readonly [kSerial] = serials++;
+
+  send(data: MessageData, options?: SendOptions): SendStatus {
+    this.direct.push({ data: Buffer.from(data as Uint8Array), binary: options?.binary ?? typeof data !== 'string' });
+    return 'written';
+  }
 
   [kSendPrepared](plain: Buffer, compressed: Buffer | null, priority: Priority, release: (() => void) | null): SendStatus {
     this.sends.push({ plain, compressed, priority, release });
@@ -130,10 +140,13 @@ export class RecordingMembership {
     this.calls.push(`unsubscribe ${topic}`);
     return 0;
   }
-  publish(topic: string, _data: MessageData, _options: SendOptions | undefined, _except: Connection | null): void {
+  publish(topic: string, _data: MessageData, _options: SendOptions | undefined, _except: Connection | null): undefined {
     this.calls.push(`publish ${topic}`);
   }
 }
+
+/** A Shard's `publish` that does nothing (typed as the overloaded original). */
+export const noPublish = (() => undefined) as unknown as Shard['publish'];
 
 /** A worker's connection directory alone: worker 0 of a one-worker server, no peers. */
 export function testDirectory(workers = 1, table: PresenceTable = PresenceTable.create(64, workers)): ConnectionDirectory<Connection> {
@@ -147,7 +160,7 @@ export function testShard(overrides: Partial<Shard> = {}): Shard {
     id: 0,
     count: 1,
     logger: silentLogger(),
-    publish: () => {},
+    publish: noPublish,
     subscriberCount: ((_topic: string, options?: CountOptions) => (options?.scope === 'cluster' ? Promise.resolve(0) : 0)) as Shard['subscriberCount'],
     send: () => 'gone',
     close: () => 'gone',

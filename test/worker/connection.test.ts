@@ -38,7 +38,7 @@ class FakeTopics implements TopicMembership {
     this.calls.push(`unsubscribe ${String(connection.data)} ${topic}`);
     return 0;
   }
-  publish(topic: string, data: MessageData, options: SendOptions | undefined, except: Connection | null): void {
+  publish(topic: string, data: MessageData, options: SendOptions | undefined, except: Connection | null): undefined {
     this.publishes.push({ topic, data, options, except });
   }
 }

@@ -12,16 +12,27 @@ import { PeerMesh } from '../../src/worker/peer-mesh.ts';
 import { TopicRegistry, primaryBridgeLink } from '../../src/worker/topic-registry.ts';
 import type { BridgeLink } from '../../src/worker/topic-registry.ts';
 import { FakeConnection, FakeMesh, silentLogger, until } from '../support/worker-fakes.ts';
+import type { App, Recovery } from '../../src/shared/app.ts';
+import { kSerial } from '../../src/worker/connection.ts';
 
 /** A BridgeLink that records what the registry tells it. */
 class FakeBridge implements BridgeLink {
   readonly interests: { topics: readonly string[]; subscribed: boolean }[] = [];
   readonly publishes: { topic: string; payload: Buffer; binary: boolean }[] = [];
+  readonly requests: { kind: 'publish' | 'recover'; topic: string; except?: number; since?: string; ticket: number }[] = [];
+  readonly durable: boolean;
+  constructor(durable = false) {
+    this.durable = durable;
+  }
   interest(topics: readonly string[], subscribed: boolean): void {
     this.interests.push({ topics: [...topics], subscribed });
   }
-  publish(topic: string, payload: Buffer, binary: boolean): void {
+  publish(topic: string, payload: Buffer, binary: boolean, except: number, ticket: number): void {
     this.publishes.push({ topic, payload: Buffer.from(payload), binary });
+    this.requests.push({ kind: 'publish', topic, except, ticket });
+  }
+  recover(topic: string, since: string, ticket: number): void {
+    this.requests.push({ kind: 'recover', topic, since, ticket });
   }
 }
 
@@ -318,16 +329,171 @@ describe('TopicRegistry and the bridge', () => {
   });
 });
 
+describe('TopicRegistry with a durable bridge', () => {
+  /** A registry on a durable bridge, with an app that stamps ids and records recoveries. */
+  function durable(stamp: ((topic: string, id: string, data: Buffer) => string) | null = (_t, id, data) => `${id}:${data.toString()}`) {
+    const bridge = new FakeBridge(true);
+    const { mesh, counters, topics } = registry({ bridge });
+    const recoveries: Recovery[] = [];
+    const events: string[] = [];
+    const logged: string[] = [];
+    const logger = silentLogger();
+    logger.error = ((_fields: object, message: string) => void logged.push(message)) as typeof logger.error;
+    const app: App<unknown> = {
+      ...(stamp === null ? {} : { stamp }),
+      recovery: (_ws, recovery) => {
+        recoveries.push(recovery);
+        events.push(`recovery ${recovery.replayed}`);
+      },
+    };
+    topics.useHooks({ appOf: () => app, logger });
+    return { bridge, mesh, counters, topics, recoveries, events, logged };
+  }
+  const text = (frame: Buffer): string => framePayload(frame).toString();
+
+  it('sends a publish only to the primary, naming the connection to leave out; nothing is delivered here yet', () => {
+    const { bridge, mesh, counters, topics } = durable();
+    const [sender, other] = [new FakeConnection(), new FakeConnection()];
+    for (const c of [sender, other]) topics.subscribe(c.asConnection, 'room');
+    mesh.calls.length = 0;
+    expect(topics.publish('room', 'hi', undefined, sender.asConnection)).toBeUndefined();
+    topics.publish('room', Buffer.from([1]), undefined, null);
+    expect(bridge.requests).toEqual([
+      { kind: 'publish', topic: 'room', except: sender[kSerial], ticket: -1 },
+      { kind: 'publish', topic: 'room', except: -1, ticket: -1 },
+    ]);
+    expect(bridge.publishes.map((p) => p.binary)).toEqual([false, true]);
+    expect(sender.sends).toEqual([]);
+    expect(other.sends).toEqual([]);
+    expect(mesh.calls).toEqual([]);
+    expect(counters[Counter.PublishesOut]).toBe(2);
+  });
+
+  it('resolves `withId` to the id the primary answers, or rejects with its reason', async () => {
+    const { bridge, topics } = durable();
+    const first = topics.publish('t', 'a', { withId: true }, null)!;
+    const second = topics.publish('t', 'b', { withId: true }, null)!;
+    const [t1, t2] = bridge.requests.map((r) => r.ticket);
+    expect(t1).not.toBe(t2);
+    topics.published(t2!, null, 'dropped: the outage buffer is full');
+    topics.published(t1!, '17-0', null);
+    topics.published(t1!, '18-0', null); // answered twice: ignored
+    await expect(first).resolves.toBe('17-0');
+    await expect(second).rejects.toThrow('outage buffer');
+  });
+
+  it('frames each entry once, stamped with its id by the app, for every subscriber but the one left out', () => {
+    const { counters, topics } = durable();
+    const [a, b, c] = [new FakeConnection(), new FakeConnection(), new FakeConnection()];
+    for (const conn of [a, b, c]) topics.subscribe(conn.asConnection, 'room');
+    topics.deliverEntry('room', '5-1', Buffer.from('hello'), false, b[kSerial]);
+    topics.deliverEntry('elsewhere', '5-2', Buffer.from('nobody'), false, -1);
+    expect(text(a.sends[0]!.plain)).toBe('5-1:hello');
+    expect(a.sends[0]!.plain).toBe(c.sends[0]!.plain);
+    expect(b.sends).toEqual([]);
+    expect(counters[Counter.PublishesIn]).toBe(1);
+  });
+
+  it('sends entries as published without a stamp, and when the stamp throws (logged)', () => {
+    const plain = durable(null);
+    const a = new FakeConnection();
+    plain.topics.subscribe(a.asConnection, 't');
+    plain.topics.deliverEntry('t', '1-0', Buffer.from('raw'), false, -1);
+    expect(text(a.sends[0]!.plain)).toBe('raw');
+
+    const failing = durable(() => {
+      throw new Error('bad stamp');
+    });
+    const b = new FakeConnection();
+    failing.topics.subscribe(b.asConnection, 't');
+    failing.topics.deliverEntry('t', '1-0', Buffer.from('raw'), false, -1);
+    expect(text(b.sends[0]!.plain)).toBe('raw');
+    expect(failing.logged).toEqual(['app stamp handler threw; sending the message as published']);
+  });
+
+  it('stamps for each subscriber with its own app (routes serving different apps), framing once per app', () => {
+    const { bridge, topics } = durable();
+    const [a, b, c, d] = [new FakeConnection(), new FakeConnection(), new FakeConnection(), new FakeConnection()];
+    const chat: App<unknown> = { stamp: (_t, id, data) => `chat ${id} ${data.toString()}` };
+    const feed: App<unknown> = { stamp: (_t, id, data) => JSON.stringify({ id, data: data.toString() }) };
+    const recoveries: string[] = [];
+    const bare: App<unknown> = { recovery: (_ws, r) => void recoveries.push(`bare ${r.topic}`) };
+    const apps = new Map<unknown, App<unknown>>([
+      [a.asConnection, chat],
+      [b.asConnection, feed],
+      [c.asConnection, chat],
+      [d.asConnection, bare],
+    ]);
+    topics.useHooks({ appOf: (connection) => apps.get(connection)!, logger: silentLogger() });
+    for (const conn of [a, b, c, d]) topics.subscribe(conn.asConnection, 'room');
+    topics.deliverEntry('room', '7-0', Buffer.from('hi'), false, -1);
+    expect(text(a.sends[0]!.plain)).toBe('chat 7-0 hi');
+    expect(text(b.sends[0]!.plain)).toBe('{"id":"7-0","data":"hi"}');
+    expect(c.sends[0]!.plain).toBe(a.sends[0]!.plain);
+    expect(text(d.sends[0]!.plain)).toBe('hi');
+    // A recovery is told to the recovering connection's app.
+    const e = new FakeConnection();
+    apps.set(e.asConnection, bare);
+    topics.subscribe(e.asConnection, 'room', '1-0');
+    topics.replayed(bridge.requests.find((r) => r.kind === 'recover')!.ticket, [], true);
+    expect(recoveries).toEqual(['bare room']);
+  });
+
+  it('recovers a subscriber: asks after the interest, holds live entries, tells the app, replays, then goes live without a duplicate', () => {
+    const { bridge, topics, recoveries, events } = durable();
+    const old = new FakeConnection();
+    topics.subscribe(old.asConnection, 'room');
+    const c = new FakeConnection();
+    topics.subscribe(c.asConnection, 'room', '1-0');
+    const recover = bridge.requests.find((r) => r.kind === 'recover')!;
+    expect(recover).toMatchObject({ topic: 'room', since: '1-0' });
+    // Live entries while the replay is on its way: the old subscriber gets them, the new one waits.
+    topics.deliverEntry('room', '3-0', Buffer.from('three'), false, -1);
+    topics.deliverEntry('room', '4-0', Buffer.from('four'), false, -1);
+    expect(old.sends.map((s) => text(s.plain))).toEqual(['3-0:three', '4-0:four']);
+    expect(c.sends).toEqual([]);
+    const entry = (id: string, data: string) => ({ id, data: Buffer.from(data), binary: false });
+    topics.replayed(recover.ticket, [entry('2-0', 'two'), entry('3-0', 'three')], true);
+    expect(recoveries).toEqual([{ topic: 'room', since: '1-0', replayed: 2, complete: true }]);
+    expect(c.direct.map((d) => d.data.toString())).toEqual(['2-0:two', '3-0:three']);
+    expect(c.sends.map((s) => text(s.plain))).toEqual(['4-0:four']);
+    topics.deliverEntry('room', '5-0', Buffer.from('five'), false, -1);
+    expect(c.sends.map((s) => text(s.plain))).toEqual(['4-0:four', '5-0:five']);
+    expect(events).toEqual(['recovery 2']);
+  });
+
+  it('refuses a `since` that is not an id, before subscribing', () => {
+    const { topics } = durable();
+    const c = new FakeConnection();
+    expect(() => topics.subscribe(c.asConnection, 'room', 'yesterday')).toThrow(RangeError);
+    expect(topics.subscriberCount('room')).toBe(0);
+  });
+
+  it('without a durable bridge: `withId` rejects, and a recovery is reported incomplete after subscribe returns', async () => {
+    const { topics } = registry({ bridge: new FakeBridge(false) });
+    const recoveries: Recovery[] = [];
+    const app: App<unknown> = { recovery: (_ws, r) => void recoveries.push(r) };
+    topics.useHooks({ appOf: () => app, logger: silentLogger() });
+    await expect(topics.publish('t', 'x', { withId: true }, null)).rejects.toThrow('message ids need a durable bridge');
+    const c = new FakeConnection();
+    topics.subscribe(c.asConnection, 't', '1-0');
+    expect(recoveries).toEqual([]);
+    await Promise.resolve();
+    expect(recoveries).toEqual([{ topic: 't', since: '1-0', replayed: 0, complete: false }]);
+    expect(topics.subscriberCount('t')).toBe(1);
+  });
+});
+
 describe('primaryBridgeLink', () => {
   it('posts interest and publish messages, the payload as an exact copy', () => {
     const posted: WorkerMessage[] = [];
-    const link = primaryBridgeLink((message) => posted.push(message));
+    const link = primaryBridgeLink((message) => posted.push(message), false);
     link.interest(['a', 'b'], true);
     link.interest(['a'], false);
 
     const backing = Buffer.from('xxpayloadyy');
     const payload = backing.subarray(2, 9);
-    link.publish('t', payload, false);
+    link.publish('t', payload, false, -1, -1);
     backing.fill(0);
 
     expect(posted.slice(0, 2)).toEqual([
