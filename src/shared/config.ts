@@ -151,6 +151,10 @@ export interface ServerOptions {
   readonly shutdownGrace?: number;
   /** Seconds without a heartbeat after which a worker is deemed hung and replaced. */
   readonly heartbeatTimeout?: number;
+  /** Seconds after which a connection is closed with 1001 (less up to 20% at random) so that it reconnects and rebalances; 0 disables. */
+  readonly maxLifetime?: number;
+  /** Topics and tags counted across workers at once (the shared presence table's buckets). */
+  readonly presenceCapacity?: number;
   /** Serve wss:// (ALPN http/1.1); certificates reload with `server.reloadTls()` or SIGHUP. */
   readonly tls?: TlsOptions;
   /** Listen on this Unix domain socket instead of a TCP port. */
@@ -217,6 +221,8 @@ export interface ServerConfig {
   readonly logFormat: Exclude<LogFormat, 'auto'>;
   readonly shutdownGrace: number;
   readonly heartbeatTimeout: number;
+  readonly maxLifetime: number;
+  readonly presenceCapacity: number;
   readonly poolSize: number;
   readonly poolThreshold: number;
   readonly tls: TlsOptions | null;
@@ -229,6 +235,8 @@ export interface ServerConfig {
   readonly workerYoungGenerationSize: number;
   /** Whether a topic bridge joins this server to others (listen's `bridge` option), and which kind. */
   readonly bridged: false | BridgeKind;
+  /** Whether a ClusterDirectory joins this server's connections and counts to others' (listen's `cluster` option). */
+  readonly clustered: boolean;
 }
 
 // ---- the option table ------------------------------------------------------------------------
@@ -290,6 +298,8 @@ export const OPTIONS: { readonly [K in ScalarOption]: OptionSpec } = {
   logFormat: { kind: 'choice', default: 'auto', values: ['auto', 'json', 'pretty'], cli: 'FORMAT', doc: 'log lines as json or pretty; auto: pretty when stdout is a terminal' },
   shutdownGrace: { kind: 'seconds', default: 10, max: 300, wasMilliseconds: true, cli: 'SECS', doc: 'time connections get to close on shutdown' },
   heartbeatTimeout: { kind: 'seconds', default: 10, max: 300, wasMilliseconds: true, cli: 'SECS', doc: 'replace a worker whose heartbeat is this late' },
+  maxLifetime: { kind: 'seconds', default: 0, max: 30 * 86_400, cli: 'SECS', doc: 'close connections older than this with 1001, less up to 20% at random (0 disables)' },
+  presenceCapacity: { kind: 'count', default: 65_536, min: 16, max: 16 * 1024 * 1024, cli: 'N', doc: 'topics and tags counted across workers at once' },
   workerYoungGenerationSize: { kind: 'bytes', default: 16 * MiB, min: 0, max: 1024 * MiB, cli: 'BYTES', doc: "each worker's V8 young generation (whole MiB; 0: V8 decides)" },
   poolSize: { kind: 'bytes', default: 16 * MiB, min: 64 * KiB, max: 2 ** 31 - 1, cli: 'BYTES', doc: 'shared pool for large cross-worker publishes' },
   poolThreshold: { kind: 'bytes', default: 16 * KiB, min: 1, max: 2 ** 31 - 1, cli: 'BYTES', doc: 'published frames this large go through the pool' },
@@ -469,7 +479,7 @@ function resolveRoutes(routes: ServerOptions['routes'], base: RouteSettings): re
 }
 
 /** Validates options once, at startup, into the readonly config every thread works from. */
-export function resolveConfig(options: ServerOptions, defaultWorkers: number, bridged: false | BridgeKind = false): ServerConfig {
+export function resolveConfig(options: ServerOptions, defaultWorkers: number, bridged: false | BridgeKind = false, clustered = false): ServerConfig {
   for (const old of Object.keys(RENAMED)) {
     if (old in options) throw new TypeError(`option ${old} was replaced by ${RENAMED[old]}`);
   }
@@ -481,7 +491,7 @@ export function resolveConfig(options: ServerOptions, defaultWorkers: number, br
   if (options.workers === undefined) scalars.workers = Math.max(1, Math.min(MAX_WORKERS, Math.floor(defaultWorkers)));
   // listen() decides `auto` from its stdout first; a config made without it gets JSON.
   if (scalars.logFormat === 'auto') scalars.logFormat = 'json';
-  const values = scalars as Omit<ServerConfig, 'app' | 'appOptions' | 'deflate' | 'tls' | 'origins' | 'bridged' | 'routes' | 'proxy'>;
+  const values = scalars as Omit<ServerConfig, 'app' | 'appOptions' | 'deflate' | 'tls' | 'origins' | 'bridged' | 'clustered' | 'routes' | 'proxy'>;
   if (values.lowWaterMark > values.highWaterMark) throw new RangeError('option lowWaterMark must not exceed highWaterMark');
   if (values.maxBackpressure < values.highWaterMark) throw new RangeError('option maxBackpressure must be at least highWaterMark');
   if (options.app !== undefined && options.proxy !== undefined) throw new TypeError('options app and proxy exclude each other: give a route for one of them');
@@ -498,5 +508,6 @@ export function resolveConfig(options: ServerOptions, defaultWorkers: number, br
     routes: resolveRoutes(options.routes, base),
     proxy: options.proxy === undefined ? null : resolveProxyTarget(options.proxy, 'option proxy'),
     bridged,
+    clustered,
   });
 }

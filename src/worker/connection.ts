@@ -33,12 +33,14 @@ import type { CloseOps, CloseSettings } from './close-handshake.ts';
 import type { ReadBuffer } from './socket-rehome.ts';
 import { OutboundQueue } from './outbound-queue.ts';
 import type { QueuedMessage } from './outbound-queue.ts';
+import type { ConnectionDirectory } from './connection-directory.ts';
 import { admit } from './send-admission.ts';
 import type { Admission, OverLimit, SendLimits, SlowClientPolicy } from './send-admission.ts';
 
 /** What every connection of a worker shares. */
 export interface ConnectionContext {
-  readonly app: App<unknown>;
+  /** Replaced in place by a reload: every connection of the route switches handlers at once. */
+  app: App<unknown>;
   readonly shard: Shard;
   readonly logger: Logger;
   readonly arena: ByteArena;
@@ -49,9 +51,12 @@ export interface ConnectionContext {
   readonly limits: SendLimits;
   /** `drain` fires once buffered data falls to this many bytes. */
   readonly lowWaterMark: number;
-  readonly slowClient: SlowClientPolicy;
+  /** Replaced with `app` by a reload (the custom policy asks the app). */
+  slowClient: SlowClientPolicy;
   readonly close: CloseSettings;
   readonly topics: TopicMembership;
+  /** Ids and tags: where `shard.send(id)` and `sendTo(key)` find connections. */
+  readonly directory: ConnectionDirectory<Connection>;
   /** The idle sweep's tick, stamped on every read (idle-sweep.ts). */
   readonly idle: { readonly tick: number };
   /** Connections with messages queued behind a slow socket (the only ones whose backlog counts for load). */
@@ -61,8 +66,10 @@ export interface ConnectionContext {
 
 /** The topic registry as a connection sees it. */
 export interface TopicMembership {
-  subscribe(connection: Connection, topic: string, since?: string): void;
-  unsubscribe(connection: Connection, topic: string): void;
+  /** Returns the topic's subscriber count after the change. */
+  subscribe(connection: Connection, topic: string, since?: string): number;
+  /** Returns the topic's subscriber count after the change, or -1 when it was not subscribed. */
+  unsubscribe(connection: Connection, topic: string): number;
   publish(topic: string, data: MessageData, options: PublishOptions | undefined, except: Connection | null): Promise<string> | undefined;
 }
 
@@ -116,6 +123,7 @@ const kConnection = Symbol('shardws.connection');
 type OwnedSocket = FrameTransport & { [kConnection]: Connection };
 
 export class Connection implements ServerWebSocket<unknown> {
+  readonly id: string;
   data: unknown;
   readonly remoteAddress: string;
   readonly protocol: string;
@@ -133,6 +141,7 @@ export class Connection implements ServerWebSocket<unknown> {
   /** Created when closing begins. */
   #close: CloseHandshake<Connection> | null = null;
   #topics: Set<string> | null = null;
+  #tags: Set<string> | null = null;
   /** `send` said 'buffered': the app hears `drain` once the backlog is written. */
   #needDrain = false;
   /** Releases of pooled frames handed to the sink and not yet confirmed written. */
@@ -150,6 +159,7 @@ export class Connection implements ServerWebSocket<unknown> {
   constructor(socket: FrameTransport, ctx: ConnectionContext, init: ConnectionInit, reads: 'read-buffer' | 'data-events' = 'data-events') {
     this.#socket = socket;
     this.#ctx = ctx;
+    this.id = ctx.directory.nextId();
     this.data = init.data;
     this.remoteAddress = init.remoteAddress;
     this.protocol = init.protocol;
@@ -175,6 +185,7 @@ export class Connection implements ServerWebSocket<unknown> {
     // Counted from construction, before the socket stops counting as a handshake: the primary
     // reads these counters from another thread and must never see the connection as neither.
     ctx.counters[Counter.Connections]!++;
+    ctx.directory.add(this);
   }
 
   get readyState(): ReadyState {
@@ -191,6 +202,10 @@ export class Connection implements ServerWebSocket<unknown> {
 
   get topics(): readonly string[] {
     return this.#topics === null ? [] : [...this.#topics];
+  }
+
+  get tags(): readonly string[] {
+    return this.#tags === null ? [] : [...this.#tags];
   }
 
   get [kLastActive](): number {
@@ -283,13 +298,37 @@ export class Connection implements ServerWebSocket<unknown> {
 
   subscribe(topic: string, options?: SubscribeOptions): void {
     if (this.readyState === ReadyState.Closed || this.#topics?.has(topic) === true) return;
-    this.#ctx.topics.subscribe(this, topic, options?.since);
+    const count = this.#ctx.topics.subscribe(this, topic, options?.since);
     (this.#topics ??= new Set()).add(topic);
+    this.#subscription(topic, count, count - 1);
   }
 
   unsubscribe(topic: string): void {
     if (this.#topics === null || !this.#topics.delete(topic)) return;
-    this.#ctx.topics.unsubscribe(this, topic);
+    const count = this.#ctx.topics.unsubscribe(this, topic);
+    this.#subscription(topic, count, count + 1);
+  }
+
+  /** The app's `subscription` hook, when it has one. */
+  #subscription(topic: string, newCount: number, oldCount: number): void {
+    const handler = this.#ctx.app.subscription;
+    if (handler === undefined) return;
+    try {
+      handler(this, topic, newCount, oldCount);
+    } catch (error) {
+      this.#handlerThrew('subscription', error);
+    }
+  }
+
+  tag(key: string): void {
+    if (this.readyState === ReadyState.Closed || this.#tags?.has(key) === true) return;
+    (this.#tags ??= new Set()).add(key);
+    this.#ctx.directory.tag(this, key);
+  }
+
+  untag(key: string): void {
+    if (this.#tags === null || !this.#tags.delete(key)) return;
+    this.#ctx.directory.untag(this, key);
   }
 
   isSubscribed(topic: string): boolean {
@@ -557,8 +596,16 @@ export class Connection implements ServerWebSocket<unknown> {
     this.#inFlight = null;
     if (releases !== null) for (const release of releases) release();
     this.#compression?.close();
-    if (this.#topics !== null) for (const topic of this.#topics) ctx.topics.unsubscribe(this, topic);
+    const topics = this.#topics;
     this.#topics = null;
+    if (topics !== null) {
+      for (const topic of topics) {
+        const count = ctx.topics.unsubscribe(this, topic);
+        this.#subscription(topic, count, count + 1);
+      }
+    }
+    ctx.directory.remove(this, this.#tags ?? []);
+    this.#tags = null;
     ctx.backlogged.delete(this);
     ctx.counters[Counter.Connections]!--;
     ctx.closed(this);

@@ -34,6 +34,8 @@ const TABLE_FLAGS: readonly (readonly [flag: string, option: OptionName, raw: st
   ['log-format', 'logFormat', 'pretty', 'pretty'],
   ['shutdown-grace', 'shutdownGrace', '0.5', 0.5],
   ['heartbeat-timeout', 'heartbeatTimeout', '20', 20],
+  ['max-lifetime', 'maxLifetime', '3600', 3600],
+  ['presence-capacity', 'presenceCapacity', '1024', 1024],
   ['worker-young-size', 'workerYoungGenerationSize', '32M', 32 * 1024 * 1024],
   ['pool-size', 'poolSize', '64M', 64 * 1024 * 1024],
   ['pool-threshold', 'poolThreshold', '4K', 4 * 1024],
@@ -48,7 +50,7 @@ const DEFLATE_FIELD_FLAGS: readonly (readonly [flag: string, field: string, raw:
   ['deflate-window-bits', 'serverMaxWindowBits', '12', 12],
 ];
 /** Hand-made flags, as the help spells them. */
-const EXTRA_FLAGS = ['deflate[=MODE]', 'origin', 'tls-cert', 'tls-key', 'tls-ca', 'app-options', 'route', 'redis'];
+const EXTRA_FLAGS = ['deflate[=MODE]', 'origin', 'tls-cert', 'tls-key', 'tls-ca', 'app-options', 'route', 'redis', 'watch'];
 /** The Redis bridge's flags, from its table (REDIS_OPTIONS). */
 const REDIS_FLAGS = ['[no-]redis-streams', 'redis-retention', 'redis-max-age', 'redis-outage-buffer'];
 
@@ -74,6 +76,16 @@ const usageError = (args: string[]): Error => {
 describe('parseServeArgs', () => {
   it('sets the CLI default port 8080 and nothing else: no stats, health or metrics on the clients\' port', () => {
     expect(parseServeArgs([])).toEqual({ options: { app: undefined, port: 8080 }, redis: undefined, help: false });
+  });
+
+  it('takes --watch (serve only), and the new options as flags: --max-lifetime, --presence-capacity', () => {
+    expect(parseServeArgs(['app.ts', '--watch', '--max-lifetime', '3600', '--presence-capacity', '1024'])).toEqual({
+      options: { app: 'app.ts', port: 8080, maxLifetime: 3600, presenceCapacity: 1024 },
+      redis: undefined,
+      help: false,
+      watch: true,
+    });
+    expect(() => parseProxyArgs(['ws://upstream', '--watch'])).toThrow(/watch/);
   });
 
   it('takes one positional APP module', () => {

@@ -4,9 +4,9 @@ import { resolveConfig } from '../../src/shared/config.ts';
 import { WorkerCounters } from '../../src/shared/worker-counters.ts';
 import { ProxyLink } from '../../src/worker/proxy-link.ts';
 import { RouteTable, patternMatches } from '../../src/worker/route-table.ts';
-import { noPublish, silentLogger, testContext } from '../support/worker-fakes.ts';
+import { silentLogger, testContext, testShard } from '../support/worker-fakes.ts';
 
-const shard: Shard = { id: 0, count: 1, logger: silentLogger(), publish: noPublish, subscriberCount: () => 0, stats: () => [] };
+const shard: Shard = testShard({ id: 0, count: 1 });
 
 describe('patternMatches', () => {
   it.each([

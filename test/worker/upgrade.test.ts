@@ -9,19 +9,12 @@ import { ProxyGateway } from '../../src/worker/proxy-gateway.ts';
 import type { Duplex } from 'node:stream';
 import type { AcceptedConnection, HandshakeRequest } from '../../src/worker/upgrade.ts';
 import { UpgradeHandler, fromIncomingMessage } from '../../src/worker/upgrade.ts';
-import { RecordingSocket, noPublish, silentLogger, singleRoute, testContext } from '../support/worker-fakes.ts';
+import { RecordingSocket, silentLogger, singleRoute, testContext, testShard } from '../support/worker-fakes.ts';
 
 const RFC_KEY = 'dGhlIHNhbXBsZSBub25jZQ==';
 const RFC_ACCEPT = 's3pPLMBiTxaQ9kYGzzhZRbK+xOo=';
 
-const shard: Shard = {
-  id: 3,
-  count: 4,
-  logger: silentLogger(),
-  publish: noPublish,
-  subscriberCount: () => 0,
-  stats: () => [],
-};
+const shard: Shard = testShard({ id: 3, count: 4 });
 
 /** An upgrade request as Node's HTTP parser hands it over. */
 function request(headers: Record<string, string | undefined> = {}, overrides: { method?: string; url?: string; httpVersion?: string } = {}): IncomingMessage {
