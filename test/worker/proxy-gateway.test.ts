@@ -18,9 +18,9 @@ import { RouteTable } from '../../src/worker/route-table.ts';
 import type { AcceptedUpgrade } from '../../src/worker/upgrade.ts';
 import { headerOf, scriptedUpstream, switchingProtocols } from '../support/scripted-upstream.ts';
 import type { ScriptedUpstream } from '../support/scripted-upstream.ts';
-import { noPublish, silentLogger, testContext, until } from '../support/worker-fakes.ts';
+import { silentLogger, testContext, testShard, until } from '../support/worker-fakes.ts';
 
-const shard: Shard = { id: 0, count: 1, logger: silentLogger(), publish: noPublish, subscriberCount: () => 0, stats: () => [] };
+const shard: Shard = testShard({ id: 0, count: 1 });
 const config = resolveConfig({}, 1);
 const route = RouteTable.build([{ pattern: null, app: {}, settings: config, proxy: null }], testContext(config, shard, silentLogger(), new WorkerCounters(1).slot(0)), silentLogger()).match('/')!;
 
@@ -154,8 +154,9 @@ describe('ProxyGateway.open', () => {
     expect(result.kind).toBe('connection');
     if (result.kind !== 'connection') return;
     expect(result.protocol).toBe('v2');
-    expect(result.response).toContain(`Sec-WebSocket-Accept: ${computeAcceptKey(client.info.key)}`);
-    expect(result.response).toMatch(/Sec-WebSocket-Protocol: v2/i);
+    const response = result.response.http2 ? '' : result.response.head;
+    expect(response).toContain(`Sec-WebSocket-Accept: ${computeAcceptKey(client.info.key)}`);
+    expect(response).toMatch(/Sec-WebSocket-Protocol: v2/i);
     expect(gateway.upstreams).toEqual([{ url: `ws://127.0.0.1:${up.port}/`, active: 1, failures: 0, backingOff: false }]);
     result.abandon();
     // Nothing open and nothing failed: the pool keeps no entry for it.
