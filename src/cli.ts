@@ -72,14 +72,23 @@ async function main(argv: string[]): Promise<number> {
   }
   if (command === 'bench') return bench(rest);
   if (command !== 'serve' && command !== 'proxy') throw new UsageError(`unknown command "${command}" (try shardws --help)`);
-  const { options, redis, help } = command === 'serve' ? parseServeArgs(rest) : parseProxyArgs(rest);
+  const { options, redis, help, watch } = command === 'serve' ? parseServeArgs(rest) : parseProxyArgs(rest);
   if (help) {
     process.stdout.write(command === 'serve' ? SERVE_HELP : PROXY_HELP);
     return 0;
   }
   // Loaded only when asked for: a server without a bridge never loads ioredis.
   const bridge = redis === undefined ? undefined : (await import('./main/redis-bridge.ts')).redisBridge(redis);
-  const server = await listen({ ...options, handleSignals: true, bridge });
+  // The same Redis joins connections and counts: send(id), sendTo(key), cluster-wide counts.
+  const cluster = redis === undefined ? undefined : (await import('./main/redis-cluster.ts')).redisCluster({ url: redis.url });
+  const server = await listen({ ...options, handleSignals: true, bridge, cluster });
+  if (watch === true) {
+    const { appDirectories, watchApp } = await import('./main/app-watcher.ts');
+    const { config } = server;
+    // The server's own app (the demo when it has neither app, proxy nor routes), and each route's.
+    const ownApp = config.app !== null || (config.proxy === null && config.routes.length === 0) ? [config.app] : [];
+    watchApp(appDirectories([...ownApp, ...config.routes.filter((route) => route.proxy === null).map((route) => route.app)]), () => server.reload(), server.logger);
+  }
   // One human line that the server is up: the pretty log already says it when it shows info.
   if (server.config.logFormat === 'json' || !server.logger.isLevelEnabled('info')) {
     const admin = server.adminAddress();

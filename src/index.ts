@@ -10,6 +10,9 @@ export { isStreamId as isMessageId } from './shared/stream-id.ts';
 export type {
   App,
   BridgeNotice,
+  ConnectionInfo,
+  CountOptions,
+  Delivery,
   FragmentOptions,
   MessageData,
   Priority,

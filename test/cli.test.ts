@@ -293,6 +293,53 @@ describe('shardws CLI', () => {
   });
 });
 
+describe('shardws serve --watch and SIGUSR2', () => {
+  it('reloads the app in every worker on a file change and on SIGUSR2, keeping the connection open', async () => {
+    const dir = mkdtempSync(join(apps, 'watch-'));
+    const version = (v: string): void => writeFileSync(join(dir, 'version.ts'), `export const VERSION = '${v}';\n`);
+    version('v1');
+    const appFile = join(dir, 'app.ts');
+    writeFileSync(appFile, "import { VERSION } from './version.ts';\nexport default { message(ws) { ws.send(VERSION); } };\n");
+    const child = spawn(process.execPath, [CLI, 'serve', appFile, '--watch', '--port', '0', '--host', '127.0.0.1', '--workers', '2', '--log-format', 'json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const output = collect(child);
+    try {
+      const port = await listeningPort(child);
+      const ws = new WebSocket(`ws://127.0.0.1:${port}/`);
+      const replies: string[] = [];
+      ws.on('message', (data: Buffer) => replies.push(data.toString()));
+      await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
+      const answer = async (): Promise<string> => {
+        const from = replies.length;
+        ws.send('?');
+        for (let i = 0; i < 500 && replies.length === from; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+        return replies[from]!;
+      };
+      const count = (pattern: RegExp): number => (output.stdout.match(pattern) ?? []).length;
+      const until = async (predicate: () => boolean, what: string): Promise<void> => {
+        for (let i = 0; i < 1000 && !predicate(); i++) await new Promise((resolve) => setTimeout(resolve, 10));
+        if (!predicate()) throw new Error(`timed out waiting for ${what}: ${output.stdout}`);
+      };
+      expect(await answer()).toBe('v1');
+      expect(output.stdout).toContain(`watching ${dir}`);
+      version('v2');
+      await until(() => count(/app reloaded in every worker/g) >= 1, 'the reload on the change');
+      expect(await answer()).toBe('v2');
+      // SIGUSR2 reloads too, from the files as they are now (the watcher reloads for v3 as well).
+      version('v3');
+      await until(() => count(/app reloaded in every worker/g) >= 2, "the watcher's reload");
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const before = count(/app reloaded in every worker/g);
+      child.kill('SIGUSR2');
+      await until(() => output.stdout.includes('SIGUSR2: reloading the app') && count(/app reloaded in every worker/g) > before, 'the reload on SIGUSR2');
+      expect(await answer()).toBe('v3');
+      expect(ws.readyState).toBe(WebSocket.OPEN);
+      ws.terminate();
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+});
+
 describe('shardws bench CLI', () => {
   it('fails fast with one line when no connection opens', async () => {
     const closed = createServer();

@@ -16,9 +16,10 @@ describe('resolveConfig defaults', () => {
     // `auto` is listen()'s to decide from its stdout; a config made without it logs JSON.
     expect(config.logFormat).toBe('json');
     expect(resolveConfig({ logFormat: 'pretty' }, 1).logFormat).toBe('pretty');
-    expect(config).toMatchObject({ app: null, deflate: null, tls: null, origins: null, routes: [], proxy: null, bridged: false });
+    expect(config).toMatchObject({ app: null, deflate: null, tls: null, origins: null, routes: [], proxy: null, bridged: false, clustered: false });
+    expect(resolveConfig({}, 1, 'plain', true)).toMatchObject({ bridged: 'plain', clustered: true });
     // Nothing beyond the table and the structured options.
-    expect(Object.keys(config).sort()).toEqual([...Object.keys(OPTIONS), 'app', 'appOptions', 'deflate', 'tls', 'origins', 'routes', 'proxy', 'bridged'].sort());
+    expect(Object.keys(config).sort()).toEqual([...Object.keys(OPTIONS), 'app', 'appOptions', 'deflate', 'tls', 'origins', 'routes', 'proxy', 'bridged', 'clustered'].sort());
   });
 
   it('runs one worker per core by default, at most 256 of them', () => {

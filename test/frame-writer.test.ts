@@ -207,10 +207,23 @@ describe('FrameWriter', () => {
     const big = Buffer.alloc(10_000, 9);
     writer.frame(Opcode.Binary, big, true, false);
     const chunks = writer.take()!;
-    expect(chunks).toHaveLength(2);
-    expect(chunks[1]).not.toBe(big);
+    expect(chunks).toHaveLength(1);
+    expect(chunks[0]!.buffer).not.toBe(big.buffer);
     expect(big.every((b) => b === 9)).toBe(true);
-    expect(parseServer(Buffer.concat(chunks))[0]!.payload.equals(big)).toBe(true);
+    expect(parseServer(chunks[0]!)[0]!.payload.equals(big)).toBe(true);
+  });
+
+  it('on a client, a large frame after small ones is two chunks: the arena run, then the masked copy with its header', () => {
+    const writer = new FrameWriter(new ByteArena(), new MaskKeySource());
+    const big = Buffer.alloc(COPY_THRESHOLD + 1, 7);
+    writer.frame(Opcode.Text, Buffer.from('a'), true, false);
+    writer.frame(Opcode.Binary, big, true, false);
+    writer.frame(Opcode.Text, Buffer.from('b'), true, false);
+    const chunks = writer.take()!;
+    expect(chunks.map((c) => c.length)).toEqual([2 + 4 + 1, 4 + 4 + big.length, 2 + 4 + 1]);
+    const frames = parseServer(Buffer.concat(chunks));
+    expect(frames.map((f) => f.payload.length)).toEqual([1, big.length, 1]);
+    expect(frames[1]!.payload.equals(big)).toBe(true);
   });
 
   it('copies small payloads, so changing them afterwards does not change what is sent', () => {

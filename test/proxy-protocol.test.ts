@@ -19,6 +19,24 @@ describe('parseProxyHeader: v1', () => {
     for (let i = 1; i < line.length; i++) expect(parseProxyHeader(text(line.slice(0, i))).kind, line.slice(0, i)).toBe('incomplete');
   });
 
+  it('takes a line of exactly 107 bytes (the worst case of §2.1) and refuses one of 108, without waiting for its LF', () => {
+    const f39 = 'ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff';
+    const worst = `PROXY UNKNOWN ${f39} ${f39} 65535 65535\r\n`;
+    expect(worst).toHaveLength(107);
+    expect(parseProxyHeader(text(`${worst}GET`))).toEqual({ kind: 'header', length: 107, version: 1, source: null });
+    const longer = `PROXY UNKNOWN ${f39} ${f39} 65535 655350\r\n`;
+    expect(parseProxyHeader(text(longer)).kind).toBe('invalid');
+    // 106 bytes and no CR yet: the CR could only come at byte 107, leaving no room for the LF.
+    expect(parseProxyHeader(text(longer.slice(0, 106))).kind).toBe('invalid');
+    expect(parseProxyHeader(text(longer.slice(0, 105))).kind).toBe('incomplete');
+  });
+
+  it('refuses a v1 line whose fields are not single-space separated, and takes a v4-mapped TCP6 source as written', () => {
+    expect(parseProxyHeader(text('PROXY TCP4  1.2.3.4 5.6.7.8 1 2\r\n')).kind).toBe('invalid');
+    expect(parseProxyHeader(text('PROXY TCP4 1.2.3.4 5.6.7.8 1 2 \r\n')).kind).toBe('invalid');
+    expect(parseProxyHeader(text('PROXY TCP6 ::ffff:1.2.3.4 ::1 7 8\r\n'))).toMatchObject({ source: { address: '::ffff:1.2.3.4', port: 7, family: 'IPv6' } });
+  });
+
   it.each([
     ['GET / HTTP/1.1\r\n', /does not start with a PROXY/],
     ['PROXX TCP4', /does not start with a PROXY/],
@@ -47,6 +65,18 @@ describe('parseProxyHeader: v2', () => {
     expect(parseProxyHeader(v2(0x20, 0x00, []))).toMatchObject({ kind: 'header', source: null });
     expect(parseProxyHeader(v2(0x21, 0x00, [1, 2, 3]))).toMatchObject({ kind: 'header', source: null, length: 19 });
     expect(parseProxyHeader(v2(0x21, 0x31, new Array(216).fill(0)))).toMatchObject({ kind: 'header', source: null });
+  });
+
+  it('takes TLVs up to MAX_V2_PAYLOAD bytes of payload, and the header ends exactly there', () => {
+    const body = [1, 2, 3, 4, 5, 6, 7, 8, 0, 9, 0, 10, ...new Array(MAX_V2_PAYLOAD - 12).fill(0xee)];
+    const header = v2(0x21, 0x11, body);
+    expect(parseProxyHeader(Buffer.concat([header, text('GET')]))).toEqual({ kind: 'header', length: 16 + MAX_V2_PAYLOAD, version: 2, source: { address: '1.2.3.4', port: 9, family: 'IPv4' } });
+    expect(parseProxyHeader(header.subarray(0, header.length - 1)).kind).toBe('incomplete');
+  });
+
+  it('a LOCAL header is taken whatever its family (the addresses are to be ignored, §2.2)', () => {
+    expect(parseProxyHeader(v2(0x20, 0x11, []))).toMatchObject({ kind: 'header', length: 16, source: null });
+    expect(parseProxyHeader(v2(0x20, 0x51, [1, 2]))).toMatchObject({ kind: 'header', length: 18, source: null });
   });
 
   it('waits for the whole header', () => {

@@ -35,6 +35,14 @@ describe('resolveProxyTarget', () => {
     [{ url: 'ws://a', protocols: ['a b'] }, /protocols:/],
     [{ url: 'ws://a', protocols: ['a', 'a'] }, /protocols:/],
     [{ url: 'ws://a', headers: { x: 1 } }, /header x must be a string/],
+    [{ url: 'ws://a', headers: { 'x user': 'a' } }, /not a token/],
+    [{ url: 'ws://a', headers: { 'x-user': 'a\r\nInjected: 1' } }, /Invalid character/],
+    [{ url: 'ws://a', headers: { 'x-user': 'caf\u00e9\u0000' } }, /Invalid character/],
+    [{ url: 'ws://a', timeout: Number.NaN }, /timeout must be/],
+    [{ url: 'ws://a', deflate: 'yes' }, /deflate must be true or false/],
+    [{ url: 'ws://a', protocols: 'v1' }, /protocols must be an array/],
+    [null, /must be an object/],
+    [{ url: 'ws://a', tls: 'insecure' }, /tls must be an object/],
   ])('refuses %j', (target, message) => {
     expect(() => resolveProxyTarget(target as never, 'the target')).toThrow(message);
   });

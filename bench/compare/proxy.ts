@@ -14,11 +14,13 @@
  * upstream (from /proc), so the cost the gateway adds is read off one table.
  *
  *   npm run bench:proxy -- [--duration 10] [--warmup 2] [--repeat 3] [--only W3,W6,W1]
- *                          [--gateway-workers 2] [--pin] [--from-source] [--out bench/results]
+ *                          [--gateway-workers 2] [--pin] [--from-source] [--profile] [--out bench/results]
  *
  * --pin puts the upstream on CPU 0, the gateway on CPUs 0-1 (it has two workers) and the
  * generator on CPU 1, as bench:compare pins on a 2-core machine: everything shares the two cores,
- * as it would on such a host. Results go into bench/results/DATE-proxy.{json,md}.
+ * as it would on such a host. Results go into bench/results/DATE-proxy.{json,md}. --profile runs
+ * the gateway with --cpu-prof (one profile per thread, into <out>/profiles/proxy-W?-N/; read
+ * them with bench/compare/profile-summary.ts).
  */
 import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -40,6 +42,7 @@ const { values } = parseArgs({
     'gateway-workers': { type: 'string', default: '2' },
     pin: { type: 'boolean', default: false },
     'from-source': { type: 'boolean', default: false },
+    profile: { type: 'boolean', default: false },
     out: { type: 'string', default: 'bench/results' },
     help: { type: 'boolean', short: 'h' },
   },
@@ -55,6 +58,7 @@ if (values.help) {
   --gateway-workers N    shardws proxy --workers (default 2)
   --pin                  upstream on CPU 0, gateway on CPUs 0-1, generator on CPU 1 (taskset)
   --from-source          run shardws from src/*.ts instead of the build in dist/
+  --profile              run the gateway with --cpu-prof into <out>/profiles/proxy-W?-N/
   --out DIR              where JSON and markdown go (default bench/results)
 `);
   process.exit(0);
@@ -88,7 +92,7 @@ interface Run {
   readonly upstreamCpu: number | null;
 }
 
-async function runOne(workload: Workload, setup: Setup): Promise<Run> {
+async function runOne(workload: Workload, setup: Setup, index: number): Promise<Run> {
   const upstreamPort = await freePort();
   // Direct: ws speaks deflate itself when the workload compresses. Proxied: never; the gateway does.
   const upstreamDeflate = setup === 'direct' && workload.deflate;
@@ -100,7 +104,8 @@ async function runOne(workload: Workload, setup: Setup): Promise<Run> {
     let port = upstreamPort;
     if (setup === 'proxied') {
       port = await freePort();
-      const args = [cli, 'proxy', `ws://127.0.0.1:${upstreamPort}`, '--host', '127.0.0.1', '--port', String(port), '--workers', String(gatewayWorkers), '--log-level', 'warn', ...(workload.deflate ? ['--deflate'] : [])];
+      const profile = values.profile ? ['--cpu-prof', '--cpu-prof-dir', resolve(ROOT, values.out, 'profiles', `proxy-${workload.id}-${index}`)] : [];
+      const args = [...profile, cli, 'proxy', `ws://127.0.0.1:${upstreamPort}`, '--host', '127.0.0.1', '--port', String(port), '--workers', String(gatewayWorkers), '--log-level', 'warn', ...(workload.deflate ? ['--deflate'] : [])];
       gateway = pin ? start('taskset', ['-c', '0,1', node, ...args], null, 'pipe') : start(node, args, null, 'pipe');
       await waitForPort(port, gateway);
     }
@@ -183,7 +188,7 @@ for (const workload of workloads) {
     const runs: Run[] = [];
     for (let i = 0; i < repeat; i++) {
       process.stderr.write(`${workload.id} ${setup} run ${i + 1}/${repeat} ...\n`);
-      runs.push(await runOne(workload, setup));
+      runs.push(await runOne(workload, setup, i + 1));
     }
     rows.push(summarize(workload, setup, runs));
   }

@@ -5,7 +5,6 @@
  * out go into this thread's ByteArena through a FrameSink and leave once per event-loop turn,
  * every connection written in that turn with one writev (runtime/frame-flush.ts, as the server's).
  */
-import type { Socket } from 'node:net';
 import { arrival, nowMicros } from './clock.ts';
 import { CloseCode, encodeClosePayload } from '../../src/shared/close.ts';
 import type { ProtocolError } from '../../src/shared/errors.ts';
@@ -18,6 +17,7 @@ import { MessageReader } from '../../src/shared/message-reader.ts';
 import type { MessageEvents } from '../../src/shared/message-reader.ts';
 import { Opcode } from '../../src/shared/opcodes.ts';
 import { FlushScheduler, FrameSink } from '../../src/runtime/frame-flush.ts';
+import type { FrameTransport } from '../../src/runtime/frame-transport.ts';
 import type { OpenedSocket } from './client-handshake.ts';
 import type { PreparedFrame } from './prepared-frame.ts';
 
@@ -50,7 +50,7 @@ const CLOSE_GRACE_MS = 1000;
 
 export class BenchConnection {
   readonly id: number;
-  readonly socket: Socket;
+  readonly socket: FrameTransport;
   readonly compression: MessageCompression | null;
   readonly #reader: MessageReader<BenchConnection>;
   readonly #sink: FrameSink;

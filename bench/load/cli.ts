@@ -53,6 +53,7 @@ function parse(argv: string[]): { options: BenchOptions; output: Output } | 'hel
       'raw-echo': { type: 'boolean' },
       'publish-url': { type: 'string' },
       insecure: { type: 'boolean' },
+      http2: { type: 'boolean' },
       header: { type: 'string', short: 'H', multiple: true },
       json: { type: 'boolean' },
       markdown: { type: 'boolean' },
@@ -80,6 +81,7 @@ function parse(argv: string[]): { options: BenchOptions; output: Output } | 'hel
     rawEcho: values['raw-echo'],
     publishUrl: values['publish-url'],
     insecure: values.insecure,
+    http2: values.http2,
     headers: headers(values.header),
   });
   if (values.json === true && values.markdown === true) throw new UsageError('--json and --markdown exclude each other');

@@ -6,8 +6,12 @@
  */
 import { isIP, connect as netConnect } from 'node:net';
 import type { Socket } from 'node:net';
+import type { ClientHttp2Stream } from 'node:http2';
 import { connect as tlsConnect } from 'node:tls';
 import type { ConnectionOptions } from 'node:tls';
+import { http2Sessions } from '../../src/client/http2-sessions.ts';
+import type { FrameTransport } from '../../src/runtime/frame-transport.ts';
+import { extendedConnectRequest, validateExtendedConnectResponse } from '../../src/shared/extended-connect.ts';
 import { parseExtensionHeader } from '../../src/shared/extension-header.ts';
 import { buildUpgradeRequest, generateKey, validateUpgradeResponse } from '../../src/shared/handshake.ts';
 import { messageCompression } from '../../src/shared/message-compression.ts';
@@ -58,6 +62,8 @@ export interface HandshakeOptions {
   readonly timeout: number;
   /** Accept any TLS certificate. */
   readonly insecure: boolean;
+  /** An extended CONNECT on the thread's HTTP/2 connection to the origin (RFC 8441), not a socket of its own. */
+  readonly http2: boolean;
   readonly headers: Readonly<Record<string, string>>;
   /** Largest message accepted, after inflation. */
   readonly maxMessageSize: number;
@@ -72,7 +78,8 @@ export interface ReadTarget {
 }
 
 export interface OpenedSocket {
-  readonly socket: Socket;
+  /** A socket, or with `http2` a stream (runtime/frame-transport.ts). */
+  readonly socket: FrameTransport;
   /** Set `handle` to receive the socket's reads from now on (each valid only during the call). */
   readonly reads: ReadTarget;
   readonly compression: MessageCompression | null;
@@ -85,6 +92,8 @@ const MAX_RESPONSE_HEAD = 16 * 1024;
 const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
 const HEAD_END = Buffer.from('\r\n\r\n', 'latin1');
 const EMPTY = Buffer.alloc(0);
+/** RFC 9113 §7: a stream given up on is reset with CANCEL. */
+const NGHTTP2_CANCEL = 0x8;
 
 /**
  * The offer asks for client_no_context_takeover: each of our messages is compressed on its own,
@@ -96,6 +105,7 @@ const DEFLATE_OFFER_HEADER = buildDeflateOffer(DEFLATE_OFFER);
 
 /** Opens one connection and completes the opening handshake; rejects with a one-line reason. */
 export function openSocket(target: Target, options: HandshakeOptions): Promise<OpenedSocket> {
+  if (options.http2) return openStream(target, options);
   return new Promise<OpenedSocket>((resolve, reject) => {
     const reads: ReadTarget = { handle: () => {} };
     const onread = {
@@ -186,9 +196,66 @@ function readResponse(head: string, key: string, options: HandshakeOptions): Mes
     headers[name] = headers[name] === undefined ? value : `${headers[name]}, ${value}`;
   }
   const info = validateUpgradeResponse({ statusCode, headers }, { key, protocols: [] });
-  if (info.extensionsHeader === undefined) return null;
+  return negotiated(info.extensionsHeader, options);
+}
+
+/** The server's answer to our deflate offer, or null when it took none. */
+function negotiated(extensionsHeader: string | undefined, options: HandshakeOptions): MessageCompression | null {
+  if (extensionsHeader === undefined) return null;
   if (!options.deflate) throw new Error('server sent Sec-WebSocket-Extensions that were not offered');
-  const params = acceptDeflateResponse(parseExtensionHeader(info.extensionsHeader), DEFLATE_OFFER);
+  const params = acceptDeflateResponse(parseExtensionHeader(extensionsHeader), DEFLATE_OFFER);
   const codec = new PerMessageDeflate('client', params, { maxMessageSize: options.maxMessageSize, threshold: 0 });
   return messageCompression(codec);
+}
+
+/**
+ * RFC 8441: an extended CONNECT on the thread's HTTP/2 connection to the origin, opened (and
+ * reused) by the client's own pool (src/client/http2-sessions.ts); the stream is the socket.
+ * Its reads arrive as 'data' events, handed to `reads` like a socket's.
+ */
+function openStream(target: Target, options: HandshakeOptions): Promise<OpenedSocket> {
+  return new Promise<OpenedSocket>((resolve, reject) => {
+    const reads: ReadTarget = { handle: () => {} };
+    let stream: ClientHttp2Stream | null = null;
+    let settled = false;
+    const finish = (error: Error | null, result?: OpenedSocket): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      pending.abort();
+      if (error === null) {
+        resolve(result!);
+        return;
+      }
+      if (stream !== null && !stream.closed) stream.close(NGHTTP2_CANCEL);
+      reject(error);
+    };
+    const timer = setTimeout(() => finish(new Error(`no handshake within ${options.timeout} ms`)), options.timeout);
+    const url = new URL(target.url);
+    const pending = http2Sessions.session(url, { rejectUnauthorized: !options.insecure }, (error, session) => {
+      if (error !== null) {
+        finish(new Error(`connect failed: ${error.message}`));
+        return;
+      }
+      if (settled) return;
+      const opened = session!.request(
+        extendedConnectRequest({ authority: target.hostHeader, path: target.path, extensions: options.deflate ? DEFLATE_OFFER_HEADER : undefined, headers: options.headers }),
+        { endStream: false },
+      );
+      stream = opened;
+      http2Sessions.opened(session!, opened);
+      opened.on('error', (streamError: Error) => finish(new Error(`stream error: ${streamError.message}`)));
+      opened.once('close', () => finish(new Error(`stream reset during the opening handshake (HTTP/2 error code ${opened.rstCode ?? 0})`)));
+      opened.once('response', (headers) => {
+        try {
+          const info = validateExtendedConnectResponse(headers, []);
+          const compression = negotiated(info.extensionsHeader, options);
+          opened.on('data', (chunk: Buffer) => reads.handle(chunk));
+          finish(null, { socket: opened, reads, compression, head: EMPTY });
+        } catch (failure) {
+          finish(failure as Error);
+        }
+      });
+    });
+  });
 }

@@ -44,6 +44,8 @@ export interface BenchOptions {
   readonly rawEcho: boolean;
   /** Accept any TLS certificate (wss://). */
   readonly insecure: boolean;
+  /** WebSockets over HTTP/2 (RFC 8441): each thread's connections share one HTTP/2 connection. */
+  readonly http2: boolean;
   /** Extra request headers. */
   readonly headers: Readonly<Record<string, string>>;
 }
@@ -62,6 +64,7 @@ export const DEFAULTS = {
   fastMask: false,
   rawEcho: false,
   insecure: false,
+  http2: false,
 } as const;
 
 export const BENCH_HELP = `Usage: shardws bench URL [options]
@@ -102,6 +105,9 @@ Options:
                            come back masked, and are read as such; measures the ceiling of
                            Node socket I/O (default off)
   --insecure               accept any TLS certificate for wss:// (default off)
+  --http2                  open the WebSockets as streams of one HTTP/2 connection per client
+                           thread (RFC 8441, wss:// and a server with --http2), with the client's
+                           own connection pool (default off: one TCP connection each)
   -H, --header "N: V"      extra request header, repeatable (default: none)
   --markdown               print the result as a markdown table (default: a terminal table)
   --json                   print the result as JSON (default: a terminal table)
@@ -136,9 +142,12 @@ export function resolveBenchOptions(options: Partial<BenchOptions> & { readonly 
   const deflate = options.deflate ?? DEFAULTS.deflate;
   if (rawEcho && deflate) throw new RangeError('--raw-echo and --deflate exclude each other: a TCP echo negotiates nothing');
   if (rawEcho && mode !== 'echo') throw new RangeError('--raw-echo works in echo mode only');
+  const http2 = options.http2 ?? DEFAULTS.http2;
+  if (http2 && rawEcho) throw new RangeError('--http2 and --raw-echo exclude each other: a TCP echo has no streams');
   const serverPids = options.serverPids ?? [];
   for (const pid of serverPids) whole('server-pid', pid, 1);
   const target = parseTarget(options.url);
+  if (http2 && !target.secure) throw new RangeError('--http2 needs a wss:// URL: HTTP/2 is chosen by ALPN during TLS');
   const publishUrl = options.publishUrl ?? null;
   if (publishUrl !== null) {
     if (mode !== 'broadcast') throw new RangeError('--publish-url works in broadcast mode only');
@@ -169,6 +178,7 @@ export function resolveBenchOptions(options: Partial<BenchOptions> & { readonly 
     fastMask: options.fastMask ?? DEFAULTS.fastMask,
     rawEcho,
     insecure: options.insecure ?? DEFAULTS.insecure,
+    http2,
     headers,
   };
 }

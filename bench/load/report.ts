@@ -16,7 +16,7 @@ function summaryRows(r: BenchResult): [string, string][] {
       ? `${number(s.connections)} connections, held ${s.duration} s`
       : `${number(s.connections)} ${r.mode === 'broadcast' ? 'subscribers + 1 publisher' : 'connections'}, ` +
         `${s.inFlight} in flight, ${number(s.size)} B ${s.kind}${s.deflate ? ', permessage-deflate' : ''}` +
-        `${s.fastMask ? ', fast mask' : ''}${s.rawEcho ? ', raw TCP echo' : ''}`;
+        `${s.fastMask ? ', fast mask' : ''}${s.rawEcho ? ', raw TCP echo' : ''}${s.http2 ? ', over HTTP/2 (RFC 8441)' : ''}`;
   rows.push(['workload', `${r.mode}: ${what}`]);
   rows.push(['generator', `${r.threads} thread(s), ${r.generatorCpuPercent}% of one core`]);
   if (r.serverCpuPercent !== null) rows.push(['server CPU', `${r.serverCpuPercent}% of one core`]);

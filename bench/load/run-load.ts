@@ -27,6 +27,7 @@ export interface BenchResult {
     readonly deflate: boolean;
     readonly fastMask: boolean;
     readonly rawEcho: boolean;
+    readonly http2: boolean;
     readonly warmup: number;
     readonly duration: number;
   };
@@ -300,6 +301,7 @@ export async function runLoad(options: BenchOptions, hooks: RunHooks = {}): Prom
       deflate: options.deflate,
       fastMask: options.fastMask,
       rawEcho: options.rawEcho,
+      http2: options.http2,
       warmup: options.warmup,
       duration: options.duration,
     },

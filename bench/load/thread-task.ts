@@ -367,6 +367,7 @@ export default async function runThread(task: ThreadTask): Promise<ThreadResult>
     rawEcho: options.rawEcho,
     timeout: options.handshakeTimeout,
     insecure: options.insecure,
+    http2: options.http2,
     headers: options.headers,
     maxMessageSize: Math.max(16 * 1024 * 1024, options.size * 2),
   };

@@ -68,13 +68,19 @@ export interface ClientOptions {
   readonly agent?: Agent;
   /** Follow 3xx answers to the upgrade (default false, as browsers). */
   readonly followRedirects?: boolean;
+  /**
+   * Open the WebSocket on a stream of an HTTP/2 connection (RFC 8441, wss: only), one connection
+   * per origin shared by every such WebSocket of the process while it is open (default false).
+   * Excludes `proxy` and `agent`.
+   */
+  readonly http2?: boolean;
   /** Redirects followed at most, with followRedirects (default 10). */
   readonly maxRedirects?: number;
   /** Reconnect after a connection is lost (default false); `true` takes every default of ReconnectOptions. */
   readonly reconnect?: boolean | ReconnectOptions;
 }
 
-type ScalarClientOption = 'handshakeTimeout' | 'closeTimeout' | 'maxPayloadLength' | 'followRedirects' | 'maxRedirects';
+type ScalarClientOption = 'handshakeTimeout' | 'closeTimeout' | 'maxPayloadLength' | 'followRedirects' | 'maxRedirects' | 'http2';
 
 /** The client's scalar options: defaults and bounds, checked as the server's are (config.ts). */
 export const CLIENT_OPTIONS: { readonly [K in ScalarClientOption]: OptionSpec } = {
@@ -82,6 +88,7 @@ export const CLIENT_OPTIONS: { readonly [K in ScalarClientOption]: OptionSpec } 
   closeTimeout: { kind: 'seconds', default: 10, max: 3600, cli: false, doc: 'wait for the server to close TCP after the close handshake' },
   maxPayloadLength: { kind: 'bytes', default: 16 * 1024 * 1024, min: 1, max: 2 ** 31 - 1, cli: false, doc: 'largest message after inflation (1009 past it)' },
   followRedirects: { kind: 'boolean', default: false, cli: false, doc: 'follow 3xx answers to the upgrade' },
+  http2: { kind: 'boolean', default: false, cli: false, doc: 'open the WebSocket on a shared HTTP/2 connection (RFC 8441)' },
   maxRedirects: { kind: 'count', default: 10, min: 0, max: 100, cli: false, doc: 'redirects followed at most' },
 };
 
@@ -132,6 +139,7 @@ export interface ResolvedClientOptions {
   readonly agent: Agent | null;
   readonly followRedirects: boolean;
   readonly maxRedirects: number;
+  readonly http2: boolean;
   readonly reconnect: ResolvedReconnect | null;
 }
 
@@ -147,6 +155,7 @@ export function resolveClientOptions(options: ClientOptions): ResolvedClientOpti
   probe('origin', { origin: options.origin });
   probe('headers', { headers });
   if (options.agent !== undefined && options.proxy !== undefined) throw new TypeError('options agent and proxy exclude each other: an agent makes its own connections');
+  if (options.http2 === true && (options.agent !== undefined || options.proxy !== undefined)) throw new TypeError('option http2 excludes agent and proxy: the HTTP/2 connection is made directly');
   return {
     deflate: resolveDeflate(options.perMessageDeflate),
     handshakeTimeout: scalar('handshakeTimeout') as number,
@@ -160,6 +169,7 @@ export function resolveClientOptions(options: ClientOptions): ResolvedClientOpti
     agent: options.agent ?? null,
     followRedirects: scalar('followRedirects') as boolean,
     maxRedirects: scalar('maxRedirects') as number,
+    http2: scalar('http2') as boolean,
     reconnect: resolveReconnect(options.reconnect),
   };
 }

@@ -6,17 +6,20 @@
  */
 import { request as httpRequest } from 'node:http';
 import type { ClientRequest, IncomingMessage } from 'node:http';
+import type { ClientHttp2Stream, IncomingHttpHeaders } from 'node:http2';
 import { request as httpsRequest } from 'node:https';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { HandshakeError } from '../shared/errors.ts';
 import { parseExtensionHeader } from '../shared/extension-header.ts';
+import { extendedConnectRequest, validateExtendedConnectResponse } from '../shared/extended-connect.ts';
 import { generateKey, upgradeRequestFields, validateUpgradeResponse } from '../shared/handshake.ts';
 import { messageCompression } from '../shared/message-compression.ts';
 import type { MessageCompression } from '../shared/message-compression.ts';
 import { PerMessageDeflate, acceptDeflateResponse } from '../shared/permessage-deflate.ts';
 import { UnexpectedResponseError } from './client-errors.ts';
 import type { ResolvedClientOptions } from './client-options.ts';
+import { http2Sessions } from './http2-sessions.ts';
 import { headersFor, redirectTarget } from './redirect.ts';
 import { endpointOf, openTransport } from './transport.ts';
 import type { PendingTransport } from './transport.ts';
@@ -41,6 +44,10 @@ export interface HandshakeEvents<O> {
   failed(owner: O, error: Error): void;
 }
 
+const EMPTY = Buffer.alloc(0);
+/** RFC 9113 §7: a stream we give up on is reset with CANCEL. */
+const NGHTTP2_CANCEL = 0x8;
+
 export class OpeningHandshake<O> {
   readonly #original: URL;
   readonly #protocols: readonly string[];
@@ -48,6 +55,8 @@ export class OpeningHandshake<O> {
   readonly #events: HandshakeEvents<O>;
   readonly #owner: O;
   #request: ClientRequest | null = null;
+  /** The extended CONNECT's stream until it is answered (http2). */
+  #stream: ClientHttp2Stream | null = null;
   #transport: PendingTransport | null = null;
   #timer: NodeJS.Timeout | null = null;
   #redirects = 0;
@@ -81,6 +90,10 @@ export class OpeningHandshake<O> {
 
   #send(url: URL): void {
     const options = this.#options;
+    if (options.http2) {
+      this.#sendExtendedConnect(url);
+      return;
+    }
     const key = generateKey();
     const path = url.pathname + url.search;
     const headers = upgradeRequestFields({
@@ -119,6 +132,81 @@ export class OpeningHandshake<O> {
     req.end();
   }
 
+  /** RFC 8441: an extended CONNECT on a stream of the origin's shared HTTP/2 connection. */
+  #sendExtendedConnect(url: URL): void {
+    if (url.protocol !== 'wss:') throw new TypeError('option http2 needs a wss: URL: HTTP/2 is reached by ALPN during TLS');
+    const fields = extendedConnectRequest({
+      authority: url.host,
+      path: url.pathname + url.search,
+      protocols: this.#protocols,
+      extensions: this.#options.deflate?.header,
+      origin: this.#options.origin,
+      headers: headersFor(this.#options.headers, this.#original, url),
+    });
+    this.#transport = http2Sessions.session(url, this.#options.tls, (error, session) => {
+      this.#transport = null;
+      if (error !== null) {
+        this.#fail(error);
+        return;
+      }
+      let stream: ClientHttp2Stream;
+      try {
+        stream = session!.request(fields, { endStream: false });
+      } catch (error) {
+        this.#fail(error as Error);
+        return;
+      }
+      this.#stream = stream;
+      http2Sessions.opened(session!, stream);
+      stream.on('error', (error) => {
+        if (stream === this.#stream) this.#fail(error);
+      });
+      stream.once('close', () => {
+        if (stream === this.#stream) this.#fail(new Error(`the server reset the CONNECT stream (HTTP/2 error code ${stream.rstCode ?? 0})`));
+      });
+      stream.once('response', (headers: IncomingHttpHeaders) => this.#onConnectResponse(url, stream, headers));
+    });
+  }
+
+  #onConnectResponse(url: URL, stream: ClientHttp2Stream, headers: IncomingHttpHeaders): void {
+    const status = Number(headers[':status']);
+    if (!(status >= 200 && status <= 299)) {
+      // RFC 8441 has no redirects of its own: any other answer fails the attempt.
+      this.#fail(new UnexpectedResponseError(status, '', headers, false));
+      return;
+    }
+    // The stream is the connection's now: finishing the handshake must not reset it.
+    this.#stream = null;
+    let result: Upgraded;
+    try {
+      const info = validateExtendedConnectResponse(headers, this.#protocols);
+      const compression = this.#negotiated(info.extensionsHeader);
+      result = { socket: stream, head: EMPTY, url, protocol: info.protocol, extensions: compression === null ? '' : info.extensionsHeader!, compression };
+    } catch (error) {
+      stream.close(NGHTTP2_CANCEL);
+      this.#fail(error as Error);
+      return;
+    }
+    this.#finish();
+    this.#events.upgraded(this.#owner, result);
+  }
+
+  /** RFC 7692 §7.1: the server's answer to our deflate offer, or null when it took none. */
+  #negotiated(extensionsHeader: string | undefined): MessageCompression | null {
+    if (extensionsHeader === undefined) return null;
+    const deflate = this.#options.deflate;
+    // RFC 6455 §4.1 (5): an extension we did not offer fails the connection.
+    if (deflate === null) throw new HandshakeError(400, 'WebSocket handshake failed: the server sent Sec-WebSocket-Extensions that were not offered');
+    const params = acceptDeflateResponse(parseExtensionHeader(extensionsHeader), deflate.offer);
+    const codec = new PerMessageDeflate('client', params, {
+      maxMessageSize: this.#options.maxPayloadLength,
+      threshold: deflate.threshold,
+      level: deflate.level,
+      memLevel: deflate.memLevel,
+    });
+    return messageCompression(codec);
+  }
+
   #onResponse(url: URL, res: IncomingMessage): void {
     res.resume();
     const status = res.statusCode ?? 0;
@@ -152,20 +240,7 @@ export class OpeningHandshake<O> {
     let result: Upgraded;
     try {
       const info = validateUpgradeResponse(res, { key, protocols: this.#protocols });
-      let compression: MessageCompression | null = null;
-      const deflate = this.#options.deflate;
-      if (info.extensionsHeader !== undefined) {
-        // RFC 6455 §4.1 (5): an extension we did not offer fails the connection.
-        if (deflate === null) throw new HandshakeError(400, 'WebSocket handshake failed: the server sent Sec-WebSocket-Extensions that were not offered');
-        const params = acceptDeflateResponse(parseExtensionHeader(info.extensionsHeader), deflate.offer);
-        const codec = new PerMessageDeflate('client', params, {
-          maxMessageSize: this.#options.maxPayloadLength,
-          threshold: deflate.threshold,
-          level: deflate.level,
-          memLevel: deflate.memLevel,
-        });
-        compression = messageCompression(codec);
-      }
+      const compression = this.#negotiated(info.extensionsHeader);
       result = { socket, head, url, protocol: info.protocol, extensions: compression === null ? '' : info.extensionsHeader!, compression };
     } catch (error) {
       socket.destroy();
@@ -193,6 +268,9 @@ export class OpeningHandshake<O> {
   #closeHop(): void {
     this.#transport?.abort();
     this.#transport = null;
+    const stream = this.#stream;
+    this.#stream = null;
+    if (stream !== null && !stream.closed) stream.close(NGHTTP2_CANCEL);
     this.#request?.destroy();
     this.#request = null;
   }

@@ -17,6 +17,14 @@ const MAX_TEXT = 2000;
 
 let statsTimer: NodeJS.Timeout | null = null;
 
+/**
+ * The chat's subscribers on every worker (shared memory) and, with `--redis`, every server, on
+ * the status topic (not the chat's, whose messages a streams bridge keeps).
+ */
+function publishMembers(shard: Shard): void {
+  void shard.subscriberCount('chat', { scope: 'cluster' }).then((members) => shard.publish('workers', JSON.stringify({ type: 'members', members })));
+}
+
 function workerCounts(shard: Shard): string {
   return JSON.stringify({ type: 'workers', workers: shard.stats().map((w) => ({ worker: w.worker, connections: w.connections })) });
 }
@@ -34,7 +42,11 @@ export default defineApp<DemoData>({
   start(shard) {
     // One worker publishes the per-worker connection counts for every chat page.
     if (shard.id === 0) {
-      statsTimer = setInterval(() => shard.publish('workers', workerCounts(shard)), 1000);
+      statsTimer = setInterval(() => {
+        shard.publish('workers', workerCounts(shard));
+        // Again each second: counts published from two workers at once may arrive in either order.
+        publishMembers(shard);
+      }, 1000);
       statsTimer.unref();
     }
   },
@@ -50,6 +62,11 @@ export default defineApp<DemoData>({
     const since = url.searchParams.get('since');
     // A malformed id from the page is ignored rather than trusted: ws.subscribe refuses it.
     return { data: { route, since: since !== null && isStreamId(since) ? since : undefined } };
+  },
+
+  // The room's member count on every page, as people join and leave.
+  subscription(ws, topic) {
+    if (topic === 'chat') publishMembers(ws.shard);
   },
 
   open(ws) {

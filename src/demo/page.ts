@@ -16,7 +16,7 @@ export const CHAT_PAGE = `<!doctype html>
   body { margin: 0; display: grid; grid-template-rows: auto 1fr auto; height: 100vh; height: 100dvh; overflow-x: hidden; }
   header { padding: .75rem 1rem; border-bottom: 1px solid #8884; display: flex; gap: 1rem; align-items: baseline; flex-wrap: wrap; }
   header h1 { font-size: 1.1rem; margin: 0; }
-  #status { font-size: .9rem; opacity: .8; }
+  #status, #members { font-size: .9rem; opacity: .8; }
   #workers { display: flex; flex-wrap: wrap; gap: .5rem; font-size: .85rem; }
   #workers span { padding: .1rem .5rem; border-radius: 1rem; background: #8882; }
   #workers span.mine { background: var(--accent); color: white; }
@@ -42,6 +42,7 @@ export const CHAT_PAGE = `<!doctype html>
 <header>
   <h1>shardws chat</h1>
   <span id="status">connecting…</span>
+  <span id="members" aria-label="people in the room"></span>
   <div id="workers" aria-label="connections per worker"></div>
 </header>
 <ul id="log" aria-live="polite"><li id="empty" class="system">No messages yet. Open this page in a second tab: it may land on another worker, and chat still reaches it.</li></ul>
@@ -54,6 +55,7 @@ export const CHAT_PAGE = `<!doctype html>
   const log = document.getElementById('log');
   const status = document.getElementById('status');
   const workersEl = document.getElementById('workers');
+  const members = document.getElementById('members');
   const nameInput = document.getElementById('name');
   nameInput.value = localStorage.getItem('shardws-name') || 'guest-' + Math.floor(Math.random() * 1000);
   let myWorker = -1;
@@ -95,6 +97,9 @@ export const CHAT_PAGE = `<!doctype html>
       status.textContent = 'connected to worker ' + msg.worker + ' of ' + msg.workers;
       status.dataset.worker = String(msg.worker);
       system('You are served by worker ' + msg.worker + '.');
+    } else if (msg.type === 'members') {
+      members.textContent = msg.members + (msg.members === 1 ? ' person' : ' people') + ' in the room';
+      members.dataset.members = String(msg.members);
     } else if (msg.type === 'workers') {
       workersEl.replaceChildren(...msg.workers.map((w) => {
         const span = document.createElement('span');

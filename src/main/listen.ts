@@ -1,14 +1,19 @@
+import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:net';
 import type { AddressInfo, Server, Socket } from 'node:net';
 import { availableParallelism } from 'node:os';
-import type { MessageData, SendOptions, WorkerStats } from '../shared/app.ts';
+import type { CountOptions, Delivery, MessageData, SendOptions, WorkerStats } from '../shared/app.ts';
 import { exactCopy, sendsBinary } from '../shared/app.ts';
 import { resolveConfig } from '../shared/config.ts';
 import type { ServerConfig, ServerOptions, TlsOptions } from '../shared/config.ts';
 import { concreteLogFormat, createLogger } from '../runtime/logger.ts';
 import type { Logger } from '../runtime/logger.ts';
 import { refuse } from '../runtime/refuse.ts';
+import { PresenceTable } from '../shared/presence-table.ts';
 import { SlabPool } from '../shared/slab-pool.ts';
+import { closeAction, sendAction } from '../worker/connection-directory.ts';
+import type { ClusterDirectory } from './cluster-directory.ts';
+import { ServerDirectory } from './server-directory.ts';
 import { Counter, ServerCounter, WorkerCounters } from '../shared/worker-counters.ts';
 import { LeastLoadedBalancer } from './balancer.ts';
 import { acceptModeFor } from './accept-mode.ts';
@@ -25,6 +30,11 @@ export interface ListenOptions extends ServerOptions {
   readonly handleSignals?: boolean;
   /** Joins this server's topics to other servers' (e.g. `redisBridge({ url })` from `shardws/redis`). */
   readonly bridge?: AnyTopicBridge;
+  /**
+   * Joins this server's connections and counts to other servers' (e.g. `redisCluster({ url })`):
+   * `send(id)`, `sendTo(key)` and `{ scope: 'cluster' }` counts reach every server.
+   */
+  readonly cluster?: ClusterDirectory;
 }
 
 export interface ServerStats {
@@ -47,6 +57,34 @@ export interface ShardServer {
   stats(): ServerStats;
   /** Sends to every subscriber of `topic` on every worker. */
   publish(topic: string, data: MessageData, options?: SendOptions): void;
+  /** Subscribers of `topic` on every worker (shared memory); `{ scope: 'cluster' }`: on every server, a promise. */
+  subscriberCount(topic: string): number;
+  subscriberCount(topic: string, options: { readonly scope: 'cluster' }): Promise<number>;
+  subscriberCount(topic: string, options?: CountOptions): number | Promise<number>;
+  /** Open connections on every worker; `{ scope: 'cluster' }`: on every server, a promise. */
+  connectionCount(): number;
+  connectionCount(options: { readonly scope: 'cluster' }): Promise<number>;
+  connectionCount(options?: CountOptions): number | Promise<number>;
+  /** Sends to the connection with this id, wherever it is ('forwarded'), or says it is 'gone'. */
+  send(id: string, data: MessageData, options?: SendOptions): Delivery;
+  /** Closes the connection with this id, wherever it is (`shard.close(id)` from a worker; `close()` here stops the server). */
+  closeConnection(id: string, code?: number, reason?: string): Delivery;
+  /** Sends to every connection tagged `key`, on every worker and server. */
+  sendTo(key: string, data: MessageData, options?: SendOptions): void;
+  /** Closes every connection tagged `key`, everywhere. */
+  closeAll(key: string, code?: number, reason?: string): void;
+  /**
+   * Re-imports the app modules in every worker (a new module instance, `start` run on it) and
+   * switches new and open connections to its handlers, `ws.data` and subscriptions kept; the
+   * old instance gets `stop`. A module that fails to load anywhere changes nothing: rejects.
+   * SIGUSR2 does the same (with handleSignals).
+   */
+  reload(): Promise<void>;
+  /**
+   * Replaces the workers one at a time: each one's connections get 1001 at random moments
+   * within `spread` seconds (default 2), so they reconnect to the others, never all at once.
+   */
+  restartWorkers(options?: { readonly spread?: number }): Promise<void>;
   /** New TLS options for new connections, or (without) the configured files read again. */
   reloadTls(tls?: TlsOptions): void;
   /** Stops accepting, closes every connection with 1001 within the grace period, stops workers. */
@@ -81,6 +119,7 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
     { ...options, logFormat: concreteLogFormat(options.logFormat) },
     availableParallelism(),
     bridge === undefined ? false : bridge.durable === true ? 'durable' : 'plain',
+    options.cluster !== undefined,
   );
   assertAppExists(config.app);
   if (config.path !== undefined && mode !== 'transfer') {
@@ -91,14 +130,33 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
   const counters = new WorkerCounters(config.workers);
   const pool = SlabPool.create({ pageSize: POOL_PAGE, pageCount: Math.max(4, Math.floor(config.poolSize / POOL_PAGE)), maxWorkers: config.workers });
   const balancer = new LeastLoadedBalancer(counters);
+  const presence = PresenceTable.create(config.presenceCapacity, config.workers);
+  // This server's part of every connection id: 60 random bits, so servers never share one.
+  const serverId = randomBytes(8).readBigUInt64BE().toString(36).slice(0, 12);
   let router: BridgeRouter | null = null;
-  const supervisor = new ShardSupervisor(config, counters, pool, logger, {
-    reset: (worker) => balancer.reset(worker),
-    exited: (worker) => router?.workerGone(worker),
-    interest: (worker, topics, subscribed) => router?.interest(worker, topics, subscribed),
-    bridgePublish: (worker, message) => router?.publish(worker, message),
-    recover: (worker, message) => router?.recover(worker, message),
-  });
+  let directory: ServerDirectory | null = null;
+  const supervisor = new ShardSupervisor(
+    config,
+    counters,
+    pool,
+    logger,
+    {
+      reset: (worker) => balancer.reset(worker),
+      exited: (worker) => {
+        router?.workerGone(worker);
+        directory?.workerGone(worker);
+      },
+      interest: (worker, topics, subscribed) => {
+        router?.interest(worker, topics, subscribed);
+        directory?.topicInterest(worker, topics, subscribed);
+      },
+      bridgePublish: (worker, message) => router?.publish(worker, message),
+      recover: (worker, message) => router?.recover(worker, message),
+      cluster: (worker, request) => directory?.request(worker, request),
+    },
+    presence,
+    serverId,
+  );
   if (bridge !== undefined) {
     router = new BridgeRouter(
       bridge,
@@ -107,6 +165,13 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
     );
     await router.start(logger.child({ component: 'bridge' }));
   }
+  const connectionCount = (): number => {
+    let total = 0;
+    for (let worker = 0; worker < config.workers; worker++) total += counters.get(worker, Counter.Connections);
+    return total;
+  };
+  directory = new ServerDirectory(serverId, presence, supervisor, connectionCount, options.cluster ?? null);
+  await directory.start(logger.child({ component: 'cluster' }));
   // Refused sockets wait for the peer to close its side; close() must not wait for them.
   const refusing = new Set<Socket>();
   const refuseConnection = (socket: Socket, reason: string): void => {
@@ -141,7 +206,10 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
       refuseConnection(socket, 'server is at maxConnections');
       return;
     }
-    const worker = balancer.pick((w) => supervisor.isReady(w));
+    // A worker whose heartbeat is late is stuck: it gets nothing while another is on time.
+    const now = Date.now();
+    let worker = balancer.pick((w) => supervisor.isAccepting(w, now));
+    if (worker < 0) worker = balancer.pick((w) => supervisor.isReady(w));
     if (worker < 0) {
       refuseConnection(socket, 'no worker is available');
       return;
@@ -176,6 +244,7 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
   } catch (error) {
     await supervisor.stop(0);
     await router?.close();
+    await directory.close();
     unix?.close();
     server.close();
     throw error;
@@ -206,6 +275,7 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
       process.off('SIGHUP', onHangup);
+      process.off('SIGUSR2', onReloadSignal);
       const listenerClosed = new Promise<void>((resolve) => (server.listening ? server.close(() => resolve()) : resolve()));
       for (const socket of refusing) socket.destroy();
       clearInterval(sampling);
@@ -215,6 +285,7 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
       await Promise.all([listenerClosed, supervisor.stop(config.shutdownGrace), admin?.close()]);
       unix?.close();
       await router?.close();
+      await directory?.close();
       logger.info('stopped');
     })();
     return closing;
@@ -231,9 +302,24 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
     logger.info('SIGHUP: reloading TLS certificates');
     reloadTls();
   };
+  const reload = async (): Promise<void> => {
+    const started = performance.now();
+    try {
+      await supervisor.reload();
+    } catch (error) {
+      logger.error({ err: (error as Error).message }, (error as Error).message);
+      throw error;
+    }
+    logger.info({ ms: Math.round(performance.now() - started) }, 'app reloaded in every worker');
+  };
+  const onReloadSignal = (): void => {
+    logger.info('SIGUSR2: reloading the app');
+    reload().catch(() => {});
+  };
   if (options.handleSignals) {
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
+    process.on('SIGUSR2', onReloadSignal);
     if (config.tls !== null) process.on('SIGHUP', onHangup);
   }
 
@@ -256,6 +342,15 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
     publish: (topic, data, publishOptions) => {
       supervisor.sendToAny({ type: 'publish', topic, data: exactCopy(data), binary: sendsBinary(data, publishOptions?.binary), fromBridge: false });
     },
+    subscriberCount: ((topic: string, countOptions?: CountOptions) =>
+      countOptions?.scope === 'cluster' ? directory.subscriberCount(topic) : presence.count('topic', topic)) as ShardServer['subscriberCount'],
+    connectionCount: ((countOptions?: CountOptions) => (countOptions?.scope === 'cluster' ? directory.connectionCount() : connectionCount())) as ShardServer['connectionCount'],
+    send: (id, data, sendOptions) => directory.toId(id, () => sendAction(data, sendOptions)),
+    closeConnection: (id, code, reason) => directory.toId(id, () => closeAction(code, reason)),
+    sendTo: (key, data, sendOptions) => directory.toTag(key, sendAction(data, sendOptions)),
+    closeAll: (key, code, reason) => directory.toTag(key, closeAction(code, reason)),
+    reload,
+    restartWorkers: (restartOptions) => supervisor.restartWorkers(restartOptions?.spread ?? 2),
     reloadTls,
     close,
   };

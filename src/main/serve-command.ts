@@ -58,6 +58,7 @@ const EXTRA_FLAGS: readonly (readonly [flag: string, placeholder: string, doc: s
   ['app-options', 'JSON', "the app's options, given to its start(shard, options) in every worker (default none)", ['serve']],
   ['route', 'PATH=APP', 'serve APP on PATH (PATH/* for it and below); repeat for more (default none)', ['serve']],
   ['redis', 'URL', "join other servers' topics through Redis or a Redis Cluster (redis://host:port[/db]; default off)", ['serve']],
+  ['watch', '', "reload the app in every worker when a file in its directory changes, connections kept (development; default off)", ['serve']],
   ['balance', 'POLICY', 'spread over the upstreams by least-connections or round-robin (default least-connections)', ['proxy']],
   ['passthrough', '', "relay the upstream's 101, then copy bytes: extensions end to end (default: message mode)", ['proxy']],
   ['upstream-deflate', '', 'offer permessage-deflate to the upstreams (default off: plain messages)', ['proxy']],
@@ -178,6 +179,8 @@ export interface ServeCommand {
   /** `--redis` and its `--redis-*` flags: what to build the bridge from. */
   readonly redis: RedisBridgeOptions | undefined;
   readonly help: boolean;
+  /** `--watch`: reload the app on file changes. */
+  readonly watch?: boolean;
 }
 
 const isPreset = (name: string | undefined): name is DeflatePreset => name !== undefined && (PRESETS as string[]).includes(name);
@@ -264,7 +267,7 @@ export function parseServeArgs(args: readonly string[], env: NodeJS.ProcessEnv =
       throw new UsageError(`--app-options must be JSON (${(error as Error).message}), got ${JSON.stringify(appOptions)}`);
     }
   }
-  return { options: { app: positionals[0], ...options } as ServerOptions, redis: redisOptions(values), help: values.help === true };
+  return { options: { app: positionals[0], ...options } as ServerOptions, redis: redisOptions(values), help: values.help === true, ...(values.watch === true ? { watch: true } : {}) };
 }
 
 /** `--redis URL` and the `--redis-*` flags, checked together. */

@@ -1,8 +1,9 @@
 import { MessageChannel, Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import type { ServerConfig, TlsOptions } from '../shared/config.ts';
+import type { PresenceTable } from '../shared/presence-table.ts';
 import type { SlabPool } from '../shared/slab-pool.ts';
-import type { AcceptSource, PrimaryMessage, WorkerInit, WorkerMessage } from '../shared/thread-messages.ts';
+import type { AcceptSource, ClusterRequest, PrimaryMessage, WorkerInit, WorkerMessage } from '../shared/thread-messages.ts';
 import { Counter, ServerCounter } from '../shared/worker-counters.ts';
 import type { WorkerCounters } from '../shared/worker-counters.ts';
 
@@ -12,6 +13,13 @@ const SHARD_ENTRY = new URL(`../worker/shard${import.meta.url.endsWith('.ts') ? 
 const FIRST_RESTART_DELAY = 100;
 const MAX_RESTART_DELAY = 10_000;
 const STABLE_RUN = 30_000;
+/**
+ * A heartbeat this late (ms; a worker beats every 250) takes the worker out of balancing until
+ * it beats again: its event loop is stuck, and a socket sent to it would wait, maybe until the
+ * watchdog replaces it. Well short of any heartbeatTimeout, and long enough that a busy but
+ * live worker keeps getting its share.
+ */
+export const LATE_HEARTBEAT_MS = 1000;
 
 interface ShardSlot {
   readonly id: number;
@@ -20,6 +28,8 @@ interface ShardSlot {
   ready: boolean;
   /** Terminated for missing its heartbeat; its exit restarts it. */
   hung: boolean;
+  /** Being replaced by restartWorkers(): takes no new connections, and its exit is expected. */
+  draining: boolean;
   startedAt: number;
   restartDelay: number;
   restartTimer: NodeJS.Timeout | null;
@@ -38,6 +48,8 @@ export interface SupervisorEvents {
   bridgePublish(worker: number, message: Extract<WorkerMessage, { type: 'bridge-publish' }>): void;
   /** With a durable bridge: a connection subscribed with `since`. */
   recover(worker: number, message: Extract<WorkerMessage, { type: 'recover' }>): void;
+  /** With a cluster directory: what a worker sends to other servers, or asks of them. */
+  cluster?(worker: number, request: ClusterRequest): void;
 }
 
 /**
@@ -52,7 +64,12 @@ export class ShardSupervisor {
   readonly #logger: Logger;
   readonly #slots: ShardSlot[];
   readonly #events: SupervisorEvents;
+  readonly #presence: PresenceTable;
+  readonly #serverId: string;
   #accept: AcceptSource = { mode: 'transfer' };
+  /** Replies to a reload's prepare step, by worker, while one is in progress. */
+  #reloadReplies: ((worker: number, error: string | null) => void) | null = null;
+  #reloads = 0;
   #watchdog: NodeJS.Timeout | null = null;
   #stopping = false;
   /** Every worker came up once: from then on a failed start is a failed restart, retried. */
@@ -68,10 +85,14 @@ export class ShardSupervisor {
     pool: SlabPool,
     logger: Logger,
     events: SupervisorEvents,
+    presence: PresenceTable,
+    serverId: string,
   ) {
     this.#config = config;
     this.#counters = counters;
     this.#pool = pool;
+    this.#presence = presence;
+    this.#serverId = serverId;
     this.#logger = logger;
     this.#events = events;
     this.#slots = Array.from({ length: config.workers }, (_, id) => ({
@@ -80,6 +101,7 @@ export class ShardSupervisor {
       worker: null,
       ready: false,
       hung: false,
+      draining: false,
       startedAt: 0,
       restartDelay: FIRST_RESTART_DELAY,
       restartTimer: null,
@@ -98,7 +120,18 @@ export class ShardSupervisor {
 
   isReady(worker: number): boolean {
     const slot = this.#slots[worker]!;
-    return slot.ready && !slot.hung;
+    return slot.ready && !slot.hung && !slot.draining;
+  }
+
+  /** Ready, and its heartbeat is on time: new sockets go only to such workers while there is one. */
+  isAccepting(worker: number, now: number): boolean {
+    return this.isReady(worker) && now - this.#counters.get(worker, Counter.Heartbeat) <= LATE_HEARTBEAT_MS;
+  }
+
+  /** The generation of the worker now in slot `worker`, or -1 when it has none running. */
+  generationOf(worker: number): number {
+    const slot = this.#slots[worker];
+    return slot === undefined || slot.worker === null ? -1 : slot.generation;
   }
 
   /** Hands a socket to a worker; the transfer must happen before anything reads the socket. */
@@ -106,9 +139,12 @@ export class ShardSupervisor {
     this.#slots[worker]!.worker!.postMessage(message, transfer as never);
   }
 
-  /** Sends to `worker` if it runs (a message for a worker that died goes with it). */
-  post(worker: number, message: PrimaryMessage): void {
-    this.#slots[worker]?.worker?.postMessage(message);
+  /** Sends to `worker` if it runs (a message for a worker that died goes with it); false when it has none. */
+  post(worker: number, message: PrimaryMessage): boolean {
+    const thread = this.#slots[worker]?.worker;
+    if (thread == null) return false;
+    thread.postMessage(message);
+    return true;
   }
 
   /**
@@ -131,6 +167,7 @@ export class ShardSupervisor {
     slot.generation++;
     slot.ready = false;
     slot.hung = false;
+    slot.draining = false;
     slot.restartTimer = null;
     this.#counters.resetGauges(slot.id);
     this.#events.reset(slot.id);
@@ -141,6 +178,8 @@ export class ShardSupervisor {
       config: this.#config,
       counters: this.#counters.buffer,
       pool: this.#pool.buffer,
+      presence: this.#presence.buffer,
+      serverId: this.#serverId,
       accept: this.#accept,
     };
     // resourceLimits takes whole MiB.
@@ -176,6 +215,15 @@ export class ShardSupervisor {
             return;
           case 'recover':
             this.#events.recover(slot.id, message);
+            return;
+          case 'cluster-direct':
+          case 'cluster-tagged':
+          case 'tag-interest':
+          case 'cluster-count':
+            this.#events.cluster?.(slot.id, message);
+            return;
+          case 'reload-prepared':
+            if (message.generation === this.#reloads) this.#reloadReplies?.(slot.id, message.error);
             return;
         }
       });
@@ -214,8 +262,10 @@ export class ShardSupervisor {
     slot.ready = false;
     slot.worker = null;
     slot.stopped?.();
-    // Whatever the dead worker held in the pool goes back now, so nothing leaks.
+    // Whatever the dead worker held in the pool goes back now, so nothing leaks; its
+    // subscribers and tags are no longer counted.
     const released = this.#pool.markDead(slot.id);
+    this.#presence.clearWorker(slot.id);
     for (const other of this.#slots) {
       if (other !== slot && other.worker !== null) other.worker.postMessage({ type: 'peer-gone', worker: slot.id } satisfies PrimaryMessage);
     }
@@ -223,7 +273,8 @@ export class ShardSupervisor {
     this.#counters.resetGauges(slot.id);
     this.#events.reset(slot.id);
     this.#events.exited(slot.id);
-    if (this.#stopping) return;
+    this.#reloadReplies?.(slot.id, 'worker exited during the reload');
+    if (this.#stopping || slot.draining) return;
     // The first start failing is reported by start(); a replacement failing is retried, later.
     if (!wasReady && !this.#started) return;
     if (wasReady) this.#counters.server[ServerCounter.Restarts]!++;
@@ -261,6 +312,59 @@ export class ShardSupervisor {
   reloadTls(tls: TlsOptions | null): void {
     if (tls !== null) this.#config = Object.freeze({ ...this.#config, tls });
     for (const slot of this.#slots) slot.worker?.postMessage({ type: 'tls-reload', tls } satisfies PrimaryMessage);
+  }
+
+  /**
+   * Loads a new instance of the app modules in every worker, and switches all of them to it only
+   * when every one has it loaded and started: a module that fails anywhere changes nothing.
+   * Rejects with the first worker's reason then.
+   */
+  async reload(): Promise<void> {
+    if (this.#reloadReplies !== null) throw new Error('reload: a reload is already in progress');
+    const generation = ++this.#reloads;
+    const workers = this.#slots.filter((slot) => slot.ready && slot.worker !== null);
+    const waiting = new Set(workers.map((slot) => slot.id));
+    let failure: string | null = null;
+    await new Promise<void>((resolve) => {
+      this.#reloadReplies = (worker, error) => {
+        if (!waiting.delete(worker)) return;
+        failure ??= error === null ? null : `worker ${worker}: ${error}`;
+        if (waiting.size === 0) resolve();
+      };
+      if (waiting.size === 0) resolve();
+      for (const slot of workers) slot.worker!.postMessage({ type: 'reload-prepare', generation } satisfies PrimaryMessage);
+    });
+    this.#reloadReplies = null;
+    for (const slot of workers) slot.worker?.postMessage({ type: 'reload-finish', generation, commit: failure === null } satisfies PrimaryMessage);
+    if (failure !== null) throw new Error(`reload failed, nothing changed: ${failure}`);
+  }
+
+  /**
+   * Replaces the workers one at a time: each stops taking connections, closes its own with 1001
+   * at random moments within `spread` seconds (their clients reconnect to the others), exits,
+   * and its replacement is ready before the next one starts.
+   */
+  async restartWorkers(spread: number): Promise<void> {
+    for (const slot of this.#slots) {
+      if (this.#stopping) return;
+      const worker = slot.worker;
+      if (worker === null || !slot.ready) continue;
+      slot.draining = true;
+      const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+      const stopped = new Promise<void>((resolve) => {
+        slot.stopped = resolve;
+      });
+      worker.postMessage({ type: 'drain', spread, grace: this.#config.shutdownGrace } satisfies PrimaryMessage);
+      const deadline = new Promise<void>((resolve) => setTimeout(resolve, (spread + this.#config.shutdownGrace) * 1000 + 2000).unref());
+      await Promise.race([stopped, deadline]);
+      slot.stopped = null;
+      await worker.terminate();
+      await exited;
+      if (this.#stopping) return;
+      this.#counters.server[ServerCounter.Restarts]!++;
+      this.#logger.info({ worker: slot.id }, 'worker replaced (rolling restart)');
+      await this.#spawn(slot);
+    }
   }
 
   /** Asks every worker to close its connections (1001) within `grace` seconds, then ends them. */

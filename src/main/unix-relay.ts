@@ -78,6 +78,9 @@ export class UnixRelay {
 
   #onClient(client: Socket): void {
     client.on('error', () => {});
+    // Counted from the start, not from the match: close() must also end one still being joined.
+    this.#live.add(client);
+    client.once('close', () => this.#live.delete(client));
     const relay = connect({ port: this.#loopbackPort, host: '127.0.0.1', allowHalfOpen: true });
     relay.on('error', () => client.destroy());
     client.once('close', () => relay.destroy());
@@ -85,8 +88,12 @@ export class UnixRelay {
       const port = relay.localPort!;
       const early = this.#accepted.get(port);
       if (early === undefined) {
-        this.#opened.set(port, { client, relay });
-        relay.once('close', () => this.#opened.delete(port));
+        const pending = { client, relay };
+        this.#opened.set(port, pending);
+        // Only our own entry: once matched, the port may belong to a newer connection.
+        relay.once('close', () => {
+          if (this.#opened.get(port) === pending) this.#opened.delete(port);
+        });
         return;
       }
       this.#accepted.delete(port);
@@ -105,8 +112,6 @@ export class UnixRelay {
     relay.on('error', () => client.destroy());
     // The worker's side is gone (a FIN already travelled on through the pipe): nothing more comes.
     relay.once('close', () => client.end());
-    this.#live.add(client);
-    client.once('close', () => this.#live.delete(client));
     client.resume();
   }
 

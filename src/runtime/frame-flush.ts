@@ -4,11 +4,11 @@
  * socket) and written at the end of the turn with one writev per connection (FlushScheduler).
  * An echo of 50 frames or a publish to 1,000 subscribers costs one write call per socket.
  */
-import type { Duplex } from 'node:stream';
 import { FrameWriter } from '../shared/frame-writer.ts';
 import type { ByteArena } from '../shared/frame-writer.ts';
 import type { MaskKeySource } from '../shared/mask.ts';
 import type { Opcode } from '../shared/opcodes.ts';
+import type { FrameTransport } from './frame-transport.ts';
 
 /** Something with frames gathered during this turn. */
 export interface Flushable {
@@ -60,10 +60,10 @@ export class FrameSink<O = null> extends FrameWriter implements Flushable {
   readonly #scheduler: FlushScheduler;
   readonly #onFlush: FlushHook<O> | null;
   readonly #owner: O;
-  #socket: Duplex | null;
+  #socket: FrameTransport | null;
   #scheduled = false;
 
-  constructor(arena: ByteArena, maskKeys: MaskKeySource | null, scheduler: FlushScheduler, socket: Duplex | null, onFlush: FlushHook<O> | null, owner: O) {
+  constructor(arena: ByteArena, maskKeys: MaskKeySource | null, scheduler: FlushScheduler, socket: FrameTransport | null, onFlush: FlushHook<O> | null, owner: O) {
     super(arena, maskKeys);
     this.#scheduler = scheduler;
     this.#socket = socket;
@@ -71,7 +71,7 @@ export class FrameSink<O = null> extends FrameWriter implements Flushable {
     this.#owner = owner;
   }
 
-  attach(socket: Duplex): void {
+  attach(socket: FrameTransport): void {
     this.#socket = socket;
   }
 
@@ -117,7 +117,7 @@ export class FrameSink<O = null> extends FrameWriter implements Flushable {
 }
 
 /** Writes `chunks` in order as one writev (cork/uncork); `done` runs after the last one. */
-export function writeChunks(socket: Duplex, chunks: readonly Buffer[], done?: (error?: Error | null) => void): void {
+export function writeChunks(socket: FrameTransport, chunks: readonly Buffer[], done?: (error?: Error | null) => void): void {
   if (chunks.length === 1) {
     socket.write(chunks[0]!, done);
     return;

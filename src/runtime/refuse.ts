@@ -1,5 +1,7 @@
+import type { ServerHttp2Stream } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import type { HandshakeStatus } from '../shared/errors.ts';
+import { extendedConnectRefusal } from '../shared/extended-connect.ts';
 import { buildErrorResponse } from '../shared/handshake.ts';
 
 /** How long a refused socket may linger for the peer to read the answer and close its side. */
@@ -23,4 +25,17 @@ export function refuse(socket: Duplex, status: HandshakeStatus, message?: string
   const linger = setTimeout(() => socket.destroy(), REFUSE_LINGER_MS);
   linger.unref();
   socket.once('close', () => clearTimeout(linger));
+}
+
+/**
+ * Refuses an opening handshake made on an HTTP/2 stream (RFC 8441): the status and the message
+ * as its body, then END_STREAM. The connection and its other streams go on.
+ */
+export function refuseStream(stream: ServerHttp2Stream, status: HandshakeStatus, message?: string, headers?: Readonly<Record<string, string>>): void {
+  if (stream.destroyed || stream.headersSent) return;
+  stream.on('error', ignoreError);
+  stream.respond(extendedConnectRefusal(status, headers));
+  stream.end(message ?? '');
+  // Whatever the client still sends on the stream is not read (nghttp2 resets it once ours ends).
+  stream.resume();
 }

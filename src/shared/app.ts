@@ -105,6 +105,30 @@ export type BridgeNotice =
 export const ReadyState = { Connecting: 0, Open: 1, Closing: 2, Closed: 3 } as const;
 export type ReadyState = (typeof ReadyState)[keyof typeof ReadyState];
 
+/**
+ * What became of a message (or close) for a connection named by id: done here (a SendStatus,
+ * or 'closing'), handed to the worker or server that holds it ('forwarded': it reports nothing
+ * back), or 'gone': no such connection is open where the id says it lives.
+ */
+export type Delivery = 'forwarded' | 'gone';
+
+/** Options of a count that may reach beyond this server. */
+export interface CountOptions {
+  /** `server` (default): every worker of this server, read from shared memory. `cluster`: every server, from the bridge. */
+  readonly scope?: 'server' | 'cluster';
+}
+
+/** One connection of a worker, for admin tools (`shard.connections()`). */
+export interface ConnectionInfo {
+  readonly id: string;
+  readonly remoteAddress: string;
+  readonly tags: readonly string[];
+  readonly topics: readonly string[];
+  readonly bufferedAmount: number;
+  /** When it opened (ms since the epoch). */
+  readonly openedAt: number;
+}
+
 /** The worker a handler runs on, and what it can do beyond one connection. */
 export interface Shard {
   /** 0-based worker index, and how many workers serve. */
@@ -114,8 +138,28 @@ export interface Shard {
   /** Sends to every subscriber of `topic` on every worker (and server, with a bridge). */
   publish(topic: string, data: MessageData, options: PublishOptions & { readonly withId: true }): Promise<string>;
   publish(topic: string, data: MessageData, options?: PublishOptions): void;
-  /** Connections of this worker subscribed to `topic`. */
+  /**
+   * Connections subscribed to `topic` on every worker of this server: read from shared memory,
+   * exact once a subscribe or unsubscribe has returned. With `{ scope: 'cluster' }`, a promise
+   * of the count on every server of the cluster directory.
+   */
   subscriberCount(topic: string): number;
+  subscriberCount(topic: string, options: { readonly scope: 'cluster' }): Promise<number>;
+  subscriberCount(topic: string, options?: CountOptions): number | Promise<number>;
+  /** Sends to the connection with this id, on whatever worker (or, with a bridge, server) holds it. */
+  send(id: string, data: MessageData, options?: SendOptions): SendStatus | Delivery;
+  /** Closes the connection with this id, wherever it is (a revoked session). */
+  close(id: string, code?: number, reason?: string): 'closing' | Delivery;
+  /** Sends to every connection tagged `key` (`ws.tag(key)`) on every worker and server. */
+  sendTo(key: string, data: MessageData, options?: SendOptions): void;
+  /** Closes every connection tagged `key`, everywhere. */
+  closeAll(key: string, code?: number, reason?: string): void;
+  /** This worker's connections. */
+  connections(): ConnectionInfo[];
+  /** Open connections on every worker of this server; `{ scope: 'cluster' }`: a promise of the count on every server. */
+  connectionCount(): number;
+  connectionCount(options: { readonly scope: 'cluster' }): Promise<number>;
+  connectionCount(options?: CountOptions): number | Promise<number>;
   /** Live counters of every worker (connections, messages, bytes...). */
   stats(): WorkerStats[];
 }
@@ -134,6 +178,8 @@ export interface WorkerStats {
 }
 
 export interface ServerWebSocket<T = unknown> {
+  /** Unique across the workers and servers of a cluster; `shard.send(id)` reaches it from anywhere. */
+  readonly id: string;
   /** Whatever `upgrade` attached. */
   data: T;
   readonly remoteAddress: string;
@@ -168,6 +214,10 @@ export interface ServerWebSocket<T = unknown> {
   /** Sends to every subscriber of `topic` on every worker (and server) except this connection. */
   publish(topic: string, data: MessageData, options: PublishOptions & { readonly withId: true }): Promise<string>;
   publish(topic: string, data: MessageData, options?: PublishOptions): void;
+  /** Adds an app-defined key (a user id, a session): `shard.sendTo(key)` and `closeAll(key)` reach it. */
+  tag(key: string): void;
+  untag(key: string): void;
+  readonly tags: readonly string[];
 }
 
 /** The TLS side of a wss:// upgrade: the name the client asked for, and its certificate (mTLS). */
@@ -275,6 +325,11 @@ export interface App<T = unknown, O = unknown> {
   /** Buffered data fell below the low water mark. */
   drain?(ws: ServerWebSocket<T>): void;
   close?(ws: ServerWebSocket<T>, code: number, reason: string): void;
+  /**
+   * A connection subscribed to `topic` or left it (unsubscribe, or its close): the topic's
+   * subscriber count on every worker after (`newCount`) and before (`oldCount`) the change.
+   */
+  subscription?(ws: ServerWebSocket<T>, topic: string, newCount: number, oldCount: number): void;
   /** A ping arrived; it was answered already, unless the server runs with `autoPong: false`. */
   ping?(ws: ServerWebSocket<T>, data: Buffer): void;
   pong?(ws: ServerWebSocket<T>, data: Buffer): void;

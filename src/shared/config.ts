@@ -219,6 +219,10 @@ export interface ServerOptions {
   readonly shutdownGrace?: number;
   /** Seconds without a heartbeat after which a worker is deemed hung and replaced. */
   readonly heartbeatTimeout?: number;
+  /** Seconds after which a connection is closed with 1001 (less up to 20% at random) so that it reconnects and rebalances; 0 disables. */
+  readonly maxLifetime?: number;
+  /** Topics and tags counted across workers at once (the shared presence table's buckets). */
+  readonly presenceCapacity?: number;
   /** Serve wss:// (ALPN http/1.1); certificates reload with `server.reloadTls()` or SIGHUP. */
   readonly tls?: TlsOptions;
   /** Listen on this Unix domain socket instead of a TCP port. */
@@ -226,8 +230,16 @@ export interface ServerOptions {
   /** Every connection starts with a PROXY protocol v1 or v2 header (HAProxy, AWS NLB); off by default. */
   readonly proxyProtocol?: boolean;
   /**
+   * With `tls`: offer HTTP/2 by ALPN beside HTTP/1.1, and take WebSockets over HTTP/2 streams
+   * (RFC 8441 extended CONNECT) on the same port. Off by default.
+   */
+  readonly http2?: boolean;
+  /** With `http2`: WebSockets (streams) one HTTP/2 connection may carry at once (SETTINGS_MAX_CONCURRENT_STREAMS). */
+  readonly http2MaxStreams?: number;
+  /**
    * Apps by path: `{ '/chat': './chat.ts', '/feed': { app: './feed.ts', deflate: true } }`. A
-   * request goes to the longest pattern it matches, else to `app` (404 without one).
+   * request goes to the pattern it matches most closely (an exact path, then the longest wildcard
+   * stem), else to `app` (404 without one).
    */
   readonly routes?: Readonly<Record<string, string | URL | RouteOptions>>;
   /** A gateway: every upgrade not taken by a route is proxied here (instead of an `app`). */
@@ -282,16 +294,22 @@ export interface ServerConfig {
   readonly logFormat: Exclude<LogFormat, 'auto'>;
   readonly shutdownGrace: number;
   readonly heartbeatTimeout: number;
+  readonly maxLifetime: number;
+  readonly presenceCapacity: number;
   readonly poolSize: number;
   readonly poolThreshold: number;
   readonly tls: TlsOptions | null;
   readonly path: string | undefined;
   readonly proxyProtocol: boolean;
+  readonly http2: boolean;
+  readonly http2MaxStreams: number;
   readonly routes: readonly RouteConfig[];
   readonly proxy: ResolvedProxyTarget | null;
   readonly workerYoungGenerationSize: number;
   /** Whether a topic bridge joins this server to others (listen's `bridge` option), and which kind. */
   readonly bridged: false | BridgeKind;
+  /** Whether a ClusterDirectory joins this server's connections and counts to others' (listen's `cluster` option). */
+  readonly clustered: boolean;
 }
 
 // ---- the option table ------------------------------------------------------------------------
@@ -328,6 +346,8 @@ export const OPTIONS: { readonly [K in ScalarOption]: OptionSpec } = {
   host: { kind: 'text', default: undefined, cli: 'ADDR', doc: 'address to listen on (default: all, IPv4 and IPv6)' },
   path: { kind: 'text', default: undefined, cli: 'PATH', doc: 'listen on this Unix domain socket instead of a TCP port (default off)' },
   proxyProtocol: { kind: 'boolean', default: false, cli: '', doc: 'expect a PROXY protocol v1/v2 header on every connection; close those without' },
+  http2: { kind: 'boolean', default: false, cli: '', doc: 'with TLS, also take WebSockets over HTTP/2 (RFC 8441) on the same port' },
+  http2MaxStreams: { kind: 'count', default: 100, min: 1, max: 2 ** 31 - 1, cli: 'N', doc: 'WebSockets one HTTP/2 connection may carry at once' },
   workers: { kind: 'count', default: 1, min: 1, max: MAX_WORKERS, cli: 'N', doc: 'worker threads (default: one per core, at most 256)' },
   backlog: { kind: 'count', default: 511, min: 1, max: 65535, cli: 'N', doc: 'pending connections the kernel queues before accept()' },
   maxConnections: { kind: 'count', default: 0, min: 0, max: Number.MAX_SAFE_INTEGER, cli: 'N', doc: 'refuse new sockets with 503 past N open connections (0: no limit)' },
@@ -356,6 +376,8 @@ export const OPTIONS: { readonly [K in ScalarOption]: OptionSpec } = {
   logFormat: { kind: 'choice', default: 'auto', values: ['auto', 'json', 'pretty'], cli: 'FORMAT', doc: 'log lines as json or pretty; auto: pretty when stdout is a terminal' },
   shutdownGrace: { kind: 'seconds', default: 10, max: 300, wasMilliseconds: true, cli: 'SECS', doc: 'time connections get to close on shutdown' },
   heartbeatTimeout: { kind: 'seconds', default: 10, max: 300, wasMilliseconds: true, cli: 'SECS', doc: 'replace a worker whose heartbeat is this late' },
+  maxLifetime: { kind: 'seconds', default: 0, max: 30 * 86_400, cli: 'SECS', doc: 'close connections older than this with 1001, less up to 20% at random (0 disables)' },
+  presenceCapacity: { kind: 'count', default: 65_536, min: 16, max: 16 * 1024 * 1024, cli: 'N', doc: 'topics and tags counted across workers at once' },
   workerYoungGenerationSize: { kind: 'bytes', default: 16 * MiB, min: 0, max: 1024 * MiB, cli: 'BYTES', doc: "each worker's V8 young generation (whole MiB; 0: V8 decides)" },
   poolSize: { kind: 'bytes', default: 16 * MiB, min: 64 * KiB, max: 2 ** 31 - 1, cli: 'BYTES', doc: 'shared pool for large cross-worker publishes' },
   poolThreshold: { kind: 'bytes', default: 16 * KiB, min: 1, max: 2 ** 31 - 1, cli: 'BYTES', doc: 'published frames this large go through the pool' },
@@ -598,7 +620,7 @@ function resolveRoutes(routes: ServerOptions['routes'], base: RouteSettings): re
 }
 
 /** Validates options once, at startup, into the readonly config every thread works from. */
-export function resolveConfig(options: ServerOptions, defaultWorkers: number, bridged: false | BridgeKind = false): ServerConfig {
+export function resolveConfig(options: ServerOptions, defaultWorkers: number, bridged: false | BridgeKind = false, clustered = false): ServerConfig {
   for (const old of Object.keys(RENAMED)) {
     if (old in options) throw new TypeError(`option ${old} was replaced by ${RENAMED[old]}`);
   }
@@ -610,10 +632,12 @@ export function resolveConfig(options: ServerOptions, defaultWorkers: number, br
   if (options.workers === undefined) scalars.workers = Math.max(1, Math.min(MAX_WORKERS, Math.floor(defaultWorkers)));
   // listen() decides `auto` from its stdout first; a config made without it gets JSON.
   if (scalars.logFormat === 'auto') scalars.logFormat = 'json';
-  const values = scalars as Omit<ServerConfig, 'app' | 'appOptions' | 'deflate' | 'tls' | 'origins' | 'bridged' | 'routes' | 'proxy'>;
+  const values = scalars as Omit<ServerConfig, 'app' | 'appOptions' | 'deflate' | 'tls' | 'origins' | 'bridged' | 'clustered' | 'routes' | 'proxy'>;
   if (values.lowWaterMark > values.highWaterMark) throw new RangeError('option lowWaterMark must not exceed highWaterMark');
   if (values.maxBackpressure < values.highWaterMark) throw new RangeError('option maxBackpressure must be at least highWaterMark');
   if (options.app !== undefined && options.proxy !== undefined) throw new TypeError('options app and proxy exclude each other: give a route for one of them');
+  // RFC 8441 runs over h2, which browsers and our client reach only by ALPN on TLS.
+  if (values.http2 && options.tls === undefined) throw new TypeError('option http2 needs tls: HTTP/2 is offered by ALPN during the TLS handshake');
   const base: RouteSettings = { ...values, deflate: resolveDeflate(options.deflate), origins: resolveOrigins('origins', options.origins) };
   return Object.freeze({
     ...values,
@@ -625,5 +649,6 @@ export function resolveConfig(options: ServerOptions, defaultWorkers: number, br
     routes: resolveRoutes(options.routes, base),
     proxy: options.proxy === undefined ? null : resolveProxyTarget(options.proxy, 'option proxy'),
     bridged,
+    clustered,
   });
 }

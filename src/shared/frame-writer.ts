@@ -34,7 +34,8 @@ export const COPY_THRESHOLD = 2048;
  * FrameWriter gathers the frames one connection sends in a tick into as few chunks as
  * possible, for a single `writev`: headers and small payloads are packed contiguously in the
  * thread's ByteArena, large payloads follow as their own chunks without being copied (a
- * server never copies the user's buffer; a client must, to mask it).
+ * server never copies the user's buffer; a client must, to mask it, and puts the header in
+ * front of that copy).
  */
 export class FrameWriter {
   readonly #arena: ByteArena;
@@ -62,6 +63,18 @@ export class FrameWriter {
     const masked = this.#maskKeys !== null;
     const headerSize = frameHeaderSize(length, masked);
     const inline = length <= COPY_THRESHOLD;
+    if (masked && !inline) {
+      // The copy a client makes to mask (RFC 6455 §5.3) carries its header too: a frame sent
+      // alone is then one chunk, a write instead of a writev. A copy of its own, not the arena:
+      // it dies young, where arena blocks filled this fast live on into old space.
+      this.#closeRun();
+      const frame = Buffer.allocUnsafe(headerSize + length);
+      writeFrameHeader(frame, 0, opcode, fin, rsv1, length, this.#maskKeys);
+      maskInto(payload, frame, headerSize - 4, frame, headerSize);
+      this.#chunks.push(frame);
+      this.#bytes += headerSize + length;
+      return;
+    }
     const at = this.#reserve(inline ? headerSize + length : headerSize);
     const arena = this.#arena.buffer;
     writeFrameHeader(arena, at, opcode, fin, rsv1, length, this.#maskKeys);
@@ -70,13 +83,7 @@ export class FrameWriter {
       else arena.set(payload, at + headerSize);
     } else {
       this.#closeRun();
-      if (masked) {
-        const copy = Buffer.allocUnsafe(length);
-        maskInto(payload, arena, at + headerSize - 4, copy, 0);
-        this.#chunks.push(copy);
-      } else {
-        this.#chunks.push(Buffer.isBuffer(payload) ? payload : Buffer.from(payload.buffer, payload.byteOffset, length));
-      }
+      this.#chunks.push(Buffer.isBuffer(payload) ? payload : Buffer.from(payload.buffer, payload.byteOffset, length));
     }
     this.#bytes += headerSize + length;
   }

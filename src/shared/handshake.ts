@@ -87,14 +87,14 @@ export function isValidKey(key: string): boolean {
 }
 
 /** One value of a header that must not repeat; HandshakeError(status) when it does. */
-function single(value: string | string[] | undefined, name: string, status: HandshakeStatus): string | undefined {
+export function single(value: string | string[] | undefined, name: string, status: HandshakeStatus): string | undefined {
   if (typeof value === 'string' || value === undefined) return value;
   if (value.length > 1) throw new HandshakeError(status, `Duplicate ${name} header`);
   return value[0];
 }
 
 /** A list header's value, repeats joined as one list (RFC 9110 §5.3). */
-function joined(value: string | string[] | undefined): string | undefined {
+export function joined(value: string | string[] | undefined): string | undefined {
   return typeof value === 'string' || value === undefined ? value : value.length === 0 ? undefined : value.join(', ');
 }
 
@@ -102,7 +102,7 @@ function joined(value: string | string[] | undefined): string | undefined {
  * Field values we send are visible ASCII, space and tab only (RFC 9110 §5.5). CR, LF and NUL would
  * let a value inject headers; characters above 0xFF would, once truncated by a Latin-1 write.
  */
-function assertFieldValue(value: unknown, name: string): asserts value is string {
+export function assertFieldValue(value: unknown, name: string): asserts value is string {
   if (typeof value !== 'string') throw new TypeError(`Header ${name} must be a string`);
   for (let i = 0; i < value.length; i++) {
     const code = value.charCodeAt(i);
@@ -113,7 +113,7 @@ function assertFieldValue(value: unknown, name: string): asserts value is string
 }
 
 /** Checks caller-supplied headers and hands each field to `add`; names are tokens and may not override `reserved` ones. */
-function eachHeader(headers: OutgoingHeaders | undefined, reserved: ReadonlySet<string>, add: (name: string, value: string) => void): void {
+export function eachHeader(headers: OutgoingHeaders | undefined, reserved: ReadonlySet<string>, add: (name: string, value: string) => void): void {
   if (headers === undefined) return;
   for (const name of Object.keys(headers)) {
     if (!isToken(name)) throw new TypeError(`Invalid header name ${JSON.stringify(name)}`);
@@ -345,7 +345,7 @@ export interface UpgradeRequestOptions {
   readonly headers?: OutgoingHeaders | undefined;
 }
 
-const RESERVED_IN_REQUEST = new Set([
+export const RESERVED_IN_REQUEST: ReadonlySet<string> = new Set([
   'host',
   'upgrade',
   'connection',
@@ -359,7 +359,7 @@ const RESERVED_IN_REQUEST = new Set([
 ]);
 
 /** Visible ASCII with no "#": RFC 6455 §3 forbids fragments, and a space or CR would end the request line. */
-function assertRequestTarget(path: string): void {
+export function assertRequestTarget(path: string): void {
   if (typeof path !== 'string' || path.charCodeAt(0) !== 0x2f) throw new TypeError('The request path must start with "/"');
   for (let i = 0; i < path.length; i++) {
     const code = path.charCodeAt(i);
@@ -460,16 +460,21 @@ export function validateUpgradeResponse(res: UpgradeResponse, expected: UpgradeR
   if (accept === undefined) throw clientFailure('the Sec-WebSocket-Accept header is missing');
   if (accept !== computeAcceptKey(expected.key)) throw clientFailure('the Sec-WebSocket-Accept header does not match the key');
 
+  return selectedByServer(h, expected.protocols);
+}
+
+/** The subprotocol and extensions a server's accepting answer names, checked against the offer. */
+export function selectedByServer(h: ReceivedHeaders, offered: readonly string[]): UpgradeResponseInfo {
   const extensionsHeader = joined(h['sec-websocket-extensions']);
   // §4.1 client (6): the server may pick at most one subprotocol, and only one we offered.
   const protocol = h['sec-websocket-protocol'];
   if (protocol === undefined) return { protocol: '', extensionsHeader };
   if (typeof protocol !== 'string' || protocol.includes(',')) throw clientFailure('the server selected more than one subprotocol');
-  if (expected.protocols.length === 0) throw clientFailure('the server selected a subprotocol but none was offered');
-  if (!expected.protocols.includes(protocol)) throw clientFailure('the server selected a subprotocol that was not offered');
+  if (offered.length === 0) throw clientFailure('the server selected a subprotocol but none was offered');
+  if (!offered.includes(protocol)) throw clientFailure('the server selected a subprotocol that was not offered');
   return { protocol, extensionsHeader };
 }
 
-function clientFailure(message: string): HandshakeError {
+export function clientFailure(message: string): HandshakeError {
   return new HandshakeError(CLIENT_HANDSHAKE_FAILURE, `WebSocket handshake failed: ${message}`);
 }

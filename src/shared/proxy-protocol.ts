@@ -57,7 +57,8 @@ function parseV1(bytes: Uint8Array): ProxyHeaderParse {
   const prefix = startsWith(bytes, V1_PREFIX);
   if (prefix === false) return invalid('the connection does not start with a PROXY protocol header');
   let end = -1;
-  const limit = Math.min(bytes.length, MAX_V1_LENGTH);
+  // The CR must leave room for its LF within MAX_V1_LENGTH bytes.
+  const limit = Math.min(bytes.length, MAX_V1_LENGTH - 1);
   for (let i = 0; i < limit; i++) {
     const c = bytes[i]!;
     if (c === 0x0d) {
@@ -69,7 +70,7 @@ function parseV1(bytes: Uint8Array): ProxyHeaderParse {
     // Printable ASCII only (§2.1: "US-ASCII").
     if (c < 0x20 || c > 0x7e) return invalid('PROXY v1 header: a byte that is not printable ASCII');
   }
-  if (end < 0) return bytes.length >= MAX_V1_LENGTH ? invalid(`PROXY v1 header longer than ${MAX_V1_LENGTH} bytes`) : INCOMPLETE;
+  if (end < 0) return bytes.length >= MAX_V1_LENGTH - 1 ? invalid(`PROXY v1 header longer than ${MAX_V1_LENGTH} bytes`) : INCOMPLETE;
   const line = Buffer.from(bytes.buffer, bytes.byteOffset, end).toString('latin1');
   const parts = line.split(' ');
   const length = end + 2;

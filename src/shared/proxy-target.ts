@@ -4,7 +4,9 @@
  * at startup; one an app returns, at each upgrade (a bad one is the app's bug: 500).
  */
 import type { ProxyTarget, ResponseHeaders } from './app.ts';
+import { assertFieldValue } from './handshake.ts';
 import { parseSubprotocolHeader } from './subprotocol-header.ts';
+import { isToken } from './token-list.ts';
 
 export type ProxyMode = 'message' | 'passthrough';
 export type ProxyBalance = 'least-connections' | 'round-robin';
@@ -52,6 +54,7 @@ export function resolveProxyTarget(target: ProxyTarget, what: string): ResolvedP
   const timeout = target.timeout ?? DEFAULT_PROXY_TIMEOUT;
   if (typeof timeout !== 'number' || !(timeout > 0) || timeout > MAX_PROXY_TIMEOUT) throw new RangeError(`${what}.timeout must be a number of seconds above 0, at most ${MAX_PROXY_TIMEOUT}`);
   if (target.deflate !== undefined && typeof target.deflate !== 'boolean') throw new TypeError(`${what}.deflate must be true or false`);
+  if (target.tls !== undefined && (typeof target.tls !== 'object' || target.tls === null)) throw new TypeError(`${what}.tls must be an object of TLS options`);
   if (target.protocols !== undefined) {
     if (!Array.isArray(target.protocols)) throw new TypeError(`${what}.protocols must be an array of subprotocol names`);
     if (target.protocols.length > 0) {
@@ -81,6 +84,9 @@ function definedHeaders(headers: ResponseHeaders | undefined): Readonly<Record<s
   for (const [name, value] of Object.entries(headers)) {
     if (value === undefined) continue;
     if (typeof value !== 'string') throw new TypeError(`proxy header ${name} must be a string`);
+    // Checked here, not by Node's http client at the dial: there it would throw past the 502 path.
+    if (!isToken(name)) throw new TypeError(`proxy header name ${JSON.stringify(name)} is not a token`);
+    assertFieldValue(value, name);
     out[name] = value;
   }
   return Object.freeze(out);

@@ -10,6 +10,10 @@ export interface WorkerInit {
   readonly config: ServerConfig;
   readonly counters: SharedArrayBuffer;
   readonly pool: SharedArrayBuffer;
+  /** The PresenceTable: subscribers and tags counted per worker. */
+  readonly presence: SharedArrayBuffer;
+  /** This server's part of every connection id (unique across the servers of a cluster). */
+  readonly serverId: string;
   /** Where sockets come from: the primary, or (Node < 26.6) the worker's own listener. */
   readonly accept: AcceptSource;
 }
@@ -39,12 +43,37 @@ export type PrimaryMessage =
   | { readonly type: 'published'; readonly ticket: number; readonly id: string | null; readonly error: string | null }
   /** Durable bridge: the answer to a `recover`. */
   | { readonly type: 'replay'; readonly ticket: number; readonly entries: readonly ReplayedEntry[]; readonly complete: boolean }
-  | { readonly type: 'bridge-notice'; readonly notice: BridgeNotice };
+  | { readonly type: 'bridge-notice'; readonly notice: BridgeNotice }
+  /** For a connection of this worker, or every connection with a tag here. */
+  | DirectMessage
+  /** Load a new instance of the app modules and start it, keeping the old one (reply: 'reload-prepared'). */
+  | { readonly type: 'reload-prepare'; readonly generation: number }
+  /** Switch to the prepared instance (true) or drop it (false). */
+  | { readonly type: 'reload-finish'; readonly generation: number; readonly commit: boolean }
+  /** The answer to a worker's `cluster-count`. */
+  | { readonly type: 'cluster-count'; readonly request: number; readonly count: number }
+  /** Stop taking connections and close this worker's with 1001, each at a random moment within `spread` seconds; then 'stopped'. */
+  | { readonly type: 'drain'; readonly spread: number; readonly grace: number };
 
 export interface ReplayedEntry {
   readonly id: string;
   readonly data: Uint8Array;
   readonly binary: boolean;
+}
+
+/** Where a direct message goes: one connection, by id, or every connection with a tag. */
+export type DirectTarget = { readonly id: string } | { readonly tag: string };
+
+/** What a direct message does there. */
+export type DirectAction =
+  | { readonly kind: 'send'; readonly data: Uint8Array; readonly binary: boolean; readonly compress: boolean | undefined; readonly priority: Priority }
+  | { readonly kind: 'close'; readonly code: number; readonly reason: string };
+
+/** `shard.send(id)`, `shard.close(id)`, `sendTo(key)`, `closeAll(key)` reaching the worker that holds the connections. */
+export interface DirectMessage {
+  readonly type: 'direct';
+  readonly target: DirectTarget;
+  readonly action: DirectAction;
 }
 
 /** Worker → primary. */
@@ -60,7 +89,22 @@ export type WorkerMessage =
   | { readonly type: 'bridge-publish'; readonly topic: string; readonly data: Uint8Array; readonly binary: boolean; readonly except: number; readonly ticket: number }
   /** Durable bridge: a connection here subscribed to `topic` with `since` (after the `interest` that covers it). */
   | { readonly type: 'recover'; readonly topic: string; readonly since: string; readonly ticket: number }
+  /** With a cluster directory: what goes to other servers, and the counts asked of them. */
+  | ClusterRequest
+  /** The reload's new app instance is loaded and started (`error`: why it is not). */
+  | { readonly type: 'reload-prepared'; readonly generation: number; readonly error: string | null }
   | { readonly type: 'stopped' };
+
+/** Worker → primary, for the other servers of a cluster. */
+export type ClusterRequest =
+  /** For a connection of `server` (another server). */
+  | { readonly type: 'cluster-direct'; readonly server: string; readonly message: DirectMessage }
+  /** For the connections tagged `message.target.tag` on the other servers. */
+  | { readonly type: 'cluster-tagged'; readonly message: DirectMessage }
+  /** This worker's first connection tagged `key` came (true), or its last one left (false). */
+  | { readonly type: 'tag-interest'; readonly key: string; readonly held: boolean }
+  /** Count across the cluster: a topic's subscribers, or (topic null) connections; answered by `cluster-count`. */
+  | { readonly type: 'cluster-count'; readonly request: number; readonly topic: string | null };
 
 /**
  * Worker → worker, over the MessagePort between them. A publish carries the frame built once by
@@ -69,7 +113,8 @@ export type WorkerMessage =
  */
 export type PeerMessage =
   | { readonly type: 'interest'; readonly topics: readonly string[]; readonly subscribed: boolean }
-  | PeerPublish;
+  | PeerPublish
+  | DirectMessage;
 
 export interface PeerPublish {
   readonly type: 'publish';

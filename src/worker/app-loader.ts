@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { registerHooks } from 'node:module';
 import { isAbsolute, relative, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { App } from '../shared/app.ts';
@@ -71,12 +72,49 @@ export function errorLocation(error: unknown): string | null {
 /** What Node's type stripping cannot run, and what to do instead. */
 const STRIPPING_HINT = ' (Node runs TypeScript by stripping types: enum, namespace and parameter properties need a build; compile with tsc and serve the .js)';
 
+/** The query that makes a reload's imports new module instances (Node caches modules by URL). */
+const RELOAD_PARAM = 'shardws-reload';
+let reloadHooks = false;
+
+/**
+ * From the first reload on, a module imported by a reloaded module is reloaded with it (the same
+ * query on its URL), unless it is a package's (node_modules) or shardws's own: the app's whole
+ * tree of files is read afresh, libraries stay loaded once.
+ */
+function installReloadHooks(): void {
+  if (reloadHooks) return;
+  reloadHooks = true;
+  registerHooks({
+    resolve(specifier, context, nextResolve) {
+      const resolved = nextResolve(specifier, context);
+      const parent = context.parentURL === undefined ? null : URL.parse(context.parentURL);
+      const version = parent?.searchParams.get(RELOAD_PARAM);
+      if (version == null || !resolved.url.startsWith('file:') || resolved.url.includes('/node_modules/')) return resolved;
+      const url = new URL(resolved.url);
+      if (fileURLToPath(url).startsWith(OWN_SOURCES) || url.searchParams.has(RELOAD_PARAM)) return resolved;
+      url.searchParams.set(RELOAD_PARAM, version);
+      return { ...resolved, url: url.href };
+    },
+  });
+}
+
+/** The URL of reload number `reload` of an app: a file URL with the reload's query, so Node imports it anew. */
+export function reloadUrl(spec: string | null, reload: number): string {
+  const url = appUrl(spec);
+  if (reload === 0 || !url.startsWith('file:')) return url;
+  const versioned = new URL(url);
+  versioned.searchParams.set(RELOAD_PARAM, String(reload));
+  return versioned.href;
+}
+
 /**
  * Imports the app module named in the config, once per worker thread (each worker has its own
  * module instance and state). Its default export is the app (`export default defineApp({...})`).
+ * `reload` > 0 imports a new instance of it and of the files it imports (`server.reload()`).
  */
-export async function loadApp(spec: string | null): Promise<App<unknown>> {
-  const url = appUrl(spec);
+export async function loadApp(spec: string | null, reload = 0): Promise<App<unknown>> {
+  if (reload > 0) installReloadHooks();
+  const url = reloadUrl(spec, reload);
   let module: { default?: App<unknown> };
   try {
     module = (await import(url)) as { default?: App<unknown> };
@@ -91,7 +129,7 @@ export async function loadApp(spec: string | null): Promise<App<unknown>> {
     throw new AppLoadError(`${kind}${message}${hint}`, location, error);
   }
   if (typeof module.default !== 'object' || module.default === null) {
-    const file = url.startsWith('file:') ? shortPath(fileURLToPath(url)) : url;
+    const file = url.startsWith('file:') ? shortPath(fileURLToPath(appUrl(spec))) : url;
     throw new AppLoadError(`app module ${file} has no default export (export default defineApp({...}))`, null, undefined);
   }
   return module.default;

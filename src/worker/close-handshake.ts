@@ -4,10 +4,11 @@
  * who never finishes, and the code the connection ends with. A connection creates its
  * CloseHandshake when closing begins (most held connections never need one).
  */
-import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { ReadyState } from '../shared/app.ts';
 import { CloseCode, encodeClosePayload, fitCloseReason } from '../shared/close.ts';
+import { abortTransport } from '../runtime/frame-transport.ts';
+import type { FrameTransport } from '../runtime/frame-transport.ts';
 
 const EMPTY = Buffer.alloc(0);
 
@@ -16,7 +17,7 @@ const EMPTY = Buffer.alloc(0);
  * of a worker (the connection passes itself), so the connection's internals stay private.
  */
 export interface CloseOps<C> {
-  socket(connection: C): Duplex;
+  socket(connection: C): FrameTransport;
   /** Work that must finish before our side ends: a message inflating, or one compressing for us. */
   busy(connection: C): boolean;
   /** Messages still wait to be written (queued, or compressing): our close frame goes after them. */
@@ -120,7 +121,7 @@ export class CloseHandshake<C> {
   /** Destroys the socket at once, without a close handshake. */
   terminate(): void {
     if (this.#state === ReadyState.Open) this.#state = ReadyState.Closing;
-    this.#ops.socket(this.#connection).destroy();
+    abortTransport(this.#ops.socket(this.#connection));
   }
 
   /**
@@ -190,7 +191,7 @@ export class CloseHandshake<C> {
     if (this.#timer !== null) return;
     this.#timer = setTimeout(() => {
       this.#settings.logger.debug('close handshake timed out; destroying socket');
-      this.#ops.socket(this.#connection).destroy();
+      abortTransport(this.#ops.socket(this.#connection));
     }, this.#settings.closeTimeoutMs);
     this.#timer.unref();
   }

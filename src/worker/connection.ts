@@ -11,7 +11,6 @@
  * closures of its own.
  */
 import type { Socket } from 'node:net';
-import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { App, FragmentOptions, MessageData, Priority, PublishOptions, SendOptions, SendStatus, ServerWebSocket, Shard, SubscribeOptions } from '../shared/app.ts';
 import { ReadyState, messageBytes, sendsBinary } from '../shared/app.ts';
@@ -29,6 +28,7 @@ import type { MessageEvents } from '../shared/message-reader.ts';
 import { MAX_CONTROL_PAYLOAD, Opcode } from '../shared/opcodes.ts';
 import { Counter, closeCounter, recordDeflate, recordSize } from '../shared/worker-counters.ts';
 import { FrameSink } from '../runtime/frame-flush.ts';
+import type { FrameTransport } from '../runtime/frame-transport.ts';
 import type { FlushHook, FlushScheduler } from '../runtime/frame-flush.ts';
 import { CloseHandshake } from './close-handshake.ts';
 import type { CloseOps, CloseSettings } from './close-handshake.ts';
@@ -38,12 +38,14 @@ import { OutboundQueue } from './outbound-queue.ts';
 import type { QueuedData, QueuedFrames, QueuedMessage } from './outbound-queue.ts';
 import { OutgoingStream } from './outgoing-stream.ts';
 import type { Fragment } from './outgoing-stream.ts';
+import type { ConnectionDirectory } from './connection-directory.ts';
 import { admit } from './send-admission.ts';
 import type { Admission, OverLimit, SendLimits, SlowClientPolicy } from './send-admission.ts';
 
 /** What every connection of a worker shares. */
 export interface ConnectionContext {
-  readonly app: App<unknown>;
+  /** Replaced in place by a reload: every connection of the route switches handlers at once. */
+  app: App<unknown>;
   readonly shard: Shard;
   readonly logger: Logger;
   readonly arena: ByteArena;
@@ -58,9 +60,12 @@ export interface ConnectionContext {
   readonly limits: SendLimits;
   /** `drain` fires once buffered data falls to this many bytes. */
   readonly lowWaterMark: number;
-  readonly slowClient: SlowClientPolicy;
+  /** Replaced with `app` by a reload (the custom policy asks the app). */
+  slowClient: SlowClientPolicy;
   readonly close: CloseSettings;
   readonly topics: TopicMembership;
+  /** Ids and tags: where `shard.send(id)` and `sendTo(key)` find connections. */
+  readonly directory: ConnectionDirectory<Connection>;
   /** The idle sweep's tick, stamped on every read (idle-sweep.ts). */
   readonly idle: { readonly tick: number };
   /**
@@ -87,8 +92,10 @@ export const readingLimits = (config: Pick<ServerConfig, 'maxFrameSize' | 'maxFr
 
 /** The topic registry as a connection sees it. */
 export interface TopicMembership {
-  subscribe(connection: Connection, topic: string, since?: string): void;
-  unsubscribe(connection: Connection, topic: string): void;
+  /** Returns the topic's subscriber count after the change. */
+  subscribe(connection: Connection, topic: string, since?: string): number;
+  /** Returns the topic's subscriber count after the change, or -1 when it was not subscribed. */
+  unsubscribe(connection: Connection, topic: string): number;
   publish(topic: string, data: MessageData, options: PublishOptions | undefined, except: Connection | null): Promise<string> | undefined;
 }
 
@@ -156,15 +163,16 @@ const lentPastCall = (data: MessageData, payload: Buffer): boolean => typeof dat
 
 /** Where a socket's listeners find their Connection. */
 const kConnection = Symbol('shardws.connection');
-type OwnedSocket = Duplex & { [kConnection]: Connection };
+type OwnedSocket = FrameTransport & { [kConnection]: Connection };
 
 export class Connection implements ServerWebSocket<unknown> {
+  readonly id: string;
   data: unknown;
   readonly remoteAddress: string;
   readonly protocol: string;
   readonly extensions: string;
 
-  readonly #socket: Duplex;
+  readonly #socket: FrameTransport;
   readonly #ctx: ConnectionContext;
   readonly #reader: MessageReader<Connection>;
   readonly #sink: FrameSink<Connection>;
@@ -176,6 +184,7 @@ export class Connection implements ServerWebSocket<unknown> {
   /** Created when closing begins. */
   #close: CloseHandshake<Connection> | null = null;
   #topics: Set<string> | null = null;
+  #tags: Set<string> | null = null;
   /** `send` said 'buffered': the app hears `drain` once the backlog is written. */
   #needDrain = false;
   /** Releases of pooled frames handed to the sink and not yet confirmed written. */
@@ -193,11 +202,12 @@ export class Connection implements ServerWebSocket<unknown> {
 
   /**
    * `socket` is either a plain TCP socket created with `Connection[kReads]` as its `onread`, or
-   * any Duplex that emits 'data' (TLS): `reads` says which.
+   * a transport that emits 'data' (TLS, an HTTP/2 stream): `reads` says which.
    */
-  constructor(socket: Duplex, ctx: ConnectionContext, init: ConnectionInit, reads: 'read-buffer' | 'data-events' = 'data-events') {
+  constructor(socket: FrameTransport, ctx: ConnectionContext, init: ConnectionInit, reads: 'read-buffer' | 'data-events' = 'data-events') {
     this.#socket = socket;
     this.#ctx = ctx;
+    this.id = ctx.directory.nextId();
     this.data = init.data;
     this.remoteAddress = init.remoteAddress;
     this.protocol = init.protocol;
@@ -206,7 +216,7 @@ export class Connection implements ServerWebSocket<unknown> {
     this.#lastActive = ctx.idle.tick;
     // Frames that arrive with the peer's FIN are still read and answered (the closing handshake
     // ends our side), even when they wait behind an inflation.
-    (socket as Duplex & { allowHalfOpen: boolean }).allowHalfOpen = true;
+    socket.allowHalfOpen = true;
     this.#sink = new FrameSink<Connection>(ctx.arena, null, ctx.scheduler, socket, Connection.#flushing, this);
     this.#encoder = init.compression === null ? null : new MessageEncoder<Connection>(this.#sink, init.compression, Connection.#encoderOps, this, ctx.counters);
     this.#reader = new MessageReader<Connection>(Connection.#readerEvents, this, {
@@ -226,6 +236,7 @@ export class Connection implements ServerWebSocket<unknown> {
     // Counted from construction, before the socket stops counting as a handshake: the primary
     // reads these counters from another thread and must never see the connection as neither.
     ctx.counters[Counter.Connections]!++;
+    ctx.directory.add(this);
   }
 
   get readyState(): ReadyState {
@@ -242,6 +253,10 @@ export class Connection implements ServerWebSocket<unknown> {
 
   get topics(): readonly string[] {
     return this.#topics === null ? [] : [...this.#topics];
+  }
+
+  get tags(): readonly string[] {
+    return this.#tags === null ? [] : [...this.#tags];
   }
 
   get [kLastActive](): number {
@@ -446,13 +461,37 @@ export class Connection implements ServerWebSocket<unknown> {
 
   subscribe(topic: string, options?: SubscribeOptions): void {
     if (this.readyState === ReadyState.Closed || this.#topics?.has(topic) === true) return;
-    this.#ctx.topics.subscribe(this, topic, options?.since);
+    const count = this.#ctx.topics.subscribe(this, topic, options?.since);
     (this.#topics ??= new Set()).add(topic);
+    this.#subscription(topic, count, count - 1);
   }
 
   unsubscribe(topic: string): void {
     if (this.#topics === null || !this.#topics.delete(topic)) return;
-    this.#ctx.topics.unsubscribe(this, topic);
+    const count = this.#ctx.topics.unsubscribe(this, topic);
+    this.#subscription(topic, count, count + 1);
+  }
+
+  /** The app's `subscription` hook, when it has one. */
+  #subscription(topic: string, newCount: number, oldCount: number): void {
+    const handler = this.#ctx.app.subscription;
+    if (handler === undefined) return;
+    try {
+      handler(this, topic, newCount, oldCount);
+    } catch (error) {
+      this.#handlerThrew('subscription', error);
+    }
+  }
+
+  tag(key: string): void {
+    if (this.readyState === ReadyState.Closed || this.#tags?.has(key) === true) return;
+    (this.#tags ??= new Set()).add(key);
+    this.#ctx.directory.tag(this, key);
+  }
+
+  untag(key: string): void {
+    if (this.#tags === null || !this.#tags.delete(key)) return;
+    this.#ctx.directory.untag(this, key);
   }
 
   isSubscribed(topic: string): boolean {
@@ -820,8 +859,16 @@ export class Connection implements ServerWebSocket<unknown> {
     this.#inFlight = null;
     if (releases !== null) for (const release of releases) release();
     this.#compression?.close();
-    if (this.#topics !== null) for (const topic of this.#topics) ctx.topics.unsubscribe(this, topic);
+    const topics = this.#topics;
     this.#topics = null;
+    if (topics !== null) {
+      for (const topic of topics) {
+        const count = ctx.topics.unsubscribe(this, topic);
+        this.#subscription(topic, count, count + 1);
+      }
+    }
+    ctx.directory.remove(this, this.#tags ?? []);
+    this.#tags = null;
     ctx.backlogged.delete(this);
     this.#backloggedSince = null;
     ctx.counters[Counter.Connections]!--;

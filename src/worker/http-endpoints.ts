@@ -126,7 +126,12 @@ export class HttpEndpoints {
       }
       return;
     }
-    // RFC 9110 §15.5.22: 426 names the protocol to upgrade to.
+    // RFC 9110 §15.5.22: 426 names the protocol to upgrade to. HTTP/2 has no Upgrade field
+    // (RFC 9113 §8.2.2): there a WebSocket is opened with an extended CONNECT (RFC 8441).
+    if (req.httpVersionMajor >= 2) {
+      res.writeHead(426, { 'content-type': 'text/plain' }).end('Upgrade Required: open a WebSocket with an extended CONNECT (RFC 8441)');
+      return;
+    }
     res.writeHead(426, { upgrade: 'websocket', connection: 'Upgrade', 'content-type': 'text/plain' }).end('Upgrade Required');
   }
 }

@@ -3,7 +3,8 @@ import type { MessagePort } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import type { Priority } from '../shared/app.ts';
 import type { SlabPool } from '../shared/slab-pool.ts';
-import type { PeerMessage, PeerPublish } from '../shared/thread-messages.ts';
+import type { DirectMessage, PeerMessage, PeerPublish } from '../shared/thread-messages.ts';
+import type { DirectPeers } from './connection-directory.ts';
 
 interface Peer {
   readonly worker: number;
@@ -30,7 +31,7 @@ export interface MeshTopics {
  * pool and only a handle crosses; smaller ones are copied by postMessage, which costs less than
  * a pool round trip at that size.
  */
-export class PeerMesh {
+export class PeerMesh implements DirectPeers {
   readonly #self: number;
   readonly #generation: number;
   readonly #peers = new Map<number, Peer>();
@@ -38,6 +39,8 @@ export class PeerMesh {
   readonly #poolThreshold: number;
   readonly #logger: Logger;
   #topics: MeshTopics | null = null;
+  /** Where direct messages for this worker's connections go (the ConnectionDirectory). */
+  #direct: ((message: DirectMessage) => void) | null = null;
 
   constructor(self: number, generation: number, pool: SlabPool, poolThreshold: number, logger: Logger) {
     this.#self = self;
@@ -50,6 +53,26 @@ export class PeerMesh {
   /** The registry this mesh serves (it attaches itself when constructed). */
   attach(topics: MeshTopics): void {
     this.#topics = topics;
+  }
+
+  /** The directory that takes direct messages from peers. */
+  attachDirect(receive: (message: DirectMessage) => void): void {
+    this.#direct = receive;
+  }
+
+  generationOf(worker: number): number {
+    return this.#peers.get(worker)?.generation ?? -1;
+  }
+
+  get workers(): Iterable<number> {
+    return this.#peers.keys();
+  }
+
+  post(worker: number, message: DirectMessage): boolean {
+    const peer = this.#peers.get(worker);
+    if (peer === undefined) return false;
+    peer.port.postMessage(message);
+    return true;
   }
 
   add(worker: number, generation: number, port: MessagePort): void {
@@ -123,6 +146,10 @@ export class PeerMesh {
     if (topics === null) return;
     if (message.type === 'interest') {
       topics.setRemoteInterest(peer.worker, message.topics, message.subscribed);
+      return;
+    }
+    if (message.type === 'direct') {
+      this.#direct?.(message);
       return;
     }
     if (message.bytes !== null) {

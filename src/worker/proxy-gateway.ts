@@ -12,7 +12,9 @@
 import type { OutgoingHttpHeaders } from 'node:http';
 import type { Logger } from 'pino';
 import { parseExtensionHeader } from '../shared/extension-header.ts';
-import { buildUpgradeResponse, generateKey } from '../shared/handshake.ts';
+import { openingResponse } from '../shared/extended-connect.ts';
+import type { OpeningResponse } from '../shared/extended-connect.ts';
+import { generateKey } from '../shared/handshake.ts';
 import type { UpgradeRequestInfo } from '../shared/handshake.ts';
 import { messageCompression } from '../shared/message-compression.ts';
 import type { MessageCompression } from '../shared/message-compression.ts';
@@ -147,9 +149,9 @@ export class ProxyGateway {
         return refuse(`upstream answered with invalid extensions: ${(error as Error).message}`);
       }
     }
-    let accepted: string;
+    let accepted: OpeningResponse;
     try {
-      accepted = buildUpgradeResponse({ key: info.key, protocol: answer.protocol || undefined, extensions: client.extensions, headers: client.headers });
+      accepted = openingResponse(request.http2 === true, info.key, answer.protocol || undefined, client.extensions, client.headers);
     } catch (error) {
       upstreamCompression?.close();
       return refuse(`invalid response headers: ${(error as Error).message}`);
@@ -198,14 +200,16 @@ function forwardedHeaders(target: ResolvedProxyTarget, client: ClientLeg, upstre
   const connection = received.connection;
   const named = connection === undefined ? [] : parseTokenList(Array.isArray(connection) ? connection.join(', ') : connection, 'Connection');
   for (const [name, value] of Object.entries(received)) {
-    if (value === undefined || NOT_FORWARDED.has(name) || HANDSHAKE_FIELDS.has(name) || named.includes(name)) continue;
+    // Pseudo-headers (an HTTP/2 client's :path, :authority…) are no HTTP/1.1 fields.
+    if (value === undefined || name.charCodeAt(0) === 0x3a || NOT_FORWARDED.has(name) || HANDSHAKE_FIELDS.has(name) || named.includes(name)) continue;
     out[name] = value;
   }
   const address = client.request.remoteAddress;
   const prior = received['x-forwarded-for'];
   if (address !== '') out['x-forwarded-for'] = prior === undefined ? address : `${Array.isArray(prior) ? prior.join(', ') : prior}, ${address}`;
   out['x-forwarded-proto'] = client.request.tls !== null ? 'https' : 'http';
-  if (received.host !== undefined) out['x-forwarded-host'] = received.host;
+  const host = received.host ?? received[':authority'];
+  if (host !== undefined) out['x-forwarded-host'] = host;
   out.host = upstream.host;
   for (const [name, value] of Object.entries(target.headers)) out[name.toLowerCase()] = value;
   out.upgrade = 'websocket';

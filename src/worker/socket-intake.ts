@@ -30,6 +30,7 @@ import { rehomeForReading, rehomeSocket } from './socket-rehome.ts';
 import type { ReadBuffer } from './socket-rehome.ts';
 import type { ConnectionContext } from './connection.ts';
 import type { HttpEndpoints } from './http-endpoints.ts';
+import { Http2Intake } from './http2-intake.ts';
 import { carryPeerAddress, setPeerAddress } from './peer-address.ts';
 import { loadTlsContext, recordPeerVerification } from './tls-context.ts';
 import type { TlsServerContext } from './tls-context.ts';
@@ -92,6 +93,8 @@ export class SocketIntake {
   readonly #onTlsError: (this: TLSSocket, error: Error) => void;
   readonly #reads: ReadBuffer;
   #tls: TlsServerContext | null;
+  /** With `http2`: the sessions of TLS sockets that chose h2 by ALPN. */
+  readonly #http2: Http2Intake | null;
   /** Passthrough connections: bytes copied between the client and its upstream. */
   readonly #splices = new Set<Splice>();
   /** The worker's own listener, in SO_REUSEPORT mode only. */
@@ -101,7 +104,8 @@ export class SocketIntake {
   constructor(parts: IntakeParts) {
     this.#parts = parts;
     const { config, logger } = parts;
-    this.#tls = config.tls === null ? null : loadTlsContext(config.tls);
+    this.#tls = config.tls === null ? null : loadTlsContext(config.tls, config.http2);
+    this.#http2 = config.http2 ? new Http2Intake(parts) : null;
     const intake = this;
     this.#onHandshakeSocketClose = function (this: Duplex): void {
       intake.#handshakeEnded(this);
@@ -156,7 +160,7 @@ export class SocketIntake {
     if (this.#tls !== null && !config.proxyProtocol) {
       const secure = this.#wrapTls(rehomeSocket(arrived));
       this.#track(secure);
-      this.#server.emit('connection', secure);
+      this.#serveTls(secure);
       return;
     }
     const socket = rehomeSocket(arrived, this.#reads) as IntakeSocket;
@@ -174,6 +178,28 @@ export class SocketIntake {
     if (tls.socketOptions.requestCert === true) secure.on('secure', recordPeerVerification);
     carryPeerAddress(plain, secure);
     return secure;
+  }
+
+  /**
+   * A TLS socket's requests go to Node's HTTP/1.1 server, or, with `http2` and a client that chose
+   * h2 by ALPN, to an HTTP/2 session: the choice is known once the TLS handshake is done, before
+   * the client's first request is read.
+   */
+  #serveTls(secure: TLSSocket): void {
+    const http2 = this.#http2;
+    if (http2 === null) {
+      this.#server.emit('connection', secure);
+      return;
+    }
+    secure.once('secure', () => {
+      if (secure.alpnProtocol !== 'h2') {
+        this.#server.emit('connection', secure);
+        return;
+      }
+      // Its streams count one by one from here (http2-intake.ts).
+      this.#handshakeEnded(secure);
+      http2.adopt(secure);
+    });
   }
 
   /**
@@ -256,7 +282,7 @@ export class SocketIntake {
       // TLS reads what the socket already holds first (lib/internal/tls/wrap.js, initRead).
       const secure = this.#wrapTls(plain);
       this.#retrack(plain, secure);
-      this.#server.emit('connection', secure);
+      this.#serveTls(secure);
       return;
     }
     socket[kHead] = { bytes: EMPTY };
@@ -376,7 +402,7 @@ export class SocketIntake {
     const options = tls ?? this.#parts.config.tls;
     if (options === null) return;
     try {
-      this.#tls = loadTlsContext(options);
+      this.#tls = loadTlsContext(options, this.#parts.config.http2);
       this.#parts.logger.info('TLS certificates reloaded');
     } catch (error) {
       this.#parts.logger.error({ err: (error as Error).message }, 'TLS reload failed; keeping the previous certificates');
@@ -387,12 +413,14 @@ export class SocketIntake {
   stop(): void {
     this.#stopping = true;
     this.#listener?.close();
+    this.#http2?.stop();
     this.#server.closeIdleConnections();
   }
 
   /** Closes whatever HTTP sockets and passthrough connections are left (after the grace period). */
   closeAll(): void {
     this.#server.closeAllConnections();
+    this.#http2?.closeAll();
     for (const splice of this.#splices) splice.destroy();
   }
 
@@ -487,7 +515,8 @@ export class SocketIntake {
     if (arrived >= 0) recordValue(parts.slot, HANDSHAKE_SECONDS, (performance.now() - arrived) / 1000);
     // The 101 goes out only now: a client that reacts to it (opens another connection, say)
     // finds this one counted once, as a connection, by the primary's maxConnections check.
-    live.write(accepted.response, 'latin1');
+    // (An HTTP/2 stream's :status 200 is sent by http2-intake.ts.)
+    if (!accepted.response.http2) live.write(accepted.response.head, 'latin1');
     return connection;
   }
 

@@ -24,7 +24,8 @@ function read(file: string | undefined, pem: string | undefined): string | undef
   }
 }
 
-export function loadTlsContext(tls: TlsOptions): TlsServerContext {
+/** `http2`: offer h2 by ALPN before http/1.1 (RFC 7301), for WebSockets over HTTP/2. */
+export function loadTlsContext(tls: TlsOptions, http2 = false): TlsServerContext {
   const ca = read(tls.caFile, tls.ca);
   // Every context carries the CA too: client certificates are checked against it whichever
   // certificate the server name chose.
@@ -38,7 +39,7 @@ export function loadTlsContext(tls: TlsOptions): TlsServerContext {
     secureContext,
     socketOptions: {
       secureContext,
-      ALPNProtocols: ['http/1.1'],
+      ALPNProtocols: http2 ? ['h2', 'http/1.1'] : ['http/1.1'],
       ...(byName.size > 0 ? { SNICallback: (servername: string, done: (error: Error | null, context?: SecureContext) => void) => done(null, contextForName(byName, servername)) } : {}),
       ...(requestCert ? { requestCert: true, rejectUnauthorized: tls.rejectUnauthorized !== false } : {}),
     },

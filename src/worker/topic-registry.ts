@@ -13,6 +13,7 @@ import { Counter } from '../shared/worker-counters.ts';
 import { kSendPrepared, kSerial } from './connection.ts';
 import type { Connection, TopicMembership } from './connection.ts';
 import type { MeshTopics, PeerMesh } from './peer-mesh.ts';
+import type { WorkerPresence } from './worker-presence.ts';
 import { TopicRecovery } from './topic-recovery.ts';
 
 /** Where a worker's topics meet a topic bridge: the primary, which owns the broker link. */
@@ -27,12 +28,15 @@ export interface BridgeLink {
   recover(topic: string, since: string, ticket: number): void;
 }
 
-/** The bridge link of a worker thread: messages to the primary. */
-export function primaryBridgeLink(post: (message: WorkerMessage) => void, durable: boolean): BridgeLink {
+/**
+ * The bridge link of a worker thread: messages to the primary. Without `publishes` (a cluster
+ * directory but no bridge), only interest goes: the primary reports subscriber counts per topic.
+ */
+export function primaryBridgeLink(post: (message: WorkerMessage) => void, durable: boolean, publishes = true): BridgeLink {
   return {
     durable,
     interest: (topics, subscribed) => post({ type: 'interest', topics, subscribed }),
-    publish: (topic, payload, binary, except, ticket) => post({ type: 'bridge-publish', topic, data: exactCopy(payload), binary, except, ticket }),
+    publish: publishes ? (topic, payload, binary, except, ticket) => post({ type: 'bridge-publish', topic, data: exactCopy(payload), binary, except, ticket }) : () => {},
     recover: (topic, since, ticket) => post({ type: 'recover', topic, since, ticket }),
   };
 }
@@ -70,6 +74,7 @@ export class TopicRegistry implements TopicMembership, MeshTopics {
   readonly #threshold: number;
   readonly #counters: Float64Array;
   readonly #bridge: BridgeLink | null;
+  readonly #presence: WorkerPresence | null;
   readonly #recovery = new TopicRecovery<Connection, PreparedMessage>({ sendFrames: (connection, message) => connection[kSendPrepared](message, 'normal', null) });
   /** Publishes waiting for their id (durable bridge), by ticket. */
   readonly #ids = new Map<number, { readonly resolve: (id: string) => void; readonly reject: (error: Error) => void }>();
@@ -81,11 +86,13 @@ export class TopicRegistry implements TopicMembership, MeshTopics {
   /**
    * With `deflate`, each broadcast is compressed once without context per window its
    * subscribers negotiated (PreparedMessage), in every compressor mode, for the subscribers of
-   * every worker that negotiated permessage-deflate.
+   * every worker that negotiated permessage-deflate. `presence` counts subscribers across the
+   * server's workers (without it, counts are this worker's).
    */
-  constructor(mesh: PeerMesh, deflate: DeflateConfig | null, counters: Float64Array, bridge: BridgeLink | null) {
+  constructor(mesh: PeerMesh, deflate: DeflateConfig | null, counters: Float64Array, bridge: BridgeLink | null, presence: WorkerPresence | null = null) {
     this.#mesh = mesh;
     this.#bridge = bridge;
+    this.#presence = presence;
     this.#deflate = deflate === null ? null : { level: deflate.level, memLevel: deflate.memLevel };
     this.#window = deflate?.serverMaxWindowBits ?? 15;
     this.#threshold = deflate?.threshold ?? 0;
@@ -103,11 +110,14 @@ export class TopicRegistry implements TopicMembership, MeshTopics {
     return [...this.#local.keys()];
   }
 
+  /** Subscribers of `topic` on every worker of this server (with presence), else on this one. */
   subscriberCount(topic: string): number {
-    return this.#local.get(topic)?.size ?? 0;
+    const local = this.#local.get(topic)?.size ?? 0;
+    return this.#presence === null ? local : this.#presence.count('topic', topic, local);
   }
 
-  subscribe(connection: Connection, topic: string, since?: string): void {
+  /** Returns the topic's subscriber count after this subscription. */
+  subscribe(connection: Connection, topic: string, since?: string): number {
     if (since !== undefined && !isStreamId(since)) throw new RangeError(`subscribe: since must be a message id (<milliseconds>-<sequence>), got ${JSON.stringify(since)}`);
     let set = this.#local.get(topic);
     if (set === undefined) {
@@ -117,31 +127,37 @@ export class TopicRegistry implements TopicMembership, MeshTopics {
       this.#bridge?.interest([topic], true);
     }
     set.add(connection);
-    if (since === undefined) return;
+    this.#presence?.hold('topic', topic);
+    const count = this.subscriberCount(topic);
+    if (since === undefined) return count;
     const bridge = this.#bridge;
     if (bridge === null || !bridge.durable) {
       // Nothing to recover from: the app hears so, after the subscribe call returns.
       queueMicrotask(() => {
         if (this.#local.get(topic)?.has(connection) === true) this.#tellRecovery(connection, { topic, since, replayed: 0, complete: false });
       });
-      return;
+      return count;
     }
     // Live entries wait for the replay from now on; it is asked for after the interest above.
     this.#recovery.begin(topic, connection, since);
     const ticket = this.#nextTicket++;
     this.#replays.set(ticket, { connection, topic, since });
     bridge.recover(topic, since, ticket);
+    return count;
   }
 
-  unsubscribe(connection: Connection, topic: string): void {
+  /** Returns the topic's subscriber count after this unsubscription, or -1 when `connection` was not subscribed. */
+  unsubscribe(connection: Connection, topic: string): number {
     const set = this.#local.get(topic);
-    if (set === undefined || !set.delete(connection)) return;
+    if (set === undefined || !set.delete(connection)) return -1;
+    this.#presence?.release('topic', topic, set.size === 0);
     this.#recovery.forget(topic, connection);
     if (set.size === 0) {
       this.#local.delete(topic);
       this.#mesh.announce([topic], false);
       this.#bridge?.interest([topic], false);
     }
+    return this.subscriberCount(topic);
   }
 
   /** A peer's subscribers came or went. */

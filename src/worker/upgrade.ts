@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import type { ServerHttp2Stream } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
@@ -7,14 +8,16 @@ import { isProxy, isRejection } from '../shared/app.ts';
 import { HandshakeError } from '../shared/errors.ts';
 import type { HandshakeStatus } from '../shared/errors.ts';
 import { parseExtensionHeader } from '../shared/extension-header.ts';
-import { buildErrorResponse, buildUpgradeResponse, validateUpgradeRequest } from '../shared/handshake.ts';
+import { openingResponse, validateExtendedConnect } from '../shared/extended-connect.ts';
+import type { OpeningResponse } from '../shared/extended-connect.ts';
+import { buildErrorResponse, validateUpgradeRequest } from '../shared/handshake.ts';
 import type { UpgradeRequestInfo } from '../shared/handshake.ts';
 import { messageCompression } from '../shared/message-compression.ts';
 import type { MessageCompression } from '../shared/message-compression.ts';
 import { PerMessageDeflate, acceptDeflateOffer } from '../shared/permessage-deflate.ts';
 import { resolveProxyTarget } from '../shared/proxy-target.ts';
 import type { ResolvedProxyTarget } from '../shared/proxy-target.ts';
-import { refuse } from '../runtime/refuse.ts';
+import { refuse, refuseStream } from '../runtime/refuse.ts';
 import { Counter } from '../shared/worker-counters.ts';
 import type { ConnectionContext } from './connection.ts';
 import type { ProxyGateway } from './proxy-gateway.ts';
@@ -33,6 +36,8 @@ export interface HandshakeRequest {
   readonly remoteAddress: string;
   /** Present on a TLS socket. */
   readonly tls: TlsPeer | null;
+  /** An extended CONNECT on an HTTP/2 stream (RFC 8441); absent: an HTTP/1.1 upgrade. */
+  readonly http2?: boolean;
   raw(): IncomingMessage;
 }
 
@@ -72,8 +77,8 @@ export interface AcceptedConnection {
   readonly extensions: string;
   readonly compression: MessageCompression | null;
   readonly remoteAddress: string;
-  /** The 101 response, for the caller to write once it counts the socket as a connection. */
-  readonly response: string;
+  /** The 101 (or, over HTTP/2, the :status 200), for the caller to send once it counts the socket as a connection. */
+  readonly response: OpeningResponse;
   /** The route's context (its app and limits), or the relay's for a proxied connection. */
   readonly context: ConnectionContext;
   /** Releases what was set up (compression, an upstream) when the client leaves before its 101. */
@@ -131,7 +136,8 @@ export class UpgradeHandler {
     const refused = (status: HandshakeStatus, reason: string, headers?: Readonly<Record<string, string>>, message?: string): null => {
       this.#counters[Counter.HandshakesRejected]!++;
       this.#logger.info({ remote: remoteAddress, url: req.url, status }, `upgrade refused: ${reason}`);
-      refuse(socket, status, message ?? reason, headers);
+      if (req.http2 === true) refuseStream(socket as ServerHttp2Stream, status, message ?? reason, headers);
+      else refuse(socket, status, message ?? reason, headers);
       return null;
     };
 
@@ -139,7 +145,7 @@ export class UpgradeHandler {
     if (route === null) return refused(404, `no route for ${req.url.split('?', 1)[0]!}`, undefined, 'Not Found');
     let info: UpgradeRequestInfo;
     try {
-      info = validateUpgradeRequest(req);
+      info = req.http2 === true ? validateExtendedConnect(req.headers) : validateUpgradeRequest(req);
     } catch (error) {
       if (error instanceof HandshakeError) return refused(error.status, error.message, error.headers);
       throw error;
@@ -228,6 +234,12 @@ export class UpgradeHandler {
       this.#abort(app, compression, request, data, 'the client went away during the upgrade');
       return null;
     }
+    // Bytes spliced to an HTTP/1.1 upstream cannot be an HTTP/2 stream's: its frames would be
+    // the client's, its handshake not.
+    if (proxy !== null && proxy.mode === 'passthrough' && req.http2 === true) {
+      compression?.close();
+      return refused(502, 'a passthrough proxy needs the client on HTTP/1.1', undefined, 'Bad Gateway: passthrough proxying needs HTTP/1.1');
+    }
     if (proxy !== null && proxy.mode === 'passthrough') {
       // Passthrough negotiates extensions end to end: the client's offer goes to the upstream.
       compression?.close();
@@ -257,7 +269,7 @@ export class UpgradeHandler {
 
     let response;
     try {
-      response = buildUpgradeResponse({ key: info.key, protocol: protocol || undefined, extensions, headers });
+      response = openingResponse(req.http2 === true, info.key, protocol || undefined, extensions, headers);
     } catch (error) {
       this.#logger.error({ err: error }, 'invalid upgrade response headers from the app');
       this.#abort(app, compression, request, data, 'invalid response headers from the app');

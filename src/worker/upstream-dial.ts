@@ -8,6 +8,7 @@
 import { request as httpRequest } from 'node:http';
 import type { ClientRequest, IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 import { request as httpsRequest } from 'node:https';
+import { isIP } from 'node:net';
 import type { Socket } from 'node:net';
 import { HandshakeError } from '../shared/errors.ts';
 import { validateUpgradeResponse } from '../shared/handshake.ts';
@@ -66,22 +67,31 @@ export function dialUpstream(request: DialRequest): Promise<DialResult> {
     };
     const timer = setTimeout(() => fail(504, `upstream ${url.host} did not answer the upgrade within ${request.timeoutMs / 1000} s`, true), request.timeoutMs);
     const tls = request.tls ?? {};
-    req = (secure ? httpsRequest : httpRequest)({
-      host,
-      port: url.port === '' ? (secure ? 443 : 80) : Number(url.port),
-      path: url.pathname + url.search,
-      headers: request.headers,
-      agent: false,
-      setHost: false,
-      ...(secure
-        ? {
-            ca: tls.ca as string | string[] | undefined,
-            rejectUnauthorized: tls.rejectUnauthorized ?? true,
-            servername: tls.servername ?? (url.hostname.startsWith('[') ? undefined : url.hostname),
-            ALPNProtocols: ['http/1.1'],
-          }
-        : {}),
-    });
+    // RFC 6066 §3: no server name for an address (Node throws for one); the certificate is
+    // checked against the address itself.
+    const servername = tls.servername ?? (isIP(host) === 0 ? host : undefined);
+    try {
+      req = (secure ? httpsRequest : httpRequest)({
+        host,
+        port: url.port === '' ? (secure ? 443 : 80) : Number(url.port),
+        path: url.pathname + url.search,
+        headers: request.headers,
+        agent: false,
+        setHost: false,
+        ...(secure
+          ? {
+              ca: tls.ca as string | string[] | undefined,
+              rejectUnauthorized: tls.rejectUnauthorized ?? true,
+              servername,
+              ALPNProtocols: ['http/1.1'],
+            }
+          : {}),
+      });
+    } catch (error) {
+      // Options Node refuses before any connection (a TLS option of the wrong kind): still a 502.
+      fail(502, `upstream ${url.host}: ${(error as Error).message}`, false);
+      return;
+    }
     req.on('error', (error: NodeJS.ErrnoException) => fail(502, `upstream ${url.host} failed: ${error.code ?? error.message}`, true));
     req.on('response', (res: IncomingMessage) => {
       res.resume();

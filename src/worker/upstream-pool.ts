@@ -9,6 +9,14 @@ import type { ResolvedProxyTarget } from '../shared/proxy-target.ts';
 /** Back-off after an upstream fails to answer: 1 s, doubling to 30 s, reset by a success. */
 const FIRST_BACKOFF_MS = 1000;
 const MAX_BACKOFF_MS = 30_000;
+/**
+ * An app may give a URL per request (a path per user or tenant), so entries are dropped once
+ * they say nothing: an upstream with no connection and no failure, one whose back-off ended long
+ * ago, a rotation among more lists than this. Otherwise every URL ever dialed stayed in the maps.
+ */
+const MAX_CURSORS = 1024;
+
+const UNKNOWN: Readonly<UpstreamState> = Object.freeze({ active: 0, failures: 0, retryAt: 0 });
 
 interface UpstreamState {
   /** Proxied connections open to it from this worker. */
@@ -46,14 +54,15 @@ export class UpstreamPool {
     } else {
       const key = urls.join('\n');
       const start = this.#cursors.get(key) ?? 0;
+      if (this.#cursors.size >= MAX_CURSORS && start === 0) this.#cursors.clear();
       this.#cursors.set(key, (start + 1) % urls.length);
       const rotated = urls.map((_, i) => urls[(start + i) % urls.length]!);
       // least-connections: fewest open first; the rotation breaks ties, so equals take turns.
-      ordered = target.balance === 'round-robin' ? rotated : rotated.sort((a, b) => this.#state(a).active - this.#state(b).active);
+      ordered = target.balance === 'round-robin' ? rotated : rotated.sort((a, b) => this.#peek(a).active - this.#peek(b).active);
     }
-    const ready = ordered.filter((url) => this.#state(url).retryAt <= now);
+    const ready = ordered.filter((url) => this.#peek(url).retryAt <= now);
     if (ready.length === ordered.length) return ordered;
-    const waiting = ordered.filter((url) => this.#state(url).retryAt > now).sort((a, b) => this.#state(a).retryAt - this.#state(b).retryAt);
+    const waiting = ordered.filter((url) => this.#peek(url).retryAt > now).sort((a, b) => this.#peek(a).retryAt - this.#peek(b).retryAt);
     return [...ready, ...waiting];
   }
 
@@ -67,12 +76,16 @@ export class UpstreamPool {
 
   /** A connection to `url` ended. */
   closed(url: string): void {
-    const state = this.#state(url);
+    const state = this.#states.get(url);
+    if (state === undefined) return;
     if (state.active > 0) state.active--;
+    if (state.active === 0 && state.failures === 0) this.#states.delete(url);
   }
 
   /** `url` did not answer (refused, unreachable, timed out): try it last for a while. */
   failed(url: string, now = Date.now()): number {
+    // Upstreams idle since a back-off that ended long ago are forgotten (their doubling restarts).
+    for (const [other, state] of this.#states) if (state.active === 0 && state.retryAt + MAX_BACKOFF_MS < now) this.#states.delete(other);
     const state = this.#state(url);
     state.failures++;
     const delay = Math.min(MAX_BACKOFF_MS, FIRST_BACKOFF_MS * 2 ** Math.min(state.failures - 1, 16));
@@ -82,6 +95,10 @@ export class UpstreamPool {
 
   stats(now = Date.now()): UpstreamStats[] {
     return [...this.#states].map(([url, s]) => ({ url, active: s.active, failures: s.failures, backingOff: s.retryAt > now }));
+  }
+
+  #peek(url: string): Readonly<UpstreamState> {
+    return this.#states.get(url) ?? UNKNOWN;
   }
 
   #state(url: string): UpstreamState {

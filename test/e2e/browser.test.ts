@@ -80,6 +80,10 @@ describe.skipIf(!chromiumAvailable)('demo chat page in Chromium (needs /usr/bin/
     await ann!.waitForSelector('#log li:has-text("hi ann, bob here")');
     expect(await bob!.textContent('#log')).toContain('ann: hello from ann');
 
+    // The room's member count covers every worker, and follows a page that leaves.
+    await ann!.waitForSelector(`#members[data-members="${pages.length}"]`);
+    await bob!.waitForSelector(`#members[data-members="${pages.length}"]`);
+
     // The per-worker counts on the page follow the server's (pushed once a second).
     const total = pages.length;
     await ann!.waitForFunction(
@@ -89,6 +93,7 @@ describe.skipIf(!chromiumAvailable)('demo chat page in Chromium (needs /usr/bin/
     );
     expect(await ann!.locator('#workers span').count()).toBe(2);
     await pages.at(-1)!.close();
+    await ann!.waitForSelector(`#members[data-members="${total - 1}"]`, { timeout: 10_000 });
     await ann!.waitForFunction(
       (expected) => [...document.querySelectorAll('#workers span')].reduce((sum, el) => sum + Number((el as HTMLElement).dataset.connections), 0) === expected,
       total - 1,

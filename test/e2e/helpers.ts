@@ -153,6 +153,15 @@ export class TestClient {
   }
 }
 
+/** Sends a command and waits for the first later message that starts with `prefix`; returns it as text. */
+export async function ask(client: TestClient, command: string, prefix: string): Promise<string> {
+  const from = client.received.length;
+  client.ws.send(command);
+  let found: string | undefined;
+  await waitFor(() => (found = client.received.slice(from).map((m) => m.data.toString()).find((t) => t.startsWith(prefix))) !== undefined, `an answer to ${command}`);
+  return found!;
+}
+
 /** Opens a client and waits for the handshake. */
 export function openClient(url: string, protocols?: string | string[], options?: ClientOptions): Promise<TestClient> {
   return new TestClient(url, protocols, options).opened();
@@ -326,7 +335,7 @@ function parseHead(text: string): HttpHead {
   return { status, headers };
 }
 
-function parseFrame(bytes: Buffer): { frame: RawFrame; size: number } | null {
+export function parseFrame(bytes: Buffer): { frame: RawFrame; size: number } | null {
   if (bytes.length < 2) return null;
   let length = bytes[1]! & 0x7f;
   let offset = 2;

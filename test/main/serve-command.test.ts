@@ -27,6 +27,7 @@ const TABLE_FLAGS: readonly (readonly [flag: string, option: OptionName, raw: st
   ['handshake-timeout', 'handshakeTimeout', '5', 5],
   ['max-handshakes', 'maxHandshakes', '100', 100],
   ['max-header-size', 'maxHeaderSize', '8K', 8 * 1024],
+  ['http2-max-streams', 'http2MaxStreams', '50', 50],
   ['admin-port', 'adminPort', '9464', 9464],
   ['admin-host', 'adminHost', '0.0.0.0', '0.0.0.0'],
   ['stats-path', 'statsPath', '/s', '/s'],
@@ -36,12 +37,14 @@ const TABLE_FLAGS: readonly (readonly [flag: string, option: OptionName, raw: st
   ['log-format', 'logFormat', 'pretty', 'pretty'],
   ['shutdown-grace', 'shutdownGrace', '0.5', 0.5],
   ['heartbeat-timeout', 'heartbeatTimeout', '20', 20],
+  ['max-lifetime', 'maxLifetime', '3600', 3600],
+  ['presence-capacity', 'presenceCapacity', '1024', 1024],
   ['worker-young-size', 'workerYoungGenerationSize', '32M', 32 * 1024 * 1024],
   ['pool-size', 'poolSize', '64M', 64 * 1024 * 1024],
   ['pool-threshold', 'poolThreshold', '4K', 4 * 1024],
 ];
 /** The on/off flags: `--send-pings` / `--no-send-pings`… */
-const BOOLEAN_FLAGS = ['send-pings', 'auto-pong', 'skip-utf8-validation', 'proxy-protocol'];
+const BOOLEAN_FLAGS = ['send-pings', 'auto-pong', 'skip-utf8-validation', 'proxy-protocol', 'http2'];
 /** The deflate option's fields, from DEFLATE_OPTIONS. */
 const DEFLATE_FIELD_FLAGS: readonly (readonly [flag: string, field: string, raw: string, value: number | string])[] = [
   ['deflate-compressor', 'compressor', 'dedicated', 'dedicated'],
@@ -53,7 +56,7 @@ const DEFLATE_FIELD_FLAGS: readonly (readonly [flag: string, field: string, raw:
   ['deflate-threshold', 'threshold', '1K', 1024],
 ];
 /** Hand-made flags, as the help spells them. */
-const EXTRA_FLAGS = ['deflate[=PRESET]', 'origin', 'tls-cert', 'tls-key', 'tls-ca', 'app-options', 'route', 'redis'];
+const EXTRA_FLAGS = ['deflate[=PRESET]', 'origin', 'tls-cert', 'tls-key', 'tls-ca', 'app-options', 'route', 'redis', 'watch'];
 /** The Redis bridge's flags, from its table (REDIS_OPTIONS). */
 const REDIS_FLAGS = ['[no-]redis-streams', 'redis-retention', 'redis-max-age', 'redis-outage-buffer'];
 
@@ -81,6 +84,16 @@ describe('parseServeArgs', () => {
     expect(parseServeArgs([])).toEqual({ options: { app: undefined, port: 8080 }, redis: undefined, help: false });
   });
 
+  it('takes --watch (serve only), and the new options as flags: --max-lifetime, --presence-capacity', () => {
+    expect(parseServeArgs(['app.ts', '--watch', '--max-lifetime', '3600', '--presence-capacity', '1024'])).toEqual({
+      options: { app: 'app.ts', port: 8080, maxLifetime: 3600, presenceCapacity: 1024 },
+      redis: undefined,
+      help: false,
+      watch: true,
+    });
+    expect(() => parseProxyArgs(['ws://upstream', '--watch'])).toThrow(/watch/);
+  });
+
   it('takes one positional APP module', () => {
     expect(parseServeArgs(['app.ts', '--port', '1']).options).toMatchObject({ app: 'app.ts', port: 1 });
     expect(parseServeArgs(['--port', '1', 'app.ts']).options.app).toBe('app.ts');
@@ -99,7 +112,12 @@ describe('parseServeArgs', () => {
     expect(inHelp.sort()).toEqual([...TABLE_FLAGS.map(([flag]) => flag), ...BOOLEAN_FLAGS.map((f) => `[no-]${f}`), ...DEFLATE_FIELD_FLAGS.map(([flag]) => flag), ...EXTRA_FLAGS, ...REDIS_FLAGS].sort());
     expect(DEFLATE_FIELD_FLAGS.map(([, field]) => field).sort()).toEqual(Object.keys(DEFLATE_OPTIONS).sort());
     const withFlag = (Object.entries(OPTIONS) as [OptionName, OptionSpec][]).filter(([, spec]) => spec.cli !== false).map(([name]) => name);
-    expect([...TABLE_FLAGS.map(([, option]) => option), 'sendPings', 'autoPong', 'skipUtf8Validation', 'proxyProtocol'].sort()).toEqual(withFlag.sort());
+    expect([...TABLE_FLAGS.map(([, option]) => option), 'sendPings', 'autoPong', 'skipUtf8Validation', 'proxyProtocol', 'http2'].sort()).toEqual(withFlag.sort());
+  });
+
+  it('turns WebSockets over HTTP/2 on (with TLS: resolveConfig refuses it without)', () => {
+    expect(parseServeArgs(['--http2', '--tls-cert', 'c.pem', '--tls-key', 'k.pem']).options.http2).toBe(true);
+    expect(parseServeArgs([]).options.http2).toBeUndefined();
   });
 
   it('turns pings on and off', () => {

@@ -12,6 +12,7 @@ import { ShardSupervisor } from '../../src/main/shard-supervisor.ts';
 import type { SupervisorEvents } from '../../src/main/shard-supervisor.ts';
 import { resolveConfig } from '../../src/shared/config.ts';
 import type { ServerOptions } from '../../src/shared/config.ts';
+import { PresenceTable } from '../../src/shared/presence-table.ts';
 import { SlabPool } from '../../src/shared/slab-pool.ts';
 import type { PrimaryMessage } from '../../src/shared/thread-messages.ts';
 import { Counter, WorkerCounters } from '../../src/shared/worker-counters.ts';
@@ -36,6 +37,7 @@ function supervise(app: string, workers: number, options: ServerOptions = {}, br
   const config = resolveConfig({ app: fixtureApp(app), workers, logLevel: 'silent', shutdownGrace: 1, ...options }, workers, bridged);
   const counters = new WorkerCounters(workers);
   const pool = SlabPool.create({ pageSize: 16 * 1024, pageCount: 16, maxWorkers: workers });
+  const presence = PresenceTable.create(64, workers);
   const events: Event[] = [];
   const supervisor = new ShardSupervisor(config, counters, pool, logger, {
     reset: (worker) => {
@@ -55,9 +57,9 @@ function supervise(app: string, workers: number, options: ServerOptions = {}, br
       on.bridgePublish?.(worker, message);
     },
     recover: (worker, message) => on.recover?.(worker, message),
-  });
+  }, presence, 'test');
   cleanups.push(() => supervisor.stop(0));
-  return { supervisor, counters, events, errors, of: (kind: Event['kind']) => events.filter((e) => e.kind === kind) };
+  return { supervisor, counters, presence, events, errors, of: (kind: Event['kind']) => events.filter((e) => e.kind === kind) };
 }
 
 /**

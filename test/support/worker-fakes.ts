@@ -7,7 +7,7 @@
 import { Duplex } from 'node:stream';
 import { pino } from 'pino';
 import type { Logger } from 'pino';
-import type { App, MessageData, Priority, SendOptions, SendStatus, Shard } from '../../src/shared/app.ts';
+import type { App, CountOptions, MessageData, Priority, SendOptions, SendStatus, Shard } from '../../src/shared/app.ts';
 import type { ServerConfig } from '../../src/shared/config.ts';
 import type { WindowBits } from '../../src/shared/permessage-deflate.ts';
 import type { PreparedMessage } from '../../src/shared/prepared-message.ts';
@@ -17,6 +17,10 @@ import type { ConnectionContext } from '../../src/worker/connection.ts';
 import { RouteTable } from '../../src/worker/route-table.ts';
 import { closeSlowClients } from '../../src/worker/send-admission.ts';
 import type { PeerPublish } from '../../src/shared/thread-messages.ts';
+import { PresenceTable } from '../../src/shared/presence-table.ts';
+import { ConnectionDirectory } from '../../src/worker/connection-directory.ts';
+import type { DirectPeers } from '../../src/worker/connection-directory.ts';
+import { WorkerPresence } from '../../src/worker/worker-presence.ts';
 import { kSendPrepared, kSerial, readingLimits } from '../../src/worker/connection.ts';
 import type { Connection } from '../../src/worker/connection.ts';
 import type { MeshTopics, PeerMesh } from '../../src/worker/peer-mesh.ts';
@@ -139,11 +143,13 @@ export class RecordingTopics implements MeshTopics {
 /** What a TopicMembership stand-in records (Connection contexts that need a `topics`). */
 export class RecordingMembership {
   readonly calls: string[] = [];
-  subscribe(_connection: Connection, topic: string): void {
+  subscribe(_connection: Connection, topic: string): number {
     this.calls.push(`subscribe ${topic}`);
+    return 1;
   }
-  unsubscribe(_connection: Connection, topic: string): void {
+  unsubscribe(_connection: Connection, topic: string): number {
     this.calls.push(`unsubscribe ${topic}`);
+    return 0;
   }
   publish(topic: string, _data: MessageData, _options: SendOptions | undefined, _except: Connection | null): undefined {
     this.calls.push(`publish ${topic}`);
@@ -152,6 +158,31 @@ export class RecordingMembership {
 
 /** A Shard's `publish` that does nothing (typed as the overloaded original). */
 export const noPublish = (() => undefined) as unknown as Shard['publish'];
+
+/** A worker's connection directory alone: worker 0 of a one-worker server, no peers. */
+export function testDirectory(workers = 1, table: PresenceTable = PresenceTable.create(64, workers)): ConnectionDirectory<Connection> {
+  const peers: DirectPeers = { generationOf: () => -1, post: () => false, workers: [] };
+  return new ConnectionDirectory<Connection>('test', 0, 1, peers, new WorkerPresence(table, 0, silentLogger()));
+}
+
+/** A Shard whose members do nothing, with `overrides`. */
+export function testShard(overrides: Partial<Shard> = {}): Shard {
+  return {
+    id: 0,
+    count: 1,
+    logger: silentLogger(),
+    publish: noPublish,
+    subscriberCount: ((_topic: string, options?: CountOptions) => (options?.scope === 'cluster' ? Promise.resolve(0) : 0)) as Shard['subscriberCount'],
+    send: () => 'gone',
+    close: () => 'gone',
+    sendTo: () => {},
+    closeAll: () => {},
+    connections: () => [],
+    connectionCount: ((options?: CountOptions) => (options?.scope === 'cluster' ? Promise.resolve(0) : 0)) as Shard['connectionCount'],
+    stats: () => [],
+    ...overrides,
+  };
+}
 
 /**
  * An in-memory socket: records every byte written to it (`text`, Latin-1 as the handshake
@@ -211,6 +242,7 @@ export function testContext(config: ServerConfig, shard: Shard, logger: Logger, 
     slowClient: closeSlowClients,
     close: { closeTimeoutMs: 1000, logger },
     topics: new RecordingMembership(),
+    directory: testDirectory(),
     idle: { tick: 0 },
     backlogged: new Set(),
     closed: (connection) => connections.delete(connection),

@@ -19,6 +19,7 @@ import type { OverLimit, OverLimitVerdict, SendLimits, SlowClientPolicy } from '
 import { FakeSocket, closeOf, readFrames, recordingLogger, settle } from '../support/fake-socket.ts';
 import type { WireFrame } from '../support/fake-socket.ts';
 import { frameFor, keys } from '../support/frames.ts';
+import { testDirectory } from '../support/worker-fakes.ts';
 
 // ---- the world a connection lives in ------------------------------------------------------
 
@@ -30,11 +31,13 @@ const clientClose = (code?: number, reason = ''): Buffer => client(Opcode.Close,
 class FakeTopics implements TopicMembership {
   readonly calls: string[] = [];
   readonly publishes: { topic: string; data: MessageData; options: SendOptions | undefined; except: Connection | null }[] = [];
-  subscribe(connection: Connection, topic: string): void {
+  subscribe(connection: Connection, topic: string): number {
     this.calls.push(`subscribe ${String(connection.data)} ${topic}`);
+    return 1;
   }
-  unsubscribe(connection: Connection, topic: string): void {
+  unsubscribe(connection: Connection, topic: string): number {
     this.calls.push(`unsubscribe ${String(connection.data)} ${topic}`);
+    return 0;
   }
   publish(topic: string, data: MessageData, options: SendOptions | undefined, except: Connection | null): undefined {
     this.publishes.push({ topic, data, options, except });
@@ -120,6 +123,7 @@ function world(options: WorldOptions = {}) {
     slowClient: options.slowClient ?? closeSlowClients,
     close: { closeTimeoutMs: 10_000, logger },
     topics,
+    directory: testDirectory(),
     idle,
     backlogged,
     closed: (connection) => closed.push(connection),
@@ -198,11 +202,11 @@ const inflate = (frame: WireFrame): string => {
 describe('Connection: the ws object', () => {
   it('exposes only the public ServerWebSocket API as string keys, own or inherited', () => {
     const { ws } = setup();
-    expect(Object.getOwnPropertyNames(ws).sort()).toEqual(['data', 'extensions', 'protocol', 'remoteAddress']);
+    expect(Object.getOwnPropertyNames(ws).sort()).toEqual(['data', 'extensions', 'id', 'protocol', 'remoteAddress']);
     expect(Object.getOwnPropertySymbols(ws)).toEqual([]);
     const proto = Object.getPrototypeOf(ws) as object;
     expect(Object.getOwnPropertyNames(proto).sort()).toEqual(
-      ['bufferedAmount', 'close', 'constructor', 'isSubscribed', 'ping', 'pong', 'publish', 'readyState', 'send', 'sendFragment', 'shard', 'subscribe', 'terminate', 'topics', 'unsubscribe'].sort(),
+      ['bufferedAmount', 'close', 'constructor', 'isSubscribed', 'ping', 'pong', 'publish', 'readyState', 'send', 'sendFragment', 'shard', 'subscribe', 'tag', 'tags', 'terminate', 'topics', 'unsubscribe', 'untag'].sort(),
     );
     expect(Object.getPrototypeOf(proto)).toBe(Object.prototype);
     expect(Object.getOwnPropertyNames(Connection).sort()).toEqual(['length', 'name', 'prototype']);

@@ -8,7 +8,7 @@ import type { ServerOptions } from '../../src/shared/config.ts';
 import { resolveConfig } from '../../src/shared/config.ts';
 import { Counter, WorkerCounters } from '../../src/shared/worker-counters.ts';
 import { HttpEndpoints, health } from '../../src/worker/http-endpoints.ts';
-import { noPublish, silentLogger, singleRoute, testContext } from '../support/worker-fakes.ts';
+import { silentLogger, singleRoute, testContext, testShard } from '../support/worker-fakes.ts';
 
 /** Counts the MetricsEndpoints built (the real ones), to see prom-client is loaded on the first scrape only. */
 const metricsBuilt = vi.hoisted(() => ({ count: 0 }));
@@ -23,7 +23,7 @@ vi.mock('../../src/worker/metrics.ts', async (importOriginal) => {
   return { ...real, MetricsEndpoint: CountedMetricsEndpoint };
 });
 
-const shard: Shard = { id: 0, count: 2, logger: silentLogger(), publish: noPublish, subscriberCount: () => 0, stats: () => [] };
+const shard: Shard = testShard({ id: 0, count: 2 });
 
 /** One local HTTP server whose requests go to whichever HttpEndpoints the test set. */
 let server: Server;

@@ -4,9 +4,9 @@ import { resolveConfig } from '../../src/shared/config.ts';
 import { WorkerCounters } from '../../src/shared/worker-counters.ts';
 import { ProxyLink } from '../../src/worker/proxy-link.ts';
 import { RouteTable, patternMatches } from '../../src/worker/route-table.ts';
-import { noPublish, silentLogger, testContext } from '../support/worker-fakes.ts';
+import { silentLogger, testContext, testShard } from '../support/worker-fakes.ts';
 
-const shard: Shard = { id: 0, count: 1, logger: silentLogger(), publish: noPublish, subscriberCount: () => 0, stats: () => [] };
+const shard: Shard = testShard({ id: 0, count: 1 });
 
 describe('patternMatches', () => {
   it.each([
@@ -54,6 +54,24 @@ describe('RouteTable', () => {
     expect(table.match('/x')!.context.maxPayloadLength).toBe(1000);
     expect(route.context.arena).toBe(base.arena);
     expect(table.apps).toEqual([appA, fallback]);
+  });
+
+  it('an exact path wins over a wildcard whose stem it is or extends, whatever the order given', () => {
+    const appB: App<unknown> = { close() {} };
+    const appC: App<unknown> = { drain() {} };
+    const spec = (pattern: string, app: App<unknown>) => ({ pattern, app, settings: config, proxy: null });
+    for (const order of [0, 1]) {
+      const specs = [spec('/chat/*', appA), spec('/chat', appB), spec('/chat/x', appC), spec('/chat/', fallback)];
+      const routes = RouteTable.build(order === 0 ? specs : [...specs].reverse(), base, silentLogger());
+      expect(routes.match('/chat')!.app).toBe(appB);
+      expect(routes.match('/chat/x')!.app).toBe(appC);
+      expect(routes.match('/chat/')!.app).toBe(fallback);
+      expect(routes.match('/chat/y')!.app).toBe(appA);
+      expect(routes.match('/chat/x/y')!.app).toBe(appA);
+    }
+    const nested = RouteTable.build([spec('/a/*', appA), spec('/a/b/*', appB)], base, silentLogger());
+    expect(nested.match('/a/b')!.app).toBe(appB);
+    expect(nested.match('/a/bc')!.app).toBe(appA);
   });
 
   it('without a fallback, an unmatched path has no route (404)', () => {

@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { MessageChannel } from 'node:worker_threads';
 import { resolveConfig } from '../../src/shared/config.ts';
 import { Opcode } from '../../src/shared/opcodes.ts';
+import { PresenceTable } from '../../src/shared/presence-table.ts';
 import { SlabPool } from '../../src/shared/slab-pool.ts';
 import type { WorkerInit, WorkerMessage } from '../../src/shared/thread-messages.ts';
 import { Counter, WorkerCounters } from '../../src/shared/worker-counters.ts';
@@ -81,23 +82,26 @@ afterEach(async () => {
 interface Shared {
   readonly counters: WorkerCounters;
   readonly pool: SlabPool;
+  readonly presence: PresenceTable;
 }
 
-/** What the workers of one server share: counters and pool, every worker marked alive. */
+/** What the workers of one server share: counters, pool and presence table, every worker marked alive. */
 function shared(workers: number): Shared {
   const pool = SlabPool.create({ pageSize: 1024, pageCount: 16, maxWorkers: 4 });
   for (let id = 0; id < workers; id++) pool.markAlive(id, 1);
-  return { counters: new WorkerCounters(workers), pool };
+  return { counters: new WorkerCounters(workers), pool, presence: PresenceTable.create(64, workers) };
 }
 
 /** A started runtime serving the pubsub fixture (worker 0 of 1 by default), and a way to hand it loopback sockets. */
-async function start(id = 0, { counters, pool }: Shared = shared(1)) {
+async function start(id = 0, { counters, pool, presence }: Shared = shared(1)) {
   const init: WorkerInit = {
     id,
     generation: 1,
     config: resolveConfig({ app: PUBSUB_APP, workers: counters.workers, logLevel: 'silent' }, 1),
     counters: counters.buffer,
     pool: pool.buffer,
+    presence: presence.buffer,
+    serverId: 'test',
     accept: { mode: 'transfer' },
   };
   const posted: WorkerMessage[] = [];

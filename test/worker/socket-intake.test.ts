@@ -12,7 +12,7 @@ import type { HttpEndpoints } from '../../src/worker/http-endpoints.ts';
 import { SocketIntake } from '../../src/worker/socket-intake.ts';
 import { UpgradeHandler } from '../../src/worker/upgrade.ts';
 import { ProxyGateway } from '../../src/worker/proxy-gateway.ts';
-import { noPublish, silentLogger, singleRoute, testContext, until } from '../support/worker-fakes.ts';
+import { silentLogger, singleRoute, testContext, testShard, until } from '../support/worker-fakes.ts';
 
 const RFC_KEY = 'dGhlIHNhbXBsZSBub25jZQ==';
 const RFC_ACCEPT = 's3pPLMBiTxaQ9kYGzzhZRbK+xOo=';
@@ -29,7 +29,7 @@ async function start(options: ServerOptions = {}, app: App<unknown> = {}) {
   const logger = silentLogger();
   const counters = new WorkerCounters(1);
   const slot = counters.slot(0);
-  const shard: Shard = { id: 0, count: 1, logger, publish: noPublish, subscriberCount: () => 0, stats: () => [] };
+  const shard: Shard = testShard({ id: 0, count: 1, logger });
   const requests: string[] = [];
   const endpoints = {
     handle(req: IncomingMessage, res: ServerResponse) {

@@ -6,21 +6,15 @@ import { resolveConfig } from '../../src/shared/config.ts';
 import { PerMessageDeflate } from '../../src/shared/permessage-deflate.ts';
 import { Counter, WorkerCounters } from '../../src/shared/worker-counters.ts';
 import { ProxyGateway } from '../../src/worker/proxy-gateway.ts';
-import type { AcceptedConnection } from '../../src/worker/upgrade.ts';
+import type { Duplex } from 'node:stream';
+import type { AcceptedConnection, HandshakeRequest } from '../../src/worker/upgrade.ts';
 import { UpgradeHandler, fromIncomingMessage } from '../../src/worker/upgrade.ts';
-import { RecordingSocket, noPublish, silentLogger, singleRoute, testContext } from '../support/worker-fakes.ts';
+import { RecordingSocket, silentLogger, singleRoute, testContext, testShard } from '../support/worker-fakes.ts';
 
 const RFC_KEY = 'dGhlIHNhbXBsZSBub25jZQ==';
 const RFC_ACCEPT = 's3pPLMBiTxaQ9kYGzzhZRbK+xOo=';
 
-const shard: Shard = {
-  id: 3,
-  count: 4,
-  logger: silentLogger(),
-  publish: noPublish,
-  subscriberCount: () => 0,
-  stats: () => [],
-};
+const shard: Shard = testShard({ id: 3, count: 4 });
 
 /** An upgrade request as Node's HTTP parser hands it over. */
 function request(headers: Record<string, string | undefined> = {}, overrides: { method?: string; url?: string; httpVersion?: string } = {}): IncomingMessage {
@@ -67,6 +61,12 @@ function handler(options: ServerOptions = {}, app: App<unknown> = {}) {
   return { counters, run };
 }
 
+/** The 101 head of an HTTP/1.1 acceptance. */
+function headOf(accepted: AcceptedConnection): string {
+  if (accepted.response.http2) throw new Error('an HTTP/2 answer where a 101 was expected');
+  return accepted.response.head;
+}
+
 /** The status of the response a refused socket was sent (NaN when none). */
 const statusOf = (socket: RecordingSocket): number => Number(/^HTTP\/1\.1 (\d{3}) /.exec(socket.text)?.[1]);
 
@@ -81,7 +81,7 @@ describe('UpgradeHandler', () => {
       extensions: '',
       compression: null,
       remoteAddress: '203.0.113.9',
-      response: `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${RFC_ACCEPT}\r\n\r\n`,
+      response: { http2: false, head: `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${RFC_ACCEPT}\r\n\r\n` },
     });
     expect(socket.chunks).toEqual([]);
     expect(socket.ended).toBe(false);
@@ -127,7 +127,7 @@ describe('UpgradeHandler', () => {
     const { run } = handler({ deflate: 'shared' });
     const { accepted } = await run(request({ 'sec-websocket-extensions': 'permessage-deflate; client_max_window_bits' }));
     expect(accepted!.extensions).toBe('permessage-deflate; server_no_context_takeover; client_no_context_takeover');
-    expect(accepted!.response).toContain(`\r\nSec-WebSocket-Extensions: ${accepted!.extensions}\r\n`);
+    expect(headOf(accepted!)).toContain(`\r\nSec-WebSocket-Extensions: ${accepted!.extensions}\r\n`);
     const compression = accepted!.compression!;
     expect(compression).not.toBeNull();
     expect(compression.window).toBe(15);
@@ -159,7 +159,7 @@ describe('UpgradeHandler', () => {
   it('leaves compression off when the server has it off or the client offers nothing acceptable', async () => {
     const off = await handler().run(request({ 'sec-websocket-extensions': 'permessage-deflate' }));
     expect(off.accepted).toMatchObject({ extensions: '', compression: null });
-    expect(off.accepted!.response).not.toContain('Extensions');
+    expect(headOf(off.accepted!)).not.toContain('Extensions');
     const other = await handler({ deflate: true }).run(request({ 'sec-websocket-extensions': 'x-webkit-deflate-frame' }));
     expect(other.accepted).toMatchObject({ extensions: '', compression: null });
   });
@@ -198,16 +198,16 @@ describe('UpgradeHandler with an app upgrade hook', () => {
     expect(seen[0]!.req.raw).toBe(req);
     expect(seen[0]!.req.headers).toBe(req.headers);
     expect(accepted).toMatchObject({ data: { user: 'alice' }, protocol: 'chat' });
-    expect(accepted!.response).toContain('\r\nSec-WebSocket-Protocol: chat\r\n');
-    expect(accepted!.response).toContain('\r\nX-Shard: 3\r\n');
-    expect(accepted!.response).not.toContain('X-Skipped');
+    expect(headOf(accepted!)).toContain('\r\nSec-WebSocket-Protocol: chat\r\n');
+    expect(headOf(accepted!)).toContain('\r\nX-Shard: 3\r\n');
+    expect(headOf(accepted!)).not.toContain('X-Skipped');
   });
 
   it('answers no subprotocol when the hook picks none, even if the client offered some', async () => {
     const { run } = handler({}, { upgrade: () => ({ data: 1 }) });
     const { accepted } = await run(request({ 'sec-websocket-protocol': 'chat' }));
     expect(accepted).toMatchObject({ data: 1, protocol: '' });
-    expect(accepted!.response).not.toContain('Sec-WebSocket-Protocol');
+    expect(headOf(accepted!)).not.toContain('Sec-WebSocket-Protocol');
   });
 
   it('waits for an async hook', async () => {
@@ -356,5 +356,68 @@ describe('UpgradeHandler with an app upgrade hook', () => {
       await upgradeHandler(resolveConfig({}, 1), { upgradeAborted: onAbort }, new WorkerCounters(1).slot(0)).handle(fromIncomingMessage(request()), socket);
       expect(onAbort).not.toHaveBeenCalled();
     });
+  });
+});
+
+/** What refuseStream does to an HTTP/2 stream: the answer's fields and body. */
+class RecordingStream {
+  destroyed = false;
+  headersSent = false;
+  fields: Record<string, string | number> | null = null;
+  body: string | null = null;
+  on(): this {
+    return this;
+  }
+  respond(fields: Record<string, string | number>): void {
+    this.fields = fields;
+    this.headersSent = true;
+  }
+  end(body: string): void {
+    this.body = body;
+  }
+  resume(): void {}
+}
+
+describe('UpgradeHandler over HTTP/2 (RFC 8441)', () => {
+  const connect = (fields: Record<string, string | undefined> = {}): HandshakeRequest => {
+    const headers: Record<string, string> = { ':method': 'CONNECT', ':protocol': 'websocket', ':scheme': 'https', ':path': '/chat', ':authority': 'example.com', 'sec-websocket-version': '13' };
+    for (const [name, value] of Object.entries(fields)) {
+      if (value === undefined) delete headers[name];
+      else headers[name] = value;
+    }
+    return { method: 'CONNECT', url: headers[':path'] ?? '/', httpVersion: '2.0', headers, remoteAddress: '203.0.113.9', tls: null, http2: true, raw: () => ({}) as IncomingMessage };
+  };
+  const run = async (req: HandshakeRequest, options: ServerOptions = {}, app: App<unknown> = {}) => {
+    const counters = new WorkerCounters(1).slot(0);
+    const stream = new RecordingStream();
+    const accepted = (await upgradeHandler(resolveConfig(options, 1), app, counters).handle(req, stream as unknown as Duplex)) as AcceptedConnection | null;
+    if (accepted !== null) compressions.push(accepted);
+    return { accepted, stream };
+  };
+
+  it('accepts with :status 200 fields, no accept key, the chosen subprotocol, extensions and the app headers', async () => {
+    const app: App<unknown> = { upgrade: (req) => ({ protocol: req.protocols[1], headers: { 'X-Shard': '3' } }) };
+    const { accepted, stream } = await run(connect({ 'sec-websocket-protocol': 'a, chat', 'sec-websocket-extensions': 'permessage-deflate' }), { deflate: true }, app);
+    expect(stream.fields).toBeNull();
+    expect(accepted!.response).toEqual({ http2: true, fields: { ':status': 200, 'sec-websocket-protocol': 'chat', 'sec-websocket-extensions': accepted!.extensions, 'x-shard': '3' } });
+    expect(accepted!.extensions).toMatch(/^permessage-deflate/);
+  });
+
+  it('refuses on the stream with the status, the body and no connection-specific fields', async () => {
+    const version = await run(connect({ 'sec-websocket-version': '8' }));
+    expect(version.accepted).toBeNull();
+    expect(version.stream.fields).toEqual({ ':status': 426, 'content-type': 'text/plain; charset=utf-8', 'sec-websocket-version': '13' });
+    const plain = await run(connect({ ':protocol': undefined }));
+    expect(plain.stream.fields![':status']).toBe(400);
+    expect(plain.stream.body).toMatch(/not tunnels/);
+    const rejected = await run(connect(), {}, { upgrade: () => ({ reject: 401, headers: { 'WWW-Authenticate': 'Bearer' } }) });
+    expect(rejected.stream.fields).toMatchObject({ ':status': 401, 'www-authenticate': 'Bearer' });
+  });
+
+  it('refuses a passthrough proxy with 502: its bytes cannot become a stream', async () => {
+    const app: App<unknown> = { upgrade: () => ({ proxy: { url: 'ws://127.0.0.1:1/', mode: 'passthrough' } }) };
+    const { accepted, stream } = await run(connect(), {}, app);
+    expect(accepted).toBeNull();
+    expect(stream.fields![':status']).toBe(502);
   });
 });

@@ -25,7 +25,44 @@ describe('UpstreamPool', () => {
     pool.closed(A);
     expect(pool.order(t)[0]).toBe(A);
     pool.closed(A);
-    expect(pool.stats().find((s) => s.url === A)!.active).toBe(0);
+    expect(pool.stats().find((s) => s.url === B)!.active).toBe(1);
+    // Nothing open and nothing failed: nothing left to say about A.
+    expect(pool.stats().find((s) => s.url === A)).toBeUndefined();
+  });
+
+  it('keeps no entry for URLs an app gives per request once their connections end', () => {
+    const pool = new UpstreamPool();
+    for (let i = 0; i < 5000; i++) {
+      const url = `ws://up/users/${i}`;
+      const t = resolveProxyTarget({ url: [url, `ws://spare/users/${i}`] }, 'test');
+      const first = pool.order(t)[0]!;
+      pool.opened(first);
+      pool.closed(first);
+    }
+    expect(pool.stats()).toEqual([]);
+    // A back-off long over is forgotten at the next failure, anyone's.
+    pool.failed('ws://gone/', 0);
+    pool.failed('ws://other/', 60_000);
+    expect(pool.stats(60_000).map((s) => s.url)).toEqual(['ws://other/']);
+  });
+
+  it('rotates each list of URLs on its own', () => {
+    const pool = new UpstreamPool();
+    const t1 = target('round-robin');
+    const t2 = resolveProxyTarget({ url: ['ws://x', 'ws://y'], balance: 'round-robin' }, 'test');
+    expect([pool.order(t1)[0], pool.order(t2)[0], pool.order(t1)[0], pool.order(t2)[0], pool.order(t2)[0]]).toEqual([A, 'ws://x/', B, 'ws://y/', 'ws://x/']);
+  });
+
+  it('an upstream still holding connections keeps its count through a failure and back-off', () => {
+    const pool = new UpstreamPool();
+    const t = target('least-connections');
+    pool.opened(A);
+    pool.failed(A, 1000);
+    pool.opened(B);
+    expect(pool.order(t, null, 1500).at(-1)).toBe(A);
+    expect(pool.stats(1500).find((s) => s.url === A)).toEqual({ url: A, active: 1, failures: 1, backingOff: true });
+    pool.closed(A);
+    expect(pool.stats(1500).find((s) => s.url === A)).toMatchObject({ active: 0, failures: 1 });
   });
 
   it('puts a failed upstream last for a back-off that doubles to 30 s, and a success resets it', () => {
