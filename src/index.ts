@@ -13,6 +13,7 @@ export type {
   ConnectionInfo,
   CountOptions,
   Delivery,
+  FragmentOptions,
   MessageData,
   Priority,
   ProxyTarget,
@@ -23,6 +24,7 @@ export type {
   SendStatus,
   ServerWebSocket,
   Shard,
+  SlowClientCause,
   SlowClientDecision,
   TlsPeer,
   UpgradeAccept,
@@ -33,6 +35,7 @@ export type {
   ResponseHeaders,
   WorkerStats,
 } from './shared/app.ts';
-export type { CompressionMode, DeflateConfig, LogFormat, LogLevel, RouteOptions, ServerOptions, SlowClientPolicy, TlsOptions } from './shared/config.ts';
+export type { CompressionMode, DeflateConfig, DeflateOptions, DeflatePreset, DeflateSide, LogFormat, LogLevel, RouteOptions, ServerOptions, SlowClientPolicy, TlsOptions } from './shared/config.ts';
+export { DEFLATE_PRESETS } from './shared/config.ts';
 export { CloseCode } from './shared/close.ts';
 export { HandshakeError, ProtocolError } from './shared/errors.ts';

@@ -84,7 +84,7 @@ describe('shardws CLI', () => {
   it.each([
     [['serve', '--port', 'abc'], /--port must be a whole number/],
     [['serve', '--bogus'], /unknown option --bogus/],
-    [['serve', '--deflate=fast'], /--deflate must be shared or dedicated/],
+    [['serve', '--deflate=fast'], /--deflate must be one of shared, dedicated, dedicated-compressor, dedicated-compressor-small/],
     [['serve', '--workers', '0'], /workers must be an integer from 1/],
     [['serve', '--tls-cert', 'x.pem'], /--tls-cert and --tls-key go together/],
     [['serve', '--app-options', '{a'], /--app-options must be JSON/],

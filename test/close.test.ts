@@ -83,6 +83,11 @@ describe('parseClosePayload', () => {
     }
   });
 
+  it('takes the reason unchecked when told to (skipUtf8Validation), still checking the code', () => {
+    expect(parseClosePayload(payload(1000, Uint8Array.of(0x61, 0xff)), false)).toEqual({ code: 1000, reason: 'a\ufffd' });
+    expect(protocolError(() => parseClosePayload(payload(1005, Uint8Array.of(0xff)), false)).closeCode).toBe(1002);
+  });
+
   it('checks the code before the reason', () => {
     const error = protocolError(() => parseClosePayload(payload(1005, Uint8Array.of(0xff))));
     expect(error.closeCode).toBe(1002);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { DEFLATE_DEFAULTS, DEFLATE_OPTIONS, OPTIONS, REDIS_OPTIONS, optionValue, resolveConfig } from '../src/shared/config.ts';
-import type { OptionSpec, ServerOptions } from '../src/shared/config.ts';
+import { DEFLATE_DEFAULTS, DEFLATE_OPTIONS, DEFLATE_PRESETS, OPTIONS, REDIS_OPTIONS, optionValue, resolveConfig } from '../src/shared/config.ts';
+import type { DeflatePreset, OptionSpec, ServerOptions } from '../src/shared/config.ts';
 
 /** resolveConfig with options a type checker would refuse (what plain JavaScript callers may pass). */
 const resolve = (options: Record<string, unknown>, defaultWorkers = 4) => resolveConfig(options as ServerOptions, defaultWorkers);
@@ -263,10 +263,16 @@ describe('resolveConfig appOptions', () => {
 });
 
 describe('DEFLATE_OPTIONS', () => {
-  it('holds the defaults of every deflate field, the mode aside', () => {
-    const { mode, ...fields } = DEFLATE_DEFAULTS;
-    expect(mode).toBe('shared');
+  it("holds the defaults of every deflate field (the shared preset's), the preset aside", () => {
+    const { preset, ...fields } = DEFLATE_DEFAULTS;
+    expect(preset).toBe('shared');
     expect(Object.fromEntries(Object.entries(DEFLATE_OPTIONS).map(([name, spec]) => [name, spec.default]))).toEqual(fields);
+  });
+
+  it('names the preset as the default of the fields a preset sets', () => {
+    const byPreset = Object.entries(DEFLATE_OPTIONS).filter(([, spec]) => spec.doc.includes("(default: the preset's)")).map(([name]) => name);
+    const presetFields = new Set(Object.values(DEFLATE_PRESETS).flatMap((preset) => Object.keys(preset).filter((name) => preset[name as keyof typeof preset] !== DEFLATE_PRESETS.shared[name as keyof typeof preset])));
+    expect(byPreset.sort()).toEqual([...presetFields].sort());
   });
 });
 
@@ -276,35 +282,84 @@ describe('resolveConfig deflate', () => {
     expect(resolveConfig({ deflate: false }, 1).deflate).toBeNull();
   });
 
-  it('true means shared mode with the defaults', () => {
+  it('true means the shared preset with the defaults', () => {
     expect(resolveConfig({ deflate: true }, 1).deflate).toEqual(DEFLATE_DEFAULTS);
-    expect(DEFLATE_DEFAULTS).toEqual({ mode: 'shared', threshold: 128, level: 1, memLevel: 8, serverMaxWindowBits: 15 });
+    expect(DEFLATE_DEFAULTS).toEqual({
+      preset: 'shared',
+      compressor: 'shared',
+      decompressor: 'shared',
+      serverMaxWindowBits: 15,
+      clientMaxWindowBits: 15,
+      threshold: 128,
+      level: 1,
+      memLevel: 8,
+    });
   });
 
-  it('a mode name picks the mode, with the other defaults', () => {
-    expect(resolveConfig({ deflate: 'dedicated' }, 1).deflate).toEqual({ ...DEFLATE_DEFAULTS, mode: 'dedicated' });
+  it('a preset name picks the preset, with the other defaults', () => {
     expect(resolveConfig({ deflate: 'shared' }, 1).deflate).toEqual(DEFLATE_DEFAULTS);
+    expect(resolveConfig({ deflate: 'dedicated' }, 1).deflate).toEqual({ ...DEFLATE_DEFAULTS, preset: 'dedicated', compressor: 'dedicated', decompressor: 'dedicated' });
+    expect(resolveConfig({ deflate: 'dedicated-compressor' }, 1).deflate).toEqual({ ...DEFLATE_DEFAULTS, preset: 'dedicated-compressor', compressor: 'dedicated' });
+    expect(resolveConfig({ deflate: 'dedicated-compressor-small' }, 1).deflate).toEqual({
+      ...DEFLATE_DEFAULTS,
+      preset: 'dedicated-compressor-small',
+      compressor: 'dedicated',
+      serverMaxWindowBits: 9,
+      memLevel: 2,
+    });
+    for (const [name, preset] of Object.entries(DEFLATE_PRESETS)) expect(resolveConfig({ deflate: name as DeflatePreset }, 1).deflate).toMatchObject(preset);
   });
 
-  it('an object overrides what it names and keeps the defaults for the rest', () => {
+  it('an object starts from its preset (mode, the old name, too) and overrides what it names', () => {
     const deflate = resolveConfig({ deflate: { level: 9, threshold: 0, serverMaxWindowBits: 10 } }, 1).deflate;
-    expect(deflate).toEqual({ mode: 'shared', threshold: 0, level: 9, memLevel: 8, serverMaxWindowBits: 10 });
+    expect(deflate).toEqual({ ...DEFLATE_DEFAULTS, threshold: 0, level: 9, serverMaxWindowBits: 10 });
     expect(resolveConfig({ deflate: {} }, 1).deflate).toEqual(DEFLATE_DEFAULTS);
-    expect(resolveConfig({ deflate: { mode: 'dedicated', memLevel: 9 } }, 1).deflate).toEqual({ ...DEFLATE_DEFAULTS, mode: 'dedicated', memLevel: 9 });
+    expect(resolveConfig({ deflate: { mode: 'dedicated', memLevel: 9 } }, 1).deflate).toEqual({
+      ...DEFLATE_DEFAULTS,
+      preset: 'dedicated',
+      compressor: 'dedicated',
+      decompressor: 'dedicated',
+      memLevel: 9,
+    });
+    expect(resolveConfig({ deflate: { preset: 'dedicated', decompressor: 'shared', clientMaxWindowBits: 12 } }, 1).deflate).toMatchObject({
+      compressor: 'dedicated',
+      decompressor: 'shared',
+      clientMaxWindowBits: 12,
+    });
+  });
+
+  it("takes ws's names: *NoContextTakeover true is the shared side, false the dedicated one", () => {
+    expect(resolveConfig({ deflate: { serverNoContextTakeover: false, clientNoContextTakeover: true } }, 1).deflate).toMatchObject({
+      compressor: 'dedicated',
+      decompressor: 'shared',
+    });
+    expect(resolveConfig({ deflate: { preset: 'dedicated', serverNoContextTakeover: true } }, 1).deflate).toMatchObject({
+      compressor: 'shared',
+      decompressor: 'dedicated',
+    });
+    // Both names, agreeing, are fine.
+    expect(resolveConfig({ deflate: { compressor: 'shared', serverNoContextTakeover: true } }, 1).deflate!.compressor).toBe('shared');
   });
 
   it.each([
-    [{ deflate: 'fast' }, 'option deflate.mode must be one of shared, dedicated, got fast'],
-    [{ deflate: { mode: 'none' } }, 'option deflate.mode must be one of shared, dedicated'],
+    [{ deflate: 'fast' }, 'option deflate.preset must be one of shared, dedicated, dedicated-compressor, dedicated-compressor-small, got fast'],
+    [{ deflate: { mode: 'none' } }, 'option deflate.preset must be one of shared, dedicated'],
+    [{ deflate: { preset: 'dedicated', mode: 'dedicated' } }, 'option deflate takes preset or its old name mode, not both'],
+    [{ deflate: { compressor: 'per-connection' } }, 'option deflate.compressor must be one of shared, dedicated, got per-connection'],
+    [{ deflate: { compressor: 'dedicated', serverNoContextTakeover: true } }, "option deflate.compressor 'dedicated' contradicts deflate.serverNoContextTakeover: true"],
+    [{ deflate: { decompressor: 'shared', clientNoContextTakeover: false } }, "option deflate.decompressor 'shared' contradicts deflate.clientNoContextTakeover: false"],
+    [{ deflate: { serverNoContextTakeover: 'yes' } }, 'option deflate.serverNoContextTakeover must be true or false, got yes'],
+    [{ deflate: { serverMaxWindowbits: 10 } }, 'option deflate has no field serverMaxWindowbits'],
+    [{ deflate: 7 }, 'option deflate must be true, false, a preset name or an object, got 7'],
     [{ deflate: { level: 10 } }, 'option deflate.level must be an integer from 0 to 9, got 10'],
     [{ deflate: { level: -1 } }, 'option deflate.level must be an integer from 0 to 9, got -1'],
     [{ deflate: { memLevel: 0 } }, 'option deflate.memLevel must be an integer from 1 to 9, got 0'],
     [{ deflate: { serverMaxWindowBits: 7 } }, 'option deflate.serverMaxWindowBits must be an integer from 8 to 15, got 7'],
     [{ deflate: { serverMaxWindowBits: 16 } }, 'option deflate.serverMaxWindowBits must be an integer from 8 to 15, got 16'],
+    [{ deflate: { clientMaxWindowBits: 12.5 } }, 'option deflate.clientMaxWindowBits must be an integer from 8 to 15, got 12.5'],
     [{ deflate: { threshold: -1 } }, 'option deflate.threshold must be an integer from 0'],
     [{ deflate: { threshold: 1.5 } }, 'option deflate.threshold must be an integer from 0'],
   ])('refuses %j', (options, message) => {
-    expect(() => resolve(options)).toThrow(RangeError);
     expect(() => resolve(options)).toThrow(message);
   });
 });

@@ -82,8 +82,8 @@ describe('docs/api.md', () => {
 });
 
 describe('flags in the docs', () => {
-  /** Flags of other programs shown in the docs (docker, npm, the soak and fuzz scripts). */
-  const OTHERS = new Set(['--init', '--time', '--omit', '--save-dev', '--minutes', '--seconds']);
+  /** Flags of other programs shown in the docs (docker, npm, the soak and fuzz scripts, bench:micro, bench/deflate-memory.ts). */
+  const OTHERS = new Set(['--init', '--time', '--omit', '--save-dev', '--minutes', '--seconds', '--filter', '--ladder']);
   const known = new Set([...`${SERVE_HELP}\n${PROXY_HELP}\n${BENCH_HELP}`.matchAll(/--(?:\[no-\])?([a-z][a-z0-9-]*)/g)].flatMap(([, flag]) => [`--${flag}`, `--no-${flag}`]));
 
   it.each(['README.md', 'docs/operations.md', 'docs/security.md', 'docs/api.md'])('%s names only flags shardws has', (file) => {

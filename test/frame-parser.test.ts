@@ -255,6 +255,58 @@ describe('FrameParser: lengths', () => {
   });
 });
 
+describe('FrameParser: maxFrameSize and maxFragments', () => {
+  const f = frameFor('server');
+
+  it('refuses a data frame over maxFrameSize (1009) at its header, while whole messages of smaller frames pass', () => {
+    const h = harness({ role: 'server', maxMessageSize: 10_000, maxFrameSize: 100 });
+    h.parser.push(Buffer.concat([f(Opcode.Text, 'a'.repeat(100), { fin: false }), f(Opcode.Continuation, 'b'.repeat(100))]));
+    expect(h.frames.map((frame) => frame.payload.length)).toEqual([100, 100]);
+    h.parser.push(f(Opcode.Binary, Buffer.alloc(101)).subarray(0, 4)); // the header only
+    expectError(h, 'WS_ERR_FRAME_TOO_BIG', 1009);
+    expect(h.errors[0]!.message).toBe('frame payload of 101 bytes exceeds the frame limit of 100');
+  });
+
+  it('leaves control frames to their own limit of 125', () => {
+    const h = harness({ role: 'server', maxFrameSize: 10 });
+    h.parser.push(f(Opcode.Ping, 'x'.repeat(125)));
+    expect(h.errors).toEqual([]);
+    expect(h.frames).toHaveLength(1);
+  });
+
+  it('refuses a message in more frames than maxFragments (1009), counting the first', () => {
+    const h = harness({ role: 'server', maxFragments: 3 });
+    const message = (frames: number) =>
+      Buffer.concat(Array.from({ length: frames }, (_, i) => f(i === 0 ? Opcode.Text : Opcode.Continuation, 'x', { fin: i === frames - 1 })));
+    h.parser.push(message(3));
+    h.parser.push(message(1));
+    h.parser.push(message(2));
+    expect(h.errors).toEqual([]);
+    expect(h.frames).toHaveLength(6);
+    h.parser.push(message(4));
+    expectError(h, 'WS_ERR_TOO_MANY_FRAGMENTS', 1009);
+    expect(h.frames).toHaveLength(9); // the fourth frame is refused at its header
+  });
+
+  it('does not count control frames between fragments', () => {
+    const h = harness({ role: 'server', maxFragments: 2 });
+    h.parser.push(Buffer.concat([f(Opcode.Text, 'a', { fin: false }), f(Opcode.Ping, ''), f(Opcode.Ping, ''), f(Opcode.Continuation, 'b')]));
+    expect(h.errors).toEqual([]);
+  });
+
+  it('shows no partial text without partialText (nothing checks it)', () => {
+    const seen: number[] = [];
+    const parser = new FrameParser(
+      { onFrame: () => {}, onPartialText: (bytes) => seen.push(bytes.length), onError: () => {} },
+      { role: 'server', maxMessageSize: 1 << 20, rsv1Allowed: false, partialText: false },
+    );
+    const frame = f(Opcode.Text, 'x'.repeat(1000));
+    parser.push(frame.subarray(0, 500));
+    parser.push(frame.subarray(500));
+    expect(seen).toEqual([]);
+  });
+});
+
 describe('FrameParser: masking (RFC 6455 §5.1)', () => {
   it('requires masked frames in the server role', () => {
     const h = harness({ role: 'server' });

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { ProtocolError } from '../src/shared/errors.ts';
 import { SYNC_COMPRESS_LIMIT, SYNC_INFLATE_LIMIT, compressionWanted, messageCompression } from '../src/shared/message-compression.ts';
 import { PerMessageDeflate, deflateMessageShared } from '../src/shared/permessage-deflate.ts';
-import type { DeflateParams, WindowBits } from '../src/shared/permessage-deflate.ts';
+import type { DeflateParams } from '../src/shared/permessage-deflate.ts';
 
 const params = (overrides: Partial<DeflateParams> = {}): DeflateParams => ({
   serverNoContextTakeover: true,
@@ -44,7 +44,7 @@ describe('compressionWanted', () => {
 describe('messageCompression inflater', () => {
   it('inflates a small single-frame message from a peer without context on this thread', async () => {
     const c = codec();
-    const compression = messageCompression(c, 15);
+    const compression = messageCompression(c);
     const message = Buffer.from('hello hello hello hello');
     const run = decompress(compression, deflateMessageShared(message, 15), true);
     expect(run.sync).toBe(true);
@@ -55,7 +55,7 @@ describe('messageCompression inflater', () => {
   });
 
   it('reports corrupt data of a sync inflate through the callback as 1007', async () => {
-    const compression = messageCompression(codec(), 15);
+    const compression = messageCompression(codec());
     const run = decompress(compression, Buffer.from([0xff, 0xff, 0xff, 0xff]), true);
     expect(run.sync).toBe(true);
     const { error } = await run.settled;
@@ -67,7 +67,7 @@ describe('messageCompression inflater', () => {
   it('inflates on the thread pool above SYNC_INFLATE_LIMIT compressed bytes', async () => {
     const c = codec();
     const sync = vi.spyOn(c, 'decompressSync');
-    const compression = messageCompression(c, 15);
+    const compression = messageCompression(c);
     // Random bytes do not compress: the frame stays above the limit.
     const big = randomBytes(SYNC_INFLATE_LIMIT + 100);
     const compressed = deflateMessageShared(big, 15);
@@ -85,7 +85,7 @@ describe('messageCompression inflater', () => {
     const c = codec();
     const sync = vi.spyOn(c, 'decompressSync').mockReturnValue(Buffer.from('x'));
     const async = vi.spyOn(c, 'decompress').mockImplementation(() => {});
-    const compression = messageCompression(c, 15);
+    const compression = messageCompression(c);
     compression.inflater.decompress(Buffer.alloc(SYNC_INFLATE_LIMIT), true, () => {});
     expect(sync).toHaveBeenCalledTimes(1);
     compression.inflater.decompress(Buffer.alloc(SYNC_INFLATE_LIMIT + 1), true, () => {});
@@ -97,7 +97,7 @@ describe('messageCompression inflater', () => {
     const c = codec();
     const sync = vi.spyOn(c, 'decompressSync').mockReturnValue(Buffer.from('x'));
     const async = vi.spyOn(c, 'decompress').mockImplementation(() => {});
-    const compression = messageCompression(c, 15);
+    const compression = messageCompression(c);
     compression.inflater.decompress(Buffer.alloc(10), false, () => {});
     compression.inflater.decompress(Buffer.alloc(10), false, () => {});
     // The last frame is small and final, but belongs to a message that began asynchronously.
@@ -111,7 +111,7 @@ describe('messageCompression inflater', () => {
 
   it('inflates on the thread pool when the peer keeps context', async () => {
     const c = codec('server', { clientNoContextTakeover: false });
-    const compression = messageCompression(c, 15);
+    const compression = messageCompression(c);
     const message = Buffer.from('context kept');
     const run = decompress(compression, deflateMessageShared(message, 15), true);
     expect(run.sync).toBe(false);
@@ -123,45 +123,37 @@ describe('messageCompression inflater', () => {
 
 describe('messageCompression sending side', () => {
   it('offers compressSync only when our direction keeps no context, with the codec’s threshold', () => {
-    const shared = messageCompression(codec('server', {}, 77), 15);
+    const shared = messageCompression(codec('server', {}, 77));
     expect(shared.threshold).toBe(77);
     expect(shared.syncLimit).toBe(SYNC_COMPRESS_LIMIT);
     const message = Buffer.from('abc'.repeat(100));
     expect(shared.compressSync!(message).equals(deflateMessageShared(message, 15))).toBe(true);
-    expect(messageCompression(codec('server', { serverNoContextTakeover: false }), 15).compressSync).toBeNull();
+    expect(messageCompression(codec('server', { serverNoContextTakeover: false })).compressSync).toBeNull();
     // A client's direction is client_no_context_takeover.
-    expect(messageCompression(codec('client', { clientNoContextTakeover: false }), null).compressSync).toBeNull();
-    expect(messageCompression(codec('client', { serverNoContextTakeover: false }), null).compressSync).not.toBeNull();
+    expect(messageCompression(codec('client', { clientNoContextTakeover: false })).compressSync).toBeNull();
+    expect(messageCompression(codec('client', { serverNoContextTakeover: false })).compressSync).not.toBeNull();
   });
 
   it('close() closes the codec', () => {
     const c = codec();
     const close = vi.spyOn(c, 'close');
-    messageCompression(c, 15).close();
+    messageCompression(c).close();
     expect(close).toHaveBeenCalledTimes(1);
   });
 });
 
-describe('acceptsSharedFrames', () => {
-  const accepts = (role: 'server' | 'client', p: Partial<DeflateParams>, shared: WindowBits | null): boolean =>
-    messageCompression(codec(role, p), shared).acceptsSharedFrames;
-
-  it('holds for a server without context whose window is at least the shared one', () => {
-    expect(accepts('server', {}, 15)).toBe(true);
-    expect(accepts('server', { serverMaxWindowBits: 15 }, 12)).toBe(true);
-    expect(accepts('server', { serverMaxWindowBits: 12 }, 12)).toBe(true);
+describe('window and afterSharedFrame', () => {
+  it('reports our direction’s negotiated window, on either side', () => {
+    expect(messageCompression(codec('server', { serverMaxWindowBits: 12, clientMaxWindowBits: 9 })).window).toBe(12);
+    expect(messageCompression(codec('client', { serverMaxWindowBits: 12, clientMaxWindowBits: 9 })).window).toBe(9);
   });
 
-  it('fails without a shared compressor, with context takeover, or with a smaller window', () => {
-    expect(accepts('server', {}, null)).toBe(false);
-    expect(accepts('server', { serverNoContextTakeover: false }, 15)).toBe(false);
-    expect(accepts('server', { serverMaxWindowBits: 12 }, 15)).toBe(false);
-  });
-
-  it('reads the client’s own direction on the client side', () => {
-    expect(accepts('client', { serverNoContextTakeover: false, serverMaxWindowBits: 9 }, 15)).toBe(true);
-    expect(accepts('client', { clientNoContextTakeover: false }, 15)).toBe(false);
-    expect(accepts('client', { clientMaxWindowBits: 10 }, 15)).toBe(false);
+  it('asks the codec to restart a kept context', () => {
+    const c = codec('server', { serverNoContextTakeover: false }, 0, true);
+    const restart = vi.spyOn(c, 'restartDeflate');
+    messageCompression(c).afterSharedFrame();
+    expect(restart).toHaveBeenCalledTimes(1);
+    c.close();
   });
 });
 
@@ -169,7 +161,7 @@ describe('messageCompression with zlib contexts on the thread', () => {
   it('inflates every frame synchronously, fragmented or not, with context kept or not', () => {
     for (const serverNoContextTakeover of [false, true]) {
       const server = codec('server', { serverNoContextTakeover }, 0, true);
-      const client = messageCompression(codec('client', { serverNoContextTakeover }, 0, true), null);
+      const client = messageCompression(codec('client', { serverNoContextTakeover }, 0, true));
       const text = Buffer.from('{"n":1,"text":"hello hello hello"}'.repeat(300));
       for (let round = 0; round < 3; round++) {
         const wire = server.compressSync(text);
@@ -193,25 +185,23 @@ describe('messageCompression with zlib contexts on the thread', () => {
   });
 
   it('compresses synchronously in both context modes, at any size', () => {
-    const kept = messageCompression(codec('server', { serverNoContextTakeover: false }, 0, true), 15);
-    const fresh = messageCompression(codec('server', {}, 0, true), 15);
+    const kept = messageCompression(codec('server', { serverNoContextTakeover: false }, 0, true));
+    const fresh = messageCompression(codec('server', {}, 0, true));
     for (const compression of [kept, fresh]) {
       expect(compression.compressSync).not.toBeNull();
       expect(compression.syncLimit).toBe(Infinity);
     }
-    expect(kept.acceptsSharedFrames).toBe(false);
-    expect(fresh.acceptsSharedFrames).toBe(true);
     kept.close();
     fresh.close();
   });
 
   it('reports corrupt data and oversized messages through the callback, synchronously', () => {
-    const client = messageCompression(new PerMessageDeflate('client', params({}), { maxMessageSize: 100, onThread: true }), null);
+    const client = messageCompression(new PerMessageDeflate('client', params({}), { maxMessageSize: 100, onThread: true }));
     const errors: number[] = [];
     client.inflater.decompress(deflateMessageShared(Buffer.alloc(1000, 0x61), 15), true, (error) => errors.push(error!.closeCode));
     expect(errors).toEqual([1009]);
     client.close();
-    const other = messageCompression(new PerMessageDeflate('client', params({}), { maxMessageSize: 100, onThread: true }), null);
+    const other = messageCompression(new PerMessageDeflate('client', params({}), { maxMessageSize: 100, onThread: true }));
     other.inflater.decompress(Buffer.from([0xff, 0xff, 0xff]), true, (error) => errors.push(error!.closeCode));
     expect(errors).toEqual([1009, 1007]);
     other.close();

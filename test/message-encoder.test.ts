@@ -60,7 +60,7 @@ afterEach(() => {
 function setup(noContext: boolean, counters: Float64Array | null = new Float64Array(32), onThread = false) {
   const codec = new PerMessageDeflate('server', params(noContext), { maxMessageSize: 1 << 24, onThread });
   codecs.push(codec);
-  const compression = messageCompression(codec, null);
+  const compression = messageCompression(codec);
   return fromCompression(compression, counters, codec);
 }
 
@@ -228,7 +228,9 @@ function fakeCompression(compress: MessageCompression['compress']): MessageCompr
     compressSync: null,
     syncLimit: SYNC_COMPRESS_LIMIT,
     compress,
-    acceptsSharedFrames: false,
+    compressFragment: null,
+    window: 15,
+    afterSharedFrame: () => undefined,
     close: () => undefined,
   };
 }

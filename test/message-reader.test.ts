@@ -121,6 +121,35 @@ function harness(options: Partial<MessageReaderOptions> & { role: Role }) {
 
 const f = frameFor('server');
 
+describe('MessageReader: validateUtf8 off (skipUtf8Validation)', () => {
+  it('hands invalid text and close reasons to the app unchecked, whole, fragmented or inflated', () => {
+    const h = harness({ role: 'server', validateUtf8: false, inflater: new FakeInflater('sync') });
+    const bad = Buffer.from([0x61, 0xff, 0xfe, 0x62]);
+    h.reader.push(f(Opcode.Text, bad));
+    h.reader.push(Buffer.concat([f(Opcode.Text, bad.subarray(0, 2), { fin: false }), f(Opcode.Continuation, bad.subarray(2))]));
+    h.reader.push(f(Opcode.Text, deflateMessage(bad), { rsv1: true }));
+    expect(h.messages.map((m) => m.data)).toEqual([bad, bad, bad]);
+    h.reader.push(f(Opcode.Close, Buffer.concat([Buffer.from([0x03, 0xe8]), bad])));
+    expect(h.errors()).toEqual([]);
+    expect(h.events.at(-1)).toEqual(['close', 1000, 'a\ufffd\ufffdb']);
+  });
+
+  it('still checks them by default (1007)', () => {
+    const h = harness({ role: 'server' });
+    h.reader.push(f(Opcode.Text, Buffer.from([0x61, 0xff])));
+    expect(h.errors()).toEqual([['error', 'WS_ERR_INVALID_UTF8', 1007]]);
+  });
+
+  it('passes maxFrameSize and maxFragments to the parser', () => {
+    const h = harness({ role: 'server', maxFrameSize: 4 });
+    h.reader.push(f(Opcode.Binary, Buffer.alloc(5)));
+    expect(h.errors()).toEqual([['error', 'WS_ERR_FRAME_TOO_BIG', 1009]]);
+    const g = harness({ role: 'server', maxFragments: 1 });
+    g.reader.push(Buffer.concat([f(Opcode.Text, 'a', { fin: false }), f(Opcode.Continuation, 'b')]));
+    expect(g.errors()).toEqual([['error', 'WS_ERR_TOO_MANY_FRAGMENTS', 1009]]);
+  });
+});
+
 describe('MessageReader: data messages', () => {
   it('delivers text and binary messages with their type', () => {
     const h = harness({ role: 'server' });

@@ -13,7 +13,6 @@ import {
   acceptDeflateResponse,
   buildDeflateOffer,
   deflateMessageShared,
-  validateDeflateOptions,
 } from '../src/shared/permessage-deflate.ts';
 import type {
   DeflateOfferOptions,
@@ -363,7 +362,8 @@ describe('RFC 7692 §7.2.3 examples', () => {
 // --- negotiation --------------------------------------------------------------------------------
 
 const offerOf = (header: string) => parseExtensionHeader(header);
-const dedicated: DeflateOptions = { mode: 'dedicated' };
+const dedicated: DeflateOptions = { compressor: 'dedicated', decompressor: 'dedicated' };
+const shared: DeflateOptions = { compressor: 'shared', decompressor: 'shared' };
 
 describe('acceptDeflateOffer (server)', () => {
   it('accepts a bare offer with defaults', () => {
@@ -371,10 +371,27 @@ describe('acceptDeflateOffer (server)', () => {
     expect(r).toEqual({ params: params(), response: 'permessage-deflate' });
   });
 
-  it("answers server_no_context_takeover in 'shared' mode even when not asked", () => {
-    const r = acceptDeflateOffer(offerOf('permessage-deflate; client_max_window_bits'), { mode: 'shared' });
+  it('answers server_no_context_takeover for a shared compressor even when not asked', () => {
+    const r = acceptDeflateOffer(offerOf('permessage-deflate; client_max_window_bits'), { compressor: 'shared', decompressor: 'dedicated' });
     expect(r!.params).toEqual(params({ serverNoContextTakeover: true }));
     expect(r!.response).toBe('permessage-deflate; server_no_context_takeover');
+  });
+
+  it('answers client_no_context_takeover for a shared decompressor even when not asked (§7.1.1.2)', () => {
+    const r = acceptDeflateOffer(offerOf('permessage-deflate; client_max_window_bits'), { compressor: 'dedicated', decompressor: 'shared' });
+    expect(r!.params).toEqual(params({ clientNoContextTakeover: true }));
+    expect(r!.response).toBe('permessage-deflate; client_no_context_takeover');
+    expect(acceptDeflateOffer(offerOf('permessage-deflate'), shared)).toEqual({
+      params: params({ serverNoContextTakeover: true, clientNoContextTakeover: true }),
+      response: 'permessage-deflate; server_no_context_takeover; client_no_context_takeover',
+    });
+  });
+
+  it('honours a request for server_no_context_takeover with a dedicated compressor', () => {
+    expect(acceptDeflateOffer(offerOf('permessage-deflate; server_no_context_takeover'), dedicated)).toEqual({
+      params: params({ serverNoContextTakeover: true }),
+      response: 'permessage-deflate; server_no_context_takeover',
+    });
   });
 
   it('honours every requested window 8..15 in both directions', () => {
@@ -393,7 +410,7 @@ describe('acceptDeflateOffer (server)', () => {
   });
 
   it('lowers windows to its own limits but never raises them', () => {
-    const opts: DeflateOptions = { mode: 'dedicated', serverMaxWindowBits: 10, clientMaxWindowBits: 11 };
+    const opts: DeflateOptions = { ...dedicated, serverMaxWindowBits: 10, clientMaxWindowBits: 11 };
     expect(acceptDeflateOffer(offerOf('permessage-deflate; client_max_window_bits'), opts)).toEqual({
       params: params({ serverMaxWindowBits: 10, clientMaxWindowBits: 11 }),
       response: 'permessage-deflate; server_max_window_bits=10; client_max_window_bits=11',
@@ -403,13 +420,18 @@ describe('acceptDeflateOffer (server)', () => {
     ).toEqual(params({ serverMaxWindowBits: 9, clientMaxWindowBits: 8 }));
   });
 
-  it('declines an offer without client_max_window_bits when it must limit the client (§7.1.2.2)', () => {
-    const opts: DeflateOptions = { mode: 'dedicated', clientMaxWindowBits: 10 };
-    expect(acceptDeflateOffer(offerOf('permessage-deflate'), opts)).toBeNull();
-    expect(acceptDeflateOffer(offerOf('permessage-deflate, permessage-deflate; client_max_window_bits'), opts)!.params)
-      .toEqual(params({ clientMaxWindowBits: 10 }));
+  it('asks a client it cannot limit (no client_max_window_bits, §7.1.2.2) for client_no_context_takeover instead', () => {
+    const opts: DeflateOptions = { ...dedicated, clientMaxWindowBits: 10 };
+    expect(acceptDeflateOffer(offerOf('permessage-deflate'), opts)).toEqual({
+      params: params({ clientNoContextTakeover: true }),
+      response: 'permessage-deflate; client_no_context_takeover',
+    });
+    expect(acceptDeflateOffer(offerOf('permessage-deflate; client_max_window_bits'), opts)).toEqual({
+      params: params({ clientMaxWindowBits: 10 }),
+      response: 'permessage-deflate; client_max_window_bits=10',
+    });
     // A limit of 15 is no limit.
-    expect(acceptDeflateOffer(offerOf('permessage-deflate'), { mode: 'dedicated', clientMaxWindowBits: 15 })).not.toBeNull();
+    expect(acceptDeflateOffer(offerOf('permessage-deflate'), { ...dedicated, clientMaxWindowBits: 15 })).toEqual({ params: params(), response: 'permessage-deflate' });
   });
 
   it('echoes client_no_context_takeover, and may impose it', () => {
@@ -417,7 +439,7 @@ describe('acceptDeflateOffer (server)', () => {
       params: params({ clientNoContextTakeover: true }),
       response: 'permessage-deflate; client_no_context_takeover',
     });
-    expect(acceptDeflateOffer(offerOf('permessage-deflate'), { mode: 'dedicated', clientNoContextTakeover: true })!.params)
+    expect(acceptDeflateOffer(offerOf('permessage-deflate'), { compressor: 'dedicated', decompressor: 'shared' })!.params)
       .toEqual(params({ clientNoContextTakeover: true }));
   });
 
@@ -475,30 +497,31 @@ describe('acceptDeflateOffer (server)', () => {
           for (const clientMaxWindowBits of [undefined, true as const, ...ALL_BITS])
             offers.push({ serverNoContextTakeover, clientNoContextTakeover, serverMaxWindowBits, clientMaxWindowBits });
     const settings: DeflateOptions[] = [];
-    for (const mode of ['shared', 'dedicated'] as const)
-      for (const serverMaxWindowBits of [undefined, 8, 12, 15] as const)
-        for (const clientMaxWindowBits of [undefined, 8, 12, 15] as const)
-          for (const clientNoContextTakeover of [undefined, true])
-            settings.push({ mode, serverMaxWindowBits, clientMaxWindowBits, clientNoContextTakeover });
+    for (const compressor of ['shared', 'dedicated'] as const)
+      for (const decompressor of ['shared', 'dedicated'] as const)
+        for (const serverMaxWindowBits of [undefined, 8, 12, 15] as const)
+          for (const clientMaxWindowBits of [undefined, 8, 12, 15] as const)
+            settings.push({ compressor, decompressor, serverMaxWindowBits, clientMaxWindowBits });
 
     for (const offered of offers) {
       const offerHeader = buildDeflateOffer(offered);
       for (const opts of settings) {
         const r = acceptDeflateOffer(parseExtensionHeader(offerHeader), opts);
-        const clientLimited = opts.clientMaxWindowBits !== undefined && opts.clientMaxWindowBits < 15;
-        if (clientLimited && offered.clientMaxWindowBits === undefined) {
-          expect(r).toBeNull();
-          continue;
-        }
+        // Every offer is accepted: a client that cannot be limited is asked to drop context.
         expect(r).not.toBeNull();
         const p = r!.params;
         // The client reaches exactly the same parameters from the response.
         expect(acceptDeflateResponse(parseExtensionHeader(r!.response), offered)).toEqual(p);
-        expect(p.serverNoContextTakeover).toBe(offered.serverNoContextTakeover || opts.mode === 'shared');
-        expect(p.clientNoContextTakeover).toBe(offered.clientNoContextTakeover || opts.clientNoContextTakeover === true);
+        expect(p.serverNoContextTakeover).toBe(offered.serverNoContextTakeover || opts.compressor === 'shared');
+        const unlimitable = (opts.clientMaxWindowBits ?? 15) < 15 && offered.clientMaxWindowBits === undefined;
+        expect(p.clientNoContextTakeover).toBe(offered.clientNoContextTakeover || opts.decompressor === 'shared' || unlimitable);
         expect(p.serverMaxWindowBits).toBe(Math.min(offered.serverMaxWindowBits ?? 15, opts.serverMaxWindowBits ?? 15));
         const clientOffered = typeof offered.clientMaxWindowBits === 'number' ? offered.clientMaxWindowBits : 15;
-        expect(p.clientMaxWindowBits).toBe(Math.min(clientOffered, opts.clientMaxWindowBits ?? 15));
+        expect(p.clientMaxWindowBits).toBe(offered.clientMaxWindowBits === undefined ? 15 : Math.min(clientOffered, opts.clientMaxWindowBits ?? 15));
+        // What the server holds per connection stays within its settings: a dedicated
+        // decompressor's window, and a context only where the server keeps one.
+        if (!p.clientNoContextTakeover) expect(p.clientMaxWindowBits).toBeLessThanOrEqual(opts.clientMaxWindowBits ?? 15);
+        if (opts.decompressor === 'shared') expect(p.clientNoContextTakeover).toBe(true);
       }
     }
   });
@@ -556,15 +579,8 @@ describe('buildDeflateOffer / acceptDeflateResponse (client)', () => {
   });
 });
 
-describe('validateDeflateOptions', () => {
-  it('accepts good options and rejects bad ones', () => {
-    validateDeflateOptions({ mode: 'shared', serverMaxWindowBits: 8, clientMaxWindowBits: 15, level: 9, memLevel: 1, threshold: 0 });
-    expect(() => validateDeflateOptions({ mode: 'other' as 'shared' })).toThrow(TypeError);
-    expect(() => validateDeflateOptions({ mode: 'shared', serverMaxWindowBits: 7 as WindowBits })).toThrow(RangeError);
-    expect(() => validateDeflateOptions({ mode: 'shared', clientMaxWindowBits: 10.5 as WindowBits })).toThrow(RangeError);
-    expect(() => validateDeflateOptions({ mode: 'shared', level: 10 })).toThrow(RangeError);
-    expect(() => validateDeflateOptions({ mode: 'shared', memLevel: 0 })).toThrow(RangeError);
-    expect(() => validateDeflateOptions({ mode: 'shared', threshold: -1 })).toThrow(RangeError);
+describe('PerMessageDeflate options', () => {
+  it('rejects bad codec options', () => {
     expect(() => new PerMessageDeflate('server', params(), { maxMessageSize: -1 })).toThrow(RangeError);
     expect(() => new PerMessageDeflate('server', params(), { maxMessageSize: 1.5 })).toThrow(RangeError);
     expect(() => new PerMessageDeflate('server', params({ serverMaxWindowBits: 16 as WindowBits }), { maxMessageSize: 1 })).toThrow(RangeError);
@@ -1022,17 +1038,19 @@ describe('interop with ws', () => {
   }
 
   const wsOffers: Record<string, unknown>[] = [];
+  // A ws client given clientNoContextTakeover: false refuses a server that asks for it (ws's
+  // own rule, RFC 7692 lets the server ask), so `undefined`, ws's default, stands for "not offered".
   for (const serverNoContextTakeover of [false, true])
-    for (const clientNoContextTakeover of [false, true])
+    for (const clientNoContextTakeover of [undefined, true])
       for (const bits of [undefined, 8, 9, 15])
         wsOffers.push({ serverNoContextTakeover, clientNoContextTakeover, serverMaxWindowBits: bits, clientMaxWindowBits: bits });
 
   it('our server with a ws client: negotiation and data both ways', async () => {
     for (const wsOptions of wsOffers) {
-      for (const mode of ['shared', 'dedicated'] as const) {
+      for (const opts of [shared, dedicated, { compressor: 'dedicated', decompressor: 'shared' }, { compressor: 'shared', decompressor: 'dedicated', serverMaxWindowBits: 10, clientMaxWindowBits: 9 }] as const) {
         const wsClient = new WsPerMessageDeflate({ ...wsOptions, isServer: false });
         const offer = wsExtension.format({ 'permessage-deflate': wsClient.offer() });
-        const r = acceptDeflateOffer(parseExtensionHeader(offer), { mode });
+        const r = acceptDeflateOffer(parseExtensionHeader(offer), opts);
         expect(r, offer).not.toBeNull();
         wsClient.accept(wsExtension.parse(r!.response)['permessage-deflate']!);
         const server = new PerMessageDeflate('server', r!.params, { maxMessageSize: 1 << 20 });
@@ -1059,5 +1077,63 @@ describe('interop with ws', () => {
       client.close();
       wsServer.cleanup();
     }
+  });
+});
+
+describe('compressFragmentSync (a message sent in fragments, RFC 7692 §6.1)', () => {
+  const pieces = (text: string, cuts: readonly number[]): Buffer[] => split(Buffer.from(text), cuts);
+  const TEXT = '{"token":"streamed","n":1} '.repeat(300);
+  const CASES: readonly [string, readonly number[]][] = [
+    ['two halves', [TEXT.length >> 1]],
+    ['many pieces', [1, 2, 100, 101, 2000, 5000]],
+    ['an empty first piece', [0]],
+    ['an empty last piece', [TEXT.length]],
+  ];
+
+  // Our direction without context (on the thread, and on the older split's one-shot calls), and with it.
+  const servers = [
+    { name: 'no context, on the thread', p: params({ serverNoContextTakeover: true }), onThread: true },
+    { name: 'no context, one-shot calls', p: params({ serverNoContextTakeover: true }), onThread: false },
+    { name: 'context kept', p: params(), onThread: true },
+    { name: 'context kept, window 9', p: params({ serverMaxWindowBits: 9 }), onThread: true },
+  ];
+
+  it.each(servers)('$name: each fragmented message inflates back, and so does a whole one after it, for us and for ws', async ({ p, onThread }) => {
+    const server = new PerMessageDeflate('server', p, { maxMessageSize: 1 << 22, onThread });
+    const ours = new PerMessageDeflate('client', p, { maxMessageSize: 1 << 22, onThread: true });
+    const theirs = new WsPerMessageDeflate({ isServer: false, serverNoContextTakeover: p.serverNoContextTakeover, serverMaxWindowBits: p.serverMaxWindowBits });
+    const response = `permessage-deflate${p.serverNoContextTakeover ? '; server_no_context_takeover' : ''}; server_max_window_bits=${p.serverMaxWindowBits}`;
+    theirs.accept(wsExtension.parse(response)['permessage-deflate']!);
+    const inflate = (payloads: readonly Buffer[]): string => Buffer.concat(payloads.map((payload, i) => ours.inflateFrame(payload, i === payloads.length - 1))).toString();
+    for (const [, cuts] of CASES) {
+      const fragments = pieces(TEXT, cuts);
+      const payloads = fragments.map((piece, i) => server.compressFragmentSync(piece, i === fragments.length - 1));
+      // Every piece but the last ends on a sync flush: the receiver inflates as it arrives.
+      for (const payload of payloads.slice(0, -1)) if (payload.length > 0) expect(payload.subarray(-4)).toEqual(hex('0000ffff'));
+      expect(inflate(payloads)).toBe(TEXT);
+      expect((await wsDecompress(theirs, Buffer.concat(payloads))).toString()).toBe(TEXT);
+      const whole = server.compressSync(Buffer.from('after the stream '.repeat(20)));
+      expect(inflate([whole])).toBe('after the stream '.repeat(20));
+      expect((await wsDecompress(theirs, whole)).toString()).toBe('after the stream '.repeat(20));
+    }
+    server.close();
+    ours.close();
+    theirs.cleanup();
+  });
+
+  it('makes an empty message of empty pieces the one byte 0x00 (§7.2.3.6)', async () => {
+    for (const p of [params({ serverNoContextTakeover: true }), params()]) {
+      const server = new PerMessageDeflate('server', p, { maxMessageSize: 1024 });
+      expect(server.compressFragmentSync(Buffer.alloc(0), false)).toEqual(Buffer.alloc(0));
+      expect(server.compressFragmentSync(Buffer.alloc(0), true)).toEqual(hex('00'));
+      server.close();
+    }
+  });
+
+  it('is not there where our direction keeps context on the older split (zlib pool)', () => {
+    const server = new PerMessageDeflate('server', params(), { maxMessageSize: 1024, onThread: false });
+    expect(server.canCompressSync).toBe(false);
+    expect(() => server.compressFragmentSync(HELLO, true)).toThrow(/canCompressSync/);
+    server.close();
   });
 });

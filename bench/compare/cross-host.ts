@@ -15,14 +15,13 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { connect, createServer } from 'node:net';
-import type { AddressInfo } from 'node:net';
 import { cpus, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { cpuMicros } from '../load/proc-stats.ts';
 import type { BenchResult } from '../load/run-load.ts';
 import { shardwsCli } from './built-cli.ts';
+import { freePort, waitForPort } from './processes.ts';
 
 const { values } = parseArgs({
   options: {
@@ -46,29 +45,6 @@ for (const mode of modes) {
 // Built after the options parse, so a bad option costs no build.
 const CLI = shardwsCli(false);
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
-async function waitForPort(port: number, child: ChildProcess): Promise<void> {
-  for (let i = 0; i < 300; i++) {
-    if (child.exitCode !== null) throw new Error(`${child.spawnfile} exited with ${child.exitCode}`);
-    const ok = await new Promise<boolean>((resolve) => {
-      const socket = connect(port, '127.0.0.1', () => {
-        socket.destroy();
-        resolve(true);
-      });
-      socket.on('error', () => resolve(false));
-    });
-    if (ok) return;
-    await sleep(50);
-  }
-  throw new Error(`nothing listens on ${port}`);
-}
 
 if (spawnSync('redis-server', ['--version']).error !== undefined) {
   console.error('redis-server is not installed (apt-get install redis-server)');

@@ -1,6 +1,6 @@
 /**
  * Starting, watching and stopping the processes of a benchmark run (servers and the load
- * generator), shared by bench:compare and bench:proxy.
+ * generator), shared by bench:compare, bench:proxy, bench:cross-host and bench/deflate-memory.ts.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';

@@ -205,7 +205,7 @@ function negotiated(extensionsHeader: string | undefined, options: HandshakeOpti
   if (!options.deflate) throw new Error('server sent Sec-WebSocket-Extensions that were not offered');
   const params = acceptDeflateResponse(parseExtensionHeader(extensionsHeader), DEFLATE_OFFER);
   const codec = new PerMessageDeflate('client', params, { maxMessageSize: options.maxMessageSize, threshold: 0 });
-  return messageCompression(codec, null);
+  return messageCompression(codec);
 }
 
 /**

@@ -29,8 +29,8 @@ function sinkMessage(sink: Sink, data: Buffer): void {
 
 const sinkEvents = keepMessages<Sink>(sinkMessage);
 
-function oursReader(sink: Sink): MessageReader<Sink> {
-  return new MessageReader(sinkEvents, sink, { role: 'server', maxMessageSize: MAX_MESSAGE, inflater: null });
+function oursReader(sink: Sink, validateUtf8 = true): MessageReader<Sink> {
+  return new MessageReader(sinkEvents, sink, { role: 'server', maxMessageSize: MAX_MESSAGE, inflater: null, validateUtf8 });
 }
 
 function wsReceiver(Class: WsReceiverClass, sink: Sink) {
@@ -56,6 +56,19 @@ interface ParseInput {
   readonly opcode: number;
   /** Socket read size; the whole input arrives in one read when omitted. */
   readonly chunkSize?: number;
+}
+
+/** Runs each subject once, untimed, and checks it delivered `frames` copies of `payload`. */
+function verifyDelivered(name: string, sides: readonly (readonly [Subject, Sink])[], frames: number, payload: Buffer): void {
+  for (const [subject, sink] of sides) {
+    sink.kept = [];
+    subject.beforeEach!();
+    subject.fn();
+    subject.beforeEach!();
+    assert(sink.kept.length === frames, `${name}: ${subject.label} delivered ${sink.kept.length} of ${frames} messages`);
+    for (const message of sink.kept) assertSameBytes(`${name}: ${subject.label}`, message, payload);
+    sink.kept = null;
+  }
 }
 
 /** One side of a parse row: a parser fed a private copy of the masked input on every call. */
@@ -93,25 +106,35 @@ function parseCases(input: ParseInput, withJsRow: boolean): BenchCase[] {
     ours,
     baseline,
     bytes: input.payload.length * input.frames,
-    verify() {
-      for (const [subject, sink] of [[ours, oursSink], [baseline, baselineSink]] as const) {
-        sink.kept = [];
-        subject.beforeEach!();
-        subject.fn();
-        subject.beforeEach!();
-        assert(sink.kept.length === input.frames, `${input.name}: ${subject.label} delivered ${sink.kept.length} of ${input.frames} messages`);
-        for (const message of sink.kept) assertSameBytes(`${input.name}: ${subject.label}`, message, input.payload);
-        sink.kept = null;
-      }
-    },
+    verify: () => verifyDelivered(input.name, [[ours, oursSink], [baseline, baselineSink]], input.frames, input.payload),
   }));
 }
 
 const small = asciiText(64, 7);
 const large = randomBytes(64 * 1024, 8);
 
+/** skipUtf8Validation: the same reader with the UTF-8 check off (ours) against on (baseline). */
+function utf8SkipCase(name: string, payload: Buffer, frames: number): BenchCase {
+  const source = maskedFrames(payload, frames, 0x1);
+  const skippedSink: Sink = { count: 0, kept: null };
+  const checkedSink: Sink = { count: 0, kept: null };
+  const skipped = oursReader(skippedSink, false);
+  const checked = oursReader(checkedSink);
+  const ours = parseSubject('ours, UTF-8 skipped', source, source.length, (c) => skipped.push(c));
+  const baseline = parseSubject('ours, UTF-8 checked', source, source.length, (c) => checked.push(c));
+  return {
+    name,
+    ours,
+    baseline,
+    bytes: payload.length * frames,
+    verify: () => verifyDelivered(name, [[ours, skippedSink], [baseline, checkedSink]], frames, payload),
+  };
+}
+
 export const cases: BenchCase[] = [
   ...parseCases({ name: 'parse 1000× 64 B masked text, one read', payload: small, frames: 1000, opcode: 0x1 }, false),
   ...parseCases({ name: 'parse 1000× 64 B masked text, 1460 B reads', payload: small, frames: 1000, opcode: 0x1, chunkSize: 1460 }, false),
   ...parseCases({ name: 'parse 16× 64 KiB masked binary, one read', payload: large, frames: 16, opcode: 0x2 }, true),
+  utf8SkipCase('read text, UTF-8 checked vs skipped: 1000× 64 B', small, 1000),
+  utf8SkipCase('read text, UTF-8 checked vs skipped: 16× 64 KiB', asciiText(64 * 1024, 9), 16),
 ];

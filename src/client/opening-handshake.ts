@@ -204,7 +204,7 @@ export class OpeningHandshake<O> {
       level: deflate.level,
       memLevel: deflate.memLevel,
     });
-    return messageCompression(codec, null);
+    return messageCompression(codec);
   }
 
   #onResponse(url: URL, res: IncomingMessage): void {

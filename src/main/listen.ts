@@ -256,7 +256,7 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
   const url = serverUrl(address, config.tls !== null);
   const adminUrl = admin === null ? null : serverUrl(admin.address(), false);
   logger.info(
-    { url, address: address.address, port: address.port, workers: config.workers, deflate: config.deflate?.mode ?? 'off', tls: config.tls !== null, accept: mode, ...(adminUrl === null ? {} : { admin: adminUrl }) },
+    { url, address: address.address, port: address.port, workers: config.workers, deflate: config.deflate?.preset ?? 'off', tls: config.tls !== null, accept: mode, ...(adminUrl === null ? {} : { admin: adminUrl }) },
     readyMessage(url, config, adminUrl),
   );
   // The primary's own row in the per-thread metrics (its event loop accepts every connection).

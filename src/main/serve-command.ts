@@ -4,14 +4,14 @@
  * DEFLATE_OPTIONS for `--deflate-*`), so every listen() option with a scalar value has a flag in
  * both, and a default or a bound is written down once; serve's `--redis-*` flags come from the
  * Redis bridge's own table (REDIS_OPTIONS) the same way. The few structured options (the deflate
- * mode, TLS, origins, appOptions, routes, the Redis URL, the proxy's own) have hand-made flags
+ * preset, TLS, origins, appOptions, routes, the Redis URL, the proxy's own) have hand-made flags
  * here, each for the commands it applies to.
  */
 import { parseArgs } from 'node:util';
 import type { ParseArgsConfig } from 'node:util';
 import type { ProxyTarget } from '../shared/app.ts';
-import { DEFLATE_OPTIONS, OPTIONS, REDIS_BRIDGE_FIELDS, REDIS_OPTIONS, optionValue } from '../shared/config.ts';
-import type { CompressionMode, OptionSpec, ServerOptions } from '../shared/config.ts';
+import { DEFLATE_OPTIONS, DEFLATE_PRESETS, OPTIONS, REDIS_BRIDGE_FIELDS, REDIS_OPTIONS, optionValue } from '../shared/config.ts';
+import type { DeflatePreset, OptionSpec, ServerOptions } from '../shared/config.ts';
 import { DEFAULT_PROXY_TIMEOUT } from '../shared/proxy-target.ts';
 import { UsageError, byteSize, decimal, joinNegativeValues, wholeNumber } from '../runtime/cli-args.ts';
 import type { RedisBridgeOptions } from './redis-bridge.ts';
@@ -38,7 +38,7 @@ type DeflateField = keyof typeof DEFLATE_OPTIONS;
 
 /** The deflate option's fields, by flag name (`--deflate-level`...). */
 const DEFLATE_FLAGS = new Map<string, [DeflateField, OptionSpec]>(
-  (Object.entries(DEFLATE_OPTIONS) as [DeflateField, OptionSpec][]).map(([name, spec]) => [`deflate-${name === 'serverMaxWindowBits' ? 'window-bits' : kebab(name)}`, [name, spec]]),
+  (Object.entries(DEFLATE_OPTIONS) as [DeflateField, OptionSpec][]).map(([name, spec]) => [`deflate-${kebab(name)}`, [name, spec]]),
 );
 
 /** The Redis bridge's flags (`--redis-streams`, …), by flag name: serve only. */
@@ -65,7 +65,8 @@ const EXTRA_FLAGS: readonly (readonly [flag: string, placeholder: string, doc: s
   ['upstream-timeout', 'SECS', `time an upstream has for its 101 before the client gets 504 (default ${DEFAULT_PROXY_TIMEOUT})`, ['proxy']],
 ];
 const extraFlags = (command: Command) => EXTRA_FLAGS.filter(([, , , commands]) => commands.includes(command));
-const DEFLATE_MODE_HELP = ['deflate[=MODE]', 'permessage-deflate: shared (the mode when given alone) or dedicated (default off)'] as const;
+const PRESETS = Object.keys(DEFLATE_PRESETS) as DeflatePreset[];
+const DEFLATE_PRESET_HELP = ['deflate[=PRESET]', `permessage-deflate: ${PRESETS.join(', ')} (shared when given alone; default off)`] as const;
 
 /**
  * The flag that sets a table option (`maxPayloadLength` → `max-payload`), a deflate field
@@ -130,7 +131,7 @@ function helpFor(command: Command): string {
     return helpLine(`--${flag} ${spec.cli as string}`, doc);
   };
   for (const [flag, [name, spec]] of FLAGS) lines.push(tableLine(flag, name, spec));
-  lines.push(helpLine(`--${DEFLATE_MODE_HELP[0]}`, DEFLATE_MODE_HELP[1]));
+  lines.push(helpLine(`--${DEFLATE_PRESET_HELP[0]}`, DEFLATE_PRESET_HELP[1]));
   for (const [flag, [name, spec]] of DEFLATE_FLAGS) lines.push(tableLine(flag, name, { ...spec, doc: `${spec.doc}, with --deflate` }));
   for (const [flag, placeholder, doc] of extraFlags(command)) lines.push(helpLine(`--${flag}${placeholder === '' ? '' : ` ${placeholder}`}`, doc));
   if (command === 'serve') for (const [flag, [name, spec]] of REDIS_FLAGS) lines.push(tableLine(flag, name, spec));
@@ -182,12 +183,14 @@ export interface ServeCommand {
   readonly watch?: boolean;
 }
 
-/** `--deflate` alone means shared mode, `--deflate MODE` that mode: parseArgs has no optional values. */
+const isPreset = (name: string | undefined): name is DeflatePreset => name !== undefined && (PRESETS as string[]).includes(name);
+
+/** `--deflate` alone means the shared preset, `--deflate PRESET` that one: parseArgs has no optional values. */
 function spellOutDeflate(args: readonly string[]): string[] {
   const out: string[] = [];
   for (let i = 0; i < args.length; i++) {
     if (args[i] !== '--deflate') out.push(args[i]!);
-    else if (args[i + 1] === 'shared' || args[i + 1] === 'dedicated') out.push(`--deflate=${args[++i]!}`);
+    else if (isPreset(args[i + 1])) out.push(`--deflate=${args[++i]!}`);
     else out.push('--deflate=shared');
   }
   return out;
@@ -221,7 +224,7 @@ function parseServerArgs(command: Command, args: readonly string[], env: NodeJS.
   if (options.path === undefined) options.port ??= OPTIONS.port.default;
 
   const deflate = values.deflate as string | undefined;
-  if (deflate !== undefined && deflate !== 'shared' && deflate !== 'dedicated') throw new UsageError(`--deflate must be shared or dedicated, got "${deflate}"`);
+  if (deflate !== undefined && !isPreset(deflate)) throw new UsageError(`--deflate must be one of ${PRESETS.join(', ')}, got "${deflate}"`);
   const fields: Record<string, unknown> = {};
   for (const [flag, [name, spec]] of DEFLATE_FLAGS) {
     const raw = values[flag] as string | undefined;
@@ -229,7 +232,7 @@ function parseServerArgs(command: Command, args: readonly string[], env: NodeJS.
     if (deflate === undefined) throw new UsageError(`--${flag} needs --deflate (or --deflate=dedicated)`);
     fields[name] = flagValue(flag, `deflate.${name}`, spec, raw);
   }
-  if (deflate !== undefined) options.deflate = Object.keys(fields).length === 0 ? (deflate as CompressionMode) : { mode: deflate as CompressionMode, ...fields };
+  if (deflate !== undefined) options.deflate = Object.keys(fields).length === 0 ? deflate : { preset: deflate, ...fields };
   const origins = values.origin as string[] | undefined;
   if (origins !== undefined) options.origins = origins;
   const certFile = values['tls-cert'] as string | undefined;

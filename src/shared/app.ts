@@ -15,6 +15,12 @@ export type SendStatus = 'written' | 'buffered' | 'dropped';
 /** Control frames always go first; under pressure `low` messages are dropped first. */
 export type Priority = 'high' | 'normal' | 'low';
 
+/**
+ * What `send`, `sendFragment` and `publish` take. Never kept past the call: strings are encoded
+ * and bytes copied where they must outlive it (a payload over 2 KiB going out uncompressed,
+ * or one waiting behind a slow socket), so the caller may change or reuse a buffer as soon
+ * as the call returns.
+ */
 export type MessageData = string | Uint8Array | ArrayBuffer;
 
 /** The bytes of a message as a Buffer: strings encoded as UTF-8, binary data viewed, not copied. */
@@ -42,6 +48,16 @@ export interface SendOptions {
   /** Compress with permessage-deflate when negotiated (default true, above the threshold). */
   readonly compress?: boolean;
   readonly priority?: Priority;
+}
+
+/**
+ * A piece of a message sent as its data is produced (`sendFragment`). `binary`, `compress` and
+ * `priority` are read from the first fragment of a message, for the whole message; `compress`
+ * defaults to whether that first fragment reaches the threshold.
+ */
+export interface FragmentOptions extends SendOptions {
+  /** Whether this is the last fragment of the message (RFC 6455 §5.4: the FIN bit). */
+  readonly fin: boolean;
 }
 
 /** `publish` options: how to send, and (streams mode) whether to resolve to the message's id. */
@@ -173,8 +189,19 @@ export interface ServerWebSocket<T = unknown> {
   readonly bufferedAmount: number;
   readonly readyState: ReadyState;
   readonly shard: Shard;
+  /** Sends one message; `data` is the caller's again when this returns (MessageData). */
   send(data: MessageData, options?: SendOptions): SendStatus;
+  /**
+   * Sends a message in pieces as its data is produced (a file, a token stream): the first call
+   * starts it, the one with `fin: true` ends it. Messages sent meanwhile (send, publish) wait
+   * for the last fragment; pings, pongs and a close do not (RFC 6455 §5.4). A fragment of a
+   * message already on the wire is never dropped by the slow-client policy: past
+   * maxBackpressure the connection is closed with 1008 instead, unless the policy queues it.
+   */
+  sendFragment(data: MessageData, options: FragmentOptions): SendStatus;
   ping(data?: MessageData): void;
+  /** Sends a pong (unsolicited, or the answer to a ping when autoPong is off). */
+  pong(data?: MessageData): void;
   /** Starts the close handshake (RFC 6455 §7.1.2). */
   close(code?: number, reason?: string): void;
   /** Destroys the TCP connection at once, without a close handshake. */
@@ -276,6 +303,9 @@ export type UpgradeResult<T> = UpgradeAccept<T> | UpgradeRejection | UpgradeProx
 /** What the `custom` slow-client policy decides for a message that would pass maxBackpressure. */
 export type SlowClientDecision = 'drop' | 'close' | 'queue';
 
+/** Why the slow-client policy is asked: a message over maxBackpressure, or a backlog older than slowClientTimeout. */
+export type SlowClientCause = 'backpressure' | 'timeout';
+
 /**
  * `T`: the per-connection `data` upgrade attaches; `O`: the `appOptions` given to listen()
  * (`--app-options`), handed to `start` in every worker.
@@ -300,12 +330,29 @@ export interface App<T = unknown, O = unknown> {
    * subscriber count on every worker after (`newCount`) and before (`oldCount`) the change.
    */
   subscription?(ws: ServerWebSocket<T>, topic: string, newCount: number, oldCount: number): void;
+  /** A ping arrived; it was answered already, unless the server runs with `autoPong: false`. */
   ping?(ws: ServerWebSocket<T>, data: Buffer): void;
   pong?(ws: ServerWebSocket<T>, data: Buffer): void;
+  /**
+   * A message was not sent because of backpressure: the slow-client policy dropped it, a
+   * low-priority message was dropped to make room, or `slowClientTimeout` dropped the backlog.
+   * `data` is a copy of the message's bytes.
+   */
+  dropped?(ws: ServerWebSocket<T>, data: Buffer, isBinary: boolean): void;
+  /**
+   * `upgrade` accepted this request, but the connection never opened: the client went away
+   * before the 101 could be written, or the response could not be built. Release here what
+   * `upgrade` allocated for `data`; `open` and `close` will not run for it.
+   */
+  upgradeAborted?(req: UpgradeRequest, data: T | undefined, reason: string): void;
   /** Plain HTTP requests (not upgrades); without it they get 426. */
   http?(req: IncomingMessage, res: ServerResponse, shard: Shard): void;
-  /** Decides for the `custom` slow-client policy. */
-  slowClient?(ws: ServerWebSocket<T>, bufferedAmount: number, priority: Priority): SlowClientDecision;
+  /**
+   * Decides for the `custom` slow-client policy: `cause` 'backpressure' for a message that would
+   * pass maxBackpressure (of `priority`), 'timeout' for a connection backlogged longer than
+   * slowClientTimeout ('drop' then drops what waits, 'queue' waits another slowClientTimeout).
+   */
+  slowClient?(ws: ServerWebSocket<T>, bufferedAmount: number, priority: Priority, cause: SlowClientCause): SlowClientDecision;
   /**
    * Streams mode: the message a topic's subscribers get for the entry `id`; put the id where
    * your client reads it (it is what the client gives back as `since`). Runs once per message on

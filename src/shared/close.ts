@@ -47,8 +47,11 @@ export interface CloseInfo {
 
 const NO_STATUS: CloseInfo = { code: CloseCode.NoStatus, reason: '' };
 
-/** Decodes a received close payload (RFC 6455 §5.5.1): empty, or a valid code + UTF-8 reason. */
-export function parseClosePayload(payload: Uint8Array): CloseInfo {
+/**
+ * Decodes a received close payload (RFC 6455 §5.5.1): empty, or a valid code + UTF-8 reason
+ * (`validateUtf8` false takes the reason unchecked, for peers trusted to send UTF-8).
+ */
+export function parseClosePayload(payload: Uint8Array, validateUtf8 = true): CloseInfo {
   if (payload.length === 0) return NO_STATUS;
   if (payload.length === 1) {
     throw new ProtocolError('WS_ERR_INVALID_CLOSE_PAYLOAD', 1002, 'close frame payload of 1 byte');
@@ -58,7 +61,7 @@ export function parseClosePayload(payload: Uint8Array): CloseInfo {
     throw new ProtocolError('WS_ERR_INVALID_CLOSE_CODE', 1002, `invalid close code ${code}`);
   }
   const reasonBytes = payload.subarray(2);
-  if (!isValidUtf8(reasonBytes)) {
+  if (validateUtf8 && !isValidUtf8(reasonBytes)) {
     throw new ProtocolError('WS_ERR_INVALID_UTF8', 1007, 'close reason is not valid UTF-8');
   }
   return { code, reason: Buffer.from(reasonBytes.buffer, reasonBytes.byteOffset, reasonBytes.length).toString('utf8') };

@@ -7,12 +7,22 @@
  * Units: every duration is in seconds (fractions allowed), every size in bytes.
  */
 import type { ProxyTarget } from './app.ts';
-import type { WindowBits } from './permessage-deflate.ts';
+import type { DeflateSide, WindowBits } from './permessage-deflate.ts';
 import { DEFAULT_LEVEL, DEFAULT_MEM_LEVEL, DEFAULT_THRESHOLD } from './permessage-deflate.ts';
 import { resolveProxyTarget } from './proxy-target.ts';
 import type { ResolvedProxyTarget } from './proxy-target.ts';
 
+export type { DeflateSide } from './permessage-deflate.ts';
+/** The two presets `deflate` has always taken (shared is what `deflate: true` means). */
 export type CompressionMode = 'shared' | 'dedicated';
+/**
+ * Named compression settings (DEFLATE_PRESETS). uWebSockets.js users: `shared` is
+ * SHARED_COMPRESSOR | SHARED_DECOMPRESSOR, `dedicated` DEDICATED_COMPRESSOR |
+ * DEDICATED_DECOMPRESSOR, `dedicated-compressor` DEDICATED_COMPRESSOR | SHARED_DECOMPRESSOR,
+ * `dedicated-compressor-small` the settings of DEDICATED_COMPRESSOR_4KB | SHARED_DECOMPRESSOR
+ * (which cost far more than 4 KiB in Node: docs/operations.md).
+ */
+export type DeflatePreset = CompressionMode | 'dedicated-compressor' | 'dedicated-compressor-small';
 export type SlowClientPolicy = 'close' | 'drop' | 'custom';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 /** `plain`: at-most-once, local publishes delivered at once; `durable`: every delivery through the broker, with ids. */
@@ -20,15 +30,60 @@ export type BridgeKind = 'plain' | 'durable';
 /** `pretty`: one readable line per record, for people; `json`: one JSON object per line (pino); `auto`: pretty when stdout is a terminal. */
 export type LogFormat = 'auto' | 'json' | 'pretty';
 
+/**
+ * The `deflate` option as an object: a preset, then any field changed from it. The names of
+ * ws's perMessageDeflate options are taken too: `serverNoContextTakeover: true` is
+ * `compressor: 'shared'`, `clientNoContextTakeover: true` is `decompressor: 'shared'` (giving
+ * both names with different answers is an error).
+ */
+export interface DeflateOptions {
+  /** Where the other fields start from. Default 'shared'. */
+  readonly preset?: DeflatePreset;
+  /** The old name of `preset` (0.1), for 'shared' and 'dedicated'. */
+  readonly mode?: CompressionMode;
+  /**
+   * Server→client. 'shared': one compressor per worker, reset after every message
+   * (server_no_context_takeover), so a connection holds no compressor and a broadcast is
+   * compressed once. 'dedicated': each connection's own, keeping context between messages
+   * (better ratios; its zlib state per connection, see docs/operations.md).
+   */
+  readonly compressor?: DeflateSide;
+  /**
+   * Client→server. 'shared': clients are asked for client_no_context_takeover and one inflater
+   * per worker reads them all. 'dedicated': a client may keep context; the connection holds
+   * the client's window (2^clientMaxWindowBits bytes plus zlib's ~7 KiB).
+   */
+  readonly decompressor?: DeflateSide;
+  readonly serverNoContextTakeover?: boolean;
+  readonly clientNoContextTakeover?: boolean;
+  /** The compressor's window, 8–15 (a client may ask for less). */
+  readonly serverMaxWindowBits?: WindowBits;
+  /**
+   * The largest window a client may compress with, 8–15. Below 15 it is answered to clients
+   * that offer client_max_window_bits (RFC 7692 §7.1.2.2); the others are asked for
+   * client_no_context_takeover instead.
+   */
+  readonly clientMaxWindowBits?: WindowBits;
+  /** zlib level 0–9 (default 1: see DEFAULT_LEVEL). */
+  readonly level?: number;
+  /** zlib memLevel 1–9: the compressor's hash table, 2^(memLevel+9) bytes. */
+  readonly memLevel?: number;
+  /** Messages smaller than this many bytes are sent uncompressed (default 128). */
+  readonly threshold?: number;
+}
+
+/** The `deflate` option resolved: every field set, checked once at startup. */
 export interface DeflateConfig {
-  /** `shared`: server_no_context_takeover, one compressor per worker; `dedicated`: one per connection. */
-  readonly mode: CompressionMode;
-  /** Messages smaller than this many bytes are sent uncompressed. */
-  readonly threshold: number;
+  /** The preset the settings started from (for logs; the fields below are what counts). */
+  readonly preset: DeflatePreset;
+  readonly compressor: DeflateSide;
+  readonly decompressor: DeflateSide;
+  readonly serverMaxWindowBits: WindowBits;
+  readonly clientMaxWindowBits: WindowBits;
   readonly level: number;
   readonly memLevel: number;
-  /** Largest window we compress with (dedicated mode; a client may ask for less). */
-  readonly serverMaxWindowBits: WindowBits;
+  /** Messages smaller than this many bytes are sent uncompressed. */
+  readonly threshold: number;
 }
 
 /**
@@ -108,14 +163,25 @@ export interface ServerOptions {
   readonly workers?: number;
   /** Open connections across all workers; past it new sockets are refused with 503. 0 = no limit. */
   readonly maxConnections?: number;
-  /** permessage-deflate: off by default; `true` means shared mode. */
-  readonly deflate?: boolean | CompressionMode | Partial<DeflateConfig>;
+  /**
+   * permessage-deflate: off by default; `true` is the 'shared' preset; a preset name
+   * (DEFLATE_PRESETS); or an object (DeflateOptions) for every setting.
+   */
+  readonly deflate?: boolean | DeflatePreset | DeflateOptions;
   /** Largest message, in bytes after inflation (RFC 6455 close 1009 past it). */
   readonly maxPayloadLength?: number;
+  /** Largest payload of one received data frame (1009 past it); 0: the message limit. */
+  readonly maxFrameSize?: number;
+  /** Most frames a received message may arrive in (1009 past it); 0: no count limit. */
+  readonly maxFragments?: number;
+  /** Take text messages and close reasons unchecked (trusted peers only: the app gets what they send). */
+  readonly skipUtf8Validation?: boolean;
   /** Seconds without any data from the peer before close 1001; 0 disables. */
   readonly idleTimeout?: number;
   /** Ping a quiet peer halfway through the idle timeout so a live one answers in time. */
   readonly sendPings?: boolean;
+  /** Answer pings with a pong; false leaves it to the app's `ping` handler (`ws.pong`). */
+  readonly autoPong?: boolean;
   /** Seconds to wait for the peer's close frame (or TCP close) before destroying the socket. */
   readonly closeTimeout?: number;
   /** Bytes queued for one connection beyond which the slow-client policy applies. */
@@ -124,6 +190,8 @@ export interface ServerOptions {
   readonly highWaterMark?: number;
   readonly lowWaterMark?: number;
   readonly slowClient?: SlowClientPolicy;
+  /** Seconds a connection may stay backlogged (a send said 'buffered' and it has not drained) before the slow-client policy applies; 0 disables. */
+  readonly slowClientTimeout?: number;
   /** Seconds a client has to send a complete upgrade request (and finish TLS). */
   readonly handshakeTimeout?: number;
   /** Handshakes in progress per worker; past it new sockets get 503. */
@@ -200,13 +268,18 @@ export interface ServerConfig {
   readonly maxConnections: number;
   readonly deflate: DeflateConfig | null;
   readonly maxPayloadLength: number;
+  readonly maxFrameSize: number;
+  readonly maxFragments: number;
+  readonly skipUtf8Validation: boolean;
   readonly idleTimeout: number;
   readonly sendPings: boolean;
+  readonly autoPong: boolean;
   readonly closeTimeout: number;
   readonly maxBackpressure: number;
   readonly highWaterMark: number;
   readonly lowWaterMark: number;
   readonly slowClient: SlowClientPolicy;
+  readonly slowClientTimeout: number;
   readonly handshakeTimeout: number;
   readonly maxHandshakes: number;
   readonly maxHeaderSize: number;
@@ -279,13 +352,18 @@ export const OPTIONS: { readonly [K in ScalarOption]: OptionSpec } = {
   backlog: { kind: 'count', default: 511, min: 1, max: 65535, cli: 'N', doc: 'pending connections the kernel queues before accept()' },
   maxConnections: { kind: 'count', default: 0, min: 0, max: Number.MAX_SAFE_INTEGER, cli: 'N', doc: 'refuse new sockets with 503 past N open connections (0: no limit)' },
   maxPayloadLength: { kind: 'bytes', default: 16 * MiB, min: 1, max: 2 ** 31 - 1, cli: 'BYTES', doc: 'largest message after inflation (1009 past it)' },
+  maxFrameSize: { kind: 'bytes', default: 0, min: 0, max: 2 ** 31 - 1, cli: 'BYTES', doc: 'largest payload of one received frame (1009 past it; 0: the message limit)' },
+  maxFragments: { kind: 'count', default: 0, min: 0, max: Number.MAX_SAFE_INTEGER, cli: 'N', doc: 'most frames one received message may take (1009 past it; 0: no count)' },
+  skipUtf8Validation: { kind: 'boolean', default: false, cli: '', doc: 'take text and close reasons unchecked (trusted peers only)' },
   idleTimeout: { kind: 'seconds', default: 120, max: 86_400, cli: 'SECS', doc: 'close quiet connections with 1001 (0 disables)' },
   sendPings: { kind: 'boolean', default: true, cli: '', doc: 'ping a quiet peer halfway through the idle timeout' },
+  autoPong: { kind: 'boolean', default: true, cli: '', doc: "answer pings (off: the app's ping handler calls ws.pong)" },
   closeTimeout: { kind: 'seconds', default: 10, max: 3600, cli: 'SECS', doc: 'wait for the peer to finish the close handshake' },
   maxBackpressure: { kind: 'bytes', default: 4 * MiB, min: 1, max: Number.MAX_SAFE_INTEGER, cli: 'BYTES', doc: 'bytes queued per connection before the slow-client policy applies' },
   highWaterMark: { kind: 'bytes', default: 64 * KiB, min: 1, max: Number.MAX_SAFE_INTEGER, cli: 'BYTES', doc: "buffered bytes above which send() answers 'buffered'" },
   lowWaterMark: { kind: 'bytes', default: 16 * KiB, min: 0, max: Number.MAX_SAFE_INTEGER, cli: 'BYTES', doc: 'buffered bytes at which drain fires' },
   slowClient: { kind: 'choice', default: 'close', values: ['close', 'drop', 'custom'], cli: 'POLICY', doc: 'past maxBackpressure: close (1008), drop, or custom (the app decides)' },
+  slowClientTimeout: { kind: 'seconds', default: 0, max: 3600, cli: 'SECS', doc: 'apply the slow-client policy to a connection backlogged this long (0 disables)' },
   handshakeTimeout: { kind: 'seconds', default: 10, max: 120, wasMilliseconds: true, cli: 'SECS', doc: 'time a client has for TLS and its upgrade request' },
   maxHandshakes: { kind: 'count', default: 4096, min: 1, max: Number.MAX_SAFE_INTEGER, cli: 'N', doc: 'handshakes in progress per worker before 503' },
   maxHeaderSize: { kind: 'bytes', default: 16 * KiB, min: KiB, max: MiB, cli: 'BYTES', doc: 'largest upgrade request head (431 past it)' },
@@ -328,21 +406,48 @@ const RENAMED: Readonly<Record<string, string>> = {
   workerYoungGenerationMb: 'workerYoungGenerationSize (bytes, e.g. 16 * 1024 * 1024)',
 };
 
+type PresetSettings = Omit<DeflateConfig, 'preset' | 'level' | 'threshold'>;
+
+/**
+ * The presets of the `deflate` option. Memory per connection for each is measured in
+ * docs/operations.md ("Choosing the compression mode", `node bench/deflate-memory.ts`). The
+ * small compressor takes uWebSockets' DEDICATED_COMPRESSOR_4KB window and memLevel; Node's zlib
+ * (Chromium's) keeps a 64 KiB hash table whatever the memLevel, so it saves about half of a
+ * full compressor's memory, not 98%.
+ */
+export const DEFLATE_PRESETS: Readonly<Record<DeflatePreset, PresetSettings>> = Object.freeze({
+  shared: { compressor: 'shared', decompressor: 'shared', serverMaxWindowBits: 15, clientMaxWindowBits: 15, memLevel: DEFAULT_MEM_LEVEL },
+  dedicated: { compressor: 'dedicated', decompressor: 'dedicated', serverMaxWindowBits: 15, clientMaxWindowBits: 15, memLevel: DEFAULT_MEM_LEVEL },
+  'dedicated-compressor': { compressor: 'dedicated', decompressor: 'shared', serverMaxWindowBits: 15, clientMaxWindowBits: 15, memLevel: DEFAULT_MEM_LEVEL },
+  'dedicated-compressor-small': { compressor: 'dedicated', decompressor: 'shared', serverMaxWindowBits: 9, clientMaxWindowBits: 15, memLevel: 2 },
+});
+
+const SIDES: readonly DeflateSide[] = ['shared', 'dedicated'];
+/** Said of the fields whose default is the preset's: the table's default is the shared preset's. */
+const BY_PRESET = "(default: the preset's)";
+
 /**
  * The fields of the deflate option (when it is on), as the table's options are: checked by
- * resolveConfig, and each a `shardws serve` flag `--deflate-<name>` (the mode is `--deflate=MODE`).
+ * resolveConfig, and each a `shardws serve` flag `--deflate-<name>` (the preset is
+ * `--deflate=PRESET`). A default marked BY_PRESET is the shared preset's; other presets set
+ * their own (DEFLATE_PRESETS).
  */
-export const DEFLATE_OPTIONS: { readonly [K in Exclude<keyof DeflateConfig, 'mode'>]: OptionSpec } = {
-  threshold: { kind: 'bytes', default: DEFAULT_THRESHOLD, min: 0, max: Number.MAX_SAFE_INTEGER, cli: 'BYTES', doc: 'messages smaller than this go uncompressed' },
+export const DEFLATE_OPTIONS: { readonly [K in Exclude<keyof DeflateConfig, 'preset'>]: OptionSpec } = {
+  compressor: { kind: 'choice', default: 'shared', values: SIDES, cli: 'SIDE', doc: `server to client: shared, one compressor per worker and no context kept, or dedicated, one per connection ${BY_PRESET}` },
+  decompressor: { kind: 'choice', default: 'shared', values: SIDES, cli: 'SIDE', doc: `client to server: shared, clients asked for client_no_context_takeover, or dedicated, a window per connection ${BY_PRESET}` },
+  serverMaxWindowBits: { kind: 'count', default: 15, min: 8, max: 15, cli: 'BITS', doc: `the compressor's window, 8-15; a client may ask for less ${BY_PRESET}` },
+  clientMaxWindowBits: { kind: 'count', default: 15, min: 8, max: 15, cli: 'BITS', doc: 'the largest window a client may compress with, 8-15' },
   level: { kind: 'count', default: DEFAULT_LEVEL, min: 0, max: 9, cli: 'N', doc: 'zlib compression level, 0-9' },
-  memLevel: { kind: 'count', default: DEFAULT_MEM_LEVEL, min: 1, max: 9, cli: 'N', doc: 'zlib memory level, 1-9' },
-  serverMaxWindowBits: { kind: 'count', default: 15, min: 8, max: 15, cli: 'BITS', doc: 'largest window compressed with (dedicated mode), 8-15' },
+  memLevel: { kind: 'count', default: DEFAULT_MEM_LEVEL, min: 1, max: 9, cli: 'N', doc: `zlib memory level of a dedicated compressor, 1-9 ${BY_PRESET}` },
+  threshold: { kind: 'bytes', default: DEFAULT_THRESHOLD, min: 0, max: Number.MAX_SAFE_INTEGER, cli: 'BYTES', doc: 'messages smaller than this go uncompressed' },
 };
 
-/** Defaults of the deflate option when it is on. */
+/** Defaults of the deflate option when it is on: the shared preset. */
 export const DEFLATE_DEFAULTS: DeflateConfig = Object.freeze({
-  mode: 'shared',
-  ...(Object.fromEntries(Object.entries(DEFLATE_OPTIONS).map(([name, spec]) => [name, spec.default])) as Omit<DeflateConfig, 'mode'>),
+  preset: 'shared',
+  ...DEFLATE_PRESETS.shared,
+  threshold: DEFAULT_THRESHOLD,
+  level: DEFAULT_LEVEL,
 });
 
 // ---- validation --------------------------------------------------------------------------
@@ -385,14 +490,50 @@ export function optionValue(name: string, spec: OptionSpec, value: unknown): unk
   }
 }
 
+const DEFLATE_FIELDS: ReadonlySet<string> = new Set<keyof DeflateOptions>([
+  'preset', 'mode', 'compressor', 'decompressor', 'serverNoContextTakeover', 'clientNoContextTakeover',
+  'serverMaxWindowBits', 'clientMaxWindowBits', 'level', 'memLevel', 'threshold',
+]);
+
+/**
+ * One side's setting, from our name (`side`, already checked; `given`: set, not the preset's)
+ * or ws's (`*NoContextTakeover: true` is 'shared'); given both, they must agree.
+ */
+function deflateSide(name: string, side: DeflateSide, wsName: string, noContext: unknown, given: boolean): DeflateSide {
+  if (noContext === undefined) return side;
+  if (typeof noContext !== 'boolean') throw new TypeError(`option deflate.${wsName} must be true or false, got ${String(noContext)}`);
+  const implied: DeflateSide = noContext ? 'shared' : 'dedicated';
+  if (given && side !== implied) {
+    throw new RangeError(`option deflate.${name} '${side}' contradicts deflate.${wsName}: ${String(noContext)} (${wsName}: true means ${name} 'shared')`);
+  }
+  return implied;
+}
+
 function resolveDeflate(value: ServerOptions['deflate']): DeflateConfig | null {
   if (value === undefined || value === false) return null;
-  const partial: Partial<DeflateConfig> = value === true ? {} : typeof value === 'string' ? { mode: value } : value;
-  const fields: Record<string, unknown> = {
-    mode: optionValue('deflate.mode', { kind: 'choice', default: DEFLATE_DEFAULTS.mode, values: ['shared', 'dedicated'], cli: false, doc: '' }, partial.mode),
-  };
-  for (const [name, spec] of Object.entries(DEFLATE_OPTIONS)) fields[name] = optionValue(`deflate.${name}`, spec, partial[name as keyof DeflateConfig]);
-  return Object.freeze(fields as unknown as DeflateConfig);
+  if (value !== true && typeof value !== 'string' && (typeof value !== 'object' || value === null || Array.isArray(value))) {
+    throw new TypeError(`option deflate must be true, false, a preset name or an object, got ${String(value)}`);
+  }
+  const options: DeflateOptions = value === true ? {} : typeof value === 'string' ? { preset: value } : value;
+  for (const key of Object.keys(options)) {
+    if (!DEFLATE_FIELDS.has(key)) throw new TypeError(`option deflate has no field ${key} (fields: ${[...DEFLATE_FIELDS].join(', ')})`);
+  }
+  if (options.mode !== undefined && options.preset !== undefined) throw new TypeError('option deflate takes preset or its old name mode, not both');
+  const presetName = optionValue('deflate.preset', { kind: 'choice', default: 'shared', values: Object.keys(DEFLATE_PRESETS), cli: false, doc: '' }, options.preset ?? options.mode) as DeflatePreset;
+  const preset = DEFLATE_PRESETS[presetName];
+  // Each field checked against its row of the table, its default the preset's.
+  const field = <K extends keyof typeof DEFLATE_OPTIONS>(name: K, fallback: DeflateConfig[K]): DeflateConfig[K] =>
+    optionValue(`deflate.${name}`, { ...DEFLATE_OPTIONS[name], default: fallback } as OptionSpec, options[name]) as DeflateConfig[K];
+  return Object.freeze({
+    preset: presetName,
+    compressor: deflateSide('compressor', field('compressor', preset.compressor), 'serverNoContextTakeover', options.serverNoContextTakeover, options.compressor !== undefined),
+    decompressor: deflateSide('decompressor', field('decompressor', preset.decompressor), 'clientNoContextTakeover', options.clientNoContextTakeover, options.decompressor !== undefined),
+    serverMaxWindowBits: field('serverMaxWindowBits', preset.serverMaxWindowBits),
+    clientMaxWindowBits: field('clientMaxWindowBits', preset.clientMaxWindowBits),
+    level: field('level', DEFLATE_DEFAULTS.level),
+    memLevel: field('memLevel', preset.memLevel),
+    threshold: field('threshold', DEFLATE_DEFAULTS.threshold),
+  });
 }
 
 /** The app's options cross to every worker by structured clone: what cannot, fails here, once. */

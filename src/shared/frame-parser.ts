@@ -19,6 +19,12 @@ export interface FrameParserOptions {
   readonly maxMessageSize: number;
   /** Whether a negotiated extension owns RSV1 (permessage-deflate, RFC 7692 §6). */
   readonly rsv1Allowed: boolean;
+  /** Largest payload of one data frame, in bytes (1009 past it); default: the message limit. */
+  readonly maxFrameSize?: number;
+  /** Most frames one data message may arrive in (1009 past it); default: no count, only FRAGMENT_OVERHEAD. */
+  readonly maxFragments?: number;
+  /** Show text frames still arriving to onPartialText (default true; off when nothing checks them). */
+  readonly partialText?: boolean;
 }
 
 export interface FrameHandler {
@@ -61,6 +67,9 @@ export class FrameParser {
   readonly #handler: FrameHandler;
   readonly #masked: boolean;
   readonly #maxMessageSize: number;
+  readonly #maxFrameSize: number;
+  readonly #maxFragments: number;
+  readonly #partialText: boolean;
   #rsv1Allowed: boolean;
 
   readonly #chunks: Buffer[] = [];
@@ -87,11 +96,16 @@ export class FrameParser {
   #messageOpcode = NONE;
   #messageCompressed = false;
   #messageCharge = 0;
+  /** Frames of the data message being read so far. */
+  #messageFrames = 0;
 
   constructor(handler: FrameHandler, options: FrameParserOptions) {
     this.#handler = handler;
     this.#masked = options.role === 'server';
     this.#maxMessageSize = options.maxMessageSize;
+    this.#maxFrameSize = options.maxFrameSize ?? Infinity;
+    this.#maxFragments = options.maxFragments ?? Infinity;
+    this.#partialText = (options.partialText ?? true) && handler.onPartialText !== undefined;
     this.#rsv1Allowed = options.rsv1Allowed;
   }
 
@@ -210,6 +224,7 @@ export class FrameParser {
       if (rsv1 && !this.#rsv1Allowed) return this.#fail('WS_ERR_UNEXPECTED_RSV', 1002, 'RSV1 set without a negotiated extension');
       this.#messageCompressed = rsv1;
       this.#messageCharge = 0;
+      this.#messageFrames = 0;
     } else {
       return this.#fail('WS_ERR_INVALID_OPCODE', 1002, `reserved opcode 0x${opcode.toString(16)}`);
     }
@@ -257,6 +272,14 @@ export class FrameParser {
   /** Charges the frame against the message limit before any of its payload is buffered. */
   #afterLength(): boolean {
     if (this.#opcode < 0x8) {
+      // The server's own limits, beside the message limit (RFC 6455 §10.4: an endpoint may
+      // limit frame size and count and close with 1009).
+      if (this.#length > this.#maxFrameSize) {
+        return this.#fail('WS_ERR_FRAME_TOO_BIG', 1009, `frame payload of ${this.#length} bytes exceeds the frame limit of ${this.#maxFrameSize}`);
+      }
+      if (++this.#messageFrames > this.#maxFragments) {
+        return this.#fail('WS_ERR_TOO_MANY_FRAGMENTS', 1009, `message arrives in more than ${this.#maxFragments} frames`);
+      }
       const fragmentCharge = this.#opcode === Opcode.Continuation ? FRAGMENT_OVERHEAD : 0;
       const charge = this.#messageCharge + this.#length + fragmentCharge;
       // A compressed message is limited on its inflated size by the inflater; its wire size
@@ -286,7 +309,7 @@ export class FrameParser {
   #readPayload(): boolean {
     const length = this.#length;
     if (this.#buffered < length) {
-      if (this.#handler.onPartialText !== undefined && this.#buffered > this.#seen && this.#isPlainText()) this.#showPartial();
+      if (this.#partialText && this.#buffered > this.#seen && this.#isPlainText()) this.#showPartial();
       return false;
     }
     const payload = length === 0 ? EMPTY : this.#take(length);

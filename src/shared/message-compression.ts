@@ -14,10 +14,24 @@ export interface MessageCompression {
    */
   readonly compressSync: ((data: Buffer) => Buffer) | null;
   readonly syncLimit: number;
+  /**
+   * Compresses one piece of a message sent in fragments, on this thread (`fin` on the last);
+   * present where compressSync is (PerMessageDeflate.compressFragmentSync). Without it a
+   * fragmented message goes out uncompressed (compression is per message, RFC 7692 §6).
+   */
+  readonly compressFragment: ((data: Buffer, fin: boolean) => Buffer) | null;
   /** Compresses on zlib's thread pool, completing in call order (context takeover). */
   compress(data: Buffer, callback: (error: Error | null, data?: Buffer) => void): void;
-  /** Whether a frame compressed once for many connections (no context, `sharedWindowBits`) fits this peer. */
-  readonly acceptsSharedFrames: boolean;
+  /**
+   * Our direction's negotiated window: a message compressed once for many connections without
+   * context (a broadcast, PreparedMessage) fits this peer when made with this window or less.
+   */
+  readonly window: WindowBits;
+  /**
+   * Such a message went out: where our direction keeps context, the compressor starts over
+   * before our next message (PerMessageDeflate.restartDeflate says why).
+   */
+  afterSharedFrame(): void;
   close(): void;
 }
 
@@ -44,15 +58,15 @@ export const SYNC_INFLATE_LIMIT = 4 * 1024;
  * peer that keeps no context inflate with Node's one-shot call, and the rest go through the
  * asynchronous, stateful path on zlib's thread pool.
  */
-export function messageCompression(codec: PerMessageDeflate, sharedWindowBits: WindowBits | null): MessageCompression {
+export function messageCompression(codec: PerMessageDeflate): MessageCompression {
   const ourParams = codec.params;
-  const ourNoContext = codec.role === 'server' ? ourParams.serverNoContextTakeover : ourParams.clientNoContextTakeover;
-  const ourWindow = codec.role === 'server' ? ourParams.serverMaxWindowBits : ourParams.clientMaxWindowBits;
   const common = {
     threshold: codec.threshold,
     compressSync: codec.canCompressSync ? (data: Buffer) => codec.compressSync(data) : null,
+    compressFragment: codec.canCompressSync ? (data: Buffer, fin: boolean) => codec.compressFragmentSync(data, fin) : null,
     compress: (data: Buffer, callback: (error: Error | null, data?: Buffer) => void) => codec.compress(data, callback),
-    acceptsSharedFrames: sharedWindowBits !== null && ourNoContext && ourWindow >= sharedWindowBits,
+    window: codec.role === 'server' ? ourParams.serverMaxWindowBits : ourParams.clientMaxWindowBits,
+    afterSharedFrame: () => codec.restartDeflate(),
     close: () => codec.close(),
   };
   if (codec.onThread) {

@@ -45,6 +45,14 @@ export interface MessageReaderOptions {
   readonly inflater: MessageInflater | null;
   /** Unparsed bytes held while inflation runs before reading is asked to stop. */
   readonly readHighWaterMark?: number;
+  /**
+   * Check that text messages and close reasons are UTF-8 (RFC 6455 §8.1; default true). Off
+   * for peers trusted to send UTF-8: their text reaches the app unchecked.
+   */
+  readonly validateUtf8?: boolean;
+  /** FrameParser's per-frame and frame-count limits (see FrameParserOptions). */
+  readonly maxFrameSize?: number;
+  readonly maxFragments?: number;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -64,6 +72,7 @@ export class MessageReader<T> implements FrameHandler {
   readonly #inflater: MessageInflater | null;
   readonly #maxMessageSize: number;
   readonly #highWaterMark: number;
+  readonly #validateUtf8: boolean;
   readonly #utf8 = new Utf8Validator();
 
   // The message being assembled: its first piece is kept as is until a second one arrives.
@@ -82,10 +91,14 @@ export class MessageReader<T> implements FrameHandler {
     this.#inflater = options.inflater;
     this.#maxMessageSize = options.maxMessageSize;
     this.#highWaterMark = options.readHighWaterMark ?? 1024 * 1024;
+    this.#validateUtf8 = options.validateUtf8 ?? true;
     this.#parser = new FrameParser(this, {
       role: options.role,
       maxMessageSize: options.maxMessageSize,
       rsv1Allowed: options.inflater !== null,
+      maxFrameSize: options.maxFrameSize,
+      maxFragments: options.maxFragments,
+      partialText: this.#validateUtf8,
     });
   }
 
@@ -153,7 +166,7 @@ export class MessageReader<T> implements FrameHandler {
   #onCloseFrame(payload: Buffer): void {
     let info;
     try {
-      info = parseClosePayload(payload);
+      info = parseClosePayload(payload, this.#validateUtf8);
     } catch (error) {
       if (isProtocolError(error)) return this.onError(error);
       throw error;
@@ -172,7 +185,7 @@ export class MessageReader<T> implements FrameHandler {
   #data(payload: Buffer, fin: boolean, opcode: Opcode): void {
     const starting = opcode !== Opcode.Continuation;
     if (starting) this.#binary = opcode === Opcode.Binary;
-    if (!this.#binary) {
+    if (!this.#binary && this.#validateUtf8) {
       // A whole message in one frame, seen at once: one native check. Otherwise check as it
       // arrives, so an invalid byte fails the connection before the rest is sent (§8.1).
       const checked = this.#partialChecked;
@@ -205,7 +218,7 @@ export class MessageReader<T> implements FrameHandler {
       if (this.#failed || this.#parser.stopped) return;
       if (error) return this.onError(error);
       const chunk = data ?? EMPTY;
-      if (!this.#binary && !(this.#utf8.write(chunk) && (!fin || this.#utf8.complete))) {
+      if (!this.#binary && this.#validateUtf8 && !(this.#utf8.write(chunk) && (!fin || this.#utf8.complete))) {
         return this.onError(invalidUtf8());
       }
       this.#append(chunk);

@@ -31,29 +31,24 @@ export interface DeflateParams {
   readonly clientMaxWindowBits: WindowBits;
 }
 
-/** Server-side compression settings. */
+/**
+ * Who keeps zlib state for one direction of a connection. `shared`: the worker's one context,
+ * reset after every message, so that direction negotiates no context takeover (RFC 7692
+ * §7.1.1) and a connection holds no zlib memory for it. `dedicated`: the connection's own
+ * context, kept between messages (context takeover) unless the peer asks otherwise.
+ */
+export type DeflateSide = 'shared' | 'dedicated';
+
+/** What the server negotiates with (the resolved `deflate` option, config.ts). */
 export interface DeflateOptions {
-  /**
-   * 'shared': always answer `server_no_context_takeover`, so one compressor per worker serves every
-   * connection and a broadcast is compressed once. 'dedicated': keep server→client context per
-   * connection (better ratio, about 300 KiB of zlib state per connection at the defaults).
-   */
-  mode: 'shared' | 'dedicated';
+  /** Server→client messages. */
+  readonly compressor: DeflateSide;
+  /** Client→server messages. */
+  readonly decompressor: DeflateSide;
   /** Upper bound on our (server→client) window; a client may ask for less. Default 15. */
-  serverMaxWindowBits?: WindowBits;
-  /**
-   * Upper bound on the client's window. Below 15 it can only be imposed on clients that offer
-   * `client_max_window_bits` (RFC 7692 §7.1.2.2); offers without it are declined.
-   */
-  clientMaxWindowBits?: WindowBits;
-  /** Ask clients not to keep context between messages, so inflating needs no state between them. */
-  clientNoContextTakeover?: boolean;
-  /** Messages smaller than this many bytes are sent uncompressed. Default DEFAULT_THRESHOLD. */
-  threshold?: number;
-  /** zlib level 0–9. Default 1: see DEFAULT_LEVEL. */
-  level?: number;
-  /** zlib memLevel 1–9. Default 8. */
-  memLevel?: number;
+  readonly serverMaxWindowBits?: WindowBits;
+  /** Upper bound on the client's window (RFC 7692 §7.1.2.2). Default 15. */
+  readonly clientMaxWindowBits?: WindowBits;
 }
 
 /** What a client offers (and later checks the server's response against). */
@@ -185,19 +180,23 @@ export function acceptDeflateOffer(
     const el = readElement(offer, true);
     if (typeof el === 'string') continue;
 
-    // §7.1.2.2: a client that didn't offer client_max_window_bits can't be limited; decline.
-    const clientLimit = opts.clientMaxWindowBits;
-    if (clientLimit !== undefined && clientLimit < 15 && el.clientMaxWindowBits === undefined) continue;
-
-    // §7.1.1.1: honour a request for server_no_context_takeover; 'shared' always imposes it.
-    const serverNoContextTakeover = opts.mode === 'shared' || el.serverNoContextTakeover;
-    // §7.1.1.2: we may always ask for client_no_context_takeover; echoing a client's own hint
-    // costs it nothing and lets us drop inflate context between its messages.
-    const clientNoContextTakeover = opts.clientNoContextTakeover === true || el.clientNoContextTakeover;
+    // §7.1.1.1: a request for server_no_context_takeover is honoured; a shared compressor
+    // always imposes it (one context per worker, reset after every message).
+    const serverNoContextTakeover = opts.compressor === 'shared' || el.serverNoContextTakeover;
     // §7.1.2.1: the response value must not exceed the requested one.
     const serverMaxWindowBits = minBits(el.serverMaxWindowBits ?? 15, opts.serverMaxWindowBits);
+
+    // §7.1.2.2: only a client that offered client_max_window_bits can be given a smaller
+    // window. One that did not is asked for client_no_context_takeover instead (§7.1.1.2: a
+    // server may always ask for it): its messages are then inflated by the worker's shared
+    // context, so the connection keeps no window larger than the limit, and compression stays on.
+    const clientLimit = opts.clientMaxWindowBits ?? 15;
+    const limitable = el.clientMaxWindowBits !== undefined;
+    // Echoing a client's own client_no_context_takeover hint costs it nothing and lets us drop
+    // inflate context between its messages.
+    const clientNoContextTakeover = opts.decompressor === 'shared' || el.clientNoContextTakeover || (clientLimit < 15 && !limitable);
     const clientOffered = el.clientMaxWindowBits === true ? 15 : el.clientMaxWindowBits;
-    const clientMaxWindowBits = minBits(clientOffered ?? 15, clientLimit);
+    const clientMaxWindowBits = limitable ? minBits(clientOffered ?? 15, clientLimit) : 15;
 
     const response: [string, string | true][] = [];
     if (serverNoContextTakeover) response.push([SERVER_NO_CONTEXT_TAKEOVER, true]);
@@ -206,7 +205,7 @@ export function acceptDeflateOffer(
       response.push([SERVER_MAX_WINDOW_BITS, String(serverMaxWindowBits)]);
     }
     // §7.1.2.2: only answer client_max_window_bits when the client offered it.
-    if (el.clientMaxWindowBits !== undefined && clientMaxWindowBits < 15) {
+    if (limitable && clientMaxWindowBits < 15) {
       response.push([CLIENT_MAX_WINDOW_BITS, String(clientMaxWindowBits)]);
     }
     return {
@@ -217,7 +216,7 @@ export function acceptDeflateOffer(
   return null;
 }
 
-const isWindowBits = (v: unknown): v is WindowBits => typeof v === 'number' && Number.isInteger(v) && v >= 8 && v <= 15;
+export const isWindowBits = (v: unknown): v is WindowBits => typeof v === 'number' && Number.isInteger(v) && v >= 8 && v <= 15;
 
 /** buildDeflateOffer formats a client's single `permessage-deflate` offer. */
 export function buildDeflateOffer(opts: DeflateOfferOptions = {}): string {
@@ -284,18 +283,6 @@ export function acceptDeflateResponse(response: readonly ExtensionOffer[], offer
     serverMaxWindowBits,
     clientMaxWindowBits,
   };
-}
-
-/** validateDeflateOptions checks server options once at startup; throws TypeError/RangeError. */
-export function validateDeflateOptions(opts: DeflateOptions): void {
-  if (opts.mode !== 'shared' && opts.mode !== 'dedicated') throw new TypeError(`deflate mode must be 'shared' or 'dedicated'`);
-  if (opts.serverMaxWindowBits !== undefined && !isWindowBits(opts.serverMaxWindowBits)) {
-    throw new RangeError('serverMaxWindowBits must be an integer from 8 to 15');
-  }
-  if (opts.clientMaxWindowBits !== undefined && !isWindowBits(opts.clientMaxWindowBits)) {
-    throw new RangeError('clientMaxWindowBits must be an integer from 8 to 15');
-  }
-  checkCodecNumbers(opts);
 }
 
 function checkCodecNumbers(opts: { level?: number; memLevel?: number; threshold?: number }): void {
@@ -369,12 +356,17 @@ export function deflateMessageShared(
   memLevel: number = DEFAULT_MEM_LEVEL,
 ): Buffer {
   if (data.length === 0) return emptyMessage();
+  return stripTrailer(deflateWithoutContext(data, windowBits, level, memLevel));
+}
+
+/** `data` deflated from an empty window with a sync flush, trailer and all (not empty). */
+function deflateWithoutContext(data: Buffer, windowBits: WindowBits, level: number, memLevel: number): Buffer {
   const context = threadDeflater(zlibBits(windowBits), level, memLevel);
   if (context === null) {
-    return stripTrailer(deflateRawSync(data, { windowBits: zlibBits(windowBits), level, memLevel, finishFlush: constants.Z_SYNC_FLUSH }));
+    return deflateRawSync(data, { windowBits: zlibBits(windowBits), level, memLevel, finishFlush: constants.Z_SYNC_FLUSH });
   }
   try {
-    return stripTrailer(context.process(data));
+    return context.process(data);
   } finally {
     context.reset();
   }
@@ -425,6 +417,8 @@ export class PerMessageDeflate {
   #inflateContext: ZlibContext | null = null;
   /** Inflated bytes of the message arriving on the thread (its frames so far). */
   #syncMessageLength = 0;
+  /** Our kept context must start over before the next message (restartDeflate). */
+  #deflateStale = false;
 
   #deflate: DeflateRaw | null = null;
   readonly #compressQueue: CompressJob[] = [];
@@ -493,10 +487,60 @@ export class PerMessageDeflate {
     if (!this.onThread) throw new Error('compressSync needs no_context_takeover in our direction (RFC 7692 §7.1.1)');
     if (this.#closed) throw new Error('the codec is closed');
     if (data.length === 0) return emptyMessage();
-    // §7.1.1: with context takeover the next message may refer back into this one, so the
-    // connection keeps its own context and never resets it.
+    return stripTrailer(this.#ownDeflater().process(data));
+  }
+
+  /**
+   * The connection's own deflate context (on-thread mode, our direction keeps context). §7.1.1:
+   * with context takeover the next message may refer back into this one, so the context is
+   * kept and reset only when restartDeflate asks.
+   */
+  #ownDeflater(): ZlibContext {
     const context = (this.#deflateContext ??= ZlibContext.create('deflate', { windowBits: zlibBits(this.#deflateBits), level: this.#level, memLevel: this.#memLevel })!);
-    return stripTrailer(context.process(data));
+    if (this.#deflateStale) {
+      this.#deflateStale = false;
+      context.reset();
+    }
+    return context;
+  }
+
+  /**
+   * compressFragmentSync compresses one piece of a message sent in fragments (`fin` on its last
+   * piece); only when canCompressSync. RFC 7692 §6.1: a compressed message's payload is the
+   * concatenation of its frames' payloads, so each piece ends on a sync flush (byte-aligned,
+   * the receiver can inflate it as it comes), and only the last drops the 00 00 ff ff the
+   * receiver puts back (§7.2.1; an empty last piece is the empty stored block's first byte,
+   * 0x00, as an empty message is, §7.2.3.6). Without context in our direction each piece is
+   * compressed from an empty window on the thread's shared context, as a message of its own:
+   * its blocks refer only to itself, so the concatenation is still one valid DEFLATE stream, and
+   * the connection holds no context between pieces. With context, the connection's own context
+   * runs across the pieces and on into the next message.
+   */
+  compressFragmentSync(data: Buffer, fin: boolean): Buffer {
+    if (!this.canCompressSync) throw new Error('compressFragmentSync needs canCompressSync');
+    if (this.#closed) throw new Error('the codec is closed');
+    if (data.length === 0) return fin ? emptyMessage() : EMPTY;
+    let out: Buffer;
+    if (this.#deflateNoContext) {
+      out = deflateWithoutContext(data, this.#deflateBits, this.#level, this.#memLevel);
+    } else {
+      const context = this.#ownDeflater();
+      out = context.process(data);
+    }
+    return fin ? stripTrailer(out) : out;
+  }
+
+  /**
+   * A message compressed without our context went out between ours (a broadcast compressed
+   * once for many connections). The peer's inflater now holds its bytes in its window, which
+   * our compressor never saw: were our next message to refer back by distance, it would point
+   * at the wrong bytes. So a context we keep starts over from an empty window first: what we
+   * send then refers only to itself and what follows, which the peer holds as we do (a peer
+   * window with more in it than we refer to is harmless, RFC 7692 §7.1.1 lets us use less
+   * context than allowed). Costs our next message its history, never its correctness.
+   */
+  restartDeflate(): void {
+    if (!this.#deflateNoContext) this.#deflateStale = true;
   }
 
   /**
@@ -608,6 +652,10 @@ export class PerMessageDeflate {
       return;
     }
     this.#deflate ??= this.#createDeflate();
+    if (this.#deflateStale) {
+      this.#deflateStale = false;
+      this.#deflate.reset(); // restartDeflate; nothing of ours is in flight between jobs
+    }
     // The stream's flush mode is Z_SYNC_FLUSH, so one write yields the whole message (§7.2.1).
     this.#deflate.write(job.data, this.#onDeflated);
   }

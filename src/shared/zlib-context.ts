@@ -83,10 +83,12 @@ export class ZlibContext {
   }
 
   static #open(kind: 'deflate' | 'inflate', options: ZlibContextOptions): ZlibContext {
+    // The stream's own output buffer (chunkSize) is never used: output goes to the scratch.
+    const chunkSize = constants.Z_MIN_CHUNK;
     const stream =
       kind === 'deflate'
-        ? createDeflateRaw({ windowBits: options.windowBits, level: options.level, memLevel: options.memLevel })
-        : createInflateRaw({ windowBits: options.windowBits });
+        ? createDeflateRaw({ windowBits: options.windowBits, level: options.level, memLevel: options.memLevel, chunkSize })
+        : createInflateRaw({ windowBits: options.windowBits, chunkSize });
     // zlib reports a data error through the stream (it is destroyed, `errored` says why); the
     // caller learns of it from process(), so the event itself goes nowhere.
     stream.on('error', ignore);

@@ -12,10 +12,12 @@
  */
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
-import type { App, MessageData, Priority, PublishOptions, SendOptions, SendStatus, ServerWebSocket, Shard, SubscribeOptions } from '../shared/app.ts';
+import type { App, FragmentOptions, MessageData, Priority, PublishOptions, SendOptions, SendStatus, ServerWebSocket, Shard, SubscribeOptions } from '../shared/app.ts';
 import { ReadyState, messageBytes, sendsBinary } from '../shared/app.ts';
 import { CloseCode } from '../shared/close.ts';
+import type { ServerConfig } from '../shared/config.ts';
 import type { ProtocolError } from '../shared/errors.ts';
+import { COPY_THRESHOLD } from '../shared/frame-writer.ts';
 import type { ByteArena } from '../shared/frame-writer.ts';
 import { compressionWanted } from '../shared/message-compression.ts';
 import type { MessageCompression } from '../shared/message-compression.ts';
@@ -24,15 +26,18 @@ import type { EncoderOps } from '../shared/message-encoder.ts';
 import { MessageReader } from '../shared/message-reader.ts';
 import type { MessageEvents } from '../shared/message-reader.ts';
 import { MAX_CONTROL_PAYLOAD, Opcode } from '../shared/opcodes.ts';
-import { Counter, recordSize, closeCounter } from '../shared/worker-counters.ts';
+import { Counter, closeCounter, recordDeflate, recordSize } from '../shared/worker-counters.ts';
 import { FrameSink } from '../runtime/frame-flush.ts';
 import type { FrameTransport } from '../runtime/frame-transport.ts';
 import type { FlushHook, FlushScheduler } from '../runtime/frame-flush.ts';
 import { CloseHandshake } from './close-handshake.ts';
 import type { CloseOps, CloseSettings } from './close-handshake.ts';
 import type { ReadBuffer } from './socket-rehome.ts';
+import type { PreparedMessage } from '../shared/prepared-message.ts';
 import { OutboundQueue } from './outbound-queue.ts';
-import type { QueuedMessage } from './outbound-queue.ts';
+import type { QueuedData, QueuedFrames, QueuedMessage } from './outbound-queue.ts';
+import { OutgoingStream } from './outgoing-stream.ts';
+import type { Fragment } from './outgoing-stream.ts';
 import type { ConnectionDirectory } from './connection-directory.ts';
 import { admit } from './send-admission.ts';
 import type { Admission, OverLimit, SendLimits, SlowClientPolicy } from './send-admission.ts';
@@ -48,6 +53,10 @@ export interface ConnectionContext {
   /** This worker's counter slot. */
   readonly counters: Float64Array;
   readonly maxPayloadLength: number;
+  /** What the reader enforces beside maxPayloadLength (readingLimits). */
+  readonly reading: ReadingLimits;
+  /** Answer pings with a pong (the autoPong option); else the app's ping handler does. */
+  readonly autoPong: boolean;
   readonly limits: SendLimits;
   /** `drain` fires once buffered data falls to this many bytes. */
   readonly lowWaterMark: number;
@@ -59,10 +68,27 @@ export interface ConnectionContext {
   readonly directory: ConnectionDirectory<Connection>;
   /** The idle sweep's tick, stamped on every read (idle-sweep.ts). */
   readonly idle: { readonly tick: number };
-  /** Connections with messages queued behind a slow socket (the only ones whose backlog counts for load). */
+  /**
+   * Connections with messages queued behind a slow socket, or a 'buffered' send not yet drained
+   * (the only ones whose backlog counts for load, and that slowClientTimeout watches).
+   */
   readonly backlogged: Set<Connection>;
   readonly closed: (connection: Connection) => void;
 }
+
+/** The reader's limits beside maxPayloadLength, as the server options of those names set them. */
+export interface ReadingLimits {
+  readonly maxFrameSize: number;
+  readonly maxFragments: number;
+  readonly validateUtf8: boolean;
+}
+
+/** The options' 0 ("no limit of its own") is Infinity to the reader. */
+export const readingLimits = (config: Pick<ServerConfig, 'maxFrameSize' | 'maxFragments' | 'skipUtf8Validation'>): ReadingLimits => ({
+  maxFrameSize: config.maxFrameSize || Infinity,
+  maxFragments: config.maxFragments || Infinity,
+  validateUtf8: !config.skipUtf8Validation,
+});
 
 /** The topic registry as a connection sees it. */
 export interface TopicMembership {
@@ -90,6 +116,10 @@ export const kSendPrepared: unique symbol = Symbol('shardws.sendPrepared');
 export const kLastActive: unique symbol = Symbol('shardws.lastActive');
 /** The `onread` every plain TCP connection of the worker reads through (socket-rehome.ts). */
 export const kReads: unique symbol = Symbol('shardws.reads');
+/** Date.now() when the connection last became backlogged (null: it is not), for slowClientTimeout. */
+export const kBackloggedSince: unique symbol = Symbol('shardws.backloggedSince');
+/** It has been backlogged for slowClientTimeout: the slow-client policy decides (stall-watch.ts). */
+export const kStalled: unique symbol = Symbol('shardws.stalled');
 /** Stops (true) or resumes reading the socket: a proxy whose upstream is behind (proxy-link.ts). */
 export const kHoldReading: unique symbol = Symbol('shardws.holdReading');
 /** This connection's number on its worker: how a publish through a durable bridge names the connection it leaves out. */
@@ -117,6 +147,19 @@ function ownBytes(data: Buffer): Buffer {
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/** A copy of `bytes` the caller cannot change (MessageData: send takes what it keeps). */
+function copy(bytes: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(bytes.length);
+  out.set(bytes);
+  return out;
+}
+
+/**
+ * Whether the caller's bytes would be kept past the call by framing them now: the frame writer
+ * packs payloads up to COPY_THRESHOLD into its arena (a copy) and keeps larger ones as they are.
+ */
+const lentPastCall = (data: MessageData, payload: Buffer): boolean => typeof data !== 'string' && payload.length > COPY_THRESHOLD;
 
 /** Where a socket's listeners find their Connection. */
 const kConnection = Symbol('shardws.connection');
@@ -147,6 +190,11 @@ export class Connection implements ServerWebSocket<unknown> {
   /** Releases of pooled frames handed to the sink and not yet confirmed written. */
   #inFlight: (() => void)[] | null = null;
   #lastActive: number;
+  /** The message sendFragment is adding to, from its first fragment to its last. */
+  #openStream: OutgoingStream | null = null;
+  /** The message in fragments whose frames are on the wire, until its last frame is. */
+  #writingStream: OutgoingStream | null = null;
+  #backloggedSince: number | null = null;
   /** Reading stopped by the reader (an inflation behind) or by kHoldReading: either keeps it stopped. */
   #readerStopped = false;
   #held = false;
@@ -175,6 +223,9 @@ export class Connection implements ServerWebSocket<unknown> {
       role: 'server',
       maxMessageSize: ctx.maxPayloadLength,
       inflater: init.compression?.inflater ?? null,
+      maxFrameSize: ctx.reading.maxFrameSize,
+      maxFragments: ctx.reading.maxFragments,
+      validateUtf8: ctx.reading.validateUtf8,
     });
     (socket as OwnedSocket)[kConnection] = this;
     if (reads === 'data-events') socket.on('data', Connection.#onData);
@@ -197,7 +248,7 @@ export class Connection implements ServerWebSocket<unknown> {
   }
 
   get bufferedAmount(): number {
-    return this.#sink.pendingBytes + (this.#queue?.bytes ?? 0) + this.#socket.writableLength;
+    return this.#sink.pendingBytes + (this.#queue?.bytes ?? 0) + (this.#writingStream?.pendingBytes ?? 0) + this.#socket.writableLength;
   }
 
   get topics(): readonly string[] {
@@ -210,6 +261,10 @@ export class Connection implements ServerWebSocket<unknown> {
 
   get [kLastActive](): number {
     return this.#lastActive;
+  }
+
+  get [kBackloggedSince](): number | null {
+    return this.#backloggedSince;
   }
 
   [kHoldReading](held: boolean): void {
@@ -253,38 +308,146 @@ export class Connection implements ServerWebSocket<unknown> {
     // The common case writes at once, without a queue entry: per-message garbage is what an
     // echo server lives on.
     if (admission === 'write' && !compress) {
-      this.#frame(binary ? Opcode.Binary : Opcode.Text, payload);
+      this.#frame(binary ? Opcode.Binary : Opcode.Text, lentPastCall(data, payload) ? copy(payload) : payload);
       return 'written';
     }
-    const message: QueuedMessage = { priority: options?.priority ?? 'normal', size: payload.length, payload, binary, compress, frames: null, release: null };
+    // Compressed on this thread now, the caller's bytes are read before send returns; anything
+    // that waits (in the queue, or for zlib's pool) is copied first (MessageData).
+    const readNow = admission === 'write' && this.#compression!.compressSync !== null && payload.length <= this.#compression!.syncLimit;
+    const owned = typeof data === 'string' || readNow ? payload : copy(payload);
+    const message: QueuedMessage = { kind: 'data', priority: options?.priority ?? 'normal', size: owned.length, payload: owned, binary, compress, release: null };
     return this.#admitted(admission, message);
   }
 
+  sendFragment(data: MessageData, options: FragmentOptions): SendStatus {
+    if (this.readyState !== ReadyState.Open) return 'dropped';
+    const raw = messageBytes(data);
+    const payload = typeof data === 'string' ? raw : copy(raw);
+    const fragment = { data: payload, fin: options.fin };
+    let stream = this.#openStream;
+    if (stream === null) {
+      const compression = this.#compression;
+      const compress = compression !== null && compression.compressFragment !== null && compressionWanted(compression.threshold, payload.length, options.compress);
+      stream = new OutgoingStream(sendsBinary(data, options.binary), compress, options.priority ?? 'normal');
+      return this.#startStream(stream, fragment);
+    }
+    stream.accept(fragment.fin);
+    if (fragment.fin) this.#openStream = null;
+    if (stream.dropped) {
+      this.#tellDropped(payload, stream.binary);
+      this.#ctx.counters[Counter.Drops]!++;
+      return 'dropped';
+    }
+    const ctx = this.#ctx;
+    // Its frames are on the wire, nothing of it waits and the socket keeps up: out now (what
+    // waited behind it follows once this write is done, #flushing).
+    if (stream === this.#writingStream && !stream.hasPending && this.#sink.pendingBytes + this.#socket.writableLength < ctx.limits.highWaterMark) {
+      this.#writeFragment(stream, fragment);
+      return 'written';
+    }
+    const buffered = this.bufferedAmount;
+    if (buffered > 0 && buffered + payload.length > ctx.limits.maxBackpressure) {
+      const verdict = ctx.slowClient.overLimit(this.#overLimit(stream.priority, payload.length));
+      if (verdict !== 'queue') {
+        if (verdict === 'drop' && !stream.started) return this.#dropStream(stream, fragment);
+        // A message on the wire cannot lose a piece: the peer would read the rest as another.
+        ctx.logger.warn({ remote: this.remoteAddress, buffered }, 'closing slow client: backpressure limit reached in a fragmented message');
+        this.#closing().fail(CloseCode.PolicyViolation, 'slow client');
+        ctx.counters[Counter.Drops]!++;
+        return 'dropped';
+      }
+    }
+    stream.push(fragment);
+    return this.#waited(this.bufferedAmount >= ctx.limits.highWaterMark);
+  }
+
+  /** The first fragment of a message: admitted as a message is, then written or queued in its place. */
+  #startStream(stream: OutgoingStream, fragment: Fragment): SendStatus {
+    const ctx = this.#ctx;
+    if (!fragment.fin) this.#openStream = stream;
+    stream.accept(fragment.fin);
+    let admission = admit(ctx.limits, this.bufferedAmount, this.#waiting, fragment.data.length);
+    if (admission === 'over-limit') {
+      const verdict = ctx.slowClient.overLimit(this.#overLimit(stream.priority, fragment.data.length));
+      if (verdict === 'close') {
+        this.#failSlow();
+        return this.#dropStream(stream, fragment);
+      }
+      if (verdict === 'drop') return this.#dropStream(stream, fragment);
+      admission = this.#waiting || this.bufferedAmount >= ctx.limits.highWaterMark ? 'queue' : 'write';
+    }
+    if (admission === 'write') {
+      this.#writingStream = stream;
+      this.#writeFragment(stream, fragment);
+      return 'written';
+    }
+    stream.push(fragment);
+    (this.#queue ??= new OutboundQueue()).push({ kind: 'stream', priority: stream.priority, size: 0, stream, release: null });
+    return this.#waited(this.bufferedAmount >= ctx.limits.highWaterMark);
+  }
+
+  /** Drops a message in fragments that has not started, with `fragment`, the one being sent. */
+  #dropStream(stream: OutgoingStream, fragment: Fragment): SendStatus {
+    const dropped = stream.drop();
+    const ctx = this.#ctx;
+    for (const waiting of dropped) this.#tellDropped(waiting.data, stream.binary);
+    this.#tellDropped(fragment.data, stream.binary);
+    ctx.counters[Counter.Drops]!++;
+    return 'dropped';
+  }
+
+  /** Frames one fragment of the stream on the wire (compressed, if the message is). */
+  #writeFragment(stream: OutgoingStream, fragment: Fragment): void {
+    const first = !stream.started;
+    const opcode = stream.nextOpcode(fragment.data.length);
+    let payload = fragment.data;
+    if (stream.compress) {
+      payload = this.#compression!.compressFragment!(fragment.data, fragment.fin);
+      recordDeflate(this.#ctx.counters, fragment.data.length, payload.length);
+    }
+    // RFC 7692 §6.1: RSV1 on the first frame of a compressed message only.
+    this.#sink.frame(opcode, payload, fragment.fin, stream.compress && first);
+    if (fragment.fin) {
+      this.#writingStream = null;
+      this.#ctx.counters[Counter.MessagesOut]!++;
+      recordSize(this.#ctx.counters, Counter.MessageOutBytes, stream.size);
+    }
+  }
+
   /**
-   * Sends a message framed once for many connections: `plain` is the uncompressed frame,
-   * `compressed` the same message compressed without context takeover (or null). `release`
-   * returns pooled frames once written, on every path.
+   * Sends a message framed once for many connections (a broadcast), compressed or not as this
+   * connection negotiated. `release` returns pooled frames once written, on every path.
    */
-  [kSendPrepared](plain: Buffer, compressed: Buffer | null, priority: Priority, release: (() => void) | null): SendStatus {
+  [kSendPrepared](message: PreparedMessage, priority: Priority, release: (() => void) | null): SendStatus {
     if (this.readyState !== ReadyState.Open) {
       release?.();
       return 'dropped';
     }
-    const frames = compressed !== null && this.#compression !== null && this.#compression.acceptsSharedFrames ? compressed : plain;
+    const frames = message.frameFor(this.#compression);
+    const compressed = frames !== message.plain;
     const admission = admit(this.#ctx.limits, this.bufferedAmount, this.#waiting, frames.length);
     // A broadcast reaches many connections at once: no queue entry when it can go now.
     if (admission === 'write') {
-      this.#writeFrames(frames, release);
+      this.#writeFrames(frames, compressed, release);
       return 'written';
     }
-    return this.#admitted(admission, { priority, size: frames.length, payload: null, binary: false, compress: false, frames, release });
+    return this.#admitted(admission, { kind: 'frames', priority, size: frames.length, message, frames, compressed, release });
   }
 
   ping(data: MessageData = EMPTY): void {
+    this.#control(Opcode.Ping, data);
+  }
+
+  pong(data: MessageData = EMPTY): void {
+    this.#control(Opcode.Pong, data);
+  }
+
+  /** Control frames skip the queue and may come between the frames of a fragmented message (RFC 6455 §5.4). */
+  #control(opcode: typeof Opcode.Ping | typeof Opcode.Pong, data: MessageData): void {
     if (this.readyState !== ReadyState.Open) return;
     const payload = messageBytes(data);
-    if (payload.length > MAX_CONTROL_PAYLOAD) throw new RangeError('a ping carries at most 125 bytes (RFC 6455 §5.5)');
-    this.#sink.frame(Opcode.Ping, payload, true, false);
+    if (payload.length > MAX_CONTROL_PAYLOAD) throw new RangeError(`a ${opcode === Opcode.Ping ? 'ping' : 'pong'} carries at most 125 bytes (RFC 6455 §5.5)`);
+    this.#sink.frame(opcode, payload, true, false);
   }
 
   close(code: number = CloseCode.Normal, reason = ''): void {
@@ -341,21 +504,22 @@ export class Connection implements ServerWebSocket<unknown> {
     return this.#ctx.topics.publish(topic, data, options, this);
   }
 
-  /** Earlier messages still wait (queued, or compressing): a new one may not overtake them. */
+  /**
+   * Earlier messages still wait (queued, compressing, or a message in fragments on the wire
+   * that has not ended): a new one may not overtake them or come between its frames.
+   */
   get #waiting(): boolean {
-    return (this.#queue !== null && this.#queue.length > 0) || (this.#encoder !== null && this.#encoder.busy);
+    return (this.#queue !== null && this.#queue.length > 0) || (this.#encoder !== null && this.#encoder.busy) || this.#writingStream !== null;
   }
 
   /** A message that could not simply be written now: queued, written after all, or dropped. */
-  #admitted(admission: Admission, message: QueuedMessage): SendStatus {
+  #admitted(admission: Admission, message: QueuedData | QueuedFrames): SendStatus {
     const ctx = this.#ctx;
     if (admission === 'over-limit') {
-      const verdict = ctx.slowClient.overLimit(this.#overLimit(message));
+      const verdict = ctx.slowClient.overLimit(this.#overLimit(message.priority, message.size));
       if (verdict !== 'queue') {
-        if (verdict === 'close') {
-          ctx.logger.warn({ remote: this.remoteAddress, buffered: this.bufferedAmount }, 'closing slow client: backpressure limit reached');
-          this.#closing().fail(CloseCode.PolicyViolation, 'slow client');
-        }
+        if (verdict === 'close') this.#failSlow();
+        this.#onQueuedDrop(message);
         message.release?.();
         ctx.counters[Counter.Drops]!++;
         return 'dropped';
@@ -366,51 +530,112 @@ export class Connection implements ServerWebSocket<unknown> {
       this.#write(message);
       return 'written';
     }
-    const buffered = this.bufferedAmount;
-    const behindSocket = buffered >= ctx.limits.highWaterMark;
-    if (behindSocket) {
-      ctx.counters[Counter.BackpressureEvents]!++;
-      this.#needDrain = true;
-    }
     (this.#queue ??= new OutboundQueue()).push(message);
-    ctx.backlogged.add(this);
-    // Waiting only behind a compression of its own connection is not backpressure.
-    return !behindSocket && this.#encoder !== null && this.#encoder.busy ? 'written' : 'buffered';
+    return this.#waited(this.bufferedAmount >= ctx.limits.highWaterMark);
   }
 
-  #overLimit(message: QueuedMessage): OverLimit {
+  /**
+   * Something was queued: `behindSocket` when the socket is the reason (backpressure), else a
+   * compression or an unfinished message in fragments of this connection holds it back.
+   * 'buffered' promises `drain`.
+   */
+  #waited(behindSocket: boolean): SendStatus {
+    const ctx = this.#ctx;
+    if (!ctx.backlogged.has(this)) {
+      ctx.backlogged.add(this);
+      this.#backloggedSince = Date.now();
+    }
+    if (behindSocket) ctx.counters[Counter.BackpressureEvents]!++;
+    // Behind a message in fragments it waits as long as the app takes to finish that message.
+    if (behindSocket || this.#writingStream !== null) this.#needDrain = true;
+    // Waiting only behind a compression of its own is not backpressure: it is out in a moment.
+    return !behindSocket && this.#writingStream === null && this.#encoder !== null && this.#encoder.busy ? 'written' : 'buffered';
+  }
+
+  #overLimit(priority: Priority, size: number): OverLimit {
     const ctx = this.#ctx;
     return {
       ws: this,
       buffered: this.bufferedAmount,
-      size: message.size,
-      priority: message.priority,
+      size,
+      priority,
       limit: ctx.limits.maxBackpressure,
       dropLowPriority: () => {
         const queue = this.#queue;
         if (queue !== null) {
           const others = this.bufferedAmount - queue.bytes;
-          ctx.counters[Counter.Drops]! += queue.dropLow(message.size, ctx.limits.maxBackpressure - others);
+          ctx.counters[Counter.Drops]! += queue.dropLow(size, ctx.limits.maxBackpressure - others, this.#onQueuedDrop);
         }
         return this.bufferedAmount;
       },
     };
   }
 
+  /** The slow-client policy closes this connection (1008). */
+  #failSlow(): void {
+    this.#ctx.logger.warn({ remote: this.remoteAddress, buffered: this.bufferedAmount }, 'closing slow client: backpressure limit reached');
+    this.#closing().fail(CloseCode.PolicyViolation, 'slow client');
+  }
+
+  /**
+   * A queued message dropped by the slow-client policy (the queue releases its pooled frames):
+   * the app hears of it, and a message in fragments drops the fragments still to come too.
+   */
+  readonly #onQueuedDrop = (message: QueuedMessage): void => {
+    if (message.kind === 'data') this.#tellDropped(message.payload, message.binary);
+    else if (message.kind === 'frames') this.#tellDropped(message.message.payload, message.message.binary);
+    else for (const fragment of message.stream.drop()) this.#tellDropped(fragment.data, message.stream.binary);
+  };
+
+  /** The app's `dropped` handler, with a copy of the bytes (a broadcast's may be pooled memory). */
+  #tellDropped(data: Buffer, binary: boolean): void {
+    const handler = this.#ctx.app.dropped;
+    if (handler === undefined) return;
+    try {
+      handler(this, Buffer.from(data), binary);
+    } catch (error) {
+      this.#handlerThrew('dropped', error);
+    }
+  }
+
+  /**
+   * slowClientTimeout: backlogged that long, the policy decides. 'drop' drops what waits in the
+   * queue (never the rest of a message on the wire); then, or on 'wait', the watch starts over.
+   */
+  [kStalled](): void {
+    if (this.readyState !== ReadyState.Open) return;
+    const verdict = this.#ctx.slowClient.stalled(this, this.bufferedAmount);
+    this.#ctx.logger.info({ remote: this.remoteAddress, buffered: this.bufferedAmount, verdict }, 'slow client: backlogged past slowClientTimeout');
+    if (verdict === 'close') {
+      this.#closing().fail(CloseCode.PolicyViolation, 'slow client');
+      return;
+    }
+    if (verdict === 'drop') {
+      const queue = this.#queue;
+      if (queue !== null) {
+        this.#ctx.counters[Counter.Drops]! += queue.length;
+        queue.clear(this.#onQueuedDrop);
+      }
+      if (this.readyState !== ReadyState.Open) return;
+      this.#pump();
+    }
+    if (this.#backloggedSince !== null) this.#backloggedSince = Date.now();
+  }
+
   /** Moves one admitted message to the sink, compressing it first if it should be. */
-  #write(message: QueuedMessage): void {
-    if (message.frames !== null) {
-      this.#writeFrames(message.frames, message.release);
+  #write(message: QueuedData | QueuedFrames): void {
+    if (message.kind === 'frames') {
+      this.#writeFrames(message.frames, message.compressed, message.release);
       return;
     }
     const opcode = message.binary ? Opcode.Binary : Opcode.Text;
     if (!message.compress || this.#encoder === null) {
-      this.#frame(opcode, message.payload!);
+      this.#frame(opcode, message.payload);
       return;
     }
     this.#ctx.counters[Counter.MessagesOut]!++;
-    recordSize(this.#ctx.counters, Counter.MessageOutBytes, message.payload!.length);
-    this.#encoder.encode(opcode, message.payload!);
+    recordSize(this.#ctx.counters, Counter.MessageOutBytes, message.payload.length);
+    this.#encoder.encode(opcode, message.payload);
   }
 
   #frame(opcode: Opcode, payload: Buffer): void {
@@ -419,22 +644,43 @@ export class Connection implements ServerWebSocket<unknown> {
     recordSize(this.#ctx.counters, Counter.MessageOutBytes, payload.length);
   }
 
-  /** Frames built once for many connections: their size is counted as framed (and compressed, if they are). */
-  #writeFrames(frames: Buffer, release: (() => void) | null): void {
+  /**
+   * Frames built once for many connections: their size is counted as framed (and compressed, if
+   * they are). `compressed`: made without this connection's context, which therefore starts over.
+   */
+  #writeFrames(frames: Buffer, compressed: boolean, release: (() => void) | null): void {
+    if (compressed) this.#compression!.afterSharedFrame();
     this.#sink.raw(frames);
     if (release !== null) (this.#inFlight ??= []).push(release);
     this.#ctx.counters[Counter.MessagesOut]!++;
     recordSize(this.#ctx.counters, Counter.MessageOutBytes, frames.length);
   }
 
-  /** Writes queued messages while the socket keeps up; then a held close frame, then `drain`. */
+  /**
+   * Writes what waits while the socket keeps up: the fragments of a message on the wire first
+   * (nothing else may come between them), then queued messages; then a held close frame, then
+   * `drain`.
+   */
   #pump(): void {
     const ctx = this.#ctx;
     const encoder = this.#encoder;
     const queue = this.#queue;
-    while (queue !== null && queue.length > 0 && (encoder === null || !encoder.busy)) {
+    for (;;) {
       if (this.#sink.pendingBytes + this.#socket.writableLength >= ctx.limits.highWaterMark) return;
-      this.#write(queue.shift()!);
+      const stream = this.#writingStream;
+      if (stream !== null) {
+        const fragment = stream.shift();
+        if (fragment === undefined) break; // the app has not sent its next fragment yet
+        this.#writeFragment(stream, fragment);
+        continue;
+      }
+      if (queue === null || queue.length === 0 || (encoder !== null && encoder.busy)) break;
+      const next = queue.shift()!;
+      if (next.kind === 'stream') {
+        if (!next.stream.dropped) this.#writingStream = next.stream;
+      } else {
+        this.#write(next);
+      }
     }
     if (encoder !== null && encoder.busy) return;
     if (this.#close !== null && this.#close.sendHeld()) return;
@@ -449,7 +695,10 @@ export class Connection implements ServerWebSocket<unknown> {
         }
       }
     }
-    if ((queue === null || queue.length === 0) && !this.#needDrain) ctx.backlogged.delete(this);
+    if ((queue === null || queue.length === 0) && !this.#needDrain && (this.#writingStream === null || !this.#writingStream.hasPending)) {
+      ctx.backlogged.delete(this);
+      this.#backloggedSince = null;
+    }
   }
 
   static readonly #flushing: FlushHook<Connection> = (connection, bytes) => {
@@ -535,8 +784,9 @@ export class Connection implements ServerWebSocket<unknown> {
       }
     },
     ping(connection, payload) {
-      // RFC 6455 §5.5.2: answer a ping with a pong carrying the same data, unless closing.
-      if (connection.readyState === ReadyState.Open) connection.#sink.frame(Opcode.Pong, payload, true, false);
+      // RFC 6455 §5.5.2: answer a ping with a pong carrying the same data, unless closing (or
+      // the app answers: autoPong off).
+      if (connection.#ctx.autoPong && connection.readyState === ReadyState.Open) connection.#sink.frame(Opcode.Pong, payload, true, false);
       connection.#controlHandler('ping', payload);
     },
     pong: (connection, payload) => connection.#controlHandler('pong', payload),
@@ -575,10 +825,21 @@ export class Connection implements ServerWebSocket<unknown> {
   static readonly #closeOps: CloseOps<Connection> = {
     socket: (connection) => connection.#socket,
     busy: (connection) => connection.#reader.inflating || (connection.#encoder !== null && connection.#encoder.busy),
-    backlogged: (connection) => connection.#waiting,
+    // A message in fragments the app has not finished does not hold our close back: the
+    // close frame may come between its frames (RFC 6455 §5.4), and the peer drops the rest.
+    backlogged: (connection) => {
+      const stream = connection.#writingStream;
+      return (connection.#queue !== null && connection.#queue.length > 0) || (connection.#encoder !== null && connection.#encoder.busy) || (stream !== null && (stream.hasPending || stream.finished));
+    },
     dropQueued: (connection) => connection.#queue?.clear(),
-    // Control frames skip the queue: they are small and must not wait behind data.
-    sendCloseFrame: (connection, payload) => connection.#sink.frame(Opcode.Close, payload, true, false),
+    // Control frames skip the queue: they are small and must not wait behind data. Nothing
+    // follows our close frame (RFC 6455 §5.5.1): what still waits goes.
+    sendCloseFrame: (connection, payload) => {
+      connection.#sink.frame(Opcode.Close, payload, true, false);
+      connection.#queue?.clear();
+      connection.#writingStream = null;
+      connection.#openStream = null;
+    },
     stopReading: (connection) => connection.#reader.stop(),
     flush: (connection) => {
       connection.#sink.flush();
@@ -591,6 +852,8 @@ export class Connection implements ServerWebSocket<unknown> {
     const ctx = this.#ctx;
     this.#reader.stop();
     this.#queue?.clear();
+    this.#writingStream = null;
+    this.#openStream = null;
     this.#sink.take();
     const releases = this.#inFlight;
     this.#inFlight = null;
@@ -607,6 +870,7 @@ export class Connection implements ServerWebSocket<unknown> {
     ctx.directory.remove(this, this.#tags ?? []);
     this.#tags = null;
     ctx.backlogged.delete(this);
+    this.#backloggedSince = null;
     ctx.counters[Counter.Connections]!--;
     ctx.closed(this);
     ctx.counters[closeCounter(outcome.exchanged)]!++;

@@ -144,7 +144,7 @@ export class ProxyGateway {
       try {
         const params = acceptDeflateResponse(parseExtensionHeader(answer.extensionsHeader), UPSTREAM_OFFER);
         const codec = new PerMessageDeflate('client', params, { maxMessageSize: client.route.settings.maxPayloadLength });
-        upstreamCompression = messageCompression(codec, null);
+        upstreamCompression = messageCompression(codec);
       } catch (error) {
         return refuse(`upstream answered with invalid extensions: ${(error as Error).message}`);
       }

@@ -66,7 +66,8 @@ export class RouteTable {
   static build(specs: readonly RouteSpec[], base: ConnectionContext, logger: Logger): RouteTable {
     const routes = specs.map(({ pattern, app, module, settings, proxy }): Route => {
       const context = contextFor(base, app ?? NO_APP, settings, logger);
-      return { pattern, app: app ?? NO_APP, ...(module === undefined ? {} : { module }), settings, proxy, context, relay: { ...context, app: ProxyLink.app } };
+      // The relay has no app to answer pings when autoPong is off: each leg answers its own.
+      return { pattern, app: app ?? NO_APP, ...(module === undefined ? {} : { module }), settings, proxy, context, relay: { ...context, app: ProxyLink.app, autoPong: true } };
     });
     return new RouteTable(
       routes.filter((route) => route.pattern !== null),

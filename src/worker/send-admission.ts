@@ -6,7 +6,7 @@
  * `slowClient` option value.
  */
 import type { Logger } from 'pino';
-import type { App, Priority, ServerWebSocket, SlowClientDecision } from '../shared/app.ts';
+import type { App, Priority, ServerWebSocket, SlowClientCause, SlowClientDecision } from '../shared/app.ts';
 import type { SlowClientPolicy as SlowClientOption } from '../shared/config.ts';
 
 /** The water marks and the limit admission applies, from the server config. */
@@ -52,22 +52,35 @@ export interface OverLimit {
 /** What becomes of a message over the limit: queued anyway, dropped, or the connection closed (1008). */
 export type OverLimitVerdict = 'queue' | 'drop' | 'close';
 
+/**
+ * What becomes of a connection backlogged for longer than slowClientTimeout: it waits another
+ * timeout, what waits is dropped, or it is closed (1008).
+ */
+export type StalledVerdict = 'wait' | 'drop' | 'close';
+
 /** A slow-client policy: the `slowClient` option. */
 export interface SlowClientPolicy {
   overLimit(message: OverLimit): OverLimitVerdict;
+  /** `ws` has been backlogged (bufferedAmount above lowWaterMark since a send said 'buffered') for slowClientTimeout. */
+  stalled(ws: ServerWebSocket<unknown>, buffered: number): StalledVerdict;
 }
 
 /** `close`: a client that falls that far behind is closed with 1008 (the default). */
 export const closeSlowClients: SlowClientPolicy = {
   overLimit: () => 'close',
+  stalled: () => 'close',
 };
 
-/** `drop`: low-priority messages go first, then this one if it still does not fit; the connection stays. */
+/**
+ * `drop`: low-priority messages go first, then this one if it still does not fit; a backlog
+ * older than slowClientTimeout is dropped. The connection stays.
+ */
 export const dropForSlowClients: SlowClientPolicy = {
   overLimit(message) {
     if (message.priority === 'low') return 'drop';
     return message.dropLowPriority() + message.size <= message.limit ? 'queue' : 'drop';
   },
+  stalled: () => 'drop',
 };
 
 /** A custom policy may queue past the limit, but never past this many times it. */
@@ -80,18 +93,25 @@ export const CUSTOM_QUEUE_LIMIT_FACTOR = 4;
 export function appSlowClientPolicy(app: App<unknown>, logger: Logger): SlowClientPolicy {
   const decide = app.slowClient;
   if (decide === undefined) return dropForSlowClients;
+  /** The handler's decision; one that throws closes the connection. */
+  const ask = (ws: ServerWebSocket<unknown>, buffered: number, priority: Priority, cause: SlowClientCause): SlowClientDecision => {
+    try {
+      return decide(ws, buffered, priority, cause);
+    } catch (error) {
+      logger.error({ err: error }, 'slowClient handler threw');
+      return 'close';
+    }
+  };
   return {
     overLimit(message) {
-      let decision: SlowClientDecision;
-      try {
-        decision = decide(message.ws, message.buffered, message.priority);
-      } catch (error) {
-        logger.error({ err: error }, 'slowClient handler threw');
-        return 'close';
-      }
+      const decision = ask(message.ws, message.buffered, message.priority, 'backpressure');
       if (decision === 'queue') return message.buffered + message.size > message.limit * CUSTOM_QUEUE_LIMIT_FACTOR ? 'close' : 'queue';
       // 'drop' means what the drop policy does: low-priority messages go before this one.
       return decision === 'drop' ? dropForSlowClients.overLimit(message) : 'close';
+    },
+    stalled(ws, buffered) {
+      const decision = ask(ws, buffered, 'normal', 'timeout');
+      return decision === 'queue' ? 'wait' : decision;
     },
   };
 }

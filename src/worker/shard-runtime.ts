@@ -10,7 +10,7 @@ import { Counter, WorkerCounters } from '../shared/worker-counters.ts';
 import { FlushScheduler } from '../runtime/frame-flush.ts';
 import { createLogger } from '../runtime/logger.ts';
 import { ThreadSampler } from '../runtime/thread-sampler.ts';
-import { kApp, kLastActive } from './connection.ts';
+import { kApp, kLastActive, readingLimits } from './connection.ts';
 import type { Connection, ConnectionContext } from './connection.ts';
 import { ConnectionDirectory } from './connection-directory.ts';
 import { HttpEndpoints } from './http-endpoints.ts';
@@ -22,6 +22,7 @@ import { RouteTable } from './route-table.ts';
 import type { Route } from './route-table.ts';
 import { slowClientPolicy } from './send-admission.ts';
 import { SocketIntake } from './socket-intake.ts';
+import { StallWatch } from './stall-watch.ts';
 import { TopicRegistry, primaryBridgeLink } from './topic-registry.ts';
 import { UpgradeHandler } from './upgrade.ts';
 import { WorkerPresence } from './worker-presence.ts';
@@ -46,6 +47,7 @@ export class ShardRuntime {
   /** Connections with messages queued behind a slow socket: only their backlog counts for load. */
   readonly #backlogged = new Set<Connection>();
   readonly #idle: IdleSweep<Connection>;
+  readonly #stalls: StallWatch;
   readonly #lifetime: LifetimeSweep<Connection>;
   readonly #directory: ConnectionDirectory<Connection>;
   readonly #post: (message: WorkerMessage) => void;
@@ -76,7 +78,10 @@ export class ShardRuntime {
     const config = init.config;
     const bridged = config.bridged;
     const link = bridged !== false ? primaryBridgeLink(post, bridged === 'durable') : config.clustered ? primaryBridgeLink(post, false, false) : null;
-    this.#topics = new TopicRegistry(this.#mesh, config.deflate, this.#slot, link, presence);
+    // Broadcasts compress with the server's deflate settings, or a route's when only routes set it:
+    // a topic's subscribers may be on any route, and every negotiated connection reads the frame.
+    const broadcastDeflate = config.deflate ?? config.routes.find((route) => route.deflate !== null)?.deflate ?? null;
+    this.#topics = new TopicRegistry(this.#mesh, broadcastDeflate, this.#slot, link, presence);
     const directory = new ConnectionDirectory<Connection>(init.serverId, init.id, init.generation, this.#mesh, presence);
     this.#directory = directory;
     if (config.clustered) {
@@ -93,6 +98,7 @@ export class ShardRuntime {
       sendPings: init.config.sendPings,
       logger: this.#logger,
     });
+    this.#stalls = new StallWatch(this.#backlogged, init.config.slowClientTimeout * 1000);
     const topics = this.#topics;
     const counters = this.#counters;
     this.shard = {
@@ -129,6 +135,8 @@ export class ShardRuntime {
       scheduler: new FlushScheduler(),
       counters: this.#slot,
       maxPayloadLength: config.maxPayloadLength,
+      reading: readingLimits(config),
+      autoPong: config.autoPong,
       limits: { highWaterMark: config.highWaterMark, maxBackpressure: config.maxBackpressure },
       lowWaterMark: config.lowWaterMark,
       slowClient: slowClientPolicy(config.slowClient, {}, this.#logger),
@@ -157,6 +165,7 @@ export class ShardRuntime {
     this.#beat();
     this.#heartbeat = setInterval(() => this.#beat(), HEARTBEAT_MS);
     this.#idle.start();
+    this.#stalls.start();
     this.#lifetime.start();
     for (const app of this.#apps) await app.start?.(this.shard, config.appOptions);
     if (this.#init.accept.mode === 'reuseport') await this.#intake.listenReusePort(this.#init.accept);
@@ -320,6 +329,7 @@ export class ShardRuntime {
     if (this.#heartbeat !== null) clearInterval(this.#heartbeat);
     this.#sampler?.stop();
     this.#idle.stop();
+    this.#stalls.stop();
     this.#lifetime.stop();
     await this.#stopApps(this.#apps);
     if (this.#reload !== null) await this.#stopApps(this.#reload.started);

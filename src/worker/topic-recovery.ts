@@ -9,30 +9,29 @@
  */
 import { compareStreamIds } from '../shared/stream-id.ts';
 
-/** A live entry framed for the topic's subscribers, waiting for the replay. */
-interface Held {
+/** A live entry framed for the topic's subscribers (`M`: a PreparedMessage), waiting for the replay. */
+interface Held<M> {
   readonly id: string;
-  readonly plain: Buffer;
-  readonly compressed: Buffer | null;
+  readonly message: M;
 }
 
-interface Recovering {
+interface Recovering<M> {
   /** The last id the connection has (starts at `since`). */
   floor: string;
   /** Live entries waiting for the replay; null once it was sent. */
-  held: Held[] | null;
+  held: Held<M>[] | null;
 }
 
 /** How TopicRecovery reaches the connection: framed live entries, and replayed ones in order. */
-export interface RecoverySink<C> {
-  sendFrames(connection: C, plain: Buffer, compressed: Buffer | null): void;
+export interface RecoverySink<C, M> {
+  sendFrames(connection: C, message: M): void;
 }
 
-export class TopicRecovery<C> {
-  readonly #topics = new Map<string, Map<C, Recovering>>();
-  readonly #sink: RecoverySink<C>;
+export class TopicRecovery<C, M> {
+  readonly #topics = new Map<string, Map<C, Recovering<M>>>();
+  readonly #sink: RecoverySink<C, M>;
 
-  constructor(sink: RecoverySink<C>) {
+  constructor(sink: RecoverySink<C, M>) {
     this.#sink = sink;
   }
 
@@ -48,17 +47,17 @@ export class TopicRecovery<C> {
   }
 
   /** A live entry for a recovering `connection` (one `of(topic)` holds). */
-  live(topic: string, connection: C, id: string, plain: Buffer, compressed: Buffer | null): void {
+  live(topic: string, connection: C, id: string, message: M): void {
     const state = this.#topics.get(topic)?.get(connection);
     if (state === undefined) return;
     if (state.held !== null) {
-      state.held.push({ id, plain, compressed });
+      state.held.push({ id, message });
       return;
     }
     if (compareStreamIds(id, state.floor) <= 0) return;
     // Live has passed everything the replay sent: nothing more to compare.
     this.forget(topic, connection);
-    this.#sink.sendFrames(connection, plain, compressed);
+    this.#sink.sendFrames(connection, message);
   }
 
   /**
@@ -82,7 +81,7 @@ export class TopicRecovery<C> {
     let passed = false;
     for (const entry of held) {
       if (compareStreamIds(entry.id, state.floor) <= 0) continue;
-      this.#sink.sendFrames(connection, entry.plain, entry.compressed);
+      this.#sink.sendFrames(connection, entry.message);
       state.floor = entry.id;
       passed = true;
     }

@@ -2,13 +2,14 @@ import type { Logger } from 'pino';
 import type { App, MessageData, PublishOptions, Recovery } from '../shared/app.ts';
 import { exactCopy, messageBytes, sendsBinary } from '../shared/app.ts';
 import type { DeflateConfig } from '../shared/config.ts';
-import { encodeFrame } from '../shared/frame-encoder.ts';
 import { compressionWanted } from '../shared/message-compression.ts';
 import { Opcode } from '../shared/opcodes.ts';
-import { deflateMessageShared } from '../shared/permessage-deflate.ts';
+import type { WindowBits } from '../shared/permessage-deflate.ts';
+import { PreparedMessage } from '../shared/prepared-message.ts';
+import type { BroadcastDeflate } from '../shared/prepared-message.ts';
 import { isStreamId } from '../shared/stream-id.ts';
 import type { PeerPublish, ReplayedEntry, WorkerMessage } from '../shared/thread-messages.ts';
-import { Counter, recordDeflate } from '../shared/worker-counters.ts';
+import { Counter } from '../shared/worker-counters.ts';
 import { kSendPrepared, kSerial } from './connection.ts';
 import type { Connection, TopicMembership } from './connection.ts';
 import type { MeshTopics, PeerMesh } from './peer-mesh.ts';
@@ -51,9 +52,6 @@ export interface TopicHooks {
 
 type Stamp = EntryHandlers['stamp'];
 
-/** Compresses a whole message once, without context takeover, for every subscriber. */
-type SharedCompressor = (payload: Buffer) => Buffer;
-
 const NO_IDS = 'message ids need a durable bridge: redisBridge({ url, mode: "streams" })';
 
 /**
@@ -69,12 +67,15 @@ export class TopicRegistry implements TopicMembership, MeshTopics {
   readonly #local = new Map<string, Set<Connection>>();
   readonly #remote = new Map<string, Set<number>>();
   readonly #mesh: PeerMesh;
-  readonly #compressor: SharedCompressor | null;
+  /** How broadcasts are compressed; null without permessage-deflate. */
+  readonly #deflate: BroadcastDeflate | null;
+  /** The window most subscribers negotiated (the configured one): what other workers get. */
+  readonly #window: WindowBits;
   readonly #threshold: number;
   readonly #counters: Float64Array;
   readonly #bridge: BridgeLink | null;
   readonly #presence: WorkerPresence | null;
-  readonly #recovery = new TopicRecovery<Connection>({ sendFrames: (connection, plain, compressed) => connection[kSendPrepared](plain, compressed, 'normal', null) });
+  readonly #recovery = new TopicRecovery<Connection, PreparedMessage>({ sendFrames: (connection, message) => connection[kSendPrepared](message, 'normal', null) });
   /** Publishes waiting for their id (durable bridge), by ticket. */
   readonly #ids = new Map<number, { readonly resolve: (id: string) => void; readonly reject: (error: Error) => void }>();
   /** Recoveries waiting for their replay, by ticket. */
@@ -83,18 +84,17 @@ export class TopicRegistry implements TopicMembership, MeshTopics {
   #hooks: TopicHooks | null = null;
 
   /**
-   * `deflate` in shared mode compresses each broadcast once for every subscriber that
-   * negotiated it; in dedicated mode (or off) broadcasts go out uncompressed. `presence`
-   * counts subscribers across the server's workers (without it, counts are this worker's).
+   * With `deflate`, each broadcast is compressed once without context per window its
+   * subscribers negotiated (PreparedMessage), in every compressor mode, for the subscribers of
+   * every worker that negotiated permessage-deflate. `presence` counts subscribers across the
+   * server's workers (without it, counts are this worker's).
    */
   constructor(mesh: PeerMesh, deflate: DeflateConfig | null, counters: Float64Array, bridge: BridgeLink | null, presence: WorkerPresence | null = null) {
     this.#mesh = mesh;
     this.#bridge = bridge;
     this.#presence = presence;
-    this.#compressor =
-      deflate !== null && deflate.mode === 'shared'
-        ? (payload) => deflateMessageShared(payload, deflate.serverMaxWindowBits, deflate.level, deflate.memLevel)
-        : null;
+    this.#deflate = deflate === null ? null : { level: deflate.level, memLevel: deflate.memLevel };
+    this.#window = deflate?.serverMaxWindowBits ?? 15;
     this.#threshold = deflate?.threshold ?? 0;
     this.#counters = counters;
     mesh.attach(this);
@@ -202,16 +202,15 @@ export class TopicRegistry implements TopicMembership, MeshTopics {
     bridge?.publish(topic, payload, binary, -1, -1);
     if (localCount === 0 && remote === undefined) return ids;
 
-    const opcode = binary ? Opcode.Binary : Opcode.Text;
-    const plain = encodeFrame(opcode, payload);
-    const compressed = this.#compressedFrame(opcode, payload, options?.compress);
+    // Framed once (and compressed once per window in use) for every subscriber on every worker.
+    const prepared = this.#prepare(binary ? Opcode.Binary : Opcode.Text, payload, options?.compress);
     const priority = options?.priority ?? 'normal';
     if (localCount > 0) {
       for (const connection of local!) {
-        if (connection !== except) connection[kSendPrepared](plain, compressed, priority, null);
+        if (connection !== except) connection[kSendPrepared](prepared, priority, null);
       }
     }
-    if (remote !== undefined) this.#mesh.publish(remote, topic, plain, compressed, priority);
+    if (remote !== undefined) this.#mesh.publish(remote, topic, prepared.plain, prepared.compressible ? prepared.compressedAt(this.#window) : null, priority);
     return ids;
   }
 
@@ -226,8 +225,10 @@ export class TopicRegistry implements TopicMembership, MeshTopics {
     }
     const plain = frames.subarray(0, message.plainLength);
     const compressed = message.compressedLength > 0 ? frames.subarray(message.plainLength, message.plainLength + message.compressedLength) : null;
+    // The publisher compressed it at the configured window; other windows are compressed here.
+    const prepared = PreparedMessage.fromFrames(plain, compressed, this.#window, this.#deflate, this.#counters);
     if (release === null) {
-      for (const connection of set) connection[kSendPrepared](plain, compressed, priority, null);
+      for (const connection of set) connection[kSendPrepared](prepared, priority, null);
       return;
     }
     // Pooled frames: one hold for this loop and one per connection; the last one out returns
@@ -239,7 +240,7 @@ export class TopicRegistry implements TopicMembership, MeshTopics {
     for (const connection of set) {
       holds++;
       let released = false;
-      connection[kSendPrepared](plain, compressed, priority, () => {
+      connection[kSendPrepared](prepared, priority, () => {
         if (released) return;
         released = true;
         drop();
@@ -260,35 +261,31 @@ export class TopicRegistry implements TopicMembership, MeshTopics {
     const recovering = this.#recovery.of(topic);
     // Framed for the first subscriber's stamp; others only where routes serve apps with different ones.
     let first: Stamp;
-    let plain: Buffer | null = null;
-    let compressed: Buffer | null = null;
-    let others: Map<Stamp, readonly [Buffer, Buffer | null]> | null = null;
+    let prepared: PreparedMessage | null = null;
+    let others: Map<Stamp, PreparedMessage> | null = null;
     for (const connection of set) {
       if (connection[kSerial] === except) continue;
       const stamp = this.#stampOf(connection);
-      if (plain === null) {
+      if (prepared === null) {
         first = stamp;
-        const payload = this.#stamp(stamp, topic, id, data, binary);
-        plain = encodeFrame(opcode, payload);
-        compressed = this.#compressedFrame(opcode, payload, undefined);
+        prepared = this.#prepare(opcode, this.#stamp(stamp, topic, id, data, binary), undefined);
       }
       if (stamp === first!) {
-        this.#sendEntry(recovering, topic, connection, id, plain, compressed);
+        this.#sendEntry(recovering, topic, connection, id, prepared);
         continue;
       }
-      let frames = others?.get(stamp);
-      if (frames === undefined) {
-        const payload = this.#stamp(stamp, topic, id, data, binary);
-        frames = [encodeFrame(opcode, payload), this.#compressedFrame(opcode, payload, undefined)];
-        (others ??= new Map()).set(stamp, frames);
+      let other = others?.get(stamp);
+      if (other === undefined) {
+        other = this.#prepare(opcode, this.#stamp(stamp, topic, id, data, binary), undefined);
+        (others ??= new Map()).set(stamp, other);
       }
-      this.#sendEntry(recovering, topic, connection, id, frames[0], frames[1]);
+      this.#sendEntry(recovering, topic, connection, id, other);
     }
   }
 
-  #sendEntry(recovering: ReadonlyMap<Connection, unknown> | undefined, topic: string, connection: Connection, id: string, plain: Buffer, compressed: Buffer | null): void {
-    if (recovering !== undefined && recovering.has(connection)) this.#recovery.live(topic, connection, id, plain, compressed);
-    else connection[kSendPrepared](plain, compressed, 'normal', null);
+  #sendEntry(recovering: ReadonlyMap<Connection, unknown> | undefined, topic: string, connection: Connection, id: string, message: PreparedMessage): void {
+    if (recovering !== undefined && recovering.has(connection)) this.#recovery.live(topic, connection, id, message);
+    else connection[kSendPrepared](message, 'normal', null);
   }
 
   /** Durable bridge: the primary's answer to a publish that asked for its id. */
@@ -329,12 +326,10 @@ export class TopicRegistry implements TopicMembership, MeshTopics {
     return ids;
   }
 
-  /** The message compressed once for every subscriber (shared mode, when wanted), framed; else null. */
-  #compressedFrame(opcode: Opcode, payload: Buffer, compress: boolean | undefined): Buffer | null {
-    if (this.#compressor === null || !compressionWanted(this.#threshold, payload.length, compress)) return null;
-    const deflated = this.#compressor(payload);
-    recordDeflate(this.#counters, payload.length, deflated.length);
-    return encodeFrame(opcode, deflated, { rsv1: true });
+  /** The message framed once for every subscriber, to be compressed (per window, on first use) when wanted. */
+  #prepare(opcode: Opcode, payload: Buffer, compress: boolean | undefined): PreparedMessage {
+    const compressible = this.#deflate !== null && compressionWanted(this.#threshold, payload.length, compress);
+    return PreparedMessage.of(opcode, payload, compressible ? this.#deflate : null, this.#counters);
   }
 
   #stampOf(connection: Connection): Stamp {

@@ -3,7 +3,7 @@ import type { ServerHttp2Stream } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
-import type { ResponseHeaders, Shard, TlsPeer, UpgradeRequest } from '../shared/app.ts';
+import type { App, ResponseHeaders, Shard, TlsPeer, UpgradeRequest } from '../shared/app.ts';
 import { isProxy, isRejection } from '../shared/app.ts';
 import { HandshakeError } from '../shared/errors.ts';
 import type { HandshakeStatus } from '../shared/errors.ts';
@@ -173,8 +173,9 @@ export class UpgradeHandler {
     const forwardPath = proxy !== null;
     let sticky: string | null = proxy?.sticky ?? null;
     const app = route.app;
+    let request: UpgradeRequest | null = null;
     if (proxy === null && app.upgrade) {
-      const request: UpgradeRequest = {
+      request = {
         method: req.method,
         url: req.url,
         headers: req.headers,
@@ -221,8 +222,8 @@ export class UpgradeHandler {
         headers = definedHeaders(result.headers);
         if (result.protocol !== undefined) {
           if (!info.protocols.includes(result.protocol)) {
-            compression?.close();
             this.#logger.error({ protocol: result.protocol, offered: info.protocols }, 'app chose a subprotocol the client did not offer');
+            this.#abort(app, compression, request, data, 'the app chose a subprotocol the client did not offer');
             return refused(500, 'invalid subprotocol choice', undefined, 'Internal Server Error');
           }
           protocol = result.protocol;
@@ -230,7 +231,7 @@ export class UpgradeHandler {
       }
     }
     if (socket.destroyed) {
-      compression?.close();
+      this.#abort(app, compression, request, data, 'the client went away during the upgrade');
       return null;
     }
     // Bytes spliced to an HTTP/1.1 upstream cannot be an HTTP/2 stream's: its frames would be
@@ -270,8 +271,8 @@ export class UpgradeHandler {
     try {
       response = openingResponse(req.http2 === true, info.key, protocol || undefined, extensions, headers);
     } catch (error) {
-      compression?.close();
       this.#logger.error({ err: error }, 'invalid upgrade response headers from the app');
+      this.#abort(app, compression, request, data, 'invalid response headers from the app');
       return refused(500, 'invalid response headers', undefined, 'Internal Server Error');
     }
     return {
@@ -283,25 +284,32 @@ export class UpgradeHandler {
       remoteAddress,
       response,
       context: route.context,
-      abandon: () => compression?.close(),
+      abandon: () => this.#abort(app, compression, request, data, 'the client went away before the 101'),
     };
+  }
+
+  /**
+   * An upgrade the app accepted will not open (the client left, or the response could not be
+   * made): the codec's memory goes, and the app's `upgradeAborted` releases what `upgrade`
+   * allocated for `data` (without it the data would be dropped silently).
+   */
+  #abort(app: App<unknown>, compression: MessageCompression | null, request: UpgradeRequest | null, data: unknown, reason: string): void {
+    compression?.close();
+    const handler = app.upgradeAborted;
+    if (handler === undefined || request === null) return;
+    this.#logger.debug({ url: request.url, reason }, 'upgrade aborted after the app accepted it');
+    try {
+      handler(request, data, reason);
+    } catch (error) {
+      this.#logger.error({ err: error }, 'app upgradeAborted handler threw');
+    }
   }
 
   /** permessage-deflate for the client, with the route's settings (RFC 7692 §5), or null. */
   #negotiate(route: Route, info: UpgradeRequestInfo): { compression: MessageCompression; extensions: string } | null {
     const deflate = route.settings.deflate;
     if (deflate === null || info.extensionsHeader === undefined) return null;
-    const offers = parseExtensionHeader(info.extensionsHeader);
-    const shared = deflate.mode === 'shared';
-    const accepted = acceptDeflateOffer(offers, {
-      mode: deflate.mode,
-      serverMaxWindowBits: deflate.serverMaxWindowBits,
-      // Shared mode keeps no zlib state per connection in either direction.
-      clientNoContextTakeover: shared,
-      threshold: deflate.threshold,
-      level: deflate.level,
-      memLevel: deflate.memLevel,
-    });
+    const accepted = acceptDeflateOffer(parseExtensionHeader(info.extensionsHeader), deflate);
     if (accepted === null) return null;
     const codec = new PerMessageDeflate('server', accepted.params, {
       maxMessageSize: route.settings.maxPayloadLength,
@@ -309,6 +317,6 @@ export class UpgradeHandler {
       memLevel: deflate.memLevel,
       threshold: deflate.threshold,
     });
-    return { compression: messageCompression(codec, shared ? deflate.serverMaxWindowBits : null), extensions: accepted.response };
+    return { compression: messageCompression(codec), extensions: accepted.response };
   }
 }

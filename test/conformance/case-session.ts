@@ -117,7 +117,7 @@ export class CaseSession {
     socket.on('error', () => {}); // resets after a failed case are expected; 'close' follows
     socket.resume(); // the handshake reader paused it
     if (socket.destroyed) this.#onSocketClose();
-    this.#after(CASE_LIMIT_MS, () => this.#drop());
+    this.#after(Math.max(CASE_LIMIT_MS, kase.kind === 'echo' ? kase.timeoutMs + 10_000 : 0), () => this.#drop());
     if (head.length > 0) this.#onData(head);
     if (kase.kind === 'scripted') await this.#runScript(kase);
     else await this.#runEcho(kase);

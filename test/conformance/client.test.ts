@@ -1,7 +1,8 @@
 /**
  * Our client (src/client/websocket.ts) under test: first against the fuzzing server, running the
- * server-side variant of every case (unmasked frames; a masked one must fail with 1002), then
- * against real servers: `ws` (deflate on and off) and ours (deflate shared, dedicated, off).
+ * server-side variant of every case (unmasked frames; a masked one must fail with 1002); then
+ * groups 12 and 13 over every compression setting the client has (SETTINGS); then against real
+ * servers: `ws` (deflate on and off) and ours (deflate shared, dedicated, off).
  */
 import { createServer } from 'node:net';
 import type { AddressInfo, Server, Socket } from 'node:net';
@@ -11,27 +12,35 @@ import { WebSocketServer } from 'ws';
 import type { CloseEvent, ErrorEvent, MessageData, MessageEvent } from '../../src/client/websocket.ts';
 import { WebSocket } from '../../src/client/websocket.ts';
 import type { ClientOptions } from '../../src/client/websocket.ts';
+import type { ClientDeflateOptions } from '../../src/client/client-options.ts';
 import { listen } from '../../src/main/listen.ts';
 import type { ShardServer } from '../../src/main/listen.ts';
+import { DEFAULT_THRESHOLD } from '../../src/shared/permessage-deflate.ts';
+import type { DeflateOfferOptions, WindowBits } from '../../src/shared/permessage-deflate.ts';
 import { allCases } from './cases/index.ts';
-import type { Delivery, FuzzingCase } from './fuzzing-case.ts';
+import { DEFAULT_DEFLATE } from './cases/compression.ts';
+import type { DeflateAccept, Delivery, FuzzingCase } from './fuzzing-case.ts';
 import { deliveriesOf, groupOf } from './fuzzing-case.ts';
 import { FuzzingServer } from './fuzzing-server.ts';
 import type { Verdict } from './judge.ts';
-import { handshakeFailure, passed, summaryTable } from './judge.ts';
+import { failures, handshakeFailure, summaryTable } from './judge.ts';
 import { runPool } from './run-pool.ts';
 
 const GROUPS = ['1', 'M', '2', '3', '4', '5', '6', '7', '9', '10', '12', '13'];
 const CONCURRENCY = 8;
 const KIB = 1024;
 
-const clientOptionsFor = (kase: FuzzingCase): ClientOptions =>
-  kase.kind === 'echo' && kase.deflate !== undefined ? { perMessageDeflate: { ...kase.deflate.offers[0], threshold: 0 } } : {};
+/** The client's compressor settings besides its offer; compressing every message by default, as Autobahn's clients do. */
+type Tuning = Pick<ClientDeflateOptions, 'threshold' | 'level' | 'memLevel'>;
+const EVERY_MESSAGE: Tuning = { threshold: 0 };
+
+const clientOptionsFor = (kase: FuzzingCase, tuning: Tuning): ClientOptions =>
+  kase.kind === 'echo' && kase.deflate !== undefined ? { perMessageDeflate: { ...kase.deflate.offers[0], ...tuning } } : {};
 
 /** Our client as Autobahn's test clients are: echo every message as it came, text or binary. */
-async function runClientCase(fuzzer: FuzzingServer, kase: FuzzingCase, delivery: Delivery): Promise<Verdict> {
+async function runClientCase(fuzzer: FuzzingServer, kase: FuzzingCase, delivery: Delivery, tuning: Tuning = EVERY_MESSAGE): Promise<Verdict> {
   const { url, verdict } = fuzzer.expect(kase, delivery);
-  const ws = new WebSocket(url, [], clientOptionsFor(kase));
+  const ws = new WebSocket(url, [], clientOptionsFor(kase, tuning));
   ws.onmessage = (event) => ws.send(event.data as string | Buffer);
   ws.onerror = () => {};
   const closed = new Promise<boolean>((resolve) => {
@@ -70,7 +79,72 @@ describe('conformance: client against the fuzzing server', () => {
     const results = await runPool(runs, CONCURRENCY, ([kase, delivery]) => runClientCase(fuzzer, kase, delivery));
     verdicts.push(...results);
     expect(results.length).toBeGreaterThan(0);
-    expect(results.filter((v) => !passed(v)).map((v) => `${v.id} [${v.delivery}] ${v.behavior}/${v.behaviorClose}: ${v.result} / ${v.resultClose}`)).toEqual([]);
+    expect(failures(results)).toEqual([]);
+  }, 90_000);
+});
+
+/**
+ * A compression setting of the client: what it offers (group 12's cases then negotiate it, the
+ * fuzzing server answering with `accept`), or its compressor's threshold, level and memLevel
+ * (for groups 12 and 13, whose cases keep their own offers: 13.x already cover every window and
+ * no_context_takeover in both directions).
+ */
+interface ClientSetting {
+  readonly name: string;
+  readonly offer?: { readonly offer: DeflateOfferOptions; readonly accept: DeflateAccept };
+  readonly tuning?: Tuning;
+}
+
+const WINDOWS: readonly WindowBits[] = [8, 9, 10, 11, 12, 13, 14, 15];
+const SETTINGS: readonly ClientSetting[] = [
+  // The client's compressor at each window the server asks for, keeping context.
+  ...WINDOWS.map((bits): ClientSetting => ({
+    name: `compressing at window ${bits}`,
+    offer: { offer: { clientMaxWindowBits: true }, accept: { requestNoContextTakeover: false, requestMaxWindowBits: bits } },
+  })),
+  {
+    name: 'compressing without context (client_no_context_takeover)',
+    offer: { offer: { clientMaxWindowBits: true, clientNoContextTakeover: true }, accept: { requestNoContextTakeover: true, requestMaxWindowBits: 0 } },
+  },
+  // The client's decompressor at each window it asks the server for, with and without context.
+  ...WINDOWS.map((bits): ClientSetting => ({
+    name: `inflating at window ${bits}`,
+    offer: { offer: { serverMaxWindowBits: bits }, accept: { requestNoContextTakeover: false, requestMaxWindowBits: 0 } },
+  })),
+  {
+    name: 'inflating without context (server_no_context_takeover), compressing at window 10',
+    offer: { offer: { serverNoContextTakeover: true, clientMaxWindowBits: 10 }, accept: { requestNoContextTakeover: false, requestMaxWindowBits: 10 } },
+  },
+  { name: 'threshold 128 (the default)', tuning: { threshold: DEFAULT_THRESHOLD } },
+  { name: 'threshold 4096', tuning: { threshold: 4096 } },
+  { name: 'level 0, memLevel 1', tuning: { threshold: 0, level: 0, memLevel: 1 } },
+  { name: 'level 9, memLevel 9', tuning: { threshold: 0, level: 9, memLevel: 9 } },
+];
+
+/** A compression case with the setting's offer, when it has one (group 12 takes Autobahn's default offer). */
+function withOffer(kase: FuzzingCase, setting: ClientSetting): FuzzingCase {
+  if (kase.kind !== 'echo' || kase.deflate !== DEFAULT_DEFLATE || setting.offer === undefined) return kase;
+  return { ...kase, deflate: { offers: [setting.offer.offer], accept: [setting.offer.accept] } };
+}
+
+describe.each(SETTINGS)('conformance: client, $name', (setting) => {
+  let fuzzer: FuzzingServer;
+  const verdicts: Verdict[] = [];
+
+  beforeAll(async () => {
+    fuzzer = await FuzzingServer.start();
+  });
+  afterAll(async () => {
+    console.log(summaryTable(`Client conformance (${setting.name}): runs by group`, verdicts));
+    await fuzzer?.close();
+  });
+
+  it.each(setting.offer === undefined ? ['12', '13'] : ['12'])('group %s', async (group) => {
+    const cases = allCases().filter((c) => groupOf(c.id) === group).map((kase) => withOffer(kase, setting));
+    const results = await runPool(cases, CONCURRENCY, (kase) => runClientCase(fuzzer, kase, 'frames', setting.tuning ?? EVERY_MESSAGE));
+    verdicts.push(...results);
+    expect(results.length).toBeGreaterThan(0);
+    expect(failures(results)).toEqual([]);
   }, 90_000);
 });
 

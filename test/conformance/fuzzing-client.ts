@@ -11,9 +11,11 @@ import type { DeflateOfferOptions, DeflateParams } from '../../src/shared/permes
 import { PerMessageDeflate, acceptDeflateResponse, buildDeflateOffer } from '../../src/shared/permessage-deflate.ts';
 import { CaseSession } from './case-session.ts';
 import type { Delivery, FuzzingCase } from './fuzzing-case.ts';
+import { deliveriesOf } from './fuzzing-case.ts';
 import { readHead } from './http-head.ts';
 import type { Verdict } from './judge.ts';
 import { handshakeFailure, judge } from './judge.ts';
+import { runPool } from './run-pool.ts';
 
 export interface FuzzTarget {
   readonly host: string;
@@ -24,6 +26,12 @@ export interface FuzzTarget {
 
 /** Largest message the fuzzer accepts back (above every case). */
 const MAX_MESSAGE = 64 * 1024 * 1024;
+
+/** Runs `cases` in each of their deliveries against `target`, `concurrency` at a time. */
+export function fuzzCases(target: FuzzTarget, cases: readonly FuzzingCase[], concurrency: number): Promise<Verdict[]> {
+  const runs = cases.flatMap((kase) => deliveriesOf(kase).map((delivery): [FuzzingCase, Delivery] => [kase, delivery]));
+  return runPool(runs, concurrency, ([kase, delivery]) => fuzzServer(target, kase, delivery));
+}
 
 /** Runs one case against the server at `target` and judges it. */
 export async function fuzzServer(target: FuzzTarget, kase: FuzzingCase, delivery: Delivery): Promise<Verdict> {

@@ -99,6 +99,10 @@ export function handshakeFailure(kase: FuzzingCase, delivery: Delivery, error: E
 
 export const passed = (v: Verdict): boolean => PASSING.has(v.behavior) && PASSING.has(v.behaviorClose);
 
+/** The runs that did not pass, one line each, for a test's failure message. */
+export const failures = (verdicts: readonly Verdict[]): string[] =>
+  verdicts.filter((v) => !passed(v)).map((v) => `${v.id} [${v.delivery}] ${v.behavior}/${v.behaviorClose}: ${v.result} / ${v.resultClose}`);
+
 function describeEvents(obs: Observation): string {
   const shown = obs.events.slice(0, 6).map((e) =>
     e.kind === 'timeout' ? `timeout ${e.marker}` : `${e.kind === 'message' ? (e.binary ? 'binary' : 'text') : e.kind}(${e.data.length} B)`,

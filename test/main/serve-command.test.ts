@@ -15,12 +15,15 @@ const TABLE_FLAGS: readonly (readonly [flag: string, option: OptionName, raw: st
   ['backlog', 'backlog', '100', 100],
   ['max-connections', 'maxConnections', '5000', 5000],
   ['max-payload', 'maxPayloadLength', '1M', 1024 * 1024],
+  ['max-frame-size', 'maxFrameSize', '64K', 64 * 1024],
+  ['max-fragments', 'maxFragments', '1000', 1000],
   ['idle-timeout', 'idleTimeout', '2.5', 2.5],
   ['close-timeout', 'closeTimeout', '3', 3],
   ['max-backpressure', 'maxBackpressure', '8M', 8 * 1024 * 1024],
   ['high-water-mark', 'highWaterMark', '128K', 128 * 1024],
   ['low-water-mark', 'lowWaterMark', '32K', 32 * 1024],
   ['slow-client', 'slowClient', 'drop', 'drop'],
+  ['slow-client-timeout', 'slowClientTimeout', '30', 30],
   ['handshake-timeout', 'handshakeTimeout', '5', 5],
   ['max-handshakes', 'maxHandshakes', '100', 100],
   ['max-header-size', 'maxHeaderSize', '8K', 8 * 1024],
@@ -40,17 +43,20 @@ const TABLE_FLAGS: readonly (readonly [flag: string, option: OptionName, raw: st
   ['pool-size', 'poolSize', '64M', 64 * 1024 * 1024],
   ['pool-threshold', 'poolThreshold', '4K', 4 * 1024],
 ];
-/** The on/off flag: `--send-pings` / `--no-send-pings`. */
-const BOOLEAN_FLAGS = ['send-pings', 'proxy-protocol', 'http2'];
+/** The on/off flags: `--send-pings` / `--no-send-pings`… */
+const BOOLEAN_FLAGS = ['send-pings', 'auto-pong', 'skip-utf8-validation', 'proxy-protocol', 'http2'];
 /** The deflate option's fields, from DEFLATE_OPTIONS. */
-const DEFLATE_FIELD_FLAGS: readonly (readonly [flag: string, field: string, raw: string, value: number])[] = [
-  ['deflate-threshold', 'threshold', '1K', 1024],
+const DEFLATE_FIELD_FLAGS: readonly (readonly [flag: string, field: string, raw: string, value: number | string])[] = [
+  ['deflate-compressor', 'compressor', 'dedicated', 'dedicated'],
+  ['deflate-decompressor', 'decompressor', 'dedicated', 'dedicated'],
+  ['deflate-server-max-window-bits', 'serverMaxWindowBits', '12', 12],
+  ['deflate-client-max-window-bits', 'clientMaxWindowBits', '10', 10],
   ['deflate-level', 'level', '6', 6],
   ['deflate-mem-level', 'memLevel', '9', 9],
-  ['deflate-window-bits', 'serverMaxWindowBits', '12', 12],
+  ['deflate-threshold', 'threshold', '1K', 1024],
 ];
 /** Hand-made flags, as the help spells them. */
-const EXTRA_FLAGS = ['deflate[=MODE]', 'origin', 'tls-cert', 'tls-key', 'tls-ca', 'app-options', 'route', 'redis', 'watch'];
+const EXTRA_FLAGS = ['deflate[=PRESET]', 'origin', 'tls-cert', 'tls-key', 'tls-ca', 'app-options', 'route', 'redis', 'watch'];
 /** The Redis bridge's flags, from its table (REDIS_OPTIONS). */
 const REDIS_FLAGS = ['[no-]redis-streams', 'redis-retention', 'redis-max-age', 'redis-outage-buffer'];
 
@@ -106,7 +112,7 @@ describe('parseServeArgs', () => {
     expect(inHelp.sort()).toEqual([...TABLE_FLAGS.map(([flag]) => flag), ...BOOLEAN_FLAGS.map((f) => `[no-]${f}`), ...DEFLATE_FIELD_FLAGS.map(([flag]) => flag), ...EXTRA_FLAGS, ...REDIS_FLAGS].sort());
     expect(DEFLATE_FIELD_FLAGS.map(([, field]) => field).sort()).toEqual(Object.keys(DEFLATE_OPTIONS).sort());
     const withFlag = (Object.entries(OPTIONS) as [OptionName, OptionSpec][]).filter(([, spec]) => spec.cli !== false).map(([name]) => name);
-    expect([...TABLE_FLAGS.map(([, option]) => option), 'sendPings', 'proxyProtocol', 'http2'].sort()).toEqual(withFlag.sort());
+    expect([...TABLE_FLAGS.map(([, option]) => option), 'sendPings', 'autoPong', 'skipUtf8Validation', 'proxyProtocol', 'http2'].sort()).toEqual(withFlag.sort());
   });
 
   it('turns WebSockets over HTTP/2 on (with TLS: resolveConfig refuses it without)', () => {
@@ -120,13 +126,19 @@ describe('parseServeArgs', () => {
     expect(parseServeArgs(['--no-send-pings']).options.sendPings).toBe(false);
   });
 
+  it('turns the opt-outs for trusted peers on and off', () => {
+    expect(parseServeArgs(['--no-auto-pong', '--skip-utf8-validation']).options).toMatchObject({ autoPong: false, skipUtf8Validation: true });
+    expect(parseServeArgs([]).options.autoPong).toBeUndefined();
+    expect(resolveConfig(parseServeArgs([]).options, 1)).toMatchObject({ autoPong: true, skipUtf8Validation: false, maxFrameSize: 0, maxFragments: 0, slowClientTimeout: 0 });
+  });
+
   it('gives what all the table flags produce to resolveConfig, which accepts it', () => {
     const args = TABLE_FLAGS.flatMap(([flag, , raw]) => [`--${flag}`, raw]);
     const { options } = parseServeArgs([...args, '--no-send-pings', '--deflate', '--origin', 'https://a.example']);
     const config = resolveConfig(options, 2);
     for (const [, option, , value] of TABLE_FLAGS) expect(config[option], option).toEqual(value);
     expect(config.sendPings).toBe(false);
-    expect(config.deflate?.mode).toBe('shared');
+    expect(config.deflate?.preset).toBe('shared');
     expect(config.origins).toEqual(['https://a.example']);
   });
 
@@ -176,23 +188,24 @@ describe('parseServeArgs', () => {
     expect(error.message).toBe(message);
   });
 
-  it('turns deflate on: alone it means shared, =MODE picks the mode', () => {
+  it('turns deflate on: alone it means shared, =PRESET picks a preset', () => {
     expect(parseServeArgs([]).options.deflate).toBeUndefined();
     expect(parseServeArgs(['--deflate']).options.deflate).toBe('shared');
     expect(parseServeArgs(['--deflate', 'app.ts']).options).toMatchObject({ deflate: 'shared', app: 'app.ts' });
     expect(parseServeArgs(['--deflate=shared']).options.deflate).toBe('shared');
     expect(parseServeArgs(['--deflate=dedicated']).options.deflate).toBe('dedicated');
-    // The mode may follow as its own argument, as the other flags' values do.
+    // The preset may follow as its own argument, as the other flags' values do.
     expect(parseServeArgs(['--deflate', 'dedicated', 'app.ts']).options).toMatchObject({ deflate: 'dedicated', app: 'app.ts' });
     expect(parseServeArgs(['--deflate', 'shared']).options).toMatchObject({ deflate: 'shared', app: undefined });
+    expect(parseServeArgs(['--deflate', 'dedicated-compressor-small']).options.deflate).toBe('dedicated-compressor-small');
     const error = usageError(['--deflate=fast']);
     expect(error).toBeInstanceOf(UsageError);
-    expect(error.message).toBe('--deflate must be shared or dedicated, got "fast"');
+    expect(error.message).toBe('--deflate must be one of shared, dedicated, dedicated-compressor, dedicated-compressor-small, got "fast"');
   });
 
   it.each(DEFLATE_FIELD_FLAGS)('--%s sets deflate.%s, with --deflate', (flag, field, raw, value) => {
-    expect(parseServeArgs(['--deflate', `--${flag}`, raw]).options.deflate).toEqual({ mode: 'shared', [field]: value });
-    expect(parseServeArgs(['--deflate=dedicated', `--${flag}=${raw}`]).options.deflate).toEqual({ mode: 'dedicated', [field]: value });
+    expect(parseServeArgs(['--deflate', `--${flag}`, raw]).options.deflate).toEqual({ preset: 'shared', [field]: value });
+    expect(parseServeArgs(['--deflate=dedicated-compressor-small', `--${flag}=${raw}`]).options.deflate).toEqual({ preset: 'dedicated-compressor-small', [field]: value });
     const lonely = usageError([`--${flag}`, raw]);
     expect(lonely).toBeInstanceOf(UsageError);
     expect(lonely.message).toBe(`--${flag} needs --deflate (or --deflate=dedicated)`);
@@ -200,9 +213,10 @@ describe('parseServeArgs', () => {
 
   it('checks the deflate fields against DEFLATE_OPTIONS, naming the flag', () => {
     expect(usageError(['--deflate', '--deflate-level', '10']).message).toBe('--deflate-level must be an integer from 0 to 9, got 10');
-    expect(usageError(['--deflate', '--deflate-window-bits', '-9']).message).toBe('--deflate-window-bits must be a whole number, got "-9"');
-    const { options } = parseServeArgs(['--deflate', '--deflate-level', '9', '--deflate-window-bits', '10']);
-    expect(resolveConfig(options, 1).deflate).toMatchObject({ mode: 'shared', level: 9, serverMaxWindowBits: 10, memLevel: 8 });
+    expect(usageError(['--deflate', '--deflate-server-max-window-bits', '-9']).message).toBe('--deflate-server-max-window-bits must be a whole number, got "-9"');
+    expect(usageError(['--deflate', '--deflate-compressor', 'mine']).message).toBe('--deflate-compressor must be one of shared, dedicated, got mine');
+    const { options } = parseServeArgs(['--deflate', 'dedicated', '--deflate-level', '9', '--deflate-server-max-window-bits', '10', '--deflate-decompressor=shared']);
+    expect(resolveConfig(options, 1).deflate).toMatchObject({ preset: 'dedicated', compressor: 'dedicated', decompressor: 'shared', level: 9, serverMaxWindowBits: 10, memLevel: 8 });
   });
 
   it('reads --app-options as JSON', () => {

@@ -9,6 +9,8 @@ import { pino } from 'pino';
 import type { Logger } from 'pino';
 import type { App, CountOptions, MessageData, Priority, SendOptions, SendStatus, Shard } from '../../src/shared/app.ts';
 import type { ServerConfig } from '../../src/shared/config.ts';
+import type { WindowBits } from '../../src/shared/permessage-deflate.ts';
+import type { PreparedMessage } from '../../src/shared/prepared-message.ts';
 import { ByteArena } from '../../src/shared/frame-writer.ts';
 import { FlushScheduler } from '../../src/runtime/frame-flush.ts';
 import type { ConnectionContext } from '../../src/worker/connection.ts';
@@ -19,7 +21,7 @@ import { PresenceTable } from '../../src/shared/presence-table.ts';
 import { ConnectionDirectory } from '../../src/worker/connection-directory.ts';
 import type { DirectPeers } from '../../src/worker/connection-directory.ts';
 import { WorkerPresence } from '../../src/worker/worker-presence.ts';
-import { kSendPrepared, kSerial } from '../../src/worker/connection.ts';
+import { kSendPrepared, kSerial, readingLimits } from '../../src/worker/connection.ts';
 import type { Connection } from '../../src/worker/connection.ts';
 import type { MeshTopics, PeerMesh } from '../../src/worker/peer-mesh.ts';
 
@@ -27,33 +29,42 @@ export const silentLogger = (): Logger => pino({ level: 'silent' });
 
 /** One call of `[kSendPrepared]`. */
 export interface PreparedSend {
+  readonly message: PreparedMessage;
   readonly plain: Buffer;
+  /** The frame compressed at the connection's window, when the message is to be compressed. */
   readonly compressed: Buffer | null;
   readonly priority: Priority;
   readonly release: (() => void) | null;
 }
 
-/**
- * A connection as the TopicRegistry sees it: records every prepared send, and (when
- * `releaseAtOnce`) runs the release it was given before returning, as a connection that wrote
- * the frames straight away (or dropped them) would.
- */
 let serials = 0;
 
+/**
+ * A connection as the TopicRegistry sees it: records every prepared send (compressed at
+ * `window`, as a connection that negotiated it asks), and (when `releaseAtOnce`) runs the
+ * release it was given before returning, as a connection that wrote the frames straight away
+ * (or dropped them) would.
+ */
 export class FakeConnection {
   readonly sends: PreparedSend[] = [];
   /** What went through `send` (a recovery's replay). */
   readonly direct: { readonly data: Buffer; readonly binary: boolean }[] = [];
   releaseAtOnce = false;
+  readonly window: WindowBits;
   readonly [kSerial] = serials++;
+
+  constructor(window: WindowBits = 15) {
+    this.window = window;
+  }
 
   send(data: MessageData, options?: SendOptions): SendStatus {
     this.direct.push({ data: Buffer.from(data as Uint8Array), binary: options?.binary ?? typeof data !== 'string' });
     return 'written';
   }
 
-  [kSendPrepared](plain: Buffer, compressed: Buffer | null, priority: Priority, release: (() => void) | null): SendStatus {
-    this.sends.push({ plain, compressed, priority, release });
+  [kSendPrepared](message: PreparedMessage, priority: Priority, release: (() => void) | null): SendStatus {
+    const compressed = message.compressible ? message.compressedAt(this.window) : null;
+    this.sends.push({ message, plain: message.plain, compressed, priority, release });
     if (this.releaseAtOnce) release?.();
     return 'written';
   }
@@ -224,6 +235,8 @@ export function testContext(config: ServerConfig, shard: Shard, logger: Logger, 
     scheduler: new FlushScheduler(),
     counters,
     maxPayloadLength: config.maxPayloadLength,
+    reading: readingLimits(config),
+    autoPong: config.autoPong,
     limits: { highWaterMark: config.highWaterMark, maxBackpressure: config.maxBackpressure },
     lowWaterMark: config.lowWaterMark,
     slowClient: closeSlowClients,

@@ -8,12 +8,13 @@ import { SYNC_COMPRESS_LIMIT, messageCompression } from '../../src/shared/messag
 import type { MessageCompression } from '../../src/shared/message-compression.ts';
 import { Opcode } from '../../src/shared/opcodes.ts';
 import { PerMessageDeflate, deflateMessageShared } from '../../src/shared/permessage-deflate.ts';
+import { PreparedMessage } from '../../src/shared/prepared-message.ts';
 import type { WindowBits } from '../../src/shared/permessage-deflate.ts';
 import { Counter } from '../../src/shared/worker-counters.ts';
 import { FlushScheduler } from '../../src/runtime/frame-flush.ts';
-import { Connection, kLastActive, kSendPrepared, kStart } from '../../src/worker/connection.ts';
+import { Connection, kBackloggedSince, kLastActive, kSendPrepared, kStalled, kStart } from '../../src/worker/connection.ts';
 import type { ConnectionContext, TopicMembership } from '../../src/worker/connection.ts';
-import { closeSlowClients, dropForSlowClients } from '../../src/worker/send-admission.ts';
+import { appSlowClientPolicy, closeSlowClients, dropForSlowClients } from '../../src/worker/send-admission.ts';
 import type { OverLimit, OverLimitVerdict, SendLimits, SlowClientPolicy } from '../../src/worker/send-admission.ts';
 import { FakeSocket, closeOf, readFrames, recordingLogger, settle } from '../support/fake-socket.ts';
 import type { WireFrame } from '../support/fake-socket.ts';
@@ -78,6 +79,10 @@ function recordingApp(handlers: Partial<App<unknown>> = {}) {
       events.push([name(ws), 'pong', data.toString()]);
       handlers.pong?.(ws, data);
     },
+    dropped(ws, data, isBinary) {
+      events.push([name(ws), 'dropped', isBinary ? data.length : data.toString(), isBinary]);
+      handlers.dropped?.(ws, data, isBinary);
+    },
   };
   return { app, events };
 }
@@ -88,6 +93,8 @@ interface WorldOptions {
   readonly lowWaterMark?: number;
   readonly slowClient?: SlowClientPolicy;
   readonly maxPayloadLength?: number;
+  readonly reading?: ConnectionContext['reading'];
+  readonly autoPong?: boolean;
 }
 
 const DEFAULT_LIMITS: SendLimits = { highWaterMark: 16 * 1024, maxBackpressure: 1024 * 1024 };
@@ -109,6 +116,8 @@ function world(options: WorldOptions = {}) {
     scheduler: new FlushScheduler(),
     counters,
     maxPayloadLength: options.maxPayloadLength ?? 1024 * 1024,
+    reading: options.reading ?? { maxFrameSize: Infinity, maxFragments: Infinity, validateUtf8: true },
+    autoPong: options.autoPong ?? true,
     limits: options.limits ?? DEFAULT_LIMITS,
     lowWaterMark: options.lowWaterMark ?? 0,
     slowClient: options.slowClient ?? closeSlowClients,
@@ -169,9 +178,13 @@ const PARAMS = { serverNoContextTakeover: true, clientNoContextTakeover: true, s
  * permessage-deflate as negotiated with a client, on the older split (zlib contexts off) so the
  * pool path is exercised: `noContext` keeps our direction synchronous there.
  */
-function deflate(options: { noContext?: boolean; sharedWindowBits?: WindowBits | null; threshold?: number } = {}): MessageCompression {
-  const codec = new PerMessageDeflate('server', { ...PARAMS, serverNoContextTakeover: options.noContext ?? true }, { maxMessageSize: 1 << 22, threshold: options.threshold ?? 0, onThread: false });
-  return messageCompression(codec, options.sharedWindowBits ?? null);
+function deflate(options: { noContext?: boolean; window?: WindowBits; threshold?: number; onThread?: boolean } = {}): MessageCompression {
+  const codec = new PerMessageDeflate(
+    'server',
+    { ...PARAMS, serverNoContextTakeover: options.noContext ?? true, serverMaxWindowBits: options.window ?? 15 },
+    { maxMessageSize: 1 << 22, threshold: options.threshold ?? 0, onThread: options.onThread ?? false },
+  );
+  return messageCompression(codec);
 }
 
 /** The server's compressed frame, inflated back. */
@@ -193,7 +206,7 @@ describe('Connection: the ws object', () => {
     expect(Object.getOwnPropertySymbols(ws)).toEqual([]);
     const proto = Object.getPrototypeOf(ws) as object;
     expect(Object.getOwnPropertyNames(proto).sort()).toEqual(
-      ['bufferedAmount', 'close', 'constructor', 'isSubscribed', 'ping', 'publish', 'readyState', 'send', 'shard', 'subscribe', 'tag', 'tags', 'terminate', 'topics', 'unsubscribe', 'untag'].sort(),
+      ['bufferedAmount', 'close', 'constructor', 'isSubscribed', 'ping', 'pong', 'publish', 'readyState', 'send', 'sendFragment', 'shard', 'subscribe', 'tag', 'tags', 'terminate', 'topics', 'unsubscribe', 'untag'].sort(),
     );
     expect(Object.getPrototypeOf(proto)).toBe(Object.prototype);
     expect(Object.getOwnPropertyNames(Connection).sort()).toEqual(['length', 'name', 'prototype']);
@@ -243,12 +256,26 @@ describe('Connection: sending', () => {
     expect(ws.bufferedAmount).toBe(0);
   });
 
-  it('sends a large payload as the caller’s buffer, not a copy', async () => {
-    const { ws, socket } = setup();
+  it('takes what it keeps of the caller’s buffer before send returns: the caller may change it at once', async () => {
+    const { ws, socket } = setup({ limits: { highWaterMark: 150_000, maxBackpressure: 1_000_000 } });
     const big = Buffer.alloc(100_000, 7);
-    ws.send(big);
+    const small = Buffer.alloc(100, 8);
+    expect(ws.send(big)).toBe('written');
+    expect(ws.send(small)).toBe('written');
+    socket.stall();
     await settle();
-    expect(socket.writes[0]).toContain(big);
+    const queuedSmall = Buffer.alloc(100, 9);
+    expect(ws.send(Buffer.alloc(60_000, 6))).toBe('written');
+    expect(ws.send(queuedSmall)).toBe('buffered');
+    for (const buffer of [big, small, queuedSmall]) buffer.fill(0);
+    socket.unstall();
+    await settle();
+    expect(frames(socket).map((f) => [f.payload.length, f.payload[0], f.payload.at(-1)])).toEqual([
+      [100_000, 7, 7],
+      [100, 8, 8],
+      [60_000, 6, 6],
+      [100, 9, 9],
+    ]);
   });
 
   it("queues behind a slow socket ('buffered'), writes the queue as it drains, in order, then says drain", async () => {
@@ -404,7 +431,7 @@ describe('Connection: sending', () => {
     });
 
     it("a policy that says 'queue' queues past the limit", async () => {
-      const queueAnyway: SlowClientPolicy = { overLimit: () => 'queue' };
+      const queueAnyway: SlowClientPolicy = { overLimit: () => 'queue', stalled: () => 'wait' };
       const { ws, socket } = setup({ limits: { highWaterMark: 1000, maxBackpressure: 3000 }, slowClient: queueAnyway });
       socket.stall();
       ws.send(Buffer.alloc(1500));
@@ -417,7 +444,7 @@ describe('Connection: sending', () => {
 
     it('the policy sees the connection, the bytes buffered, the size, the priority and the limit', () => {
       const overLimit = vi.fn((_message: OverLimit): OverLimitVerdict => 'drop');
-      const { ws, socket } = setup({ limits: { highWaterMark: 1000, maxBackpressure: 3000 }, slowClient: { overLimit } });
+      const { ws, socket } = setup({ limits: { highWaterMark: 1000, maxBackpressure: 3000 }, slowClient: { overLimit, stalled: () => 'wait' } });
       socket.stall();
       ws.send(Buffer.alloc(1500));
       ws.send(Buffer.alloc(2000), { priority: 'high' });
@@ -892,13 +919,14 @@ describe('Connection: topics', () => {
 });
 
 describe('Connection: prepared frames (kSendPrepared, a broadcast)', () => {
-  const prepared = (text: string): Buffer => encodeFrame(Opcode.Text, Buffer.from(text));
+  const prepared = (text: string): PreparedMessage => PreparedMessage.of(Opcode.Text, Buffer.from(text), null);
+  const binary = (size: number): PreparedMessage => PreparedMessage.of(Opcode.Binary, Buffer.alloc(size), null);
 
   it('writes the plain frame as is, in order with other sends, and releases it once written', async () => {
     const { ws, socket, counters } = setup();
     const release = vi.fn();
     ws.send('before');
-    expect(ws[kSendPrepared](prepared('broadcast'), null, 'normal', release)).toBe('written');
+    expect(ws[kSendPrepared](prepared('broadcast'), 'normal', release)).toBe('written');
     ws.send('after');
     expect(release).not.toHaveBeenCalled();
     await settle();
@@ -911,7 +939,7 @@ describe('Connection: prepared frames (kSendPrepared, a broadcast)', () => {
     const { ws, socket } = setup();
     const release = vi.fn();
     socket.stall();
-    ws[kSendPrepared](encodeFrame(Opcode.Binary, Buffer.alloc(5000)), null, 'normal', release);
+    ws[kSendPrepared](binary(5000), 'normal', release);
     await settle();
     expect(socket.writes).toHaveLength(1);
     expect(release).not.toHaveBeenCalled();
@@ -920,21 +948,54 @@ describe('Connection: prepared frames (kSendPrepared, a broadcast)', () => {
     expect(release).toHaveBeenCalledTimes(1);
   });
 
-  it('sends the compressed frame to a peer that takes shared frames, the plain one otherwise', async () => {
+  it('sends each peer the message compressed at its own window, and the plain frame to a peer without deflate', async () => {
     const message = 'shared '.repeat(40);
-    const plain = prepared(message);
-    const compressed = encodeFrame(Opcode.Text, deflateMessageShared(Buffer.from(message), 15), { rsv1: true });
+    const broadcast = PreparedMessage.of(Opcode.Text, Buffer.from(message), { level: 1, memLevel: 8 });
     const w = world();
-    const takes = connect(w, 'a', { compression: deflate({ sharedWindowBits: 15 }) });
-    const declines = connect(w, 'b', { compression: deflate({ sharedWindowBits: null }) });
+    const wide = connect(w, 'a', { compression: deflate() });
+    const narrow = connect(w, 'b', { compression: deflate({ window: 9 }) });
+    const kept = connect(w, 'k', { compression: deflate({ noContext: false }) });
     const none = connect(w, 'c');
-    for (const { ws } of [takes, declines, none]) ws[kSendPrepared](plain, compressed, 'normal', null);
+    for (const { ws } of [wide, narrow, kept, none]) ws[kSendPrepared](broadcast, 'normal', null);
     await settle();
-    expect(takes.socket.output).toEqual(compressed);
-    expect(inflate(frames(takes.socket)[0]!)).toBe(message);
-    expect(declines.socket.output).toEqual(plain);
-    expect(none.socket.output).toEqual(plain);
+    expect(wide.socket.output).toEqual(encodeFrame(Opcode.Text, deflateMessageShared(Buffer.from(message), 15), { rsv1: true }));
+    expect(narrow.socket.output).toEqual(encodeFrame(Opcode.Text, deflateMessageShared(Buffer.from(message), 9), { rsv1: true }));
+    // The same bytes, made once: a connection that keeps context takes the shared frame too.
+    expect(kept.socket.output).toEqual(wide.socket.output);
+    for (const { socket } of [wide, narrow, kept]) expect(inflate(frames(socket)[0]!)).toBe(message);
+    expect(none.socket.output).toEqual(broadcast.plain);
   });
+
+  it.each([true, false])(
+    'keeps a context-takeover stream decodable around shared frames (zlib contexts on the thread: %s)',
+    async (onThread) => {
+      // The peer inflates with context kept (no server_no_context_takeover), as a browser does.
+      const peer = new PerMessageDeflate('client', { ...PARAMS, serverNoContextTakeover: false }, { maxMessageSize: 1 << 22, onThread: true });
+      const { ws, socket } = setup({ compression: deflate({ noContext: false, onThread }) });
+      const own = (i: number) => `{"type":"own","seq":${i},"body":"${'context takeover '.repeat(20)}"}`;
+      const shared = (i: number) => `{"type":"broadcast","seq":${i},"body":"${'context takeover '.repeat(20)}"}`;
+      const sent: string[] = [];
+      for (let i = 0; i < 6; i++) {
+        ws.send(own(i));
+        sent.push(own(i));
+        if (i % 2 === 0) {
+          ws[kSendPrepared](PreparedMessage.of(Opcode.Text, Buffer.from(shared(i)), { level: 1, memLevel: 8 }), 'normal', null);
+          sent.push(shared(i));
+        }
+        ws.send(own(i + 100));
+        sent.push(own(i + 100));
+        await settle();
+      }
+      // On zlib's pool the last compression may still be running.
+      for (let turn = 0; turn < 200 && frames(socket).length < sent.length; turn++) await new Promise((resolve) => setTimeout(resolve, 5));
+      const got = frames(socket).map((f) => {
+        expect(f.rsv1).toBe(true);
+        return peer.inflateFrame(f.payload, true).toString();
+      });
+      expect(got).toEqual(sent);
+      peer.close();
+    },
+  );
 
   describe('release runs exactly once on every path', () => {
     const once = async (release: ReturnType<typeof vi.fn>) => {
@@ -946,7 +1007,7 @@ describe('Connection: prepared frames (kSendPrepared, a broadcast)', () => {
       const { ws, socket } = setup();
       ws.close();
       const release = vi.fn();
-      expect(ws[kSendPrepared](prepared('x'), null, 'normal', release)).toBe('dropped');
+      expect(ws[kSendPrepared](prepared('x'), 'normal', release)).toBe('dropped');
       expect(release).toHaveBeenCalledTimes(1);
       await once(release);
       expect(summary(socket)).toEqual(['close 1000']);
@@ -957,7 +1018,7 @@ describe('Connection: prepared frames (kSendPrepared, a broadcast)', () => {
       socket.stall();
       ws.send(Buffer.alloc(1500));
       const release = vi.fn();
-      expect(ws[kSendPrepared](encodeFrame(Opcode.Binary, Buffer.alloc(2000)), null, 'normal', release)).toBe('dropped');
+      expect(ws[kSendPrepared](binary(2000), 'normal', release)).toBe('dropped');
       expect(release).toHaveBeenCalledTimes(1);
       socket.unstall();
       await once(release);
@@ -968,7 +1029,7 @@ describe('Connection: prepared frames (kSendPrepared, a broadcast)', () => {
       socket.stall();
       ws.send(Buffer.alloc(200));
       const release = vi.fn();
-      expect(ws[kSendPrepared](prepared('queued'), null, 'normal', release)).toBe('buffered');
+      expect(ws[kSendPrepared](prepared('queued'), 'normal', release)).toBe('buffered');
       await settle();
       expect(release).not.toHaveBeenCalled();
       socket.unstall();
@@ -981,7 +1042,7 @@ describe('Connection: prepared frames (kSendPrepared, a broadcast)', () => {
       socket.stall();
       ws.send(Buffer.alloc(1500));
       const release = vi.fn();
-      expect(ws[kSendPrepared](encodeFrame(Opcode.Binary, Buffer.alloc(900)), null, 'low', release)).toBe('buffered');
+      expect(ws[kSendPrepared](binary(900), 'low', release)).toBe('buffered');
       expect(release).not.toHaveBeenCalled();
       expect(ws.send(Buffer.alloc(1000))).toBe('buffered');
       expect(release).toHaveBeenCalledTimes(1);
@@ -995,7 +1056,7 @@ describe('Connection: prepared frames (kSendPrepared, a broadcast)', () => {
       socket.stall();
       ws.send(Buffer.alloc(200));
       const release = vi.fn();
-      ws[kSendPrepared](prepared('queued'), null, 'normal', release);
+      ws[kSendPrepared](prepared('queued'), 'normal', release);
       socket.receive(clientClose(1000));
       expect(release).toHaveBeenCalledTimes(1);
       socket.unstall();
@@ -1005,7 +1066,7 @@ describe('Connection: prepared frames (kSendPrepared, a broadcast)', () => {
     it('handed to the socket’s writer, then the socket closed before the flush', async () => {
       const { ws, socket } = setup();
       const release = vi.fn();
-      ws[kSendPrepared](prepared('x'), null, 'normal', release);
+      ws[kSendPrepared](prepared('x'), 'normal', release);
       socket.destroy();
       await once(release);
       expect(socket.writes).toEqual([]);
@@ -1015,7 +1076,7 @@ describe('Connection: prepared frames (kSendPrepared, a broadcast)', () => {
       const { ws, socket } = setup();
       const release = vi.fn();
       socket.stall();
-      ws[kSendPrepared](encodeFrame(Opcode.Binary, Buffer.alloc(5000)), null, 'normal', release);
+      ws[kSendPrepared](binary(5000), 'normal', release);
       await settle();
       expect(release).not.toHaveBeenCalled();
       socket.destroy();
@@ -1026,7 +1087,7 @@ describe('Connection: prepared frames (kSendPrepared, a broadcast)', () => {
       const { ws, socket } = setup({ limits: { highWaterMark: 100, maxBackpressure: 100_000 } });
       socket.stall();
       const releases = [vi.fn(), vi.fn(), vi.fn()];
-      for (const release of releases) ws[kSendPrepared](encodeFrame(Opcode.Binary, Buffer.alloc(300)), null, 'normal', release);
+      for (const release of releases) ws[kSendPrepared](binary(300), 'normal', release);
       await settle(); // the first is in the kernel, the others queued
       socket.destroy();
       await settle();
@@ -1128,7 +1189,298 @@ function fakeCompression(): MessageCompression {
     compressSync: null,
     syncLimit: SYNC_COMPRESS_LIMIT,
     compress: (data, callback) => setImmediate(() => callback(null, data)),
-    acceptsSharedFrames: false,
+    compressFragment: null,
+    window: 15,
+    afterSharedFrame: () => undefined,
     close: () => undefined,
   };
 }
+
+// ---- messages in fragments, pongs, drops, stalls -----------------------------------------------
+
+/** Frames as [opcode name, FIN, RSV1, payload text or length]. */
+const wire = (socket: FakeSocket): (string | boolean | number)[][] =>
+  frames(socket).map((f) => [OP_NAMES[f.opcode], f.fin, f.rsv1, f.opcode === Opcode.Binary ? f.payload.length : f.payload.toString()]);
+
+describe('Connection: sendFragment (a message in pieces)', () => {
+  it('frames the pieces as one message; other messages wait for its last piece, control frames do not', async () => {
+    const { ws, socket, events } = setup();
+    expect(ws.sendFragment('a', { fin: false })).toBe('written');
+    expect(ws.send('other')).toBe('buffered');
+    ws[kSendPrepared](PreparedMessage.of(Opcode.Text, Buffer.from('broadcast'), null), 'high', null);
+    ws.ping('p');
+    expect(ws.sendFragment('b', { fin: false })).toBe('written');
+    await settle();
+    expect(wire(socket)).toEqual([
+      ['text', false, false, 'a'],
+      ['ping', true, false, 'p'],
+      ['cont', false, false, 'b'],
+    ]);
+    expect(ws.sendFragment('c', { fin: true })).toBe('written');
+    // What waited goes out once the last piece is written; a send meanwhile keeps its place.
+    expect(ws.send('after')).toBe('buffered');
+    await settle();
+    expect(wire(socket).slice(3)).toEqual([
+      ['cont', true, false, 'c'],
+      ['text', true, false, 'broadcast'],
+      ['text', true, false, 'other'],
+      ['text', true, false, 'after'],
+    ]);
+    // 'buffered' promised drain: it comes once what waited is out.
+    expect(events.filter((e) => e[1] === 'drain')).toHaveLength(1);
+  });
+
+  it('sends binary pieces as binary, and a one-piece message as a plain message', async () => {
+    const { ws, socket } = setup();
+    ws.sendFragment(Buffer.from([1, 2]), { fin: false });
+    ws.sendFragment(Buffer.from([3]), { fin: true });
+    ws.sendFragment('whole', { fin: true });
+    ws.sendFragment('as binary', { fin: true, binary: true });
+    await settle();
+    expect(wire(socket)).toEqual([
+      ['binary', false, false, 2],
+      ['cont', true, false, '\u0003'],
+      ['text', true, false, 'whole'],
+      ['binary', true, false, 9],
+    ]);
+  });
+
+  it.each([
+    ['without context', true],
+    ['with context kept', false],
+  ] as const)('compresses the pieces %s: RSV1 on the first frame only, and the peer inflates them', async (_, noContext) => {
+    const compression = deflate({ noContext, onThread: true });
+    const { ws, socket } = setup({ compression });
+    const peer = new PerMessageDeflate('client', { ...PARAMS, serverNoContextTakeover: noContext }, { maxMessageSize: 1 << 22, onThread: true });
+    const piece = (i: number) => `{"token":${i},"text":"${'streamed '.repeat(10)}"}`;
+    for (let round = 0; round < 2; round++) {
+      for (let i = 0; i < 5; i++) ws.sendFragment(piece(i), { fin: i === 4 });
+      ws.send(piece(99));
+    }
+    await settle();
+    const got = frames(socket);
+    expect(got.map((f) => [OP_NAMES[f.opcode], f.fin, f.rsv1])).toEqual(
+      Array.from({ length: 2 }, () => [['text', false, true], ['cont', false, false], ['cont', false, false], ['cont', false, false], ['cont', true, false], ['text', true, true]]).flat(),
+    );
+    const messages: string[] = [];
+    let parts: Buffer[] = [];
+    for (const f of got) {
+      parts.push(peer.inflateFrame(f.payload, f.fin));
+      if (f.fin) {
+        messages.push(Buffer.concat(parts).toString());
+        parts = [];
+      }
+    }
+    const stream = [0, 1, 2, 3, 4].map(piece).join('');
+    expect(messages).toEqual([stream, piece(99), stream, piece(99)]);
+    peer.close();
+  });
+
+  it('goes uncompressed when told, or when its first piece is below the threshold', async () => {
+    const { ws, socket } = setup({ compression: deflate({ threshold: 100, onThread: true }) });
+    ws.sendFragment('x'.repeat(200), { fin: false, compress: false });
+    ws.sendFragment('y'.repeat(200), { fin: true });
+    ws.sendFragment('small', { fin: false });
+    ws.sendFragment('z'.repeat(200), { fin: true });
+    await settle();
+    expect(frames(socket).map((f) => f.rsv1)).toEqual([false, false, false, false]);
+  });
+
+  it('waits as a whole behind queued messages when the socket is slow, then goes out in order', async () => {
+    const { ws, socket } = setup({ limits: { highWaterMark: 1000, maxBackpressure: 100_000 } });
+    socket.stall();
+    ws.send(Buffer.alloc(1500, 0x41));
+    expect(ws.send('queued')).toBe('buffered');
+    expect(ws.sendFragment('s1', { fin: false })).toBe('buffered');
+    expect(ws.sendFragment('s2', { fin: false })).toBe('buffered');
+    expect(ws.send('behind the stream')).toBe('buffered');
+    expect(ws.sendFragment('s3', { fin: true })).toBe('buffered');
+    expect(ws.bufferedAmount).toBe(1504 + 6 + 6 + 17);
+    socket.unstall();
+    await settle();
+    expect(wire(socket)).toEqual([
+      ['binary', true, false, 1500],
+      ['text', true, false, 'queued'],
+      ['text', false, false, 's1'],
+      ['cont', false, false, 's2'],
+      ['cont', true, false, 's3'],
+      ['text', true, false, 'behind the stream'],
+    ]);
+    expect(ws.bufferedAmount).toBe(0);
+  });
+
+  it('a message whose first piece the policy drops loses its later pieces too, and the app hears of each', async () => {
+    const { ws, socket, events } = setup({ limits: { highWaterMark: 1000, maxBackpressure: 3000 }, slowClient: dropForSlowClients });
+    socket.stall();
+    ws.send(Buffer.alloc(2500));
+    expect(ws.sendFragment(Buffer.alloc(600), { fin: false, priority: 'low' })).toBe('dropped');
+    expect(ws.sendFragment(Buffer.alloc(10), { fin: true })).toBe('dropped');
+    // The next call starts a new message.
+    expect(ws.sendFragment('next', { fin: true })).toBe('buffered');
+    socket.unstall();
+    await settle();
+    expect(wire(socket)).toEqual([
+      ['binary', true, false, 2500],
+      ['text', true, false, 'next'],
+    ]);
+    expect(events.filter((e) => e[1] === 'dropped')).toEqual([
+      ['a', 'dropped', 600, true],
+      ['a', 'dropped', 10, true],
+    ]);
+  });
+
+  it('never drops a piece of a message on the wire: past the limit the connection is closed (1008)', async () => {
+    const { ws, socket, events } = setup({ limits: { highWaterMark: 1000, maxBackpressure: 3000 }, slowClient: dropForSlowClients });
+    expect(ws.sendFragment(Buffer.alloc(2000), { fin: false })).toBe('written');
+    socket.stall();
+    await settle();
+    expect(ws.sendFragment(Buffer.alloc(500), { fin: false })).toBe('buffered');
+    expect(ws.sendFragment(Buffer.alloc(1000), { fin: false })).toBe('dropped');
+    socket.unstall();
+    await settle();
+    expect(summary(socket).at(-1)).toBe('close 1008 slow client');
+    expect(events.filter((e) => e[1] === 'dropped')).toEqual([]);
+  });
+
+  it('close() while a message is unfinished: the close frame comes after its pieces so far, what waits goes', async () => {
+    const { ws, socket } = setup();
+    ws.sendFragment('part', { fin: false });
+    ws.send('never');
+    ws.close(1000, 'bye');
+    expect(ws.sendFragment('late', { fin: true })).toBe('dropped');
+    await settle();
+    expect(wire(socket).map((f) => f.slice(0, 2))).toEqual([
+      ['text', false],
+      ['close', true],
+    ]);
+  });
+
+  it('close() after the last piece waits for the pieces still queued, then closes', async () => {
+    const { ws, socket } = setup({ limits: { highWaterMark: 1000, maxBackpressure: 100_000 } });
+    socket.stall();
+    ws.send(Buffer.alloc(1500));
+    ws.sendFragment('a', { fin: false });
+    ws.sendFragment('b', { fin: true });
+    ws.close(1000);
+    socket.unstall();
+    await settle();
+    expect(summary(socket)).toEqual(['binary 1500', 'text a', 'cont b', 'close 1000']);
+  });
+});
+
+describe('Connection: pongs', () => {
+  it('answers a ping by default, and not with autoPong off, where the app answers with ws.pong', async () => {
+    const auto = setup();
+    auto.socket.receive(client(Opcode.Ping, 'hi'));
+    const manual = setup({ autoPong: false, app: recordingApp({ ping: (ws, data) => data.toString() === 'answer' && ws.pong('answered') }).app });
+    manual.socket.receive(client(Opcode.Ping, 'ignore me'));
+    manual.socket.receive(client(Opcode.Ping, 'answer'));
+    await settle();
+    expect(summary(auto.socket)).toEqual(['pong hi']);
+    expect(summary(manual.socket)).toEqual(['pong answered']);
+  });
+
+  it('sends an unsolicited pong; refuses one over 125 bytes', async () => {
+    const { ws, socket } = setup();
+    ws.pong();
+    ws.pong(Buffer.from('beat'));
+    expect(() => ws.pong('x'.repeat(126))).toThrow(/at most 125 bytes/);
+    await settle();
+    expect(summary(socket)).toEqual(['pong ', 'pong beat']);
+  });
+});
+
+describe('Connection: dropped', () => {
+  it('tells the app of each message the policy drops, with a copy of its bytes', async () => {
+    const { ws, socket, events } = setup({ limits: { highWaterMark: 1000, maxBackpressure: 3000 }, slowClient: dropForSlowClients });
+    socket.stall();
+    ws.send(Buffer.alloc(2500));
+    const bytes = Buffer.from('low priority');
+    expect(ws.send(bytes, { priority: 'low', binary: false })).toBe('buffered');
+    expect(ws.send(Buffer.alloc(2000), { priority: 'low' })).toBe('dropped');
+    bytes.fill(0x2e);
+    // A normal message needs room: the queued low one goes.
+    expect(ws.send(Buffer.alloc(490))).toBe('buffered');
+    ws[kSendPrepared](PreparedMessage.of(Opcode.Text, Buffer.from('broadcast'), null), 'low', null);
+    expect(events.filter((e) => e[1] === 'dropped')).toEqual([
+      ['a', 'dropped', 2000, true],
+      ['a', 'dropped', 'low priority', false],
+      ['a', 'dropped', 'broadcast', false],
+    ]);
+  });
+
+  it('does not call it for what a close discards', async () => {
+    const { ws, socket, events } = setup({ limits: { highWaterMark: 100, maxBackpressure: 100_000 } });
+    socket.stall();
+    ws.send(Buffer.alloc(200));
+    ws.send('queued');
+    socket.receive(clientClose(1000));
+    socket.unstall();
+    await settle();
+    expect(events.filter((e) => e[1] === 'dropped')).toEqual([]);
+  });
+});
+
+describe('Connection: slowClientTimeout ([kStalled])', () => {
+  const LIMITS = { highWaterMark: 1000, maxBackpressure: 100_000 };
+  const stall = (options: WorldOptions) => {
+    const world = setup({ limits: LIMITS, lowWaterMark: 100, ...options });
+    world.socket.stall();
+    world.ws.send(Buffer.alloc(1500));
+    world.ws.send('waits');
+    return world;
+  };
+
+  it('marks when a connection became backlogged, and clears it once drained', async () => {
+    const { ws, socket } = setup({ limits: LIMITS, lowWaterMark: 100 });
+    expect(ws[kBackloggedSince]).toBeNull();
+    socket.stall();
+    const before = Date.now();
+    ws.send(Buffer.alloc(1500));
+    expect(ws.send('x')).toBe('buffered');
+    expect(ws[kBackloggedSince]).toBeGreaterThanOrEqual(before);
+    socket.unstall();
+    await settle();
+    expect(ws[kBackloggedSince]).toBeNull();
+  });
+
+  it("'close': closes with 1008", async () => {
+    const { ws, socket } = stall({ slowClient: closeSlowClients });
+    ws[kStalled]();
+    socket.unstall();
+    await settle();
+    expect(summary(socket).at(-1)).toBe('close 1008 slow client');
+  });
+
+  it("'drop': drops what waits, tells the app, and watches again from now", async () => {
+    const { ws, socket, events, counters } = stall({ slowClient: dropForSlowClients });
+    const since = ws[kBackloggedSince]!;
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    ws[kStalled]();
+    expect(events.filter((e) => e[1] === 'dropped')).toEqual([['a', 'dropped', 'waits', false]]);
+    expect(counters[Counter.Drops]).toBe(1);
+    expect(ws[kBackloggedSince]).toBeGreaterThan(since);
+    socket.unstall();
+    await settle();
+    expect(summary(socket)).toEqual(['binary 1500']);
+    expect(ws.readyState).toBe(ReadyState.Open);
+  });
+
+  it("'custom': asks the app with cause 'timeout'; 'queue' waits on", async () => {
+    const calls: unknown[][] = [];
+    const app = recordingApp().app;
+    app.slowClient = (_ws, buffered, priority, cause) => {
+      calls.push([buffered, priority, cause]);
+      return 'queue';
+    };
+    const { ws, socket } = setup({ app, limits: LIMITS, lowWaterMark: 100, slowClient: appSlowClientPolicy(app, recordingLogger()) });
+    socket.stall();
+    ws.send(Buffer.alloc(1500));
+    ws.send('waits');
+    ws[kStalled]();
+    expect(calls).toEqual([[1504 + 5, 'normal', 'timeout']]);
+    socket.unstall();
+    await settle();
+    expect(summary(socket)).toEqual(['binary 1500', 'text waits']);
+  });
+});

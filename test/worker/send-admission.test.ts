@@ -74,6 +74,11 @@ describe('slow-client policies', () => {
     }
   });
 
+  it("decides a stall (slowClientTimeout): 'close' closes, 'drop' drops what waits", () => {
+    expect(closeSlowClients.stalled(ws, 1)).toBe('close');
+    expect(dropForSlowClients.stalled(ws, 1)).toBe('drop');
+  });
+
   describe("'drop'", () => {
     it('drops a low-priority message outright, without dropping queued ones for it', () => {
       const { message, dropLowPriority } = overLimit({ buffered: 3000, size: 2000, priority: 'low', freed: 3000 });
@@ -112,7 +117,7 @@ describe('slow-client policies', () => {
       const { policy, slowClient } = withHandler(() => 'close');
       const { message } = overLimit({ buffered: 3500, size: 600, priority: 'high' });
       expect(policy.overLimit(message)).toBe('close');
-      expect(slowClient).toHaveBeenCalledWith(ws, 3500, 'high');
+      expect(slowClient).toHaveBeenCalledWith(ws, 3500, 'high', 'backpressure');
     });
 
     it(`'queue' is honoured up to ${CUSTOM_QUEUE_LIMIT_FACTOR}× the limit, then the connection is closed`, () => {
@@ -140,6 +145,18 @@ describe('slow-client policies', () => {
     it("'close' closes", () => {
       const { policy } = withHandler(() => 'close');
       expect(policy.overLimit(overLimit({ buffered: 3000, size: 2000 }).message)).toBe('close');
+    });
+
+    it("decides a stall (slowClientTimeout) with cause 'timeout': 'queue' waits, 'drop' drops, 'close' closes", () => {
+      for (const [decision, verdict] of [['queue', 'wait'], ['drop', 'drop'], ['close', 'close']] as const) {
+        const { policy, slowClient } = withHandler(() => decision);
+        expect(policy.stalled(ws, 1234)).toBe(verdict);
+        expect(slowClient).toHaveBeenCalledWith(ws, 1234, 'normal', 'timeout');
+      }
+      const { policy } = withHandler(() => {
+        throw new Error('app bug');
+      });
+      expect(policy.stalled(ws, 1)).toBe('close');
     });
 
     it('a handler that throws closes the connection, and the error is logged', () => {

@@ -4,8 +4,8 @@ import { TopicRecovery } from '../../src/worker/topic-recovery.ts';
 /** A connection that records what reaches it: replayed ids and live frames (their text is the id). */
 function setup() {
   const sent: string[] = [];
-  const recovery = new TopicRecovery<string>({ sendFrames: (connection, plain) => sent.push(`${connection} live ${plain.toString()}`) });
-  const live = (connection: string, id: string) => recovery.live('t', connection, id, Buffer.from(id), null);
+  const recovery = new TopicRecovery<string, Buffer>({ sendFrames: (connection, frame) => sent.push(`${connection} live ${frame.toString()}`) });
+  const live = (connection: string, id: string) => recovery.live('t', connection, id, Buffer.from(id));
   const replay = (connection: string, ids: string[]) => {
     const announced: number[] = [];
     const fresh = recovery.replayed(

@@ -161,8 +161,8 @@ describe('TopicRegistry.publish', () => {
     expect(counters[Counter.PublishesOut]).toBe(0);
   });
 
-  it('compresses once per publish in shared mode and counts the deflate bytes once', () => {
-    const { counters, topics } = registry({ deflate: deflateConfig('shared', 64) });
+  it.each(['shared', 'dedicated'] as const)('compresses once per publish in %s mode and counts the deflate bytes once', (mode) => {
+    const { counters, topics } = registry({ deflate: deflateConfig(mode, 64) });
     const subscribers = [new FakeConnection(), new FakeConnection(), new FakeConnection()];
     for (const c of subscribers) topics.subscribe(c.asConnection, 'feed');
     const payload = Buffer.from('abcdefgh'.repeat(100));
@@ -182,7 +182,19 @@ describe('TopicRegistry.publish', () => {
     expect(subscribers[0]!.sends[0]!.plain.equals(encodeFrame(Opcode.Binary, payload))).toBe(true);
   });
 
-  it('does not compress below the threshold, when the sender says no, or in dedicated mode', () => {
+  it('compresses once per window its subscribers negotiated, only when one of them asks', () => {
+    const { counters, topics } = registry({ deflate: deflateConfig('dedicated', 0) });
+    const [a, b, narrow] = [new FakeConnection(), new FakeConnection(), new FakeConnection(10)];
+    for (const c of [a, b, narrow]) topics.subscribe(c.asConnection, 't');
+    const payload = Buffer.from('window '.repeat(200));
+    topics.publish('t', payload, undefined, null);
+    expect(a.sends[0]!.compressed).toBe(b.sends[0]!.compressed);
+    expect(narrow.sends[0]!.compressed).not.toEqual(a.sends[0]!.compressed);
+    expect(inflateFramePayload(narrow.sends[0]!.compressed!).equals(payload)).toBe(true);
+    expect(counters[Counter.DeflateBytesIn]).toBe(2 * payload.length);
+  });
+
+  it('does not compress below the threshold or when the sender says no', () => {
     const shared = registry({ deflate: deflateConfig('shared', 64) });
     const c = new FakeConnection();
     shared.topics.subscribe(c.asConnection, 't');
@@ -192,13 +204,6 @@ describe('TopicRegistry.publish', () => {
     expect(shared.counters[Counter.DeflateBytesIn]).toBe(0);
     shared.topics.publish('t', Buffer.alloc(64, 1), undefined, null);
     expect(c.sends[2]!.compressed).not.toBeNull();
-
-    const dedicated = registry({ deflate: deflateConfig('dedicated', 0) });
-    const d = new FakeConnection();
-    dedicated.topics.subscribe(d.asConnection, 't');
-    dedicated.topics.publish('t', Buffer.alloc(500, 1), undefined, null);
-    expect(d.sends[0]!.compressed).toBeNull();
-    expect(dedicated.counters[Counter.DeflateBytesIn]).toBe(0);
   });
 
   it('sends to a remote worker only while it has announced interest, with the frames built here', () => {
@@ -236,7 +241,7 @@ describe('TopicRegistry.publish', () => {
 
 describe('TopicRegistry.deliver', () => {
   it('writes the plain and compressed frames of a copied publish to every local subscriber', () => {
-    const { counters, topics } = registry();
+    const { counters, topics } = registry({ deflate: deflateConfig('shared', 0) });
     const a = new FakeConnection();
     const b = new FakeConnection();
     topics.subscribe(a.asConnection, 't');
@@ -255,6 +260,19 @@ describe('TopicRegistry.deliver', () => {
       expect(c.sends[1]!.compressed).toBeNull();
     }
     expect(counters[Counter.PublishesIn]).toBe(2);
+    expect(counters[Counter.DeflateBytesIn]).toBe(0);
+  });
+
+  it('compresses here for a subscriber whose window is not the one the publisher used', () => {
+    const { counters, topics } = registry({ deflate: deflateConfig('dedicated', 0) });
+    const narrow = new FakeConnection(9);
+    topics.subscribe(narrow.asConnection, 't');
+    const payload = Buffer.from('narrow window '.repeat(50));
+    const plain = encodeFrame(Opcode.Text, payload);
+    const compressed = encodeFrame(Opcode.Text, Buffer.from([0x01, 0x02]), { rsv1: true });
+    topics.deliver(publishMessage('t', plain.length, compressed.length), Buffer.concat([plain, compressed]), null);
+    expect(inflateFramePayload(narrow.sends[0]!.compressed!).equals(payload)).toBe(true);
+    expect(counters[Counter.DeflateBytesIn]).toBe(payload.length);
   });
 
   it('releases pooled frames at once when no local connection subscribes', () => {

@@ -123,28 +123,37 @@ describe('UpgradeHandler', () => {
     expect(counters[Counter.HandshakesRejected]).toBe(2);
   });
 
-  it('negotiates permessage-deflate in shared mode: no context on either side, shared frames fit', async () => {
+  it('negotiates permessage-deflate in shared mode: no context on either side', async () => {
     const { run } = handler({ deflate: 'shared' });
     const { accepted } = await run(request({ 'sec-websocket-extensions': 'permessage-deflate; client_max_window_bits' }));
     expect(accepted!.extensions).toBe('permessage-deflate; server_no_context_takeover; client_no_context_takeover');
     expect(headOf(accepted!)).toContain(`\r\nSec-WebSocket-Extensions: ${accepted!.extensions}\r\n`);
     const compression = accepted!.compression!;
     expect(compression).not.toBeNull();
-    expect(compression.acceptsSharedFrames).toBe(true);
+    expect(compression.window).toBe(15);
     expect(compression.compressSync).not.toBeNull();
     expect(compression.threshold).toBe(resolveConfig({ deflate: 'shared' }, 1).deflate!.threshold);
   });
 
-  it('negotiates permessage-deflate in dedicated mode: context kept, no shared frames', async () => {
+  it('negotiates permessage-deflate in dedicated mode: context kept', async () => {
     const { run } = handler({ deflate: { mode: 'dedicated', threshold: 10 } });
     const { accepted } = await run(request({ 'sec-websocket-extensions': 'permessage-deflate' }));
     expect(accepted!.extensions).toBe('permessage-deflate');
     const compression = accepted!.compression!;
-    expect(compression.acceptsSharedFrames).toBe(false);
     // The connection's own zlib context, kept between messages, on the worker's thread.
     expect(compression.compressSync).not.toBeNull();
     expect(compression.syncLimit).toBe(Infinity);
     expect(compression.threshold).toBe(10);
+  });
+
+  it('negotiates each side as the deflate option says, with the windows it sets', async () => {
+    const { run } = handler({ deflate: { compressor: 'dedicated', decompressor: 'shared', serverMaxWindowBits: 11, clientMaxWindowBits: 10 } });
+    const offered = await run(request({ 'sec-websocket-extensions': 'permessage-deflate; client_max_window_bits' }));
+    expect(offered.accepted!.extensions).toBe('permessage-deflate; client_no_context_takeover; server_max_window_bits=11; client_max_window_bits=10');
+    expect(offered.accepted!.compression!.window).toBe(11);
+    const asked = await run(request({ 'sec-websocket-extensions': 'permessage-deflate; server_no_context_takeover; server_max_window_bits=9' }));
+    expect(asked.accepted!.extensions).toBe('permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=9');
+    expect(asked.accepted!.compression!.window).toBe(9);
   });
 
   it('leaves compression off when the server has it off or the client offers nothing acceptable', async () => {
@@ -292,6 +301,61 @@ describe('UpgradeHandler with an app upgrade hook', () => {
     expect(close).toHaveBeenCalledTimes(1);
     expect(counters[Counter.HandshakesTotal]).toBe(1);
     expect(counters[Counter.HandshakesRejected]).toBe(0);
+  });
+
+  describe('upgradeAborted: the app accepted, the connection never opens', () => {
+    const aborting = (upgrade: App<unknown>['upgrade'], onAbort: App<unknown>['upgradeAborted'] = vi.fn()) => {
+      const app: App<unknown> = { upgrade, upgradeAborted: onAbort };
+      return { app, onAbort: onAbort as ReturnType<typeof vi.fn> };
+    };
+
+    it('gets the request and the data when the client went away while upgrade ran', async () => {
+      const socket = new RecordingSocket();
+      const { app, onAbort } = aborting(async () => {
+        socket.destroy();
+        return { data: { session: 42 } };
+      });
+      const upgrade = upgradeHandler(resolveConfig({}, 1), app, new WorkerCounters(1).slot(0));
+      expect(await upgrade.handle(fromIncomingMessage(request()), socket)).toBeNull();
+      expect(onAbort).toHaveBeenCalledTimes(1);
+      const [req, data, reason] = onAbort.mock.calls[0]!;
+      expect((req as UpgradeRequest).url).toBe('/chat?room=1');
+      expect(data).toEqual({ session: 42 });
+      expect(reason).toBe('the client went away during the upgrade');
+    });
+
+    it('gets them when the response the app asked for cannot be made (500)', async () => {
+      const badProtocol = aborting(() => ({ data: 'a', protocol: 'mqtt' }));
+      const first = await handler({}, badProtocol.app).run(request({ 'sec-websocket-protocol': 'chat' }));
+      expect(statusOf(first.socket)).toBe(500);
+      expect(badProtocol.onAbort.mock.calls.map(([, data, reason]) => [data, reason])).toEqual([['a', 'the app chose a subprotocol the client did not offer']]);
+      const badHeader = aborting(() => ({ data: 'b', headers: { 'X-A': 'v\r\nX-B: w' } }));
+      await handler({}, badHeader.app).run();
+      expect(badHeader.onAbort.mock.calls.map(([, data, reason]) => [data, reason])).toEqual([['b', 'invalid response headers from the app']]);
+    });
+
+    it('is called from abandon() (the socket closed after the handler, before the 101), its error logged', async () => {
+      const onAbort = vi.fn((_req: UpgradeRequest, _data: unknown, _reason: string) => {
+        throw new Error('cleanup failed');
+      });
+      const { accepted } = await handler({}, { upgrade: () => ({ data: 7 }), upgradeAborted: onAbort }).run();
+      expect(onAbort).not.toHaveBeenCalled();
+      expect(() => accepted!.abandon()).not.toThrow();
+      expect(onAbort).toHaveBeenCalledTimes(1);
+      const [req, data, reason] = onAbort.mock.calls[0]!;
+      expect([req.url, data, reason]).toEqual(['/chat?room=1', 7, 'the client went away before the 101']);
+    });
+
+    it('is not called for a refusal, nor when the app has no upgrade handler', async () => {
+      const refusing = aborting(() => ({ reject: 401 }));
+      await handler({}, refusing.app).run();
+      expect(refusing.onAbort).not.toHaveBeenCalled();
+      const onAbort = vi.fn();
+      const socket = new RecordingSocket();
+      socket.destroy();
+      await upgradeHandler(resolveConfig({}, 1), { upgradeAborted: onAbort }, new WorkerCounters(1).slot(0)).handle(fromIncomingMessage(request()), socket);
+      expect(onAbort).not.toHaveBeenCalled();
+    });
   });
 });
 

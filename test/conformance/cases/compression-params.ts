@@ -1,13 +1,14 @@
 /**
  * Group 13, permessage-deflate parameters (RFC 7692 §7.1). 13.1–13.7 are Autobahn's offer and
- * answer combinations on JSON data (a subset of its message sizes); 13.8 is ours: every
- * combination of client_max_window_bits 8–15, server_max_window_bits 8–15 and the two
+ * answer combinations on JSON data, each with all 18 of group 12's message sizes; 13.8 is ours:
+ * every combination of client_max_window_bits 8–15, server_max_window_bits 8–15 and the two
  * no_context_takeover flags, with messages that reach back across windows and messages.
  */
 import { compressionData, slices } from '../compression-data.ts';
 import type { DeflateAccept, DeflateSetup, EchoMessage, FuzzingCase } from '../fuzzing-case.ts';
 import type { DeflateOfferOptions, WindowBits } from '../../../src/shared/permessage-deflate.ts';
-import { messageCount } from './compression.ts';
+import { MESSAGE_SIZES, caseTimeout, messageCount } from './compression.ts';
+import type { MessageCounts } from './compression.ts';
 
 /** Autobahn's PerMessageDeflateOffer(): hints client_no_context_takeover, offers client_max_window_bits. */
 const BASE_OFFER: DeflateOfferOptions = { clientNoContextTakeover: true, clientMaxWindowBits: true };
@@ -35,15 +36,6 @@ const AUTOBAHN_SETUPS: readonly [description: string, setup: DeflateSetup][] = [
   ],
 ];
 
-/** A subset of Autobahn's 18 sizes: small, medium, large, and fragmented compressed payloads. */
-const SIZES: readonly (readonly [length: number, fragment: number])[] = [
-  [16, 0],
-  [1024, 0],
-  [16384, 0],
-  [131072, 0],
-  [65536, 256],
-  [131072, 4096],
-];
 
 const WINDOWS: readonly WindowBits[] = [8, 9, 10, 11, 12, 13, 14, 15];
 const CONTEXT_FLAGS: readonly (readonly [client: boolean, server: boolean])[] = [
@@ -53,12 +45,12 @@ const CONTEXT_FLAGS: readonly (readonly [client: boolean, server: boolean])[] = 
   [true, true],
 ];
 
-export function compressionParamCases(): FuzzingCase[] {
+export function compressionParamCases(counts: MessageCounts): FuzzingCase[] {
   const json = compressionData()[3]!;
   const cases: FuzzingCase[] = [];
   AUTOBAHN_SETUPS.forEach(([description, setup], j) => {
-    SIZES.forEach(([length, fragment], i) => {
-      const count = messageCount(length);
+    MESSAGE_SIZES.forEach(([length, fragment], i) => {
+      const count = messageCount(length, counts);
       cases.push({
         kind: 'echo',
         id: `13.${j + 1}.${i + 1}`,
@@ -66,7 +58,7 @@ export function compressionParamCases(): FuzzingCase[] {
         messages: () => [...slices(json.bytes, length, count)].map((bytes) => ({ data: bytes, binary: false })),
         ...(fragment > 0 ? { fragmentSize: fragment } : {}),
         deflate: setup,
-        timeoutMs: 30_000,
+        timeoutMs: caseTimeout(counts),
       });
     });
   });

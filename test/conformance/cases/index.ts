@@ -4,6 +4,7 @@ import { groupOf } from '../fuzzing-case.ts';
 import { closeCases } from './close.ts';
 import { compressionParamCases } from './compression-params.ts';
 import { compressionCases } from './compression.ts';
+import type { MessageCounts } from './compression.ts';
 import { fragmentationCases } from './fragmentation.ts';
 import { framingCases } from './framing.ts';
 import { limitCases } from './limits.ts';
@@ -14,7 +15,8 @@ import { pingCases } from './pings.ts';
 import { reservedBitCases } from './reserved-bits.ts';
 import { utf8Cases } from './utf8.ts';
 
-export function allCases(): FuzzingCase[] {
+/** Groups 12 and 13 send Autobahn's 1000 messages per case with `'autobahn'` counts (see compression.ts). */
+export function allCases(counts: MessageCounts = 'bounded'): FuzzingCase[] {
   return [
     ...framingCases,
     ...maskingCases,
@@ -26,10 +28,11 @@ export function allCases(): FuzzingCase[] {
     ...closeCases,
     ...limitCases,
     ...miscCases,
-    ...compressionCases(),
-    ...compressionParamCases(),
+    ...compressionCases(counts),
+    ...compressionParamCases(counts),
   ];
 }
 
 /** Cases of the given groups ("1", "12", "M"…). */
-export const casesOf = (groups: readonly string[]): FuzzingCase[] => allCases().filter((c) => groups.includes(groupOf(c.id)));
+export const casesOf = (groups: readonly string[], counts: MessageCounts = 'bounded'): FuzzingCase[] =>
+  allCases(counts).filter((c) => groups.includes(groupOf(c.id)));
