@@ -18,6 +18,7 @@ import { MessageReader } from '../shared/message-reader.ts';
 import type { MessageEvents } from '../shared/message-reader.ts';
 import { Opcode } from '../shared/opcodes.ts';
 import { FlushScheduler, FrameSink } from '../runtime/frame-flush.ts';
+import { abortTransport } from '../runtime/frame-transport.ts';
 
 /** Every client of a thread packs its frames into one arena and flushes once per tick. */
 const arena = new ByteArena();
@@ -133,7 +134,7 @@ export class ClientConnection<O> {
       },
       (error: Error) => {
         this.#events.error(this.#owner, error);
-        this.#socket.destroy();
+        abortTransport(this.#socket);
       },
     );
   }
@@ -152,9 +153,9 @@ export class ClientConnection<O> {
     else this.#sendClose(payload);
   }
 
-  /** Destroys the socket without a close handshake. */
+  /** Ends the connection without a close handshake: the socket destroyed, or an HTTP/2 stream reset with CANCEL (RFC 8441 §5). */
   terminate(): void {
-    this.#socket.destroy();
+    abortTransport(this.#socket);
   }
 
   // ---- receive --------------------------------------------------------------------------
@@ -240,7 +241,7 @@ export class ClientConnection<O> {
     compressed(connection, error) {
       if (error !== null) {
         connection.#events.error(connection.#owner, error);
-        connection.#socket.destroy();
+        abortTransport(connection.#socket);
         return;
       }
       connection.#pump();
@@ -264,7 +265,7 @@ export class ClientConnection<O> {
 
   #startCloseTimer(): void {
     if (this.#closeTimer !== null) return;
-    this.#closeTimer = setTimeout(() => this.#socket.destroy(), this.#limits.closeTimeout * 1000);
+    this.#closeTimer = setTimeout(() => abortTransport(this.#socket), this.#limits.closeTimeout * 1000);
     this.#closeTimer.unref();
   }
 }

@@ -1,3 +1,4 @@
+import { constants } from 'node:http2';
 import type { ServerHttp2Stream } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import type { HandshakeStatus } from '../shared/errors.ts';
@@ -8,6 +9,8 @@ import { buildErrorResponse } from '../shared/handshake.ts';
 export const REFUSE_LINGER_MS = 5000;
 
 const ignoreError = (): void => {};
+
+const { NGHTTP2_NO_ERROR } = constants;
 
 /**
  * Writes an HTTP refusal and closes the socket (the body is in the response already); used by
@@ -29,13 +32,17 @@ export function refuse(socket: Duplex, status: HandshakeStatus, message?: string
 
 /**
  * Refuses an opening handshake made on an HTTP/2 stream (RFC 8441): the status and the message
- * as its body, then END_STREAM. The connection and its other streams go on.
+ * as its body, then END_STREAM and RST_STREAM NO_ERROR. The connection and its other streams go on.
  */
 export function refuseStream(stream: ServerHttp2Stream, status: HandshakeStatus, message?: string, headers?: Readonly<Record<string, string>>): void {
   if (stream.destroyed || stream.headersSent) return;
   stream.on('error', ignoreError);
   stream.respond(extendedConnectRefusal(status, headers));
-  stream.end(message ?? '');
-  // Whatever the client still sends on the stream is not read (nghttp2 resets it once ours ends).
+  // RFC 9113 §8.1: with the answer complete, RST_STREAM NO_ERROR tells the client to stop
+  // sending; without it a client that keeps its side open holds the stream (and a place under
+  // SETTINGS_MAX_CONCURRENT_STREAMS) for as long as it likes.
+  stream.end(message ?? '', () => {
+    if (!stream.closed) stream.close(NGHTTP2_NO_ERROR);
+  });
   stream.resume();
 }

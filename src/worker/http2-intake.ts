@@ -72,9 +72,13 @@ export class Http2Intake {
     session.on('error', (error: Error) => logger.debug({ remote: socket.remoteAddress, err: error.message }, 'HTTP/2 session error'));
     session.on('close', () => this.#sessions.delete(session));
     // A session that carries nothing for as long as a client has for its handshake is closed.
-    session.setTimeout(config.handshakeTimeout * 1000, () => {
+    // The listener stays (setTimeout's callback would be a `once`), and the timer is started
+    // again when the last stream ends (#onStream): it fires once, and a timeout that found
+    // streams open is not re-armed by node:http2 until the next read or write.
+    session.on('timeout', () => {
       if (session[kOpenStreams] === 0) session.close();
     });
+    session.setTimeout(config.handshakeTimeout * 1000);
   }
 
   /** Shutdown begins: every session sends GOAWAY; its open WebSockets go on until they close. */
@@ -90,7 +94,9 @@ export class Http2Intake {
 
   #onStream(session: CountedSession, stream: ServerHttp2Stream, headers: IncomingHttpHeaders, rawHeaders: string[]): void {
     session[kOpenStreams]++;
-    stream.once('close', () => session[kOpenStreams]--);
+    stream.once('close', () => {
+      if (--session[kOpenStreams] === 0 && !session.destroyed) session.setTimeout(this.#parts.config.handshakeTimeout * 1000);
+    });
     if (headers[':method'] === 'CONNECT') {
       this.#connect(session, stream, headers, rawHeaders);
       return;
@@ -143,6 +149,8 @@ export class Http2Intake {
       abortTransport(stream);
     }, config.handshakeTimeout * 1000);
     timer.unref();
+    // A client that resets the stream while the upgrade hook runs ends the handshake there.
+    stream.once('close', ended);
 
     let raw: IncomingMessage | null = null;
     const request: HandshakeRequest = {

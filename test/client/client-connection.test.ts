@@ -1,8 +1,13 @@
 /**
  * An open client connection on a socket driven by hand: masked frames out, messages and control
- * frames in, and each way the closing handshake can go (RFC 6455 §7), the close timer included.
+ * frames in, and each way the closing handshake can go (RFC 6455 §7), the close timer included;
+ * and, on a real HTTP/2 stream, the abort as RST_STREAM CANCEL (RFC 8441 §5).
  */
-import { describe, expect, it } from 'vitest';
+import { once } from 'node:events';
+import { connect as http2Connect, constants, createServer as createHttp2Server } from 'node:http2';
+import type { ServerHttp2Stream } from 'node:http2';
+import type { AddressInfo } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
 import { ClientConnection } from '../../src/client/client-connection.ts';
 import type { ConnectionEvents } from '../../src/client/client-connection.ts';
 import { ProtocolError } from '../../src/shared/errors.ts';
@@ -50,6 +55,48 @@ function open(closeTimeout = 10): { socket: FakeSocket; connection: ClientConnec
   const log: Log = [];
   const connection = new ClientConnection(socket, null, { maxPayloadLength: 1024, closeTimeout }, EVENTS, log);
   return { socket, connection, log };
+}
+
+const closers: (() => void)[] = [];
+afterEach(() => {
+  for (const close of closers.splice(0)) close();
+});
+
+/**
+ * A connection on a real RFC 8441 stream (an extended CONNECT answered 200 by Node's http2
+ * server), with the server's end of the stream and a probe that the HTTP/2 connection still
+ * opens streams.
+ */
+async function openOnStream(closeTimeout = 10) {
+  const server = createHttp2Server({ settings: { enableConnectProtocol: true } });
+  server.on('stream', (stream: ServerHttp2Stream) => {
+    stream.on('error', () => {});
+    stream.respond({ ':status': 200 });
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const session = http2Connect(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+  session.on('error', () => {});
+  closers.push(() => {
+    session.destroy();
+    server.close();
+  });
+  await once(session, 'remoteSettings');
+  const request = () => session.request({ ':method': 'CONNECT', ':protocol': 'websocket', ':scheme': 'http', ':path': '/', 'sec-websocket-version': '13' }, { endStream: false });
+  const serverStream = once(server, 'stream') as Promise<[ServerHttp2Stream]>;
+  const stream = request();
+  stream.on('error', () => {});
+  await once(stream, 'response');
+  const [theirs] = await serverStream;
+  const log: Log = [];
+  const connection = new ClientConnection(stream, null, { maxPayloadLength: 1024, closeTimeout }, EVENTS, log);
+  const sessionAlive = async (): Promise<boolean> => {
+    const next = request();
+    next.on('error', () => {});
+    const [headers] = (await once(next, 'response')) as [Record<string, unknown>];
+    return headers[':status'] === 200 && !session.closed;
+  };
+  return { connection, log, theirs, sessionAlive };
 }
 
 describe('ClientConnection', () => {
@@ -138,5 +185,26 @@ describe('ClientConnection', () => {
     expect(connection.bufferedAmount).toBeGreaterThanOrEqual(8);
     await settle(8);
     expect(written(socket).map((f) => f.payload)).toEqual(['one', 'two', 'three', '\x03\xe8']);
+  });
+
+  describe('over an HTTP/2 stream (RFC 8441)', () => {
+    it('terminate() resets the stream with CANCEL (RFC 8441 §5), not NO_ERROR, and leaves the connection open', async () => {
+      const { connection, log, theirs, sessionAlive } = await openOnStream();
+      connection.terminate();
+      await once(theirs, 'close');
+      expect(theirs.rstCode).toBe(constants.NGHTTP2_CANCEL);
+      await reports(log, 1);
+      expect(log).toEqual(['closed 1006 "" false']);
+      expect(await sessionAlive()).toBe(true);
+    });
+
+    it('an expired close handshake resets the stream with CANCEL too', async () => {
+      const { connection, log, theirs } = await openOnStream(0.05);
+      connection.close(Buffer.from([0x03, 0xe8]));
+      await once(theirs, 'close');
+      expect(theirs.rstCode).toBe(constants.NGHTTP2_CANCEL);
+      await reports(log, 1);
+      expect(log).toEqual(['closed 1006 "" false']);
+    });
   });
 });

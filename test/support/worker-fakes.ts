@@ -4,6 +4,7 @@
  * announce and publish, a topic registry as a PeerMesh sees it, an in-memory socket that records
  * what is written to it, and a bounded wait.
  */
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Duplex } from 'node:stream';
 import { pino } from 'pino';
 import type { Logger } from 'pino';
@@ -14,6 +15,7 @@ import type { PreparedMessage } from '../../src/shared/prepared-message.ts';
 import { ByteArena } from '../../src/shared/frame-writer.ts';
 import { FlushScheduler } from '../../src/runtime/frame-flush.ts';
 import type { ConnectionContext } from '../../src/worker/connection.ts';
+import type { HttpEndpoints } from '../../src/worker/http-endpoints.ts';
 import { RouteTable } from '../../src/worker/route-table.ts';
 import { closeSlowClients } from '../../src/worker/send-admission.ts';
 import type { PeerPublish } from '../../src/shared/thread-messages.ts';
@@ -182,6 +184,18 @@ export function testShard(overrides: Partial<Shard> = {}): Shard {
     stats: () => [],
     ...overrides,
   };
+}
+
+/** HTTP endpoints for the intake tests: each request recorded as `METHOD url`, answered 200 "from the endpoints". */
+export function recordingEndpoints(): { readonly endpoints: HttpEndpoints; readonly requests: string[] } {
+  const requests: string[] = [];
+  const endpoints = {
+    handle(req: IncomingMessage, res: ServerResponse) {
+      requests.push(`${req.method} ${req.url}`);
+      res.writeHead(200, { 'content-type': 'text/plain' }).end('from the endpoints');
+    },
+  } as unknown as HttpEndpoints;
+  return { endpoints, requests };
 }
 
 /**

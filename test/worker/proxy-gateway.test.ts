@@ -154,9 +154,11 @@ describe('ProxyGateway.open', () => {
     expect(result.kind).toBe('connection');
     if (result.kind !== 'connection') return;
     expect(result.protocol).toBe('v2');
-    const response = result.response.http2 ? '' : result.response.head;
-    expect(response).toContain(`Sec-WebSocket-Accept: ${computeAcceptKey(client.info.key)}`);
-    expect(response).toMatch(/Sec-WebSocket-Protocol: v2/i);
+    // An HTTP/1.1 client leg: the answer is a 101 head (an HTTP/2 one would be :status 200 fields).
+    expect(result.response.http2).toBe(false);
+    const head = result.response.http2 ? '' : result.response.head;
+    expect(head).toContain(`Sec-WebSocket-Accept: ${computeAcceptKey(client.info.key)}`);
+    expect(head).toMatch(/Sec-WebSocket-Protocol: v2/i);
     expect(gateway.upstreams).toEqual([{ url: `ws://127.0.0.1:${up.port}/`, active: 1, failures: 0, backingOff: false }]);
     result.abandon();
     // Nothing open and nothing failed: the pool keeps no entry for it.

@@ -1,6 +1,6 @@
 import { describe, it, expect, afterEach } from 'vitest';
 import { once } from 'node:events';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import { connect, createServer } from 'node:net';
 import type { AddressInfo, Server, Socket } from 'node:net';
 import type { App, Shard } from '../../src/shared/app.ts';
@@ -8,11 +8,10 @@ import type { ServerOptions } from '../../src/shared/config.ts';
 import { resolveConfig } from '../../src/shared/config.ts';
 import { Counter, WorkerCounters } from '../../src/shared/worker-counters.ts';
 import type { Connection } from '../../src/worker/connection.ts';
-import type { HttpEndpoints } from '../../src/worker/http-endpoints.ts';
 import { SocketIntake } from '../../src/worker/socket-intake.ts';
 import { UpgradeHandler } from '../../src/worker/upgrade.ts';
 import { ProxyGateway } from '../../src/worker/proxy-gateway.ts';
-import { silentLogger, singleRoute, testContext, testShard, until } from '../support/worker-fakes.ts';
+import { recordingEndpoints, silentLogger, singleRoute, testContext, testShard, until } from '../support/worker-fakes.ts';
 
 const RFC_KEY = 'dGhlIHNhbXBsZSBub25jZQ==';
 const RFC_ACCEPT = 's3pPLMBiTxaQ9kYGzzhZRbK+xOo=';
@@ -30,13 +29,7 @@ async function start(options: ServerOptions = {}, app: App<unknown> = {}) {
   const counters = new WorkerCounters(1);
   const slot = counters.slot(0);
   const shard: Shard = testShard({ id: 0, count: 1, logger });
-  const requests: string[] = [];
-  const endpoints = {
-    handle(req: IncomingMessage, res: ServerResponse) {
-      requests.push(`${req.method} ${req.url}`);
-      res.writeHead(200, { 'content-type': 'text/plain' }).end('from the endpoints');
-    },
-  } as unknown as HttpEndpoints;
+  const { endpoints, requests } = recordingEndpoints();
   const connections = new Set<Connection>();
   const context = testContext(config, shard, logger, slot, connections);
   const intake = new SocketIntake({ config, logger, counters, slot, upgrade: new UpgradeHandler(singleRoute(config, app, context), new ProxyGateway(logger), shard, logger, slot), endpoints, connections });
