@@ -14,8 +14,8 @@ afterEach(() => {
   for (const cleanup of cleanups.splice(0)) cleanup();
 });
 
-async function h2Server(enableConnectProtocol: boolean): Promise<{ server: Http2SecureServer; url: URL; sessions: () => number }> {
-  const server = createSecureServer({ cert: pem('cert.pem'), key: pem('key.pem'), settings: { enableConnectProtocol } });
+async function h2Server(enableConnectProtocol: boolean, maxConcurrentStreams?: number): Promise<{ server: Http2SecureServer; url: URL; sessions: () => number }> {
+  const server = createSecureServer({ cert: pem('cert.pem'), key: pem('key.pem'), settings: { enableConnectProtocol, ...(maxConcurrentStreams === undefined ? {} : { maxConcurrentStreams }) } });
   let sessions = 0;
   server.on('session', () => sessions++);
   server.on('stream', (stream: ServerHttp2Stream) => stream.respond({ ':status': 200 }));
@@ -41,6 +41,36 @@ describe('Http2SessionPool', () => {
     expect(other).not.toBe(a);
     expect(pool.size).toBe(2);
     expect(sessions()).toBe(2);
+  });
+
+  it("opens another connection when every open one carries as many streams as its server allows", async () => {
+    const pool = new Http2SessionPool();
+    cleanups.push(() => pool.closeAll());
+    const { url, sessions } = await h2Server(true, 2);
+    /** A stream opened as the client and the load generator open theirs: request, then opened(). */
+    const stream = (): Promise<{ session: ClientHttp2Session; close: () => void }> =>
+      new Promise((resolve, reject) =>
+        pool.session(url, tls, (error, opened) => {
+          if (error !== null) return reject(error);
+          const request = opened!.request({ ':method': 'CONNECT', ':protocol': 'websocket', ':scheme': 'https', ':path': '/', ':authority': url.host }, { endStream: false });
+          pool.opened(opened!, request);
+          request.once('response', () => resolve({ session: opened!, close: () => request.close() }));
+          request.once('error', reject);
+        }),
+      );
+    const first = await stream();
+    const rest = await Promise.all([stream(), stream(), stream(), stream()]);
+    const used = new Set([first.session, ...rest.map((r) => r.session)]);
+    // Five streams, two per connection: three connections, none over its limit.
+    expect(used.size).toBe(3);
+    expect(sessions()).toBe(3);
+    for (const session of used) expect([first, ...rest].filter((r) => r.session === session).length).toBeLessThanOrEqual(2);
+    // A stream that ends makes room on its connection again.
+    first.close();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const again = await stream();
+    expect(again.session).toBe(first.session);
+    expect(sessions()).toBe(3);
   });
 
   it('replaces a connection after its GOAWAY', async () => {
