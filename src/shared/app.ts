@@ -16,10 +16,11 @@ export type SendStatus = 'written' | 'buffered' | 'dropped';
 export type Priority = 'high' | 'normal' | 'low';
 
 /**
- * What `send`, `sendFragment` and `publish` take. Never kept past the call: strings are encoded
- * and bytes copied where they must outlive it (a payload over 2 KiB going out uncompressed,
- * or one waiting behind a slow socket), so the caller may change or reuse a buffer as soon
- * as the call returns.
+ * What `send`, `sendFragment` and `publish` take. Strings are encoded; bytes that wait (behind a
+ * slow socket, for zlib, as a fragment or a publish) are copied before the call returns. A
+ * buffer over 2 KiB that `send` writes at once goes to the socket as it is, as Node's
+ * `socket.write` takes it: the caller leaves it unchanged until the socket has it
+ * (`bufferedAmount` back to 0), or sends a copy.
  */
 export type MessageData = string | Uint8Array | ArrayBuffer;
 

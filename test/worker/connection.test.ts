@@ -256,23 +256,30 @@ describe('Connection: sending', () => {
     expect(ws.bufferedAmount).toBe(0);
   });
 
-  it('takes what it keeps of the caller’s buffer before send returns: the caller may change it at once', async () => {
+  it('copies what waits and what is small before send returns; a large buffer written at once goes out as the caller’s, as socket.write takes it', async () => {
     const { ws, socket } = setup({ limits: { highWaterMark: 150_000, maxBackpressure: 1_000_000 } });
-    const big = Buffer.alloc(100_000, 7);
     const small = Buffer.alloc(100, 8);
-    expect(ws.send(big)).toBe('written');
+    const large = Buffer.alloc(100_000, 7);
     expect(ws.send(small)).toBe('written');
+    expect(ws.send(large)).toBe('written');
+    // Changed before the turn's flush: the small one was copied into the frame, the large one
+    // is the caller's until the socket has it (MessageData).
+    small.fill(0);
+    large.fill(1);
     socket.stall();
     await settle();
     const queuedSmall = Buffer.alloc(100, 9);
-    expect(ws.send(Buffer.alloc(60_000, 6))).toBe('written');
+    const queuedLarge = Buffer.alloc(60_000, 6);
+    expect(ws.send(Buffer.alloc(60_000, 5))).toBe('written');
+    expect(ws.send(queuedLarge)).toBe('buffered');
     expect(ws.send(queuedSmall)).toBe('buffered');
-    for (const buffer of [big, small, queuedSmall]) buffer.fill(0);
+    for (const buffer of [queuedLarge, queuedSmall]) buffer.fill(0);
     socket.unstall();
     await settle();
     expect(frames(socket).map((f) => [f.payload.length, f.payload[0], f.payload.at(-1)])).toEqual([
-      [100_000, 7, 7],
       [100, 8, 8],
+      [100_000, 1, 1],
+      [60_000, 5, 5],
       [60_000, 6, 6],
       [100, 9, 9],
     ]);
