@@ -152,6 +152,9 @@ interface Row {
   /** CPU time per echoed message, µs: the gateway's, the upstream's. */
   readonly gatewayMicrosPerMessage: number | null;
   readonly upstreamMicrosPerMessage: number | null;
+  /** The generator's own CPU, % of one core (median): near its threads' capacity, it set the pace. */
+  readonly generatorCpuPercent: number;
+  readonly generatorBound: boolean;
 }
 
 function summarize(workload: Workload, setup: Setup, runs: readonly Run[]): Row {
@@ -177,6 +180,8 @@ function summarize(workload: Workload, setup: Setup, runs: readonly Run[]): Row 
     errors: ok.reduce((sum, r) => sum + r.result!.errors + r.result!.lost, 0),
     gatewayMicrosPerMessage: setup === 'proxied' ? perMessage((r) => r.gatewayCpu) : null,
     upstreamMicrosPerMessage: perMessage((r) => r.upstreamCpu),
+    generatorCpuPercent: median(ok.map((r) => r.result!.generatorCpuPercent)),
+    generatorBound: ok.some((r) => r.result!.generatorBound),
   };
 }
 
@@ -200,15 +205,15 @@ const lines = [
   `${cpus()[0]?.model ?? 'unknown CPU'}, ${availableParallelism()} cores, Node ${process.versions.node}; ${duration} s runs after ${warmup} s warm-up, medians of ${repeat}; ${pin ? 'pinned (upstream CPU 0, gateway CPUs 0-1, generator CPU 1)' : 'unpinned'}.`,
   `Command: npm run bench:proxy -- ${process.argv.slice(2).join(' ')}`.trimEnd(),
   '',
-  '| workload | setup | msg/s | p50 ms | p99 ms | errors | gateway µs/msg | upstream µs/msg |',
-  '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |',
+  '| workload | setup | msg/s | p50 ms | p99 ms | errors | gateway µs/msg | upstream µs/msg | generator CPU % |',
+  '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
 ];
 for (const row of rows) {
   if (row.runs === 0) {
     lines.push(`| ${row.workload} | ${row.setup} | failed: ${row.failures[0]?.slice(0, 100) ?? ''} | | | | | |`);
     continue;
   }
-  lines.push(`| ${row.workload} | ${row.setup} | ${fmt(row.messagesPerSecond)} | ${fmt(row.p50, 3)} | ${fmt(row.p99, 3)} | ${fmt(row.errors)} | ${fmt(row.gatewayMicrosPerMessage, 2)} | ${fmt(row.upstreamMicrosPerMessage, 2)} |`);
+  lines.push(`| ${row.workload} | ${row.setup} | ${fmt(row.messagesPerSecond)} | ${fmt(row.p50, 3)} | ${fmt(row.p99, 3)} | ${fmt(row.errors)} | ${fmt(row.gatewayMicrosPerMessage, 2)} | ${fmt(row.upstreamMicrosPerMessage, 2)} | ${fmt(row.generatorCpuPercent)}${row.generatorBound ? ' (bound)' : ''} |`);
 }
 const pair = (id: string): [Row | undefined, Row | undefined] => [rows.find((r) => r.workload === id && r.setup === 'direct'), rows.find((r) => r.workload === id && r.setup === 'proxied')];
 lines.push('');
