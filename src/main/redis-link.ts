@@ -277,10 +277,10 @@ export class RedisLink {
     const done = new Set<string>();
     try {
       // Channels subscribed or dropped meanwhile (subscribe() waits for this) are seen to as well.
-      for (let todo = [...this.#channels]; todo.length > 0; todo = [...this.#channels].filter((c) => !done.has(c))) {
-        if (this.#sharded) await Promise.all(todo.map((channel) => subscriber.ssubscribe(channel)));
-        else await subscriber.subscribe(...todo);
-        for (const channel of todo) done.add(channel);
+      for (let unsent = [...this.#channels]; unsent.length > 0; unsent = [...this.#channels].filter((c) => !done.has(c))) {
+        if (this.#sharded) await Promise.all(unsent.map((channel) => subscriber.ssubscribe(channel)));
+        else await subscriber.subscribe(...unsent);
+        for (const channel of unsent) done.add(channel);
       }
       const dropped = [...done].filter((channel) => !this.#channels.has(channel));
       if (dropped.length > 0) await (this.#sharded ? Promise.all(dropped.map((channel) => subscriber.sunsubscribe(channel))) : subscriber.unsubscribe(...dropped));
