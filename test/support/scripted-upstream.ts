@@ -1,10 +1,15 @@
 /**
- * A raw TCP "upstream" for the proxy's unit tests: it reads each request head and answers as the
- * test scripts it (a 101, a refusal, garbage, or nothing), recording the heads it received.
+ * Upstreams for the proxy's unit tests: a raw TCP one that reads each request head and answers as
+ * the test scripts it (a 101, a refusal, garbage, or nothing), recording the heads it received;
+ * and a ws server with an upstream leg already dialed to it.
  */
 import { createServer } from 'node:net';
 import type { AddressInfo, Server, Socket } from 'node:net';
-import { computeAcceptKey } from '../../src/shared/handshake.ts';
+import { WebSocketServer } from 'ws';
+import type { ServerOptions, WebSocket as WsSocket } from 'ws';
+import { computeAcceptKey, generateKey } from '../../src/shared/handshake.ts';
+import { dialUpstream } from '../../src/worker/upstream-dial.ts';
+import type { DialResult } from '../../src/worker/upstream-dial.ts';
 
 export interface ScriptedUpstream {
   readonly port: number;
@@ -54,3 +59,29 @@ export const switchingProtocols = (key: string, extra = ''): string =>
 /** A header's value in a recorded head (the first, case-insensitive), or undefined. */
 export const headerOf = (head: string, name: string): string | undefined =>
   head.split('\r\n').slice(1).find((line) => line.toLowerCase().startsWith(`${name.toLowerCase()}:`))?.slice(name.length + 1).trim();
+
+/**
+ * A ws server on loopback and an upstream leg dialed to it (open), with the server's side of that
+ * connection; `closers` gets the server's shutdown.
+ */
+export async function dialedWsUpstream(closers: (() => void)[], options: ServerOptions = {}): Promise<{ dialed: Extract<DialResult, { kind: 'open' }>; peer: Promise<WsSocket> }> {
+  const wss = new WebSocketServer({ port: 0, host: '127.0.0.1', ...options });
+  closers.push(() => {
+    for (const client of wss.clients) client.terminate();
+    wss.close();
+  });
+  await new Promise<void>((resolve) => wss.once('listening', resolve));
+  const peer = new Promise<WsSocket>((resolve) => wss.once('connection', resolve));
+  const port = (wss.address() as AddressInfo).port;
+  const key = generateKey();
+  const dialed = await dialUpstream({
+    url: `ws://127.0.0.1:${port}/`,
+    key,
+    protocols: [],
+    timeoutMs: 2000,
+    tls: null,
+    headers: { host: `127.0.0.1:${port}`, upgrade: 'websocket', connection: 'Upgrade', 'sec-websocket-key': key, 'sec-websocket-version': '13' },
+  });
+  if (dialed.kind !== 'open') throw new Error(dialed.reason);
+  return { dialed, peer };
+}

@@ -5,18 +5,15 @@
  * client leg's own behaviour is test/worker/connection.test.ts's, and the whole path is
  * test/e2e/proxy.test.ts's).
  */
-import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { WebSocketServer } from 'ws';
 import type { WebSocket as WsSocket } from 'ws';
 import { ReadyState } from '../../src/shared/app.ts';
 import type { SendStatus, ServerWebSocket } from '../../src/shared/app.ts';
 import { ByteArena } from '../../src/shared/frame-writer.ts';
-import { generateKey } from '../../src/shared/handshake.ts';
 import { FlushScheduler } from '../../src/runtime/frame-flush.ts';
 import { kHoldReading } from '../../src/worker/connection.ts';
 import { ProxyLink } from '../../src/worker/proxy-link.ts';
-import { dialUpstream } from '../../src/worker/upstream-dial.ts';
+import { dialedWsUpstream } from '../support/scripted-upstream.ts';
 import { silentLogger, until } from '../support/worker-fakes.ts';
 
 /** What ProxyLink uses of the client's Connection, recorded. */
@@ -53,24 +50,7 @@ afterEach(() => {
 });
 
 async function linked(highWaterMark = 64 * 1024) {
-  const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });
-  closers.push(() => {
-    for (const client of wss.clients) client.terminate();
-    wss.close();
-  });
-  await new Promise<void>((resolve) => wss.once('listening', resolve));
-  const peer = new Promise<WsSocket>((resolve) => wss.once('connection', resolve));
-  const port = (wss.address() as AddressInfo).port;
-  const key = generateKey();
-  const dialed = await dialUpstream({
-    url: `ws://127.0.0.1:${port}/`,
-    key,
-    protocols: [],
-    timeoutMs: 2000,
-    tls: null,
-    headers: { host: `127.0.0.1:${port}`, upgrade: 'websocket', connection: 'Upgrade', 'sec-websocket-key': key, 'sec-websocket-version': '13' },
-  });
-  if (dialed.kind !== 'open') throw new Error(dialed.reason);
+  const { dialed, peer } = await dialedWsUpstream(closers);
   closers.push(() => dialed.socket.destroy());
   let ended = 0;
   const link = new ProxyLink({

@@ -3,17 +3,14 @@
  * and their types both ways, reassembly, the read buffer's views kept valid, pings, closing from
  * either side, a vanished upstream, limits, backpressure and holding.
  */
-import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { WebSocketServer } from 'ws';
 import type { WebSocket as WsSocket } from 'ws';
 import { ReadyState } from '../../src/shared/app.ts';
 import { ByteArena } from '../../src/shared/frame-writer.ts';
-import { generateKey } from '../../src/shared/handshake.ts';
 import { FlushScheduler } from '../../src/runtime/frame-flush.ts';
 import { UpstreamConnection } from '../../src/worker/upstream-connection.ts';
 import type { UpstreamEvents, UpstreamSettings } from '../../src/worker/upstream-connection.ts';
-import { dialUpstream } from '../../src/worker/upstream-dial.ts';
+import { dialedWsUpstream } from '../support/scripted-upstream.ts';
 import { silentLogger, until } from '../support/worker-fakes.ts';
 
 interface Seen {
@@ -51,24 +48,7 @@ function settings(overrides: Partial<UpstreamSettings> = {}): UpstreamSettings {
 
 /** A ws server, a dialed upstream leg to it, and the server's side of that connection. */
 async function legToWs(overrides: Partial<UpstreamSettings> = {}, options: { start?: boolean } = {}) {
-  const wss = new WebSocketServer({ port: 0, host: '127.0.0.1', maxPayload: 8 * 1024 * 1024 });
-  closers.push(() => {
-    for (const client of wss.clients) client.terminate();
-    wss.close();
-  });
-  await new Promise<void>((resolve) => wss.once('listening', resolve));
-  const peer = new Promise<WsSocket>((resolve) => wss.once('connection', resolve));
-  const port = (wss.address() as AddressInfo).port;
-  const key = generateKey();
-  const dialed = await dialUpstream({
-    url: `ws://127.0.0.1:${port}/`,
-    key,
-    protocols: [],
-    timeoutMs: 2000,
-    tls: null,
-    headers: { host: `127.0.0.1:${port}`, upgrade: 'websocket', connection: 'Upgrade', 'sec-websocket-key': key, 'sec-websocket-version': '13' },
-  });
-  if (dialed.kind !== 'open') throw new Error(dialed.reason);
+  const { dialed, peer } = await dialedWsUpstream(closers, { maxPayload: 8 * 1024 * 1024 });
   const seen: Seen = { messages: [], drains: 0, closing: [], closed: [] };
   const leg = new UpstreamConnection(dialed.socket, dialed.head, null, events, seen, settings(overrides));
   closers.push(() => leg.terminate());
