@@ -226,11 +226,15 @@ describe.skipIf(!run)('redis bridge, streams mode (needs redis-server: apt-get i
   it('a reloaded client gets what it missed; one whose id is older than the retention is told', async () => {
     const a = await startServer({ app: NUMBERED_APP, bridge: redisBridge({ url: redis.url, mode: 'streams', retention: { maxLength: 10 } }) });
     const first = await subscriber(base(a), 'short');
-    const pub = await publisher(base(a), 'short');
+    // withId answers: the publisher learns each id once the entry is in the stream.
+    const pub = await publisher(base(a), 'short', true);
     for (let i = 0; i < 5; i++) pub.sendNext();
     await waitFor(() => first.delivered.length === 5, 'five messages', 10_000);
     first.close();
     for (let i = 0; i < 3; i++) pub.sendNext();
+    // The three must be in the stream before the client comes back, or they would reach it live
+    // (no loss, but nothing to replay: the race one CI run lost).
+    await waitFor(() => pub.answers.length === 8, 'the three missed ones stored', 10_000);
     // The same client back (a reloaded page): the three it missed, then live.
     const reloaded = new StreamSubscriber('short');
     clients.push(reloaded);
