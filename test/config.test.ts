@@ -53,6 +53,7 @@ describe('resolveConfig defaults', () => {
       shutdownGrace: 10,
       heartbeatTimeout: 10,
       workerYoungGenerationSize: 16 * 1024 * 1024,
+      heapGrowingPercent: 300,
       poolSize: 16 * 1024 * 1024,
       poolThreshold: 16 * 1024,
     });

@@ -7,6 +7,8 @@
 import { availableParallelism } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Piscina } from 'piscina';
+import { applyHeapGrowth } from '../../src/main/heap-growth.ts';
+import { DEFAULT_HEAP_GROWING_PERCENT } from '../../src/shared/config.ts';
 import { nowMicros } from './clock.ts';
 import { LatencyHistogram } from './histogram.ts';
 import type { LatencySummary } from './histogram.ts';
@@ -122,6 +124,9 @@ export async function runLoad(options: BenchOptions, hooks: RunHooks = {}): Prom
   }
 
   const state = RunState.create(threads);
+  // The generator's threads compress and allocate like a server's workers: the same fixed heap
+  // growing factor keeps them out of V8's over-and-over marking (docs/performance.md, "W3's GC mode").
+  applyHeapGrowth(DEFAULT_HEAP_GROWING_PERCENT);
   const pool = new Piscina<ThreadTask, ThreadResult>({
     filename: TASK_FILE.href,
     minThreads: threads,

@@ -12,6 +12,7 @@ import { refuse } from '../runtime/refuse.ts';
 import { PresenceTable } from '../shared/presence-table.ts';
 import { SlabPool } from '../shared/slab-pool.ts';
 import { closeAction, sendAction } from '../worker/connection-directory.ts';
+import { applyHeapGrowth } from './heap-growth.ts';
 import type { ClusterDirectory } from './cluster-directory.ts';
 import { ServerDirectory } from './server-directory.ts';
 import { Counter, ServerCounter, WorkerCounters } from '../shared/worker-counters.ts';
@@ -126,6 +127,8 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
     throw new Error(`listen({ path }) needs Node >= 26.6: Unix socket connections reach the workers by socket transfer (this is Node ${process.versions.node})`);
   }
   const logger = createLogger(config.logLevel, config.logFormat, { role: 'primary' });
+  // Before the first worker starts: its heap sizes its generations from the flag.
+  applyHeapGrowth(config.heapGrowingPercent);
   let admin: AdminListener | null = null;
   const counters = new WorkerCounters(config.workers);
   const pool = SlabPool.create({ pageSize: POOL_PAGE, pageCount: Math.max(4, Math.floor(config.poolSize / POOL_PAGE)), maxWorkers: config.workers });

@@ -252,6 +252,15 @@ export interface ServerOptions {
    * less, this is more. 0 leaves V8's own sizing.
    */
   readonly workerYoungGenerationSize?: number;
+  /**
+   * How far V8 lets a heap grow past what survived a full collection before it starts the next,
+   * in percent (V8's `--heap-growing-percent`: 300 is a factor of 4, V8's own maximum). Without
+   * it V8 picks the factor from its collection speed, and a worker compressing at full load could
+   * settle on a small one and then mark its old generation ten times a second (W3: 45–52 against
+   * 37–40 µs of CPU per message; docs/performance.md). A process-wide V8 flag, set when the
+   * server starts unless node was started with it; 0 leaves V8's own heuristics.
+   */
+  readonly heapGrowingPercent?: number;
   /** Bytes of the SharedArrayBuffer pool for cross-worker publishes. */
   readonly poolSize?: number;
   /** Published frames of at least this many bytes go through the pool. */
@@ -306,6 +315,7 @@ export interface ServerConfig {
   readonly routes: readonly RouteConfig[];
   readonly proxy: ResolvedProxyTarget | null;
   readonly workerYoungGenerationSize: number;
+  readonly heapGrowingPercent: number;
   /** Whether a topic bridge joins this server to others (listen's `bridge` option), and which kind. */
   readonly bridged: false | BridgeKind;
   /** Whether a ClusterDirectory joins this server's connections and counts to others' (listen's `cluster` option). */
@@ -316,6 +326,9 @@ export interface ServerConfig {
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
+
+/** V8's growing factor 4, its own maximum (`heapGrowingPercent`; the load generator uses it too). */
+export const DEFAULT_HEAP_GROWING_PERCENT = 300;
 
 /**
  * How an option's value is read and checked. `cli`: the placeholder of its `shardws serve` flag
@@ -379,6 +392,7 @@ export const OPTIONS: { readonly [K in ScalarOption]: OptionSpec } = {
   maxLifetime: { kind: 'seconds', default: 0, max: 30 * 86_400, cli: 'SECS', doc: 'close connections older than this with 1001, less up to 20% at random (0 disables)' },
   presenceCapacity: { kind: 'count', default: 65_536, min: 16, max: 16 * 1024 * 1024, cli: 'N', doc: 'topics and tags counted across workers at once' },
   workerYoungGenerationSize: { kind: 'bytes', default: 16 * MiB, min: 0, max: 1024 * MiB, cli: 'BYTES', doc: "each worker's V8 young generation (whole MiB; 0: V8 decides)" },
+  heapGrowingPercent: { kind: 'count', default: DEFAULT_HEAP_GROWING_PERCENT, min: 0, max: 1000, cli: 'N', doc: "V8 heap growth after a full GC, in percent (process-wide V8 flag; 0: V8 decides)" },
   poolSize: { kind: 'bytes', default: 16 * MiB, min: 64 * KiB, max: 2 ** 31 - 1, cli: 'BYTES', doc: 'shared pool for large cross-worker publishes' },
   poolThreshold: { kind: 'bytes', default: 16 * KiB, min: 1, max: 2 ** 31 - 1, cli: 'BYTES', doc: 'published frames this large go through the pool' },
 };

@@ -40,6 +40,7 @@ const TABLE_FLAGS: readonly (readonly [flag: string, option: OptionName, raw: st
   ['max-lifetime', 'maxLifetime', '3600', 3600],
   ['presence-capacity', 'presenceCapacity', '1024', 1024],
   ['worker-young-size', 'workerYoungGenerationSize', '32M', 32 * 1024 * 1024],
+  ['heap-growing-percent', 'heapGrowingPercent', '150', 150],
   ['pool-size', 'poolSize', '64M', 64 * 1024 * 1024],
   ['pool-threshold', 'poolThreshold', '4K', 4 * 1024],
 ];
