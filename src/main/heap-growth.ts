@@ -27,12 +27,19 @@ export function heapGrowthGivenToNode(execArgv: readonly string[] = process.exec
   return execArgv.some((arg) => /^--heap[-_]growing[-_]percent(=|$)/.test(arg));
 }
 
+/** Whether this module set the flag (a later server with 0 then gives V8 its own choice back). */
+let set = false;
+
 /**
- * Sets V8's heap growing factor to `1 + percent / 100` for this process, unless `percent` is 0 or
- * node was started with its own value. Returns whether it set it.
+ * Sets V8's heap growing factor to `1 + percent / 100` for this process, unless node was started
+ * with its own value. 0: V8's own choice (undoing an earlier server's value in this process).
+ * Returns whether a factor of ours is in force.
  */
 export function applyHeapGrowth(percent: number): boolean {
-  if (percent === 0 || heapGrowthGivenToNode()) return false;
+  if (heapGrowthGivenToNode()) return false;
+  if (percent === 0 && !set) return false;
+  // V8 reads 0 as "no fixed factor".
   setFlagsFromString(`${FLAG}=${percent}`);
-  return true;
+  set = percent !== 0;
+  return set;
 }

@@ -258,7 +258,7 @@ export interface ServerOptions {
    * it V8 picks the factor from its collection speed, and a worker compressing at full load could
    * settle on a small one and then mark its old generation ten times a second (W3: 45–52 against
    * 37–40 µs of CPU per message; docs/performance.md). A process-wide V8 flag, set when the
-   * server starts unless node was started with it; 0 leaves V8's own heuristics.
+   * server starts unless node was started with it; 0 gives V8 its own heuristics.
    */
   readonly heapGrowingPercent?: number;
   /** Bytes of the SharedArrayBuffer pool for cross-worker publishes. */
