@@ -23,6 +23,9 @@ import { PresenceTable } from '../../src/shared/presence-table.ts';
 import { ConnectionDirectory } from '../../src/worker/connection-directory.ts';
 import type { DirectPeers } from '../../src/worker/connection-directory.ts';
 import { WorkerPresence } from '../../src/worker/worker-presence.ts';
+import { WorkerCounters } from '../../src/shared/worker-counters.ts';
+import { UpgradeHandler } from '../../src/worker/upgrade.ts';
+import { ProxyGateway } from '../../src/worker/proxy-gateway.ts';
 import { kSendPrepared, kSerial, readingLimits } from '../../src/worker/connection.ts';
 import type { Connection } from '../../src/worker/connection.ts';
 import type { MeshTopics, PeerMesh } from '../../src/worker/peer-mesh.ts';
@@ -266,4 +269,21 @@ export function testContext(config: ServerConfig, shard: Shard, logger: Logger, 
 /** A route table of one app that takes every path, with the server's settings. */
 export function singleRoute(config: ServerConfig, app: App<unknown>, context: ConnectionContext): RouteTable {
   return RouteTable.build([{ pattern: null, app, settings: config, proxy: null }], context, silentLogger());
+}
+
+/**
+ * What a worker gives an intake (socket-intake.ts, http2-intake.ts) for one app on every path:
+ * one worker's counters, endpoints that record each request, the open connections, and the
+ * UpgradeHandler in front of the app.
+ */
+export function intakeParts(config: ServerConfig, app: App<unknown>) {
+  const logger = silentLogger();
+  const counters = new WorkerCounters(1);
+  const slot = counters.slot(0);
+  const shard = testShard({ id: 0, count: 1, logger });
+  const { endpoints, requests } = recordingEndpoints();
+  const connections = new Set<Connection>();
+  const context = testContext(config, shard, logger, slot, connections);
+  const upgrade = new UpgradeHandler(singleRoute(config, app, context), new ProxyGateway(logger), shard, logger, slot);
+  return { logger, counters, slot, endpoints, requests, connections, upgrade };
 }

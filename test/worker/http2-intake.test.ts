@@ -12,17 +12,14 @@ import { createServer } from 'node:net';
 import type { AddressInfo, Server } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { TLSSocket } from 'node:tls';
-import type { App, Shard } from '../../src/shared/app.ts';
+import type { App } from '../../src/shared/app.ts';
 import type { ServerOptions } from '../../src/shared/config.ts';
 import { resolveConfig } from '../../src/shared/config.ts';
-import { Counter, WorkerCounters } from '../../src/shared/worker-counters.ts';
-import type { Connection } from '../../src/worker/connection.ts';
+import { Counter } from '../../src/shared/worker-counters.ts';
 import { Http2Intake } from '../../src/worker/http2-intake.ts';
 import { loadTlsContext } from '../../src/worker/tls-context.ts';
-import { UpgradeHandler } from '../../src/worker/upgrade.ts';
-import { ProxyGateway } from '../../src/worker/proxy-gateway.ts';
 import { clientFrame, parseFrame } from '../e2e/helpers.ts';
-import { recordingEndpoints, silentLogger, singleRoute, testContext, testShard, until } from '../support/worker-fakes.ts';
+import { intakeParts, until } from '../support/worker-fakes.ts';
 
 const fixture = (name: string): string => fileURLToPath(new URL(`../fixtures/tls/${name}`, import.meta.url));
 const ca = readFileSync(fixture('cert.pem'));
@@ -61,15 +58,8 @@ function echoApp(seen: Seen, hold: Promise<void> | null = null): App<unknown> {
 /** An Http2Intake behind a loopback TLS listener that offers h2 by ALPN; endpoints record each request. */
 async function start(options: ServerOptions = {}, app?: (seen: Seen) => App<unknown>) {
   const config = resolveConfig({ logLevel: 'silent', http2: true, tls, ...options }, 1);
-  const logger = silentLogger();
-  const counters = new WorkerCounters(1);
-  const slot = counters.slot(0);
-  const shard: Shard = testShard({ id: 0, count: 1, logger });
-  const { endpoints, requests } = recordingEndpoints();
-  const connections = new Set<Connection>();
   const seen: Seen = { closes: [] };
-  const context = testContext(config, shard, logger, slot, connections);
-  const upgrade = new UpgradeHandler(singleRoute(config, (app ?? echoApp)(seen), context), new ProxyGateway(logger), shard, logger, slot);
+  const { logger, counters, slot, endpoints, requests, connections, upgrade } = intakeParts(config, (app ?? echoApp)(seen));
   const intake = new Http2Intake({ config, logger, counters, slot, upgrade, endpoints, connections });
   const { socketOptions } = loadTlsContext(config.tls!, true);
   const listener: Server = createServer((plain) => {

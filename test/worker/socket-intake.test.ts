@@ -3,15 +3,12 @@ import { once } from 'node:events';
 import type { IncomingMessage } from 'node:http';
 import { connect, createServer } from 'node:net';
 import type { AddressInfo, Server, Socket } from 'node:net';
-import type { App, Shard } from '../../src/shared/app.ts';
+import type { App } from '../../src/shared/app.ts';
 import type { ServerOptions } from '../../src/shared/config.ts';
 import { resolveConfig } from '../../src/shared/config.ts';
-import { Counter, WorkerCounters } from '../../src/shared/worker-counters.ts';
-import type { Connection } from '../../src/worker/connection.ts';
+import { Counter } from '../../src/shared/worker-counters.ts';
 import { SocketIntake } from '../../src/worker/socket-intake.ts';
-import { UpgradeHandler } from '../../src/worker/upgrade.ts';
-import { ProxyGateway } from '../../src/worker/proxy-gateway.ts';
-import { recordingEndpoints, silentLogger, singleRoute, testContext, testShard, until } from '../support/worker-fakes.ts';
+import { intakeParts, until } from '../support/worker-fakes.ts';
 
 const RFC_KEY = 'dGhlIHNhbXBsZSBub25jZQ==';
 const RFC_ACCEPT = 's3pPLMBiTxaQ9kYGzzhZRbK+xOo=';
@@ -25,14 +22,8 @@ afterEach(() => {
 /** A SocketIntake fed by a loopback listener, with endpoints that record each request and answer 200. */
 async function start(options: ServerOptions = {}, app: App<unknown> = {}) {
   const config = resolveConfig({ logLevel: 'silent', ...options }, 1);
-  const logger = silentLogger();
-  const counters = new WorkerCounters(1);
-  const slot = counters.slot(0);
-  const shard: Shard = testShard({ id: 0, count: 1, logger });
-  const { endpoints, requests } = recordingEndpoints();
-  const connections = new Set<Connection>();
-  const context = testContext(config, shard, logger, slot, connections);
-  const intake = new SocketIntake({ config, logger, counters, slot, upgrade: new UpgradeHandler(singleRoute(config, app, context), new ProxyGateway(logger), shard, logger, slot), endpoints, connections });
+  const { logger, counters, slot, endpoints, requests, connections, upgrade } = intakeParts(config, app);
+  const intake = new SocketIntake({ config, logger, counters, slot, upgrade, endpoints, connections });
   const listener: Server = createServer((socket) => intake.adopt(socket));
   listener.listen(0, '127.0.0.1');
   await once(listener, 'listening');
