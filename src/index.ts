@@ -4,6 +4,7 @@
  */
 export { listen } from './main/listen.ts';
 export type { ListenOptions, ServerStats, ShardServer } from './main/listen.ts';
+export type { AcceptMode } from './main/accept-mode.ts';
 export type { AnyTopicBridge, BridgeStats, DurableTopicBridge, TopicBridge } from './main/topic-bridge.ts';
 export { defineApp, ReadyState } from './shared/app.ts';
 export { isStreamId as isMessageId } from './shared/stream-id.ts';
@@ -35,7 +36,7 @@ export type {
   ResponseHeaders,
   WorkerStats,
 } from './shared/app.ts';
-export type { CompressionMode, DeflateConfig, DeflateOptions, DeflatePreset, DeflateSide, LogFormat, LogLevel, RouteOptions, ServerOptions, SlowClientPolicy, TlsOptions } from './shared/config.ts';
+export type { AcceptChoice, CompressionMode, DeflateConfig, DeflateOptions, DeflatePreset, DeflateSide, LogFormat, LogLevel, RouteOptions, ServerOptions, SlowClientPolicy, TlsOptions } from './shared/config.ts';
 export { DEFLATE_PRESETS } from './shared/config.ts';
 export { CloseCode } from './shared/close.ts';
 export { HandshakeError, ProtocolError } from './shared/errors.ts';

@@ -1,3 +1,4 @@
+import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
 import {
   Counter,
@@ -170,5 +171,43 @@ describe('WorkerCounters', () => {
     expect(counters.stats(1)).toEqual({ worker: 1, ...values });
     const zero = Object.fromEntries(Object.keys(values).map((key) => [key, 0]));
     expect(counters.allStats()).toEqual([{ worker: 0, ...zero }, { worker: 1, ...values }]);
+  });
+});
+
+describe('WorkerCounters.reserveWithin (SO_REUSEPORT admission)', () => {
+  it('counts a handshake only below the limit, and says whether it did', () => {
+    const counters = new WorkerCounters(2);
+    counters.slot(1)[Counter.Connections] = 2;
+    expect(counters.reserveWithin(3, counters.slot(0))).toBe(true);
+    expect(counters.get(0, Counter.Handshakes)).toBe(1);
+    expect(counters.reserveWithin(3, counters.slot(0))).toBe(false);
+    expect(counters.get(0, Counter.Handshakes)).toBe(1);
+    expect(counters.openConnections()).toBe(3);
+  });
+
+  it('admits one thread at a time at maxConnections 1, with threads racing for it', async () => {
+    const threads = 3;
+    const counters = new WorkerCounters(threads);
+    const start = new SharedArrayBuffer(4);
+    const racers = Array.from(
+      { length: threads },
+      (_, worker) => new Worker(new URL('./fixtures/admission-racer.ts', import.meta.url), { workerData: { buffer: counters.buffer, worker, rounds: 200_000, start } }),
+    );
+    const results = racers.map(
+      (racer) =>
+        new Promise<{ admitted: number; overAdmitted: number }>((resolve, reject) => {
+          racer.once('message', resolve);
+          racer.once('error', reject);
+        }),
+    );
+    await Promise.all(racers.map((racer) => new Promise((resolve) => racer.once('online', resolve))));
+    Atomics.store(new Int32Array(start), 0, 1);
+    Atomics.notify(new Int32Array(start), 0);
+    const outcomes = await Promise.all(results);
+    await Promise.all(racers.map((racer) => racer.terminate()));
+    // Without the lock two threads that both read 0 both get in (thousands of times per run).
+    expect(outcomes.map((o) => o.overAdmitted)).toEqual(new Array(threads).fill(0));
+    expect(outcomes.every((o) => o.admitted > 0)).toBe(true);
+    expect(counters.openConnections()).toBe(0);
   });
 });

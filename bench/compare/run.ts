@@ -42,19 +42,22 @@ const node = process.execPath;
 /** The shardws CLI the servers and the generator run: the build, unless --from-source. Set below. */
 let cli = '';
 
+/** `shardws serve` with the demo app, `workers` worker threads, and how sockets reach them. */
+const shardws = (workers: number, accept: 'transfer' | 'reuseport'): ServerSpec => ({
+  id: `shardws-${workers}${accept === 'reuseport' ? '-reuseport' : ''}`,
+  describe: `shardws serve (demo app), ${workers} worker thread${workers === 1 ? '' : 's'}${accept === 'reuseport' ? ', --accept reuseport (each worker accepts)' : ''}`,
+  supports: () => true,
+  command: (port, deflate, flags) => [
+    node,
+    [...flags, cli, 'serve', '--host', '127.0.0.1', '--port', String(port), '--workers', String(workers), '--accept', accept, '--log-level', 'warn', ...(deflate ? ['--deflate'] : [])],
+  ],
+});
+
 const SERVERS: readonly ServerSpec[] = [
-  {
-    id: 'shardws-1',
-    describe: 'shardws serve (demo app), 1 worker thread',
-    supports: () => true,
-    command: (port, deflate, flags) => [node, [...flags, cli, 'serve', '--host', '127.0.0.1', '--port', String(port), '--workers', '1', '--log-level', 'warn', ...(deflate ? ['--deflate'] : [])]],
-  },
-  {
-    id: 'shardws-2',
-    describe: 'shardws serve (demo app), 2 worker threads',
-    supports: () => true,
-    command: (port, deflate, flags) => [node, [...flags, cli, 'serve', '--host', '127.0.0.1', '--port', String(port), '--workers', '2', '--log-level', 'warn', ...(deflate ? ['--deflate'] : [])]],
-  },
+  shardws(1, 'transfer'),
+  shardws(2, 'transfer'),
+  shardws(1, 'reuseport'),
+  shardws(2, 'reuseport'),
   {
     id: 'ws',
     describe: 'ws 8, one process (bench/compare/servers/ws-server.ts), bufferutil installed',
@@ -109,7 +112,7 @@ if (values.help) {
   --warmup SECS       warm-up seconds per run (default 2)
   --repeat N          runs per workload and server; medians are reported (default 3)
   --only W1,W3        workloads (default all: ${WORKLOADS.map((w) => w.id).join(',')})
-  --servers a,b       servers (default all but bun: ${SERVERS.map((s) => s.id).join(',')})
+  --servers a,b       servers (known: ${SERVERS.map((s) => s.id).join(',')}; default: all but bun and the -reuseport ones)
   --pin               server on CPU 0, generator on CPU 1 (taskset); default unpinned
   --threads N         generator threads (default: 1 when pinned, else one per core)
   --with-bun          install Bun into ${BUN_DIR}/ (npm) and include it
@@ -138,7 +141,7 @@ const workloads = values.only === undefined ? WORKLOADS : values.only.split(',')
   if (w === undefined) throw new Error(`unknown workload ${id}`);
   return w;
 });
-let servers = values.servers === undefined ? SERVERS.filter((s) => s.id !== 'bun' || values['with-bun']) : values.servers.split(',').map((id) => {
+let servers = values.servers === undefined ? SERVERS.filter((s) => (s.id !== 'bun' || values['with-bun']) && !s.id.endsWith('-reuseport')) : values.servers.split(',').map((id) => {
   const s = SERVERS.find((x) => x.id === id.trim());
   if (s === undefined) throw new Error(`unknown server ${id} (known: ${SERVERS.map((x) => x.id).join(', ')})`);
   return s;
@@ -326,7 +329,7 @@ const escapeXml = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, 
 
 /** One panel per workload, one horizontal bar per server, scaled to the panel's largest value. */
 function svgChart(summaries: readonly Summary[], title: string): string {
-  const colors: Record<string, string> = { 'shardws-1': '#2b6cb0', 'shardws-2': '#1a4480', ws: '#c05621', 'cluster-ws': '#dd6b20', 'raw-echo': '#718096', bun: '#805ad5' };
+  const colors: Record<string, string> = { 'shardws-1': '#2b6cb0', 'shardws-2': '#1a4480', 'shardws-1-reuseport': '#3182ce', 'shardws-2-reuseport': '#2c5282', ws: '#c05621', 'cluster-ws': '#dd6b20', 'raw-echo': '#718096', bun: '#805ad5' };
   const width = 760;
   const barHeight = 18;
   const labelWidth = 110;

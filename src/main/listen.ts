@@ -18,6 +18,7 @@ import { ServerDirectory } from './server-directory.ts';
 import { Counter, ServerCounter, WorkerCounters } from '../shared/worker-counters.ts';
 import { LeastLoadedBalancer } from './balancer.ts';
 import { acceptModeFor } from './accept-mode.ts';
+import type { AcceptMode } from './accept-mode.ts';
 import { BridgeRouter } from './bridge-router.ts';
 import { ShardSupervisor } from './shard-supervisor.ts';
 import { AdminListener } from './admin-listener.ts';
@@ -50,6 +51,8 @@ export interface ServerStats {
 
 export interface ShardServer {
   readonly config: ServerConfig;
+  /** How connections reach the workers here: the `accept` option with 'auto' decided. */
+  readonly accept: AcceptMode;
   readonly logger: Logger;
   /** The TCP address; on a Unix socket (`path`), `{ address: path, family: 'unix', port: 0 }`. */
   address(): AddressInfo;
@@ -114,7 +117,6 @@ export function readyMessage(url: string, config: ServerConfig, adminUrl: string
  * thread that hands each accepted TCP socket to the least-loaded worker.
  */
 export async function listen(options: ListenOptions = {}): Promise<ShardServer> {
-  const mode = acceptModeFor();
   const bridge = options.bridge;
   const config = resolveConfig(
     { ...options, logFormat: concreteLogFormat(options.logFormat) },
@@ -123,8 +125,13 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
     options.cluster !== undefined,
   );
   assertAppExists(config.app);
+  const mode = acceptModeFor(config.accept);
   if (config.path !== undefined && mode !== 'transfer') {
-    throw new Error(`listen({ path }) needs Node >= 26.6: Unix socket connections reach the workers by socket transfer (this is Node ${process.versions.node})`);
+    throw new Error(
+      config.accept === 'reuseport'
+        ? "listen({ path }) takes accept: 'transfer': Unix socket connections reach the workers by socket transfer, not SO_REUSEPORT"
+        : `listen({ path }) needs Node >= 26.6: Unix socket connections reach the workers by socket transfer (this is Node ${process.versions.node})`,
+    );
   }
   const logger = createLogger(config.logLevel, config.logFormat, { role: 'primary' });
   // Before the first worker starts: its heap sizes its generations from the flag.
@@ -267,7 +274,7 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
   sampler.sample();
   const sampling = setInterval(() => sampler.sample(), 1000);
   sampling.unref();
-  if (mode === 'reuseport') {
+  if (mode === 'reuseport' && config.accept === 'auto') {
     logger.info(`Node ${process.versions.node} cannot transfer sockets between threads, so each worker accepts on the port (SO_REUSEPORT) and the kernel spreads connections`);
   }
 
@@ -328,6 +335,7 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
 
   return {
     config,
+    accept: mode,
     logger,
     address: () => address,
     adminAddress: () => admin?.address() ?? null,

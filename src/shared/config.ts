@@ -160,6 +160,8 @@ export interface ServerOptions {
   readonly host?: string;
   /** Pending connections the kernel queues before accept(). */
   readonly backlog?: number;
+  /** How connections reach the workers (AcceptChoice): 'auto' (default), 'transfer' or 'reuseport'. */
+  readonly accept?: AcceptChoice;
   readonly workers?: number;
   /** Open connections across all workers; past it new sockets are refused with 503. 0 = no limit. */
   readonly maxConnections?: number;
@@ -273,6 +275,7 @@ export interface ServerConfig {
   readonly port: number;
   readonly host: string | undefined;
   readonly backlog: number;
+  readonly accept: AcceptChoice;
   readonly workers: number;
   readonly maxConnections: number;
   readonly deflate: DeflateConfig | null;
@@ -346,6 +349,16 @@ export type OptionSpec = { readonly doc: string; readonly cli: string | false } 
   | { readonly kind: 'text'; readonly default: string | undefined }
 );
 
+/**
+ * How connections reach the workers. 'transfer' (Node >= 26.6): the primary accepts and hands each
+ * socket to the least-loaded worker. 'reuseport' (Linux): every worker listens on the port with
+ * SO_REUSEPORT and the kernel picks one by a hash of the addresses, not by load; no socket passes
+ * through the primary, which saves its allocation and a transfer per connection. 'auto': transfer
+ * where this Node can, else reuseport.
+ */
+export type AcceptChoice = 'auto' | 'transfer' | 'reuseport';
+const ACCEPT_CHOICES: readonly AcceptChoice[] = ['auto', 'transfer', 'reuseport'];
+
 /** Workers one server runs at most (the pool's holder bitmask and the counters are sized by it). */
 export const MAX_WORKERS = 256;
 
@@ -362,6 +375,7 @@ export const OPTIONS: { readonly [K in ScalarOption]: OptionSpec } = {
   http2: { kind: 'boolean', default: false, cli: '', doc: 'with TLS, also take WebSockets over HTTP/2 (RFC 8441) on the same port' },
   http2MaxStreams: { kind: 'count', default: 100, min: 1, max: 2 ** 31 - 1, cli: 'N', doc: 'WebSockets one HTTP/2 connection may carry at once' },
   workers: { kind: 'count', default: 1, min: 1, max: MAX_WORKERS, cli: 'N', doc: 'worker threads (default: one per core, at most 256)' },
+  accept: { kind: 'choice', default: 'auto', values: ACCEPT_CHOICES, cli: 'MODE', doc: 'how sockets reach workers: transfer (the primary picks the least loaded), reuseport (Linux: each worker accepts, the kernel spreads; less memory per connection), auto: transfer where Node can' },
   backlog: { kind: 'count', default: 511, min: 1, max: 65535, cli: 'N', doc: 'pending connections the kernel queues before accept()' },
   maxConnections: { kind: 'count', default: 0, min: 0, max: Number.MAX_SAFE_INTEGER, cli: 'N', doc: 'refuse new sockets with 503 past N open connections (0: no limit)' },
   maxPayloadLength: { kind: 'bytes', default: 16 * MiB, min: 1, max: 2 ** 31 - 1, cli: 'BYTES', doc: 'largest message after inflation (1009 past it)' },

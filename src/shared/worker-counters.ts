@@ -102,8 +102,11 @@ export function recordSize(slot: Float64Array, at: Counter, size: number): void 
   slot[at + SIZE_BOUNDS.length + 1]! += size;
 }
 
-/** Counters of the server as a whole, written by the primary in the slot after the workers'. */
-export const ServerCounter = { Restarts: 0, Refused: 1 } as const;
+/**
+ * Counters of the server as a whole, written by the primary in the slot after the workers'.
+ * AdmissionLock is no counter: an Int32 lock word in that slot (see reserveWithin).
+ */
+export const ServerCounter = { Restarts: 0, Refused: 1, AdmissionLock: 2 } as const;
 export type ServerCounter = (typeof ServerCounter)[keyof typeof ServerCounter];
 
 /** The counter for connections closed with `code`. */
@@ -132,6 +135,7 @@ export class WorkerCounters {
   readonly buffer: SharedArrayBuffer;
   readonly workers: number;
   readonly #view: Float64Array;
+  readonly #admission: Int32Array;
 
   constructor(bufferOrWorkers: SharedArrayBuffer | number) {
     this.buffer =
@@ -140,6 +144,23 @@ export class WorkerCounters {
         : bufferOrWorkers;
     this.#view = new Float64Array(this.buffer);
     this.workers = this.#view.length / SLOTS - 1;
+    this.#admission = new Int32Array(this.buffer, (this.workers * SLOTS + ServerCounter.AdmissionLock) * Float64Array.BYTES_PER_ELEMENT, 1);
+  }
+
+  /**
+   * Counts a handshake in `slot` if fewer than `max` sockets are open across the workers. In
+   * SO_REUSEPORT mode every worker accepts at once, and two that each checked, then counted, could
+   * both pass at max - 1: here the check and the count happen under one lock word, held for one
+   * sum over the slots. Its Atomics order the plain stores: a count made before another worker
+   * freed the lock is seen by the worker that takes it next. Closes need no lock (they only lower
+   * the sum; a late one refuses a socket that might have fit, never admits one too many).
+   */
+  reserveWithin(max: number, slot: Float64Array): boolean {
+    while (Atomics.compareExchange(this.#admission, 0, 0, 1) !== 0);
+    const free = this.openConnections() < max;
+    if (free) slot[Counter.Handshakes]!++;
+    Atomics.store(this.#admission, 0, 0);
+    return free;
   }
 
   /** The server-wide counters (ServerCounter), written by the primary. */

@@ -142,20 +142,25 @@ export class SocketIntake {
     this.#server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => this.#onClientError(error, socket));
   }
 
-  /** A socket from the primary (or this worker's listener): it enters as if this worker accepted it. */
-  adopt(arrived: Socket): void {
+  /**
+   * A socket from the primary (or this worker's listener): it enters as if this worker accepted it.
+   * `counted`: its handshake is already counted (the listener reserved it against maxConnections).
+   */
+  adopt(arrived: Socket, counted = false): void {
     const { config, logger, slot } = this.#parts;
     slot[Counter.SocketsAdopted]!++;
+    if (!counted) slot[Counter.Handshakes]!++;
     if (this.#stopping) {
+      slot[Counter.Handshakes]!--;
       refuse(arrived, 503, 'server shutting down');
       return;
     }
-    if (slot[Counter.Handshakes]! >= config.maxHandshakes) {
+    if (slot[Counter.Handshakes]! > config.maxHandshakes) {
+      slot[Counter.Handshakes]!--;
       logger.warn({ remote: arrived.remoteAddress }, 'too many handshakes in progress; refusing with 503');
       refuse(arrived, 503, 'too many handshakes in progress');
       return;
     }
-    slot[Counter.Handshakes]!++;
     // The PROXY header comes before everything, TLS included: read here, then TLS or the head.
     if (this.#tls !== null && !config.proxyProtocol) {
       const secure = this.#wrapTls(rehomeSocket(arrived));
@@ -376,15 +381,16 @@ export class SocketIntake {
   async listenReusePort(accept: { readonly port: number; readonly host: string | undefined; readonly backlog: number }): Promise<void> {
     const { config, logger, counters, slot } = this.#parts;
     const listener = createNetServer((socket) => {
-      // No primary counts for us: every worker sees every worker's counters.
+      // No primary counts for us: every worker sees every worker's counters, and takes its
+      // place under their shared lock (workers accept at the same moment).
       const max = config.maxConnections;
-      if (max > 0 && counters.openConnections() >= max) {
+      if (max > 0 && !counters.reserveWithin(max, slot)) {
         slot[Counter.Refused]!++;
         logger.warn({ remote: socket.remoteAddress }, 'server is at maxConnections; refusing with 503');
         refuse(socket, 503, 'server is at maxConnections');
         return;
       }
-      this.adopt(socket);
+      this.adopt(socket, max > 0);
     });
     listener.on('error', (error) => logger.error({ err: error }, 'listener error'));
     await new Promise<void>((resolve, reject) => {

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ShardServer } from '../../src/main/listen.ts';
-import { cleanup, clientOn, fixtureApp, openClientsOnEachWorker, openShardClients, startServer, waitFor, wsUrl } from './helpers.ts';
+import { acceptMode, cleanup, clientOn, fixtureApp, openClientsOnEachWorker, openShardClients, startServer, waitFor, wsUrl } from './helpers.ts';
 import type { ShardClient } from './helpers.ts';
 
 afterEach(cleanup);
@@ -35,24 +35,28 @@ async function breakOneWorker(server: ShardServer, command: string, timeout: num
   for (const survivor of survivors) expect((await survivor.client.request('still fine')).data.toString()).toBe('still fine');
 }
 
-describe('worker supervision', () => {
+// Both ways connections reach the workers, where this Node and platform have both: a replacement
+// must take connections again whether the primary hands them over or it accepts them itself.
+const MODES = acceptMode === 'transfer' && process.platform === 'linux' ? (['transfer', 'reuseport'] as const) : [acceptMode];
+
+describe.each(MODES)('worker supervision (accept: %s)', (accept) => {
   it('restarts a worker that exits, closing only its own connections', async () => {
-    const server = await startServer({ app: fixtureApp('shard-echo') });
+    const server = await startServer({ accept, app: fixtureApp('shard-echo') });
     await breakOneWorker(server, 'exit', 5000);
   });
 
   it('restarts a worker killed by an uncaught exception, closing only its own connections', async () => {
-    const server = await startServer({ app: fixtureApp('shard-echo') });
+    const server = await startServer({ accept, app: fixtureApp('shard-echo') });
     await breakOneWorker(server, 'uncaught', 5000);
   });
 
   it('replaces a hung worker through the heartbeat watchdog, leaving the other worker alone', async () => {
-    const server = await startServer({ app: fixtureApp('shard-echo'), heartbeatTimeout: 1 });
+    const server = await startServer({ accept, app: fixtureApp('shard-echo'), heartbeatTimeout: 1 });
     await breakOneWorker(server, 'hang', 8000);
   });
 
   it('keeps counting maxConnections right while a crashed worker is being restarted', async () => {
-    const server = await startServer({ app: fixtureApp('shard-echo'), maxConnections: 4 });
+    const server = await startServer({ accept, app: fixtureApp('shard-echo'), maxConnections: 4 });
     // Every slot taken, wherever the connections landed (extras would be refused, not closed).
     const clients = await openShardClients(wsUrl(server, '/'), 4);
     const victims = clients.filter((c) => c.shard === clients[0]!.shard);
