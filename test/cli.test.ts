@@ -353,13 +353,23 @@ describe('shardws bench CLI', () => {
   });
 
   it('prints the partial results on Ctrl-C (SIGINT) and exits with 130', async () => {
-    const server = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--host', '127.0.0.1', '--workers', '1', '--log-format', 'json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const server = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--host', '127.0.0.1', '--workers', '1', '--admin-port', '0', '--log-format', 'json'], { stdio: ['ignore', 'pipe', 'pipe'] });
     try {
-      const [, port] = await waitFor(server, 'stdout', /"port":(\d+)/);
+      const [, port, admin] = await waitFor(server, 'stdout', /"port":(\d+).*"admin":"http:\/\/127\.0\.0\.1:(\d+)"/);
       const bench = spawn(process.execPath, [CLI, 'bench', `ws://127.0.0.1:${port}/echo`, '-c', '2', '-t', '1', '-w', '0.5', '-d', '60', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
       const output = collect(bench);
       const exited = new Promise<number | null>((resolve) => bench.once('exit', (code) => resolve(code)));
-      await new Promise((resolve) => setTimeout(resolve, 2500));
+      // The bench sets its SIGINT handler before it opens a connection: once the server holds
+      // both, Ctrl-C is the bench's to handle (before that it would end the process, as it should).
+      const open = async (): Promise<number> => {
+        const { workers } = (await (await fetch(`http://127.0.0.1:${admin}/stats`)).json()) as { workers: { connections: number }[] };
+        return workers.reduce((sum, w) => sum + w.connections, 0);
+      };
+      const deadline = Date.now() + 30_000;
+      while ((await open()) < 2) {
+        if (Date.now() > deadline) throw new Error(`the bench did not connect: ${output.stderr}`);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
       bench.kill('SIGINT');
       expect(await exited).toBe(130);
       const result = JSON.parse(output.stdout) as { interrupted: boolean; measuredSeconds: number; messages: number; notes: string[] };

@@ -103,6 +103,9 @@ export class StreamOutbox {
 
   /** The broker is reachable again: settle the batches whose answer was lost, then write what waited. */
   resume(): void {
+    // Everything still queued waited for the broker (`flushed`), also what was pushed before the
+    // link noticed the loss and then queued behind a batch whose answer was lost.
+    for (const lane of this.#lanes.values()) for (const pending of lane.waiting) pending.waited = true;
     void this.#resume();
   }
 

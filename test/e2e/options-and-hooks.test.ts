@@ -134,7 +134,9 @@ describe('slowClientTimeout', () => {
 
   it("'close' policy: a client backlogged past the timeout is closed with 1008", async () => {
     const { client } = await stalledClient({ slowClientTimeout: 0.3, slowClient: 'close' }, COUNT, SIZE);
-    await new Promise((resolve) => setTimeout(resolve, 1000));
+    // Time for the flood to be queued and the timeout to pass with room to spare: the close is
+    // not visible before the client reads again.
+    await new Promise((resolve) => setTimeout(resolve, 2500));
     client.socket.resume();
     const closed = await client.waitClosed(10_000);
     expect(closed).toMatchObject({ code: 1008, reason: 'slow client' });
@@ -142,8 +144,8 @@ describe('slowClientTimeout', () => {
   });
 
   it("'drop' policy: the backlog is dropped, the app told of each message, the connection stays", async () => {
-    const { client } = await stalledClient({ slowClientTimeout: 0.3, slowClient: 'drop' }, COUNT, SIZE);
-    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const { server, client } = await stalledClient({ slowClientTimeout: 0.3, slowClient: 'drop' }, COUNT, SIZE);
+    await waitFor(() => server.stats().workers.some((w) => w.drops > 0), 'the policy to drop the backlog', 10_000);
     client.socket.resume();
     // What was in the kernel and the socket still arrives; then the count of what was dropped.
     const { dropped, delivered } = await droppedCount(client);
@@ -162,8 +164,8 @@ describe('slowClientTimeout', () => {
 
 describe('dropped', () => {
   it('tells the app of each message the drop policy drops past maxBackpressure', async () => {
-    const { client } = await stalledClient({ slowClient: 'drop', maxBackpressure: 4 * 1024 * 1024 }, 40, 512 * 1024);
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    const { server, client } = await stalledClient({ slowClient: 'drop', maxBackpressure: 4 * 1024 * 1024 }, 40, 512 * 1024);
+    await waitFor(() => server.stats().workers.some((w) => w.drops > 0), 'the policy to drop past maxBackpressure', 10_000);
     client.socket.resume();
     const { dropped, delivered } = await droppedCount(client);
     expect(dropped).toBeGreaterThan(0);

@@ -104,6 +104,23 @@ describe('StreamOutbox', () => {
     expect(streams.calls.filter((c) => c.startsWith('find'))).toEqual(['find t after -']);
   });
 
+  it('counts as flushed what was pushed before the loss was noticed and queued behind a lost batch', async () => {
+    const { streams, box, push, texts } = outbox();
+    await push('t', 'first');
+    // The broker goes away with an append on its way; the link has not noticed yet.
+    streams.loseReplies = 1;
+    const lost = push('t', 'a');
+    const behind = push('t', 'b');
+    await settle();
+    streams.ready = false;
+    expect(box.stats().buffered).toBe(1);
+    streams.ready = true;
+    box.resume();
+    await Promise.all([lost, behind]);
+    expect(texts('t')).toEqual(['first', 'a', 'b']);
+    expect(box.stats()).toMatchObject({ published: 3, flushed: 2, buffered: 0 });
+  });
+
   it('writes again, in its place, a publish whose answer was lost and that Redis never appended', async () => {
     const { streams, box, push, texts } = outbox();
     // Sent, but it never got there; the connection is up again at once (no 'up' will come).
