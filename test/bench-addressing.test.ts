@@ -6,7 +6,7 @@
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RedisServer, freePort, hasRedisServer } from './support/redis-server.ts';
+import { RedisServer, hasRedisServer } from './support/redis-server.ts';
 
 const RUN = fileURLToPath(new URL('../bench/addressing/run.ts', import.meta.url));
 const bench = (...args: string[]) => spawnSync(process.execPath, [RUN, '--workers', '2', '--receivers', '8', '--keys', '4', '--messages', '400', ...args], { encoding: 'utf8', timeout: 60_000 });
@@ -27,8 +27,7 @@ describe('bench:addressing', () => {
   describe.skipIf(!hasRedisServer && process.env.CI !== 'true')('with --redis (needs redis-server)', () => {
     let redis: RedisServer;
     beforeAll(async () => {
-      redis = new RedisServer(await freePort());
-      await redis.start();
+      redis = await RedisServer.launch();
     });
     afterAll(() => redis.stop());
 

@@ -11,7 +11,7 @@ import { redisBridge } from '../src/main/redis-bridge.ts';
 import { redisCluster } from '../src/main/redis-cluster.ts';
 import { ask, cleanup, fixtureApp, openShardClient, startServer, waitFor, wsUrl } from './e2e/helpers.ts';
 import type { TestClient } from './e2e/helpers.ts';
-import { RedisServer, freePort, hasRedisServer } from './support/redis-server.ts';
+import { RedisServer, hasRedisServer } from './support/redis-server.ts';
 
 // CI installs redis-server (.ci/run), so there a missing binary is a failure, not a skip.
 const run = hasRedisServer || process.env.CI === 'true';
@@ -32,8 +32,7 @@ describe.skipIf(!run)('presence and addressing across servers (needs redis-serve
     startServer({ app: fixtureApp('addressable'), bridge: redisBridge({ url: redis.url, maxReconnectDelay: 200 }), cluster: redisCluster({ url: redis.url, ttl: TTL }) });
 
   beforeAll(async () => {
-    redis = new RedisServer(await freePort());
-    await redis.start();
+    redis = await RedisServer.launch();
     a = await start();
     b = await start();
     probe = new Redis(redis.url, { lazyConnect: true, retryStrategy: () => 100 });

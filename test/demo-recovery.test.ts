@@ -11,7 +11,7 @@ import WebSocket from 'ws';
 import { redisBridge } from '../src/main/redis-bridge.ts';
 import type { ShardServer } from '../src/main/listen.ts';
 import { cleanup, startServer, waitFor } from './e2e/helpers.ts';
-import { RedisServer, freePort, hasRedisServer } from './support/redis-server.ts';
+import { RedisServer, hasRedisServer } from './support/redis-server.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 const run = (existsSync(CHROMIUM) && hasRedisServer) || process.env.CI === 'true';
@@ -25,8 +25,7 @@ describe.skipIf(!run)('demo chat recovery in Chromium (needs chromium and redis-
   const bobSaw: string[] = [];
 
   beforeAll(async () => {
-    redis = new RedisServer(await freePort());
-    await redis.start();
+    redis = await RedisServer.launch();
     // The demo app (no `app`), two workers, chat recovery through Redis streams.
     server = await startServer({ bridge: redisBridge({ url: redis.url, mode: 'streams' }) });
     browser = await chromium.launch({

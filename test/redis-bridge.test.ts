@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { redisBridge } from '../src/main/redis-bridge.ts';
 import type { ShardServer } from '../src/main/listen.ts';
 import { TestClient, cleanup, startServer, waitFor, wsUrl } from './e2e/helpers.ts';
-import { RedisServer, freePort, hasRedisServer } from './support/redis-server.ts';
+import { RedisServer, hasRedisServer } from './support/redis-server.ts';
 
 // CI installs redis-server (.ci/run), so there a missing binary is a failure, not a skip.
 const run = hasRedisServer || process.env.CI === 'true';
@@ -19,8 +19,7 @@ describe.skipIf(!run)('redis bridge (needs redis-server: apt-get install redis-s
   let probe: Redis;
 
   beforeAll(async () => {
-    redis = new RedisServer(await freePort());
-    await redis.start();
+    redis = await RedisServer.launch();
     a = await startServer({ bridge: redisBridge({ url: redis.url, maxReconnectDelay: 200 }) });
     b = await startServer({ bridge: redisBridge({ url: redis.url, maxReconnectDelay: 200 }) });
     probe = new Redis(redis.url, { lazyConnect: true, retryStrategy: () => 100 });

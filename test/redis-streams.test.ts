@@ -9,7 +9,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { redisBridge } from '../src/main/redis-bridge.ts';
 import type { ShardServer } from '../src/main/listen.ts';
 import { cleanup, startServer, waitFor } from './e2e/helpers.ts';
-import { RedisServer, freePort, hasRedisServer } from './support/redis-server.ts';
+import { RedisServer, hasRedisServer } from './support/redis-server.ts';
 import { NUMBERED_APP, ServerProcess, StreamPublisher, StreamSubscriber } from './support/stream-clients.ts';
 
 // CI installs redis-server (.ci/run), so there a missing binary is a failure, not a skip.
@@ -38,8 +38,7 @@ describe.skipIf(!run)('redis bridge, streams mode (needs redis-server: apt-get i
   const clients: { close(): void }[] = [];
 
   beforeAll(async () => {
-    redis = new RedisServer(await freePort());
-    await redis.start();
+    redis = await RedisServer.launch();
   });
 
   afterEach(async () => {

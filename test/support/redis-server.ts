@@ -43,6 +43,9 @@ async function freeClusterPort(): Promise<number> {
   throw new Error('no free port pair for a cluster node');
 }
 
+/** Ports a redis-server is tried on before its start fails. */
+const START_ATTEMPTS = 5;
+
 export class RedisServer {
   readonly port: number;
   readonly #args: readonly string[];
@@ -51,6 +54,24 @@ export class RedisServer {
   constructor(port: number, args: readonly string[] = []) {
     this.port = port;
     this.#args = args;
+  }
+
+  /**
+   * Starts a redis-server on a port `pick` finds free, or on another when that one was taken
+   * before redis-server bound it: the picker's probe lets the port go first, and any connect on
+   * the machine may get it as its ephemeral port in the gap.
+   */
+  static async launch(pick: () => Promise<number> = freePort, args: (port: number) => readonly string[] = () => []): Promise<RedisServer> {
+    for (let attempt = 1; ; attempt++) {
+      const port = await pick();
+      const server = new RedisServer(port, args(port));
+      try {
+        await server.start();
+        return server;
+      } catch (error) {
+        if (attempt === START_ATTEMPTS || !/Address already in use/.test((error as Error).message)) throw error;
+      }
+    }
   }
 
   get url(): string {
@@ -65,19 +86,21 @@ export class RedisServer {
     await new Promise<void>((resolve, reject) => {
       let out = '';
       const timer = setTimeout(() => reject(new Error(`redis-server did not start: ${out}`)), 10_000);
-      child.stdout!.on('data', (chunk: Buffer) => {
+      const read = (chunk: Buffer): void => {
         out += chunk.toString();
         if (out.includes('Ready to accept connections')) {
           clearTimeout(timer);
           resolve();
         }
-      });
-      child.once('exit', (code) => {
+      };
+      child.stdout!.on('data', read);
+      child.stderr!.on('data', read);
+      // 'close', not 'exit': its last words (why it stopped) are read by then.
+      child.once('close', (code) => {
         clearTimeout(timer);
         reject(new Error(`redis-server exited with ${code}: ${out}`));
       });
     });
-    child.stdout!.resume();
   }
 
   async stop(): Promise<void> {
@@ -108,13 +131,12 @@ export class RedisCluster {
   static async start(size = 3): Promise<RedisCluster> {
     const dir = mkdtempSync(join(tmpdir(), 'shardws-cluster-'));
     const nodes: RedisServer[] = [];
-    for (let i = 0; i < size; i++) {
-      const port = await freeClusterPort();
-      nodes.push(new RedisServer(port, ['--cluster-enabled', 'yes', '--cluster-config-file', join(dir, `nodes-${port}.conf`), '--dir', dir]));
-    }
     const cluster = new RedisCluster(nodes, dir);
     try {
-      await Promise.all(nodes.map((node) => node.start()));
+      // One after another: a node holds its ports before the next one looks for free ones.
+      for (let i = 0; i < size; i++) {
+        nodes.push(await RedisServer.launch(freeClusterPort, (port) => ['--cluster-enabled', 'yes', '--cluster-config-file', join(dir, `nodes-${port}.conf`), '--dir', dir]));
+      }
       const create = spawnSync('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'], {
         encoding: 'utf8',
         timeout: 30_000,
@@ -148,8 +170,7 @@ export class RedisCluster {
 export function suiteRedis(): { readonly server: RedisServer; readonly probe: Redis } {
   const suite = {} as { server: RedisServer; probe: Redis };
   beforeAll(async () => {
-    suite.server = new RedisServer(await freePort());
-    await suite.server.start();
+    suite.server = await RedisServer.launch();
     suite.probe = new Redis(suite.server.url, { retryStrategy: () => 50 });
     // Tests stop the server: the probe reconnects, and its refused attempts are no news.
     suite.probe.on('error', () => {});
