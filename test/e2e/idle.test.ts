@@ -7,11 +7,12 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
 
 describe('idleTimeout', () => {
   it('keeps a quiet client that answers pings open past several timeouts', async () => {
-    const server = await startServer({ idleTimeout: 1 });
+    // 2 s: each ping may be answered within 1 s (two sweeps), time enough on a loaded machine.
+    const server = await startServer({ idleTimeout: 2 });
     const client = await openClient(wsUrl(server, '/echo'));
     let pings = 0;
     client.ws.on('ping', () => pings++);
-    await sleep(3200);
+    await sleep(4500);
     expect(client.closeEvent).toBeNull();
     expect(client.ws.readyState).toBe(WebSocket.OPEN);
     // It stayed open because the server pinged it and the ws client answered each ping.

@@ -23,8 +23,9 @@ describe('a hung worker', () => {
     const clients = await openClientsOnEachWorker(wsUrl(server, '/'), 1);
     const stuck = clients.find((c) => c.shard === 1)!;
     stuck.client.ws.send('hang:6000');
-    // Its heartbeat is late after a second; from then on every new connection goes to worker 0.
-    await new Promise((resolve) => setTimeout(resolve, 1500));
+    // Its heartbeat is late a second after the hang begins; from then on every new connection
+    // goes to worker 0. Two seconds leave the hang a second to begin, and four to open the clients in.
+    await new Promise((resolve) => setTimeout(resolve, 2000));
     const landed: number[] = [];
     for (let i = 0; i < 8; i++) landed.push((await openShardClient(wsUrl(server, '/'), undefined)).shard);
     expect(landed).toEqual(new Array(8).fill(0));

@@ -53,10 +53,15 @@ describe('ThreadSampler', () => {
       expect(slot[Counter.LoopDelayMax]).toBeLessThan(5);
       expect(slot[Counter.LoopDelayP99]).toBeLessThanOrEqual(slot[Counter.LoopDelayMax]!);
       expect(slot[Counter.LoopDelayP50]).toBeLessThanOrEqual(slot[Counter.LoopDelayP99]!);
-      // A quiet window after it: the stall is gone from the figures (margin for a loaded machine).
-      await sleep(250);
-      sampler.sample();
-      expect(slot[Counter.LoopDelayMax]).toBeLessThan(0.3);
+      // A window after it: the stall is gone from the figures. A loaded machine may stall this
+      // window too, rarely as long; a maximum carried over from the last window never drops below it.
+      const stalled = slot[Counter.LoopDelayMax]!;
+      for (let window = 0; window < 5; window++) {
+        await sleep(250);
+        sampler.sample();
+        if (slot[Counter.LoopDelayMax]! < stalled) break;
+      }
+      expect(slot[Counter.LoopDelayMax]).toBeLessThan(stalled);
     } finally {
       sampler.stop();
     }
