@@ -13,6 +13,7 @@ const TABLE_FLAGS: readonly (readonly [flag: string, option: OptionName, raw: st
   ['unix', 'path', '/run/shardws.sock', '/run/shardws.sock'],
   ['workers', 'workers', '3', 3],
   ['backlog', 'backlog', '100', 100],
+  ['accept', 'accept', 'reuseport', 'reuseport'],
   ['max-connections', 'maxConnections', '5000', 5000],
   ['max-payload', 'maxPayloadLength', '1M', 1024 * 1024],
   ['max-frame-size', 'maxFrameSize', '64K', 64 * 1024],
