@@ -52,11 +52,14 @@ describe('rehomeSocket', () => {
     expect(await received).toBe('BEFORE THE TRANSFER; AFTER IT');
   });
 
-  it('works the same on a socket accepted in this thread (no transfer): reads, writes and half-close', async () => {
+  it('works the same on a socket accepted in this thread (no transfer): reads, writes and half-close; the server lets go of the old object', async () => {
+    let counted = -1;
     const port = await listen((accepted) => {
       const socket = rehomeSocket(accepted);
       expect(socket).not.toBe(accepted);
-      expect(accepted.destroyed).toBe(false);
+      // Its handle moved; destroying it only took it out of the server's count.
+      expect(accepted.destroyed).toBe(true);
+      server!.getConnections((_error, count) => (counted = count));
       socket.on('data', (chunk: Buffer) => socket.write(chunk));
       socket.on('end', () => socket.end());
     });
@@ -64,6 +67,7 @@ describe('rehomeSocket', () => {
     const received = readAll(client);
     client.end('x'.repeat(200_000));
     expect(await received).toBe('x'.repeat(200_000));
+    expect(counted).toBe(0);
   });
 
   it('keeps allowHalfOpen as the arrived socket had it', async () => {

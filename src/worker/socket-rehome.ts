@@ -1,8 +1,9 @@
 import { Socket } from 'node:net';
 
-/** The one internal of net.Socket this module touches: the libuv TCP handle it wraps. */
+/** The internals of net.Socket this module touches: the libuv TCP handle it wraps, and the net.Server that accepted it. */
 interface HandleHolder {
   _handle: object | null;
+  _server?: object | null;
 }
 
 /**
@@ -21,8 +22,10 @@ interface HandleHolder {
  * With `reads`, the new socket reads into that buffer (net's `onread`) instead of emitting 'data'.
  *
  * If this Node's sockets do not look like that (no `_handle`), the arrived socket is used as is.
- * Only for sockets that arrived by transfer: one accepted by a net.Server of this thread would
- * stay counted in that server's connections, since the server watches the object it created.
+ * A socket a net.Server of this thread accepted (a worker's own SO_REUSEPORT listener) moves the
+ * same way, for the reads into `reads`; that server counts the object it created until it is
+ * destroyed, so the old object is destroyed once its handle has moved (which then touches nothing
+ * but the count).
  */
 export function rehomeSocket(arrived: Socket, reads?: ReadBuffer): Socket {
   const holder = arrived as unknown as HandleHolder;
@@ -31,7 +34,9 @@ export function rehomeSocket(arrived: Socket, reads?: ReadBuffer): Socket {
   // Detach first, so nothing the old object still does (a destroy, say) can reach the handle.
   holder._handle = null;
   const options = { handle, allowHalfOpen: arrived.allowHalfOpen, readable: true, writable: true, ...(reads === undefined ? {} : { onread: reads }) };
-  return new Socket(options as ConstructorParameters<typeof Socket>[0]);
+  const socket = new Socket(options as ConstructorParameters<typeof Socket>[0]);
+  if (holder._server !== null && holder._server !== undefined) arrived.destroy();
+  return socket;
 }
 
 /** net's `onread`: reads land in `buffer`, and `callback` (called with the socket as `this`) gets them. */
