@@ -127,14 +127,15 @@ export class Http2Intake {
       refuseStream(stream, 503, 'too many handshakes in progress');
       return;
     }
-    // The primary counts sockets; the streams of one are counted here.
-    if (config.maxConnections > 0 && counters.openConnections() >= config.maxConnections) {
+    // The primary counts sockets; the streams of one are counted here, checked and counted under
+    // the workers' shared lock (streams may arrive on several workers at once).
+    if (config.maxConnections === 0) slot[Counter.Handshakes]!++;
+    else if (!counters.reserveWithin(config.maxConnections, slot)) {
       slot[Counter.Refused]!++;
       logger.warn({ remote: remoteAddress }, 'server is at maxConnections; refusing a stream with 503');
       refuseStream(stream, 503, 'server is at maxConnections');
       return;
     }
-    slot[Counter.Handshakes]!++;
     const arrived = performance.now();
     let counted = true;
     const ended = (): void => {
