@@ -356,8 +356,8 @@ export type OptionSpec = { readonly doc: string; readonly cli: string | false } 
  * through the primary, which saves its allocation and a transfer per connection. 'auto': transfer
  * where this Node can, else reuseport.
  */
-export type AcceptChoice = 'auto' | 'transfer' | 'reuseport';
-const ACCEPT_CHOICES: readonly AcceptChoice[] = ['auto', 'transfer', 'reuseport'];
+const ACCEPT_CHOICES = ['auto', 'transfer', 'reuseport'] as const;
+export type AcceptChoice = (typeof ACCEPT_CHOICES)[number];
 
 /** Workers one server runs at most (the pool's holder bitmask and the counters are sized by it). */
 export const MAX_WORKERS = 256;

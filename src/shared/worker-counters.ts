@@ -148,14 +148,19 @@ export class WorkerCounters {
   }
 
   /**
-   * Counts a handshake in `slot` if fewer than `max` sockets are open across the workers. In
-   * SO_REUSEPORT mode every worker accepts at once, and two that each checked, then counted, could
-   * both pass at max - 1: here the check and the count happen under one lock word, held for one
-   * sum over the slots. Its Atomics order the plain stores: a count made before another worker
-   * freed the lock is seen by the worker that takes it next. Closes need no lock (they only lower
-   * the sum; a late one refuses a socket that might have fit, never admits one too many).
+   * Counts a handshake in `slot` if fewer than `max` sockets are open across the workers (`max`
+   * 0: no limit, always counted). In SO_REUSEPORT mode every worker accepts at once, and two that
+   * each checked, then counted, could both pass at max - 1: here the check and the count happen
+   * under one lock word, held for one sum over the slots. Its Atomics order the plain stores: a
+   * count made before another worker freed the lock is seen by the worker that takes it next.
+   * Closes need no lock (they only lower the sum; a late one refuses a socket that might have
+   * fit, never admits one too many).
    */
   reserveWithin(max: number, slot: Float64Array): boolean {
+    if (max === 0) {
+      slot[Counter.Handshakes]!++;
+      return true;
+    }
     while (Atomics.compareExchange(this.#admission, 0, 0, 1) !== 0);
     const free = this.openConnections() < max;
     if (free) slot[Counter.Handshakes]!++;

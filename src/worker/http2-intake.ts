@@ -129,8 +129,7 @@ export class Http2Intake {
     }
     // The primary counts sockets; the streams of one are counted here, checked and counted under
     // the workers' shared lock (streams may arrive on several workers at once).
-    if (config.maxConnections === 0) slot[Counter.Handshakes]!++;
-    else if (!counters.reserveWithin(config.maxConnections, slot)) {
+    if (!counters.reserveWithin(config.maxConnections, slot)) {
       slot[Counter.Refused]!++;
       logger.warn({ remote: remoteAddress }, 'server is at maxConnections; refusing a stream with 503');
       refuseStream(stream, 503, 'server is at maxConnections');

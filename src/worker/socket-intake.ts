@@ -144,7 +144,7 @@ export class SocketIntake {
 
   /**
    * A socket from the primary (or this worker's listener): it enters as if this worker accepted it.
-   * `counted`: its handshake is already counted (the listener reserved it against maxConnections).
+   * `counted`: its handshake is already counted (the listener's, reserved against maxConnections).
    */
   adopt(arrived: Socket, counted = false): void {
     const { config, logger, slot } = this.#parts;
@@ -377,20 +377,19 @@ export class SocketIntake {
     );
   }
 
-  /** Node < 26.6: this worker accepts on the shared port itself (SO_REUSEPORT). */
+  /** `accept: 'reuseport'` (and Node < 26.6): this worker accepts on the shared port itself (SO_REUSEPORT). */
   async listenReusePort(accept: { readonly port: number; readonly host: string | undefined; readonly backlog: number }): Promise<void> {
     const { config, logger, counters, slot } = this.#parts;
     const listener = createNetServer((socket) => {
       // No primary counts for us: every worker sees every worker's counters, and takes its
       // place under their shared lock (workers accept at the same moment).
-      const max = config.maxConnections;
-      if (max > 0 && !counters.reserveWithin(max, slot)) {
+      if (!counters.reserveWithin(config.maxConnections, slot)) {
         slot[Counter.Refused]!++;
         logger.warn({ remote: socket.remoteAddress }, 'server is at maxConnections; refusing with 503');
         refuse(socket, 503, 'server is at maxConnections');
         return;
       }
-      this.adopt(socket, max > 0);
+      this.adopt(socket, true);
     });
     listener.on('error', (error) => logger.error({ err: error }, 'listener error'));
     await new Promise<void>((resolve, reject) => {
