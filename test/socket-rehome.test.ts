@@ -57,8 +57,7 @@ describe('rehomeSocket', () => {
     const port = await listen((accepted) => {
       const socket = rehomeSocket(accepted);
       expect(socket).not.toBe(accepted);
-      // Its handle moved; destroying it only took it out of the server's count.
-      expect(accepted.destroyed).toBe(true);
+      // Its handle moved, and with it the server's count of it: the server holds nothing now.
       server!.getConnections((_error, count) => (counted = count));
       socket.on('data', (chunk: Buffer) => socket.write(chunk));
       socket.on('end', () => socket.end());

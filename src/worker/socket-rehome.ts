@@ -3,7 +3,7 @@ import { Socket } from 'node:net';
 /** The internals of net.Socket this module touches: the libuv TCP handle it wraps, and the net.Server that accepted it. */
 interface HandleHolder {
   _handle: object | null;
-  _server?: object | null;
+  _server?: { _connections?: number } | null;
 }
 
 /**
@@ -24,8 +24,8 @@ interface HandleHolder {
  * If this Node's sockets do not look like that (no `_handle`), the arrived socket is used as is.
  * A socket a net.Server of this thread accepted (a worker's own SO_REUSEPORT listener) moves the
  * same way, for the reads into `reads`; that server counts the object it created until it is
- * destroyed, so the old object is destroyed once its handle has moved (which then touches nothing
- * but the count).
+ * destroyed, so the move takes it out of the count (what destroying the handle-less object would
+ * do, without its stream teardown: about 6 µs per connection in W5).
  */
 export function rehomeSocket(arrived: Socket, reads?: ReadBuffer): Socket {
   const holder = arrived as unknown as HandleHolder;
@@ -35,7 +35,8 @@ export function rehomeSocket(arrived: Socket, reads?: ReadBuffer): Socket {
   holder._handle = null;
   const options = { handle, allowHalfOpen: arrived.allowHalfOpen, readable: true, writable: true, ...(reads === undefined ? {} : { onread: reads }) };
   const socket = new Socket(options as ConstructorParameters<typeof Socket>[0]);
-  if (holder._server !== null && holder._server !== undefined) arrived.destroy();
+  const server = holder._server;
+  if (server !== null && server !== undefined && typeof server._connections === 'number') server._connections--;
   return socket;
 }
 
