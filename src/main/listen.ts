@@ -212,7 +212,9 @@ export async function listen(options: ListenOptions = {}): Promise<ShardServer> 
       return;
     }
     // The socket must go to its worker before anything reads from it: decide and transfer now.
-    if (config.maxConnections > 0 && openConnections() >= config.maxConnections) {
+    // Under the workers' admission lock: a worker turning a handshake into a connection changes
+    // two counters, and a read between them would miss the socket.
+    if (config.maxConnections > 0 && counters.admitting(config.maxConnections, openConnections) >= config.maxConnections) {
       refuseConnection(socket, 'server is at maxConnections');
       return;
     }

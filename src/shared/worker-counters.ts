@@ -161,11 +161,26 @@ export class WorkerCounters {
       slot[Counter.Handshakes]!++;
       return true;
     }
+    return this.admitting(max, () => {
+      const free = this.openConnections() < max;
+      if (free) slot[Counter.Handshakes]!++;
+      return free;
+    });
+  }
+
+  /**
+   * Runs `change` under the admission lock where there is a limit (`max` > 0): a handshake that
+   * becomes a connection counts as a connection, then stops counting as a handshake, and a worker
+   * reserving between the two would count that socket twice and refuse one that fits.
+   */
+  admitting<T>(max: number, change: () => T): T {
+    if (max === 0) return change();
     while (Atomics.compareExchange(this.#admission, 0, 0, 1) !== 0);
-    const free = this.openConnections() < max;
-    if (free) slot[Counter.Handshakes]!++;
-    Atomics.store(this.#admission, 0, 0);
-    return free;
+    try {
+      return change();
+    } finally {
+      Atomics.store(this.#admission, 0, 0);
+    }
   }
 
   /** The server-wide counters (ServerCounter), written by the primary. */

@@ -148,8 +148,10 @@ export class SocketIntake {
    */
   adopt(arrived: Socket, counted = false): void {
     const { config, logger, slot } = this.#parts;
-    slot[Counter.SocketsAdopted]!++;
+    // Counted as a handshake before it stops counting as on its way (the primary reads the two
+    // in the other order): a socket is seen twice for a moment, never not at all.
     if (!counted) slot[Counter.Handshakes]!++;
+    slot[Counter.SocketsAdopted]!++;
     if (this.#stopping) {
       slot[Counter.Handshakes]!--;
       refuse(arrived, 503, 'server shutting down');
@@ -513,10 +515,14 @@ export class SocketIntake {
   #connect(live: Duplex, tracked: Duplex, accepted: AcceptedConnection, reads: 'read-buffer' | 'data-events'): Connection {
     const parts = this.#parts;
     (live as Socket).setNoDelay?.(true);
-    const connection = new Connection(live, accepted.context, accepted, reads);
-    parts.connections.add(connection);
     // The connection counts itself when constructed: only then does the handshake stop counting.
-    const arrived = this.#handshakeEnded(tracked);
+    let arrived = -1;
+    const connection = parts.counters.admitting(parts.config.maxConnections, () => {
+      const made = new Connection(live, accepted.context, accepted, reads);
+      arrived = this.#handshakeEnded(tracked);
+      return made;
+    });
+    parts.connections.add(connection);
     if (arrived >= 0) recordValue(parts.slot, HANDSHAKE_SECONDS, (performance.now() - arrived) / 1000);
     // The 101 goes out only now: a client that reacts to it (opens another connection, say)
     // finds this one counted once, as a connection, by the primary's maxConnections check.
@@ -530,9 +536,11 @@ export class SocketIntake {
    * as a connection (maxConnections, the balancer) until both sockets are closed.
    */
   #splice(live: Duplex, tracked: Duplex, accepted: AcceptedSplice, reads: 'read-buffer' | 'data-events', early: readonly Buffer[]): Splice {
-    const slot = this.#parts.slot;
-    slot[Counter.Connections]!++;
-    this.#handshakeEnded(tracked);
+    const { slot, counters, config } = this.#parts;
+    counters.admitting(config.maxConnections, () => {
+      slot[Counter.Connections]!++;
+      this.#handshakeEnded(tracked);
+    });
     (live as Socket).setNoDelay?.(true);
     live.write(accepted.response, 'latin1');
     const splice = spliceSockets(live, reads, early, accepted.upstream, accepted.upstreamHead, this.#parts.config.idleTimeout * 1000, () => {
